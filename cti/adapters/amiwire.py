@@ -1,0 +1,163 @@
+"""The AMI wire format: bytes in, messages (header dicts) out. Pure, no I/O.
+
+AMI is line based: ``Key: Value\\r\\n`` headers, a blank line ends a message, and the
+server greets with one line (``Asterisk Call Manager/11.0.0``) before the first message.
+
+Why not panoramisk's parser (`AMIProtocol.data_received` in 1.4):
+
+* it decodes every TCP chunk on its own with ``errors='ignore'``: a Chinese character
+  split across two reads is silently dropped. Here the bytes are framed first (the
+  separator is ASCII, so it never cuts a character) and each whole message is decoded;
+* it ``strip()``s each message, so an empty value on the last line (``Key: ``) loses its
+  separator and the header disappears. Here every line is split on its first colon;
+* a trunk that sends caller names in GBK (seen in China) makes invalid UTF-8: such a
+  message is decoded with a fallback codec (gb18030 by default) instead of dropping
+  characters, and counted.
+
+A header that appears more than once (``ChanVariable``, ``Output``) becomes one value, the
+occurrences joined with a newline (a JSON trace cannot repeat keys; AMI values never
+contain a newline, so nothing is ambiguous).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+__all__ = ["BANNER_PREFIX", "AmiWireDecoder", "WireStats", "encode_action", "parse_block"]
+
+BANNER_PREFIX: Final = b"Asterisk Call Manager/"
+_SEP: Final = b"\r\n\r\n"
+# A message larger than this without a blank line is garbage (or an attack): drop it
+# instead of buffering forever. The largest real messages (Command output, QueueStatus
+# with many members) are far below it.
+MAX_MESSAGE_BYTES: Final = 4 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class WireStats:
+    """Counters of what the decoder had to repair or drop (exported as metrics)."""
+
+    messages: int = 0
+    fallback_decoded: int = 0
+    replaced_chars: int = 0
+    garbage_blocks: int = 0
+    oversized_dropped: int = 0
+    lines_without_colon: int = 0
+    bytes_in: int = 0
+    last_garbage: list[str] = field(default_factory=list)
+
+
+def parse_block(text: str, stats: WireStats | None = None) -> dict[str, str] | None:
+    """Parse one message (without its terminating blank line) into headers.
+
+    Returns None for a block that has no header at all (noise between messages).
+    """
+    headers: dict[str, str] = {}
+    for line in text.split("\r\n"):
+        if not line:
+            continue
+        key, sep, value = line.partition(":")
+        if not sep or not key:
+            if stats is not None:
+                stats.lines_without_colon += 1
+            continue
+        # AMI writes "Key: Value"; strip exactly the one space after the colon so a value's
+        # own leading/trailing blanks survive and "Key: " stays an empty value.
+        if value[:1] == " ":
+            value = value[1:]
+        old = headers.get(key)
+        headers[key] = value if old is None else old + "\n" + value
+    return headers or None
+
+
+class AmiWireDecoder:
+    """Incremental decoder of an AMI byte stream.
+
+    Feed it whatever the socket returns, at any chunk boundary; it returns the complete
+    messages in order. The greeting line is stored in :attr:`banner`.
+    """
+
+    def __init__(self, *, fallback_encoding: str = "gb18030", expect_banner: bool = True) -> None:
+        self._buf = bytearray()
+        self._fallback = fallback_encoding
+        self.banner: str | None = None if expect_banner else ""
+        self.stats = WireStats()
+
+    def feed(self, data: bytes) -> list[dict[str, str]]:
+        """Add bytes; return every message completed by them (possibly none)."""
+        buf = self._buf
+        buf += data
+        self.stats.bytes_in += len(data)
+        if self.banner is None and not self._take_banner():
+            return []
+        end = buf.rfind(_SEP)
+        if end < 0:
+            if len(buf) > MAX_MESSAGE_BYTES:
+                self.stats.oversized_dropped += 1
+                buf.clear()
+            return []
+        chunk = bytes(buf[:end])
+        del buf[: end + len(_SEP)]
+        out: list[dict[str, str]] = []
+        for raw in chunk.split(_SEP):
+            msg = self._decode(raw)
+            if msg is not None:
+                out.append(msg)
+        return out
+
+    def _take_banner(self) -> bool:
+        buf = self._buf
+        nl = buf.find(b"\r\n")
+        if nl < 0:
+            if len(buf) > 1024:  # no banner line in sight: not an AMI server, treat as data
+                self.banner = ""
+                return True
+            return False
+        line = bytes(buf[:nl])
+        if line.startswith(BANNER_PREFIX):
+            self.banner = line.decode("ascii", "replace")
+            del buf[: nl + 2]
+        else:
+            self.banner = ""
+        return True
+
+    def _decode(self, raw: bytes) -> dict[str, str] | None:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            try:
+                text = raw.decode(self._fallback)
+                self.stats.fallback_decoded += 1
+            except (UnicodeDecodeError, LookupError):
+                text = raw.decode("utf-8", "replace")
+                self.stats.replaced_chars += text.count("\ufffd")
+        msg = parse_block(text, self.stats)
+        if msg is None:
+            if raw.strip():
+                self.stats.garbage_blocks += 1
+                self._remember_garbage(raw)
+            return None
+        self.stats.messages += 1
+        return msg
+
+    def _remember_garbage(self, raw: bytes) -> None:
+        keep = self.stats.last_garbage
+        keep.append(raw[:200].decode("utf-8", "replace"))
+        del keep[:-5]
+
+
+def encode_action(headers: dict[str, str | list[str]]) -> bytes:
+    """Serialize an action. Refuses CR/LF in names and values: an AMI header injection
+    (a caller name or a pushed field reaching an Originate) could run any action.
+    """
+    lines: list[str] = []
+    for key, value in headers.items():
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if "\r" in key or "\n" in key or ":" in key or "\r" in v or "\n" in v:
+                msg = f"AMI header {key!r} contains a line break or colon: refused"
+                raise ValueError(msg)
+            lines.append(f"{key}: {v}\r\n")
+    lines.append("\r\n")
+    return "".join(lines).encode("utf-8")

@@ -1,0 +1,161 @@
+"""The ``cti`` command.
+
+Subcommands::
+
+    cti run [-c FILE]                  run the daemon
+    cti check-config [-c FILE]         validate the configuration, print every problem
+    cti record [-c FILE] -o OUT [--node NAME] [--duration SECONDS]
+                                       record AMI traffic as JSON Lines (a trace)
+    cti config-schema                  print the JSON schema of the configuration file
+    cti --version
+
+The configuration file is ``-c FILE``, else ``$CTI_CONFIG``, else ``config/cti.yaml``.
+
+Exit codes:
+    0    success
+    2    configuration or usage error (every problem is printed on stderr,
+         one per line, prefixed ``config error:``)
+    3    cannot reach or log in to Asterisk at start
+    130  interrupted (Ctrl-C)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Final
+
+from cti.logs import configure_logging
+from cti.settings import (
+    ConfigError,
+    Settings,
+    load_settings,
+    resolve_config_path,
+    settings_json_schema,
+)
+
+__all__ = ["EXIT_AMI_UNREACHABLE", "EXIT_CONFIG", "EXIT_INTERRUPTED", "EXIT_OK", "main"]
+
+EXIT_OK: Final = 0
+EXIT_CONFIG: Final = 2
+EXIT_AMI_UNREACHABLE: Final = 3
+EXIT_INTERRUPTED: Final = 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``cti`` command with *argv* (default ``sys.argv[1:]``); return the exit code."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors: argparse wants to exit
+        return exc.code if isinstance(exc.code, int) else EXIT_CONFIG
+    command: str = args.command
+    if command == "config-schema":
+        print(json.dumps(settings_json_schema(), indent=2, ensure_ascii=False))
+        return EXIT_OK
+    if command == "check-config":
+        return _check_config(args.config)
+    if command == "run":
+        return _run(args.config)
+    return _record(args)  # the only command left: argparse has checked the choices
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cti", description="CTI server of the 12345 government service hotline."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="configuration file (default: $CTI_CONFIG, else config/cti.yaml)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("run", parents=[config], help="run the daemon")
+    sub.add_parser("check-config", parents=[config], help="validate the configuration and exit")
+    record = sub.add_parser("record", parents=[config], help="record AMI traffic (JSON Lines)")
+    record.add_argument("-o", "--output", type=Path, required=True, metavar="OUT")
+    record.add_argument("--node", metavar="NAME", help="AMI node (default: the first)")
+    record.add_argument(
+        "--duration", type=_positive_seconds, metavar="SECONDS", help="stop after this long"
+    )
+    sub.add_parser("config-schema", help="print the JSON schema of the configuration file")
+    return parser
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        msg = f"not a positive number of seconds: {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _version() -> str:
+    try:
+        return metadata.version("hotline-cti")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _load(config: Path | None) -> Settings | None:
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"config error: {problem}", file=sys.stderr)
+        return None
+
+
+def _check_config(config: Path | None) -> int:
+    path = resolve_config_path(config)
+    settings = _load(path)
+    if settings is None:
+        return EXIT_CONFIG
+    nodes = ", ".join(f"{n.name}@{n.host}:{n.port}" for n in settings.ami.nodes)
+    print(f"OK: {path}: {len(settings.ami.nodes)} Asterisk node(s): {nodes}")
+    return EXIT_OK
+
+
+def _run(config: Path | None) -> int:
+    settings = _load(config)
+    if settings is None:
+        return EXIT_CONFIG
+    configure_logging(settings.logging)
+    from cti import app  # noqa: PLC0415 -- lazy: the daemon's imports only for `run`
+
+    try:
+        return asyncio.run(app.run(settings))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def _record(args: argparse.Namespace) -> int:
+    settings = _load(args.config)
+    if settings is None:
+        return EXIT_CONFIG
+    names = [node.name for node in settings.ami.nodes]
+    if args.node is not None and args.node not in names:
+        print(
+            f"config error: --node {args.node!r}: no such node in ami.nodes "
+            f"(nodes: {', '.join(names)})",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    configure_logging(settings.logging)
+    from cti.record import record  # noqa: PLC0415 -- lazy, like `run`
+
+    try:
+        return asyncio.run(record(settings, args.output, node=args.node, duration=args.duration))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED

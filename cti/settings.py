@@ -1,0 +1,578 @@
+"""The configuration schema: layered, typed, validated and frozen.
+
+Layers, lowest first: the defaults below < the YAML file (``config/cti.yaml``) < the
+environment (``CTI_…``, mostly secrets). :func:`load_settings` merges them and validates the
+result with pydantic; every problem is reported at once as a :class:`ConfigProblem` that
+names the dotted field path and the YAML line, so a typo is an error, never a silent default.
+
+Each adapter receives its own section (``settings.ami``, ``settings.mqtt``, …); there is no
+global configuration object.
+"""
+
+from __future__ import annotations
+
+import codecs
+import difflib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, TypeAlias, get_args
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "AmiNode",
+    "AmiSettings",
+    "ConfigError",
+    "ConfigProblem",
+    "DatabaseSettings",
+    "LoggingSettings",
+    "MqttSettings",
+    "Settings",
+    "load_settings",
+    "node_secret_env_var",
+    "resolve_config_path",
+    "settings_json_schema",
+]
+
+DEFAULT_CONFIG_PATH: Final = Path("config/cti.yaml")
+"""Used when neither ``-c FILE`` nor ``$CTI_CONFIG`` names a file; relative to the cwd."""
+
+_FROZEN: Final = ConfigDict(frozen=True, extra="forbid")
+_DB_SCHEMES: Final = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
+_AMI_KEY_HINT: Final = (
+    "set CTI_AMI_SECRET (every node) or {var} (this node) in the environment, "
+    "or `secret:` in the file (quoted)"
+)
+
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+def node_secret_env_var(name: str) -> str:
+    """Name of the environment variable holding the AMI secret of node *name*.
+
+    ``main`` -> ``CTI_AMI_SECRET_MAIN``, ``pbx-2`` -> ``CTI_AMI_SECRET_PBX_2``.
+    """
+    return "CTI_AMI_SECRET_" + name.upper().replace("-", "_")
+
+
+# --------------------------------------------------------------------------- schema
+
+
+class AmiNode(BaseModel):
+    """One Asterisk server reached over AMI."""
+
+    model_config = _FROZEN
+
+    name: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9_-]*$",
+        max_length=32,
+        description="Short id of this Asterisk node (lower-case slug), used in logs and env vars.",
+    )
+    host: str = Field(default="127.0.0.1", min_length=1, description="AMI host.")
+    port: int = Field(default=5038, ge=1, le=65535, description="AMI TCP port.")
+    username: str = Field(min_length=1, description="AMI user ([section] in manager.conf).")
+    secret: SecretStr = Field(
+        min_length=1,
+        description="AMI secret. In production set it with CTI_AMI_SECRET or "
+        "CTI_AMI_SECRET_<NODE> instead of writing it in the file.",
+    )
+    connect_timeout: Seconds = Field(default=5.0, description="TCP connect + login timeout, s.")
+    action_timeout: Seconds = Field(default=10.0, description="Wait for an action's reply, s.")
+    ping_interval: Seconds = Field(default=10.0, description="Send an AMI Ping this often, s.")
+    ping_timeout: Seconds = Field(
+        default=5.0,
+        validate_default=True,  # so the check against ping_interval also runs on the default
+        description="No Pong within this time means a dead connection, s (< ping_interval).",
+    )
+    reconnect_min: Seconds = Field(default=0.5, description="First reconnect delay, s.")
+    reconnect_max: Seconds = Field(
+        default=30.0, validate_default=True, description="Cap of the reconnect delay, s."
+    )
+    encoding_fallback: str = Field(
+        default="gb18030",
+        description="Codec for AMI bytes that are not valid UTF-8 (old trunks send GBK).",
+    )
+
+    @field_validator("ping_timeout")
+    @classmethod
+    def _ping_timeout_below_interval(cls, value: float, info: ValidationInfo) -> float:
+        interval = info.data.get("ping_interval")
+        if interval is not None and value >= interval:
+            msg = f"must be less than ping_interval ({interval:g})"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("reconnect_max")
+    @classmethod
+    def _reconnect_max_not_below_min(cls, value: float, info: ValidationInfo) -> float:
+        low = info.data.get("reconnect_min")
+        if low is not None and value < low:
+            msg = f"must be at least reconnect_min ({low:g})"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("encoding_fallback")
+    @classmethod
+    def _known_text_codec(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+            # lookup() also accepts bytes-to-bytes codecs (base64, zlib); decode() does not.
+            b"a".decode(value, "replace")
+        except LookupError as exc:
+            msg = f"unknown text encoding {value!r} ({exc})"
+            raise ValueError(msg) from exc
+        return value
+
+
+class AmiSettings(BaseModel):
+    """The Asterisk Manager Interface connections."""
+
+    model_config = _FROZEN
+
+    # "at least one" is checked in _check_nodes, not with min_length: pydantic would also
+    # report "0 items" for a list whose only node has an error.
+    nodes: tuple[AmiNode, ...] = Field(
+        description="Asterisk nodes, one or more.", json_schema_extra={"minItems": 1}
+    )
+    event_queue_size: int = Field(
+        default=10000,
+        ge=100,
+        description="Bound of the queue between panoramisk's callback and the core.",
+    )
+
+    @field_validator("nodes")
+    @classmethod
+    def _check_nodes(cls, nodes: tuple[AmiNode, ...]) -> tuple[AmiNode, ...]:
+        if not nodes:
+            msg = "at least one node is needed"
+            raise ValueError(msg)
+        seen: dict[str, int] = {}
+        env_seen: dict[str, int] = {}
+        for index, node in enumerate(nodes):
+            if node.name in seen:
+                msg = f"duplicate node name {node.name!r} (nodes {seen[node.name]} and {index})"
+                raise ValueError(msg)
+            seen[node.name] = index
+            var = node_secret_env_var(node.name)
+            if var in env_seen:
+                msg = (
+                    f"node names {nodes[env_seen[var]].name!r} and {node.name!r} "
+                    f"share the environment variable {var}"
+                )
+                raise ValueError(msg)
+            env_seen[var] = index
+        return nodes
+
+
+class MqttSettings(BaseModel):
+    """The MQTT broker (screen-pops, seat state, agent commands)."""
+
+    model_config = _FROZEN
+
+    host: str = Field(default="127.0.0.1", min_length=1, description="Broker host.")
+    port: int = Field(default=1883, ge=1, le=65535, description="Broker TCP port.")
+    username: str | None = Field(default=None, description="Broker user, if it wants one.")
+    password: SecretStr | None = Field(
+        default=None, description="Broker password; better set with CTI_MQTT_PASSWORD."
+    )
+    prefix: str = Field(
+        default="cti",
+        min_length=1,
+        description="Topic prefix: topics are <prefix>/seats/{seat}/pop, …",
+    )
+    client_id: str = Field(default="hotline-cti", min_length=1, description="MQTT client id.")
+    keepalive: int = Field(default=30, ge=1, le=65535, description="MQTT keepalive, s.")
+
+    @field_validator("password")
+    @classmethod
+    def _password_needs_username(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        # paho (under aiomqtt) silently drops a password that has no username.
+        if value is not None and info.data.get("username") is None and "username" in info.data:
+            msg = "a password needs a username (mqtt.username)"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _plain_topic_prefix(cls, value: str) -> str:
+        if "#" in value or "+" in value:
+            msg = "must not contain the MQTT wildcards '#' or '+'"
+            raise ValueError(msg)
+        if value.startswith("/") or value.endswith("/"):
+            msg = "must not start or end with '/'"
+            raise ValueError(msg)
+        return value
+
+
+class DatabaseSettings(BaseModel):
+    """Call records and audit trail."""
+
+    model_config = _FROZEN
+
+    url: str = Field(
+        default="sqlite+aiosqlite:////var/lib/hotline-cti/cti.db",
+        description="SQLAlchemy async URL: sqlite+aiosqlite:////abs/path.db (4 slashes = "
+        "absolute path) or postgresql+asyncpg://user@host/db.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        if not value.startswith(_DB_SCHEMES):
+            msg = "must start with " + " or ".join(_DB_SCHEMES)
+            raise ValueError(msg)
+        return value
+
+
+class LoggingSettings(BaseModel):
+    """Log output (structlog)."""
+
+    model_config = _FROZEN
+
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Lowest level written."
+    )
+    format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="auto: JSON when stderr is not a terminal, else console."
+    )
+    mask_numbers: bool = Field(
+        default=True, description="Mask phone numbers in logs (personal data)."
+    )
+
+    @field_validator("level", "format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+
+class Settings(BaseModel):
+    """The whole configuration of the daemon."""
+
+    model_config = _FROZEN
+
+    ami: AmiSettings
+    mqtt: MqttSettings = MqttSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+
+def settings_json_schema() -> dict[str, Any]:
+    """JSON schema of the configuration file, for an editor (yaml-language-server)."""
+    schema = Settings.model_json_schema()
+    schema["title"] = "hotline-cti configuration (config/cti.yaml)"
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    """One thing wrong with the configuration.
+
+    Attributes:
+        path: dotted field path (``ami.nodes.0.secret``), or the file name for problems
+            with the file as a whole (missing, not YAML).
+        message: what is wrong, in pydantic's words plus a hint where one helps.
+        line: 1-based line in the YAML file of the key, or of its nearest existing ancestor
+            when the key itself is missing; ``None`` when the value came from elsewhere.
+    """
+
+    path: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f" (line {self.line})" if self.line is not None else ""
+        return f"{self.path}: {self.message}{where}"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; :attr:`problems` lists every reason."""
+
+    def __init__(self, problems: list[ConfigProblem], *, path: Path | None = None) -> None:
+        self.problems = problems
+        self.path = path
+        head = f"{len(problems)} configuration problem(s)" + (f" in {path}" if path else "")
+        super().__init__("\n  ".join([head + ":", *map(str, problems)]))
+
+
+# --------------------------------------------------------------------------- loading
+
+_Loc: TypeAlias = tuple[str | int, ...]
+_MERGE_TAG: Final = "tag:yaml.org,2002:merge"
+
+
+def resolve_config_path(path: Path | None, env: Mapping[str, str] | None = None) -> Path:
+    """The file to read: *path*, else ``$CTI_CONFIG``, else ``config/cti.yaml`` (cwd)."""
+    if path is not None:
+        return path
+    env = os.environ if env is None else env
+    from_env = env.get("CTI_CONFIG")
+    return Path(from_env) if from_env else DEFAULT_CONFIG_PATH
+
+
+def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read, layer and validate the configuration.
+
+    Args:
+        path: the YAML file; ``None`` means ``$CTI_CONFIG`` or ``config/cti.yaml``.
+        env: the environment to take ``CTI_…`` overrides from (default ``os.environ``).
+
+    Raises:
+        ConfigError: with every problem found (file, YAML syntax, or validation).
+    """
+    env = os.environ if env is None else env
+    file = resolve_config_path(path, env)
+    data, lines, duplicates = _read(file)
+
+    problems = [
+        ConfigProblem(_dotted(loc), "duplicate key (the later one would win silently)", line)
+        for loc, line in duplicates
+    ]
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        problems.append(ConfigProblem(str(file), "the top level must be a mapping (key: value)", 1))
+        raise ConfigError(problems, path=file)
+
+    for section in Settings.model_fields:
+        # `mqtt:` with every line below it commented out reads as null: mean the defaults.
+        if section in data and data[section] is None:
+            data[section] = {}
+    env_sources = _apply_env(data, env, problems)
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        names = _node_names(data)
+        problems.extend(_problem(err, lines, env_sources, names) for err in exc.errors())
+    if problems:
+        problems.sort(key=lambda p: (p.line is None, p.line or 0))
+        raise ConfigError(problems, path=file)
+    return settings
+
+
+def _read(file: Path) -> tuple[Any, dict[_Loc, int], list[tuple[_Loc, int]]]:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        problem = ConfigProblem(str(file), "file not found (pass -c FILE or set CTI_CONFIG)")
+        raise ConfigError([problem], path=file) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigProblem(str(file), f"cannot read: {exc}")], path=file) from exc
+    try:
+        return _parse_yaml(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        what = " ".join(part for part in (exc.context, exc.problem) if part)
+        problem = ConfigProblem(
+            str(file), f"YAML syntax error: {what}", mark.line + 1 if mark else None
+        )
+        raise ConfigError([problem], path=file) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError([ConfigProblem(str(file), f"YAML error: {exc}")], path=file) from exc
+
+
+def _parse_yaml(text: str) -> tuple[Any, dict[_Loc, int], list[tuple[_Loc, int]]]:
+    """``yaml.safe_load`` that also returns the line of every key and sequence item."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        lines: dict[_Loc, int] = {}
+        duplicates: list[tuple[_Loc, int]] = []
+        if node is not None:
+            # Walk before constructing: construction flattens `<<` merges in place.
+            _index_lines(node, (), lines, duplicates, set())
+        data = loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
+    return data, lines, duplicates
+
+
+def _index_lines(
+    node: yaml.Node,
+    loc: _Loc,
+    lines: dict[_Loc, int],
+    duplicates: list[tuple[_Loc, int]],
+    active: set[int],
+) -> None:
+    if id(node) in active:  # a recursive alias; pydantic will complain about it
+        return
+    active.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
+                continue
+            child = (*loc, key_node.value)
+            if child in lines:
+                duplicates.append((child, key_node.start_mark.line + 1))
+                continue
+            lines[child] = key_node.start_mark.line + 1
+            _index_lines(value_node, child, lines, duplicates, active)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            child = (*loc, index)
+            lines[child] = item.start_mark.line + 1
+            _index_lines(item, child, lines, duplicates, active)
+    active.discard(id(node))
+
+
+def _apply_env(
+    data: dict[str, Any], env: Mapping[str, str], problems: list[ConfigProblem]
+) -> dict[_Loc, str]:
+    """Layer the ``CTI_…`` variables over *data* in place; return {path: variable}."""
+    sources: dict[_Loc, str] = {}
+
+    def put(loc: tuple[str, ...], var: str) -> None:
+        if var not in env:
+            return
+        target: Any = data
+        for key in loc[:-1]:
+            target = target.setdefault(key, {})
+            if not isinstance(target, dict):
+                return  # the file has a wrong shape there; validation reports it
+        target[loc[-1]] = env[var]
+        sources[loc] = var
+
+    put(("mqtt", "password"), "CTI_MQTT_PASSWORD")
+    put(("database", "url"), "CTI_DATABASE_URL")
+    put(("logging", "level"), "CTI_LOG_LEVEL")
+
+    ami = data.get("ami")
+    nodes = ami.get("nodes") if isinstance(ami, dict) else None
+    if not isinstance(nodes, list):
+        return sources
+    claimed: set[str] = set()
+    for index, node in enumerate(nodes):
+        if not isinstance(node, dict):
+            continue
+        name = node.get("name")
+        var = node_secret_env_var(name) if isinstance(name, str) else None
+        if var is not None and var in env:
+            node["secret"] = env[var]
+            claimed.add(var)
+        elif node.get("secret") is None and "CTI_AMI_SECRET" in env:
+            node["secret"] = env["CTI_AMI_SECRET"]
+            var = "CTI_AMI_SECRET"
+        else:
+            continue
+        sources["ami", "nodes", index, "secret"] = var
+    names = sorted(
+        n["name"] for n in nodes if isinstance(n, dict) and isinstance(n.get("name"), str)
+    )
+    problems.extend(
+        ConfigProblem(var, f"matches no node in ami.nodes (nodes: {', '.join(names) or 'none'})")
+        for var in sorted(env)
+        if var.startswith("CTI_AMI_SECRET_") and var not in claimed
+    )
+    return sources
+
+
+def _node_names(data: Mapping[str, Any]) -> dict[int, str]:
+    ami = data.get("ami")
+    nodes = ami.get("nodes") if isinstance(ami, dict) else None
+    if not isinstance(nodes, list):
+        return {}
+    return {
+        index: node["name"]
+        for index, node in enumerate(nodes)
+        if isinstance(node, dict) and isinstance(node.get("name"), str)
+    }
+
+
+def _problem(
+    error: Any,
+    lines: Mapping[_Loc, int],
+    env_sources: Mapping[_Loc, str],
+    node_names: Mapping[int, str],
+) -> ConfigProblem:
+    loc: _Loc = tuple(error["loc"])
+    message: str = error["msg"].removeprefix("Value error, ")
+    kind: str = error["type"]
+    var = next((v for src, v in env_sources.items() if loc[: len(src)] == src), None)
+
+    if kind == "extra_forbidden":
+        fields = _fields_at(loc[:-1])
+        guess = difflib.get_close_matches(str(loc[-1]), fields, n=1, cutoff=0.6)
+        if guess:
+            message += f" (did you mean {guess[0]!r}?)"
+    elif _is_node_secret(loc):
+        name = node_names.get(loc[2]) if isinstance(loc[2], int) else None
+        per_node = node_secret_env_var(name) if name else "CTI_AMI_SECRET_<NODE>"
+        message += "; " + _AMI_KEY_HINT.format(var=per_node)
+    elif kind != "missing" and not _is_secret(loc):
+        shown = _short(error.get("input"))
+        if shown is not None:
+            message += f" (got {shown})"
+
+    if var is not None:
+        return ConfigProblem(_dotted(loc), f"{message} (from ${var})", None)
+    return ConfigProblem(_dotted(loc), message, _line_of(loc, lines))
+
+
+def _is_node_secret(loc: _Loc) -> bool:
+    return len(loc) == 4 and loc[:2] == ("ami", "nodes") and loc[3] == "secret"
+
+
+def _is_secret(loc: _Loc) -> bool:
+    return bool(loc) and loc[-1] in {"secret", "password"}
+
+
+def _short(value: object) -> str | None:
+    if isinstance(value, bool | int | float) or value is None:
+        return repr(value)
+    if isinstance(value, str):
+        return repr(value if len(value) <= 40 else value[:37] + "...")
+    return None
+
+
+def _dotted(loc: Sequence[str | int]) -> str:
+    return ".".join(map(str, loc)) or "<top level>"
+
+
+def _line_of(loc: _Loc, lines: Mapping[_Loc, int]) -> int | None:
+    for end in range(len(loc), 0, -1):
+        line = lines.get(loc[:end])
+        if line is not None:
+            return line
+    return None
+
+
+def _fields_at(loc: _Loc) -> list[str]:
+    """Field names of the model found at *loc* (``("ami", "nodes", 0)`` -> AmiNode's)."""
+    model: type[BaseModel] = Settings
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        found = _model_in(field.annotation) if field is not None else None
+        if found is None:
+            return []
+        model = found
+    return list(model.model_fields)
+
+
+def _model_in(annotation: object) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,69 @@
+"""Shared fixtures. Tests marked `realserver` need the testbed (scripts/testbed up).
+
+They never skip: a run without the real Asterisk/Mosquitto fails loudly, because a green
+run that skipped them proves little.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from cti.settings import AmiNode
+
+PROJECT = Path(__file__).resolve().parent.parent
+TESTBED = PROJECT / "scripts" / "testbed"
+
+# the testbed's fixed, loopback-only endpoints (asterisk-sample/manager.conf, scripts/testbed)
+AMI_HOST = "127.0.0.1"
+AMI_PORT = 5038
+AMI_USER = "cti"
+AMI_SECRET = "ctisecret"
+MQTT_HOST = "127.0.0.1"
+MQTT_PORT = int(os.environ.get("MQTT_PORT", "1883"))
+
+
+@pytest.fixture(scope="session")
+def testbed() -> None:
+    """Fail (not skip) when the real servers are not up."""
+    res = subprocess.run([str(TESTBED), "status"], capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        pytest.fail(
+            "the real testbed is not running (run `scripts/testbed up`, or `scripts/dev test` "
+            f"which does it):\n{res.stdout}{res.stderr}",
+            pytrace=False,
+        )
+
+
+def bed_node(**kw: object) -> AmiNode:
+    base: dict[str, object] = {
+        "name": "main",
+        "host": AMI_HOST,
+        "port": AMI_PORT,
+        "username": AMI_USER,
+        "secret": AMI_SECRET,
+        "connect_timeout": 5.0,
+        "action_timeout": 5.0,
+        "ping_interval": 2.0,
+        "ping_timeout": 1.0,
+        "reconnect_min": 0.2,
+        "reconnect_max": 1.0,
+    }
+    base.update(kw)
+    return AmiNode.model_validate(base)
+
+
+def unique(prefix: str = "t") -> str:
+    """A unique id for channel ids / MQTT topics of one test."""
+    return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+def bed_cli(command: str) -> str:
+    res = subprocess.run(
+        [str(TESTBED), "cli", command], capture_output=True, text=True, check=True, timeout=30
+    )
+    return res.stdout
