@@ -43,6 +43,7 @@ from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
 from cti.adapters.amiwire import AmiWireDecoder, encode_action
+from cti.adapters.backoff import backoff_delay
 from cti.events import (
     AmiConnected,
     AmiDisconnected,
@@ -67,7 +68,6 @@ __all__ = [
     "AmiReply",
     "EventQueue",
     "QueueItem",
-    "backoff_delay",
 ]
 
 QueueItem = AmiEvent | ConnectionEvent
@@ -257,15 +257,6 @@ class _AmiProtocol(AMIProtocol):  # type: ignore[misc]  # panoramisk is untyped
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._client._on_connection_lost(exc)  # noqa: SLF001
-
-
-# --------------------------------------------------------------------------- backoff
-
-
-def backoff_delay(attempt: int, low: float, high: float, rng: random.Random | None = None) -> float:
-    """Capped exponential backoff with full jitter: uniform(low, min(high, low * 2**attempt))."""
-    top = min(high, low * (2 ** min(attempt, 30)))
-    return (rng or random).uniform(low, max(low, top))
 
 
 # --------------------------------------------------------------------------- client

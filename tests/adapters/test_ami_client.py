@@ -18,8 +18,8 @@ from cti.adapters.ami import (
     AmiNotConnectedError,
     EventQueue,
     QueueItem,
-    backoff_delay,
 )
+from cti.adapters.backoff import backoff_delay
 from cti.events import (
     AmiConnected,
     AmiDisconnected,

@@ -1,0 +1,257 @@
+"""MQTT adapter: screen-pops and state out, agent commands in, over one supervised client.
+
+The core never awaits the broker: :meth:`MqttAdapter.publish` is synchronous and puts the
+message in an in-memory outbox that a sender task drains. While the broker is away the
+outbox keeps what it can:
+
+* **retained** messages (seat state, queue snapshot) are coalesced per topic: only the
+  newest state of a topic matters, so a long outage costs one slot per topic;
+* other messages (pops, call events) queue in order up to ``max_outbox``; beyond that the
+  oldest is dropped, counted and logged at error level.
+
+A message whose publish failed with the connection goes back to the head of the outbox
+and is sent again after the reconnect (QoS 1 is "at least once" anyway: every payload
+the daemon publishes carries an id so receivers de-duplicate).
+
+The client announces itself on ``<prefix>/status`` (retained ``{"online": true}``), with
+a last will of ``{"online": false}``, so seats and supervisors see a dead daemon.
+Reconnects use capped exponential backoff with full jitter (aiomqtt 2.x pattern: the
+``async with client`` inside ``while True … except MqttError``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import aiomqtt
+import structlog
+
+from cti.adapters.backoff import backoff_delay
+from cti.settings import MqttSettings
+
+__all__ = ["Incoming", "MqttAdapter", "Outbox", "Outgoing"]
+
+PUBLISH_TIMEOUT: Final = 10.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outgoing:
+    """A message to publish; `topic` is relative to the configured prefix."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Incoming:
+    """A message received on a subscribed topic; `topic` is relative to the prefix."""
+
+    topic: str
+    payload: bytes
+    received: float
+
+
+class Outbox:
+    """Bounded outbox: retained messages coalesced by topic, the rest FIFO."""
+
+    def __init__(self, max_items: int, *, log: Any) -> None:
+        self._retained: OrderedDict[str, Outgoing] = OrderedDict()
+        self._fifo: deque[Outgoing] = deque()
+        self._max = max_items
+        self._log = log
+        self._ready = asyncio.Event()
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._retained) + len(self._fifo)
+
+    def put(self, msg: Outgoing) -> None:
+        if msg.retain:
+            self._retained.pop(msg.topic, None)
+            self._retained[msg.topic] = msg
+        else:
+            if len(self._fifo) >= self._max:
+                old = self._fifo.popleft()
+                self.dropped += 1
+                if self.dropped == 1 or self.dropped % 1000 == 0:
+                    self._log.error(
+                        "mqtt_outbox_full",
+                        dropped=self.dropped,
+                        topic=old.topic,
+                        max_items=self._max,
+                    )
+            self._fifo.append(msg)
+        self._ready.set()
+
+    def put_front(self, msg: Outgoing) -> None:
+        """Give back a message whose publish failed, so it goes first after a reconnect."""
+        if msg.retain:
+            if msg.topic not in self._retained:  # a newer state of the topic wins
+                self._retained[msg.topic] = msg
+                self._retained.move_to_end(msg.topic, last=False)
+        else:
+            self._fifo.appendleft(msg)
+        self._ready.set()
+
+    async def get(self) -> Outgoing:
+        while not (self._retained or self._fifo):
+            self._ready.clear()
+            await self._ready.wait()
+        # state first: a seat's screen must show the right state before the next pop
+        if self._retained:
+            return self._retained.popitem(last=False)[1]
+        return self._fifo.popleft()
+
+
+class MqttAdapter:
+    """One supervised MQTT connection for the whole daemon."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        *,
+        subscriptions: Sequence[str] = (),
+        on_message: Callable[[Incoming], None] | None = None,
+        log: Any = None,
+        max_outbox: int = 10_000,
+        reconnect_min: float = 0.5,
+        reconnect_max: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._s = settings
+        self._subs = tuple(subscriptions)
+        self._on_message = on_message
+        self._log = (log or structlog.get_logger("cti.mqtt")).bind(
+            broker=f"{settings.host}:{settings.port}"
+        )
+        self._outbox = Outbox(max_outbox, log=self._log)
+        self._reconnect = (reconnect_min, reconnect_max)
+        self._clock = clock
+        self._rng = random.Random()  # noqa: S311 - jitter, not crypto
+        self._connected = asyncio.Event()
+        self.published = 0
+        self.received = 0
+        self.bad_messages = 0
+
+    # ------------------------------------------------------------------ API
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._outbox)
+
+    def topic(self, relative: str) -> str:
+        return f"{self._s.prefix}/{relative}"
+
+    async def wait_connected(self) -> None:
+        await self._connected.wait()
+
+    def publish(
+        self, topic: str, payload: Mapping[str, Any] | bytes, *, retain: bool = False, qos: int = 1
+    ) -> None:
+        """Queue a message (never blocks). `payload` dicts are sent as UTF-8 JSON."""
+        data = (
+            payload
+            if isinstance(payload, bytes)
+            else json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        )
+        self._outbox.put(Outgoing(topic=topic, payload=data, qos=qos, retain=retain))
+
+    async def run(self) -> None:
+        """Connect, serve and reconnect forever."""
+        attempt = 0
+        while True:
+            was_up = False
+            try:
+                await self._session()
+            except* aiomqtt.MqttError as group:
+                # the session's TaskGroup wraps the error of whichever loop saw it first
+                self._log.warning(
+                    "mqtt_disconnected",
+                    error=str(group.exceptions[0]),
+                    attempt=attempt,
+                    backlog=len(self._outbox),
+                )
+            finally:
+                was_up = self._connected.is_set()
+                self._connected.clear()
+            if was_up:
+                attempt = 0
+            delay = backoff_delay(attempt, *self._reconnect, self._rng)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    # ------------------------------------------------------------------ session
+
+    async def _session(self) -> None:
+        """One connection's life; it only ever ends with an MqttError (or cancellation)."""
+        s = self._s
+        status = self.topic("status")
+        will = aiomqtt.Will(status, b'{"online":false}', qos=1, retain=True)
+        async with aiomqtt.Client(
+            s.host,
+            s.port,
+            username=s.username,
+            password=s.password.get_secret_value() if s.password else None,
+            identifier=s.client_id,
+            keepalive=s.keepalive,
+            will=will,
+            timeout=PUBLISH_TIMEOUT,
+        ) as client:
+            await client.publish(status, b'{"online":true}', qos=1, retain=True)
+            for sub in self._subs:
+                await client.subscribe(self.topic(sub), qos=1)
+            self._connected.set()
+            self._log.info(
+                "mqtt_connected", subscriptions=list(self._subs), backlog=len(self._outbox)
+            )
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._send_loop(client), name="adapter.mqtt.send")
+                tg.create_task(self._receive_loop(client), name="adapter.mqtt.receive")
+
+    async def _send_loop(self, client: aiomqtt.Client) -> None:
+        while True:
+            msg = await self._outbox.get()
+            try:
+                await client.publish(
+                    self.topic(msg.topic),
+                    msg.payload,
+                    qos=msg.qos,
+                    retain=msg.retain,
+                    timeout=PUBLISH_TIMEOUT,
+                )
+            except aiomqtt.MqttError:
+                self._outbox.put_front(msg)
+                raise
+            except asyncio.CancelledError:
+                self._outbox.put_front(msg)
+                raise
+            self.published += 1
+
+    async def _receive_loop(self, client: aiomqtt.Client) -> None:
+        prefix = self._s.prefix + "/"
+        async for message in client.messages:
+            self.received += 1
+            topic = message.topic.value
+            rel = topic.removeprefix(prefix)
+            if self._on_message is None:
+                continue
+            try:
+                self._on_message(
+                    Incoming(topic=rel, payload=bytes(message.payload), received=self._clock())
+                )
+            except Exception:  # noqa: BLE001 - one bad message must not drop the connection
+                self.bad_messages += 1
+                self._log.exception("mqtt_message_failed", topic=topic)
