@@ -298,6 +298,7 @@ class AmiClient:
         self._lost: asyncio.Future[str] | None = None
         self._login_id: str | None = None
         self._connected = asyncio.Event()
+        self._resync_wanted = asyncio.Event()
         self._ever_logged_in = False
         self.version = ""
         self.state: Literal["idle", "connecting", "connected", "backoff", "stopped"] = "idle"
@@ -315,6 +316,12 @@ class AmiClient:
     @property
     def wire_stats(self) -> Any:
         return self._decoder.stats
+
+    def request_resync(self) -> None:
+        """Ask for a resync (the `CoreShowChannels` list, streamed into the event queue)
+        as soon as possible: after events were lost. Coalesces repeated requests; a
+        request while disconnected is served by the resync that follows the next login."""
+        self._resync_wanted.set()
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         async with asyncio.timeout(timeout):
@@ -413,11 +420,16 @@ class AmiClient:
             logged_in = True
             self._log.info("ami_connected", version=self.version, reconnect=self.reconnects > 0)
             async with asyncio.TaskGroup() as tg:
-                pinger = tg.create_task(self._ping_loop(), name=f"ami[{self.name}].ping")
+                self._resync_wanted.clear()  # the login's own resync serves earlier requests
+                helpers = [
+                    tg.create_task(self._ping_loop(), name=f"ami[{self.name}].ping"),
+                    tg.create_task(self._resync_on_request(), name=f"ami[{self.name}].resync"),
+                ]
                 for act in self._resync_actions:
                     tg.create_task(self._resync(act), name=f"ami[{self.name}].resync")
                 reason = await self._lost
-                pinger.cancel()
+                for task in helpers:
+                    task.cancel()
             self._log.warning("ami_disconnected", reason=reason)
         finally:
             self._teardown(transport)
@@ -455,6 +467,14 @@ class AmiClient:
             # a failed resync leaves the core with a stale view: log loudly, reconnecting
             # would not help more than the next event; the core copes with unknown channels
             self._log.error("ami_resync_failed", action=action, error=str(exc))
+
+    async def _resync_on_request(self) -> None:
+        while True:
+            await self._resync_wanted.wait()
+            self._resync_wanted.clear()
+            self._log.warning("ami_resync_requested", actions=list(self._resync_actions))
+            for act in self._resync_actions:
+                await self._resync(act)
 
     async def _ping_loop(self) -> None:
         while True:

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cti.adapters.ami import (
     AmiActionError,
@@ -23,6 +25,7 @@ from cti.adapters.backoff import backoff_delay
 from cti.events import (
     AmiConnected,
     AmiDisconnected,
+    AmiEvent,
     AmiEventsLost,
     FullyBooted,
     Newchannel,
@@ -342,3 +345,84 @@ def test_backoff_is_capped_and_jittered() -> None:
     assert all(0.5 <= d <= 30.0 for d in delays)
     assert max(delays[:3]) <= 2.0
     assert len(set(delays)) == 20
+
+
+async def test_requested_resync_streams_the_list_again(fake: FakeAmi) -> None:
+    client, q, task = await started(fake)
+    await next_of(q, FullyBooted)
+    await asyncio.sleep(0.1)
+    assert len(fake.actions("CoreShowChannels")) == 1  # the one after login
+    client.request_resync()
+    client.request_resync()  # coalesced
+    done = await next_of(q, AmiEvent)
+    while done.name != "CoreShowChannelsComplete":
+        done = await next_of(q, AmiEvent)
+    await asyncio.sleep(0.1)
+    assert len(fake.actions("CoreShowChannels")) == 2
+    await stopped(task)
+
+
+async def test_two_nodes_share_one_queue_and_tag_their_events() -> None:
+    one, two = await FakeAmi().start(), await FakeAmi().start()
+    q = EventQueue(1000)
+    clients = [
+        AmiClient(node(one.port, name="pbx-a"), q),
+        AmiClient(node(two.port, name="pbx-b"), q),
+    ]
+    tasks = [asyncio.create_task(c.run()) for c in clients]
+    try:
+        for c in clients:
+            await c.wait_connected(3)
+        one.push({"Event": "Newchannel", "Channel": "PJSIP/a-1", "Uniqueid": "1.1"})
+        two.push({"Event": "Newchannel", "Channel": "PJSIP/b-1", "Uniqueid": "1.1"})
+        seen: dict[str, str] = {}
+        async with asyncio.timeout(3):
+            while len(seen) < 2:
+                ev = await q.get()
+                if isinstance(ev, Newchannel):
+                    seen[ev.node] = ev.chan.channel
+        assert seen == {"pbx-a": "PJSIP/a-1", "pbx-b": "PJSIP/b-1"}
+    finally:
+        for t in tasks:
+            t.cancel()
+        await one.stop()
+        await two.stop()
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    cuts=st.lists(st.integers(1, 400), min_size=1, max_size=60),
+    junk=st.lists(st.binary(max_size=40), max_size=5),
+)
+def test_receive_path_survives_any_chunking_and_garbage(cuts: list[int], junk: list[bytes]) -> None:
+    """The client's live receive path, fed bytes directly: never raises, and every event
+    that was on the wire comes out, in order, whatever the chunking and noise between."""
+    good = [
+        wire({"Event": "UserEvent", "UserEvent": "seq", "N": str(i), "Name": "张三"})
+        for i in range(20)
+    ]
+    stream = b"Asterisk Call Manager/11.0.0\r\n"
+    for i, msg in enumerate(good):
+        stream += msg
+        if i < len(junk):  # noise framed as its own block, like a broken peer would send
+            stream += junk[i].replace(b"\r\n\r\n", b"") + b"\r\n\r\n"
+
+    async def go() -> list[int]:
+        q = EventQueue(1000)
+        client = AmiClient(node(1), q)
+        i = 0
+        for n in cuts:
+            client._on_data(stream[i : i + n])
+            i += n
+        client._on_data(stream[i:])
+        out = []
+        while q.qsize():
+            ev = q.get_nowait()
+            if isinstance(ev, AmiEvent) and ev.headers.get("UserEvent") == "seq":
+                assert ev.headers["Name"] == "张三"
+                out.append(int(ev.headers["N"]))
+        return out
+
+    assert asyncio.run(go()) == list(range(20))
