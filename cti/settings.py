@@ -29,6 +29,8 @@ from pydantic import (
     field_validator,
 )
 
+from cti.numberplan import NumberPlan
+
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
@@ -270,6 +272,10 @@ class Settings(BaseModel):
     mqtt: MqttSettings = MqttSettings()
     database: DatabaseSettings = DatabaseSettings()
     logging: LoggingSettings = LoggingSettings()
+    numberplan: NumberPlan = Field(
+        default_factory=NumberPlan,
+        description="Lines, trunks, skills, seats, priority classes, hours, overflow steps.",
+    )
 
 
 def settings_json_schema() -> dict[str, Any]:
