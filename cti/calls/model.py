@@ -1,0 +1,165 @@
+"""The Call model: states and their transitions, and the frozen records that leave the core."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+__all__ = [
+    "ActiveCall",
+    "CallAnswered",
+    "CallEnded",
+    "CallNotification",
+    "CallState",
+    "CallSummary",
+    "HangupBy",
+    "Outcome",
+    "Transfer",
+    "Trigger",
+    "next_state",
+]
+
+Outcome = Literal["answered", "abandoned", "busy", "no_answer", "rejected", "failed"]
+HangupBy = Literal["caller", "callee", "system"]
+TransferType = Literal["blind", "attended", "redirect"]
+
+
+class CallState(enum.Enum):
+    """Where a call is. One call = one Linkedid (plus merged consultation legs)."""
+
+    WAITING = "waiting"  # in the dialplan: IVR, holding loop, back in line after RONA
+    RINGING = "ringing"  # a seat (or an external number) is ringing
+    TALKING = "talking"  # bridged with a seat / the party it was transferred to
+    ENDED = "ended"
+
+
+class Trigger(enum.Enum):
+    RING = "ring"  # DialBegin towards a callee
+    RING_END = "ring_end"  # DialEnd without answer
+    ANSWER = "answer"  # caller bridged with a callee
+    UNBRIDGE = "unbridge"  # the callee left (transfer, hangup of the callee leg)
+    TRANSFER = "transfer"  # BlindTransfer / AttendedTransfer succeeded
+    END = "end"  # the last channel hung up, or resync found it gone
+
+
+_W, _R, _T, _E = CallState.WAITING, CallState.RINGING, CallState.TALKING, CallState.ENDED
+_TRANSITIONS: Final[dict[tuple[CallState, Trigger], CallState]] = {
+    (_W, Trigger.RING): _R,
+    (_W, Trigger.RING_END): _W,
+    (_W, Trigger.ANSWER): _T,
+    (_W, Trigger.UNBRIDGE): _W,
+    (_W, Trigger.END): _E,
+    (_R, Trigger.RING): _R,
+    (_R, Trigger.RING_END): _W,
+    (_R, Trigger.ANSWER): _T,
+    (_R, Trigger.UNBRIDGE): _R,
+    (_R, Trigger.END): _E,
+    # while talking, another leg may ring (consultation, transfer target)
+    (_T, Trigger.RING): _T,
+    (_T, Trigger.RING_END): _T,
+    (_T, Trigger.ANSWER): _T,
+    (_T, Trigger.UNBRIDGE): _W,
+    (_T, Trigger.TRANSFER): _T,
+    (_T, Trigger.END): _E,
+    # Not here, so logged and counted: a transfer of a call nobody answered, and anything
+    # after the end.
+}
+
+
+def next_state(state: CallState, trigger: Trigger) -> CallState | None:
+    """The state after `trigger`, or None when the transition is impossible."""
+    return _TRANSITIONS.get((state, trigger))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transfer:
+    type: TransferType
+    by: str  # the party that transferred (a seat)
+    to: str  # where the caller went: a seat, or a number
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallSummary:
+    """How one call went. Times are epoch seconds from Asterisk's event timestamps.
+
+    `history_complete` is False for a call adopted at a resync (the daemon was not
+    connected when it started): its `started_at` comes from the channel's age and
+    `answered_at`/`rang` may be missing.
+    """
+
+    call_id: str
+    node: str
+    caller: str
+    caller_name: str
+    dialed: str
+    line: str
+    started_at: float
+    answered_at: float | None
+    ended_at: float
+    answered_by: str | None
+    rang: tuple[str, ...]
+    outcome: Outcome
+    hangup_by: HangupBy
+    cause: int | None
+    transfers: tuple[Transfer, ...]
+    wait_s: float | None
+    talk_s: float | None
+    history_complete: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """The `cti replay` / call-record JSON object (see docs/call-records.md)."""
+        return {
+            "call_id": self.call_id,
+            "node": self.node,
+            "caller": self.caller,
+            "caller_name": self.caller_name,
+            "dialed": self.dialed,
+            "line": self.line,
+            "started_at": self.started_at,
+            "answered_at": self.answered_at,
+            "ended_at": self.ended_at,
+            "answered_by": self.answered_by,
+            "rang": list(self.rang),
+            "outcome": self.outcome,
+            "hangup_by": self.hangup_by,
+            "cause": self.cause,
+            "transfers": [
+                {"type": t.type, "by": t.by, "to": t.to, "at": t.at} for t in self.transfers
+            ],
+            "wait_s": self.wait_s,
+            "talk_s": self.talk_s,
+            "history_complete": self.history_complete,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActiveCall:
+    """A snapshot of a call in progress (for tests, the API and resync checks)."""
+
+    call_id: str
+    node: str
+    state: CallState
+    caller: str
+    dialed: str
+    answered_by: str | None
+    channels: tuple[str, ...]
+    stale: bool
+    history_complete: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallAnswered:
+    call_id: str
+    node: str
+    answered_by: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallEnded:
+    summary: CallSummary
+
+
+CallNotification = CallAnswered | CallEnded

@@ -1,0 +1,160 @@
+"""Unit tests of the tracker's rules that the recorded scenarios do not isolate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cti.calls import CallEnded, CallState, CallTracker, Trigger, next_state, party_name
+from cti.events import AmiConnected, AmiDisconnected, parse_event
+from cti.replay import iter_events
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ami"
+
+
+def ev(name: str, t: float = 100.0, /, **h: str) -> Any:
+    return parse_event("main", {"Event": name, "Timestamp": str(t), **h}, 0.0)
+
+
+def chan(name: str, uid: str, linkedid: str, **extra: str) -> dict[str, str]:
+    return {"Channel": name, "Uniqueid": uid, "Linkedid": linkedid, **extra}
+
+
+def ended(tracker: CallTracker, events: list[Any]) -> list[dict[str, Any]]:
+    return [
+        n.summary.to_json() for e in events for n in tracker.handle(e) if isinstance(n, CallEnded)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("channel", "name"),
+    [
+        ("Local/1001@seats-00000001;1", "1001"),
+        ("PJSIP/1001-0000002a", "1001"),
+        ("SIP/trunk-00000001", "trunk"),
+        ("odd", "odd"),
+    ],
+)
+def test_party_name(channel: str, name: str) -> None:
+    assert party_name(channel) == name
+
+
+def test_transitions() -> None:
+    assert next_state(CallState.WAITING, Trigger.RING) is CallState.RINGING
+    assert next_state(CallState.RINGING, Trigger.ANSWER) is CallState.TALKING
+    assert next_state(CallState.TALKING, Trigger.UNBRIDGE) is CallState.WAITING
+    assert next_state(CallState.ENDED, Trigger.ANSWER) is None
+
+
+def test_unknown_hangup_is_counted_not_raised() -> None:
+    t = CallTracker()
+    assert t.handle(ev("Hangup", **chan("PJSIP/x-1", "9.9", "9.9"), Cause="16")) == []
+    assert t.anomalies["unknown_channel"] == 1
+    assert t.active_calls() == []
+
+
+def test_unknown_event_types_are_ignored() -> None:
+    t = CallTracker()
+    assert t.handle(ev("SomethingNew", Foo="bar")) == []
+    assert t.handle(object()) == []
+
+
+def test_newstate_before_newchannel_adopts_with_incomplete_history() -> None:
+    t = CallTracker()
+    t.handle(ev("Newstate", **chan("PJSIP/trunk-1", "1.1", "1.1", ChannelState="4")))
+    [call] = t.active_calls()
+    assert not call.history_complete
+    [s] = ended(t, [ev("Hangup", 101.0, **chan("PJSIP/trunk-1", "1.1", "1.1"), Cause="16")])
+    assert s["history_complete"] is False
+    assert s["outcome"] == "failed"
+    assert s["hangup_by"] == "system"
+
+
+def test_resync_ends_vanished_calls_as_of_the_disconnect() -> None:
+    t = CallTracker()
+    trunk = chan("PJSIP/trunk-1", "1.1", "1.1", CallerIDNum="13800138000", Exten="12345")
+    t.handle(ev("Newchannel", 100.0, **trunk))
+    t.handle(AmiDisconnected(node="main", time=105.0, reason="eof"))
+    assert [c.stale for c in t.active_calls()] == [True]
+    t.handle(AmiConnected(node="main", time=120.0, version="x", reconnect=True))
+    # a channel born after the reconnect is not killed by the resync's empty list
+    t.handle(ev("Newchannel", 120.5, **chan("PJSIP/trunk-2", "2.2", "2.2")))
+    [s] = ended(t, [ev("CoreShowChannelsComplete", 121.0, ListItems="0")])
+    assert s["call_id"] == "1.1"
+    assert s["ended_at"] == 105.0
+    assert s["hangup_by"] == "system"
+    assert s["caller"] == "13800138000"
+    assert [c.call_id for c in t.active_calls()] == ["2.2"]
+    assert t.channel_count("main") == 1
+
+
+def test_core_show_channel_after_its_hangup_is_no_ghost() -> None:
+    t = CallTracker()
+    c = chan("PJSIP/trunk-1", "1.1", "1.1")
+    t.handle(AmiConnected(node="main", time=1.0, version="x", reconnect=False))
+    t.handle(ev("Newchannel", 2.0, **c))
+    ended(t, [ev("Hangup", 3.0, **c, Cause="16")])
+    t.handle(ev("CoreShowChannel", 3.1, **c, Duration="00:00:01"))
+    t.handle(ev("CoreShowChannelsComplete", 3.2))
+    assert t.active_calls() == []
+
+
+def test_adopted_call_is_answered_when_bridged() -> None:
+    t = CallTracker()
+    t.handle(AmiConnected(node="main", time=1.0, version="x", reconnect=True))
+    seat = chan("PJSIP/1001-2", "1.2", "1.1", BridgeId="b1", Duration="00:00:30")
+    trunk = chan("PJSIP/trunk-1", "1.1", "1.1", BridgeId="b1", Duration="00:01:00")
+    trunk["CallerIDNum"] = "13800138000"
+    t.handle(ev("CoreShowChannel", 100.0, **seat))  # the callee is listed first
+    t.handle(ev("CoreShowChannel", 100.0, **trunk))
+    t.handle(ev("CoreShowChannelsComplete", 100.0))
+    [call] = t.active_calls()
+    assert call.answered_by == "1001"
+    assert call.state is CallState.TALKING
+    [s] = ended(
+        t,
+        [
+            ev("HangupRequest", 110.0, **chan("PJSIP/trunk-1", "1.1", "1.1"), Cause="16"),
+            ev("Hangup", 110.1, **chan("PJSIP/trunk-1", "1.1", "1.1"), Cause="16"),
+            ev("Hangup", 110.2, **chan("PJSIP/1001-2", "1.2", "1.1"), Cause="16"),
+        ],
+    )
+    assert s["started_at"] == 40.0
+    assert (s["outcome"], s["hangup_by"], s["history_complete"]) == ("answered", "caller", False)
+    assert (s["answered_at"], s["wait_s"], s["talk_s"]) == (None, None, None)
+    assert s["dialed"] == ""
+
+
+def test_impossible_transition_is_counted_not_raised() -> None:
+    t = CallTracker()
+    t.handle(ev("Newchannel", 1.0, **chan("PJSIP/trunk-1", "1.1", "1.1")))
+    t.handle(ev("Newchannel", 1.1, **chan("PJSIP/1001-2", "1.2", "1.1")))
+    # a transfer of a call that was never answered: Asterisk would not send it
+    t.handle(
+        ev(
+            "BlindTransfer",
+            2.0,
+            Result="Success",
+            TransfererChannel="PJSIP/1001-2",
+            TransfererUniqueid="1.2",
+            TransfererLinkedid="1.1",
+            TransfereeChannel="PJSIP/trunk-1",
+            TransfereeUniqueid="1.1",
+            TransfereeLinkedid="1.1",
+            Extension="1002",
+        )
+    )
+    assert t.anomalies["impossible_transition"] == 1
+    [call] = t.active_calls()
+    assert call.state is CallState.WAITING
+
+
+def test_fixtures_have_no_anomalies() -> None:
+    for path in sorted(FIXTURES.glob("*/*")):
+        t = CallTracker()
+        for e in iter_events(path):
+            t.handle(e)
+        assert t.anomalies["impossible_transition"] == 0, path
+        assert t.anomalies["handler_error"] == 0, path
