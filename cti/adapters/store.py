@@ -1,0 +1,237 @@
+"""Persistence: call records (the raw material of every KPI), on SQLAlchemy 2 async.
+
+SQLite (aiosqlite) is the embedded default; PostgreSQL (asyncpg) goes through the same
+code. The core never awaits the database: :meth:`RecordWriter.add` is synchronous and a
+writer task stores records in batches, one transaction per batch, so a slow disk or a
+locked database never stalls call handling. A batch that fails is retried with backoff;
+records are kept in memory meanwhile (bounded, overflow logged at error level) and writes
+are idempotent (upsert on ``call_id``), so a retry never doubles a record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import structlog
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    event,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from cti.adapters.backoff import backoff_delay
+from cti.calls.model import CallSummary
+
+__all__ = ["CALL_RECORDS", "METADATA", "RecordWriter", "Store", "summary_row"]
+
+METADATA: Final = MetaData()
+
+CALL_RECORDS: Final = Table(
+    "call_records",
+    METADATA,
+    # "<node>:<linkedid>": a Linkedid is only unique per Asterisk node
+    Column("call_id", String(128), primary_key=True),
+    Column("node", String(32), nullable=False),
+    Column("linkedid", String(64), nullable=False),
+    Column("caller", String(64), nullable=False, index=True),
+    Column("caller_name", String(128), nullable=False),
+    Column("dialed", String(64), nullable=False),
+    Column("line", String(64), nullable=False, index=True),
+    Column("started_at", Float, nullable=False, index=True),
+    Column("answered_at", Float),
+    Column("ended_at", Float, nullable=False),
+    Column("answered_by", String(128), index=True),
+    Column("rang", JSON, nullable=False),
+    Column("outcome", String(16), nullable=False, index=True),
+    Column("hangup_by", String(16), nullable=False),
+    Column("cause", Integer),
+    Column("transfers", JSON, nullable=False),
+    Column("wait_s", Float),
+    Column("talk_s", Float),
+    Column("history_complete", Boolean, nullable=False),
+    Column("stored_at", Float, nullable=False),
+)
+
+
+def summary_row(summary: CallSummary, stored_at: float) -> dict[str, Any]:
+    data = summary.to_json()
+    return {
+        "call_id": f"{summary.node}:{summary.call_id}",
+        "node": summary.node,
+        "linkedid": summary.call_id,
+        "caller": data["caller"],
+        "caller_name": data["caller_name"],
+        "dialed": data["dialed"],
+        "line": data["line"],
+        "started_at": data["started_at"],
+        "answered_at": data["answered_at"],
+        "ended_at": data["ended_at"],
+        "answered_by": data["answered_by"],
+        "rang": data["rang"],
+        "outcome": data["outcome"],
+        "hangup_by": data["hangup_by"],
+        "cause": data["cause"],
+        "transfers": data["transfers"],
+        "wait_s": data["wait_s"],
+        "talk_s": data["talk_s"],
+        "history_complete": data["history_complete"],
+        "stored_at": stored_at,
+    }
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # WAL: readers (reports, the API) never block the writer; NORMAL is durable in WAL
+    # mode except for the last transactions on power loss; busy_timeout rides out a
+    # report holding a lock instead of failing the batch at once.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+class Store:
+    """The database: engine, schema, and the few queries the daemon needs."""
+
+    def __init__(self, url: str) -> None:
+        self.url = make_url(url)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        if self.is_sqlite and self.url.database not in {None, "", ":memory:"}:
+            Path(self.url.database or "").parent.mkdir(parents=True, exist_ok=True)
+        self.engine: AsyncEngine = create_async_engine(self.url)
+        if self.is_sqlite:
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    async def open(self) -> None:
+        """Create missing tables (idempotent)."""
+        async with self.engine.begin() as conn:
+            await conn.run_sync(METADATA.create_all)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def upsert_calls(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert or replace call records by `call_id`, in one transaction."""
+        if not rows:
+            return
+        dialect = sqlite if self.is_sqlite else postgresql
+        stmt = dialect.insert(CALL_RECORDS)
+        update = {c.name: stmt.excluded[c.name] for c in CALL_RECORDS.c if c.name != "call_id"}
+        stmt = stmt.on_conflict_do_update(index_elements=["call_id"], set_=update)
+        async with self.engine.begin() as conn:
+            await conn.execute(stmt, list(rows))
+
+    async def calls(self, *, caller: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Recent call records, newest first (optionally of one caller)."""
+        q = select(CALL_RECORDS).order_by(CALL_RECORDS.c.started_at.desc()).limit(limit)
+        if caller is not None:
+            q = q.where(CALL_RECORDS.c.caller == caller)
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(q)]  # noqa: SLF001 - SQLAlchemy's public row API
+
+
+class RecordWriter:
+    """Write-behind for call records: `add` never blocks, a task stores batches."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        log: Any = None,
+        batch: int = 500,
+        max_pending: int = 200_000,
+        clock: Any = time.time,
+    ) -> None:
+        self._store = store
+        self._log = log or structlog.get_logger("cti.store")
+        self._batch = batch
+        self._max = max_pending
+        self._clock = clock
+        self._pending: deque[dict[str, Any]] = deque()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.written = 0
+        self.dropped = 0
+        self.failures = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def add(self, summary: CallSummary) -> None:
+        if len(self._pending) >= self._max:
+            self._pending.popleft()
+            self.dropped += 1
+            self._log.error(
+                "call_record_dropped",
+                dropped=self.dropped,
+                max_pending=self._max,
+                hint="the database has been failing for a long time",
+            )
+        self._pending.append(summary_row(summary, self._clock()))
+        self._idle.clear()
+        self._wake.set()
+
+    async def flushed(self) -> None:
+        """Wait until everything added so far is stored (tests, shutdown)."""
+        await self._idle.wait()
+
+    async def run(self) -> None:
+        attempt = 0
+        rng = random.Random()  # noqa: S311 - jitter, not crypto
+        while True:
+            if not self._pending:
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            n = min(self._batch, len(self._pending))
+            rows = [self._pending.popleft() for _ in range(n)]
+            try:
+                await self._store.upsert_calls(rows)
+            except asyncio.CancelledError:
+                # shutdown mid-batch: keep the rows for the final flush (the upsert is
+                # idempotent if the transaction did commit)
+                self._give_back(rows)
+                raise
+            except (SQLAlchemyError, OSError) as exc:
+                self._give_back(rows)
+                self.failures += 1
+                delay = backoff_delay(attempt, 0.2, 10.0, rng)
+                attempt += 1
+                self._log.error(
+                    "call_records_write_failed",
+                    error=str(exc)[:300],
+                    pending=len(self._pending),
+                    retry_in_s=round(delay, 2),
+                )
+                await asyncio.sleep(delay)
+                continue
+            attempt = 0
+            self.written += len(rows)
+
+    def _give_back(self, rows: list[dict[str, Any]]) -> None:
+        """Put a failed batch back in front, oldest first; trim the oldest past the bound."""
+        self._pending.extendleft(reversed(rows))
+        while len(self._pending) > self._max:
+            self._pending.popleft()
+            self.dropped += 1

@@ -1,0 +1,131 @@
+"""Call records on a real SQLite file (the embedded default), through the writer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from cti.adapters.store import RecordWriter, Store
+from cti.calls.model import CallSummary, Transfer
+
+
+def summary(n: int, **kw: Any) -> CallSummary:
+    base: dict[str, Any] = {
+        "call_id": f"1732665600.{n}",
+        "node": "main",
+        "caller": "13800138000",
+        "caller_name": "张三",
+        "dialed": "12315",
+        "line": "12315",
+        "started_at": 100.0 + n,
+        "answered_at": 105.0 + n,
+        "ended_at": 160.0 + n,
+        "answered_by": "1001",
+        "rang": ("1001",),
+        "outcome": "answered",
+        "hangup_by": "caller",
+        "cause": 16,
+        "transfers": (Transfer(type="blind", by="1001", to="1002", at=150.0 + n),),
+        "wait_s": 5.0,
+        "talk_s": 55.0,
+        "history_complete": True,
+    }
+    base.update(kw)
+    return CallSummary(**base)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = Store(f"sqlite+aiosqlite:///{tmp_path}/sub/dir/cti.db")  # missing dirs are made
+    await s.open()
+    yield s
+    await s.close()
+
+
+async def test_upsert_is_idempotent(store: Store) -> None:
+    writer = RecordWriter(store)
+    task = asyncio.create_task(writer.run())
+    writer.add(summary(1))
+    writer.add(summary(1, outcome="abandoned", answered_by=None))  # same call again
+    writer.add(summary(2))
+    async with asyncio.timeout(5):
+        await writer.flushed()
+    task.cancel()
+    rows = await store.calls()
+    assert [r["call_id"] for r in rows] == ["main:1732665600.2", "main:1732665600.1"]
+    first = rows[1]
+    assert first["outcome"] == "abandoned"
+    assert first["caller_name"] == "张三"
+    assert first["transfers"] == [{"type": "blind", "by": "1001", "to": "1002", "at": 151.0}]
+    assert first["linkedid"] == "1732665600.1"
+
+
+async def test_add_never_blocks_and_batches(store: Store) -> None:
+    writer = RecordWriter(store, batch=500)
+    t0 = time.perf_counter()
+    for i in range(5000):
+        writer.add(summary(i))
+    assert time.perf_counter() - t0 < 1.0  # no I/O in add(): just a deque append
+    task = asyncio.create_task(writer.run())
+    async with asyncio.timeout(30):
+        await writer.flushed()
+    task.cancel()
+    assert writer.written == 5000
+    assert len(await store.calls(limit=10_000)) == 5000
+    assert len(await store.calls(caller="13800138000", limit=3)) == 3
+
+
+async def test_failed_batches_are_retried_not_lost(store: Store) -> None:
+    real = store.upsert_calls
+    failures = 2
+
+    async def flaky(rows: Any) -> None:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+        await real(rows)
+
+    store.upsert_calls = flaky  # type: ignore[method-assign]
+    writer = RecordWriter(store)
+    task = asyncio.create_task(writer.run())
+    for i in range(10):
+        writer.add(summary(i))
+    async with asyncio.timeout(10):
+        await writer.flushed()
+    task.cancel()
+    assert writer.failures == 2
+    assert writer.written == 10
+    assert len(await store.calls()) == 10
+
+
+async def test_a_batch_cut_by_shutdown_is_kept_for_the_final_flush(store: Store) -> None:
+    entered = asyncio.Event()
+    real = store.upsert_calls
+
+    async def slow(rows: Any) -> None:
+        entered.set()
+        await asyncio.sleep(10)
+        await real(rows)
+
+    store.upsert_calls = slow  # type: ignore[method-assign]
+    writer = RecordWriter(store)
+    task = asyncio.create_task(writer.run())
+    writer.add(summary(1))
+    await entered.wait()
+    task.cancel()  # the daemon stops while the batch is being written
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert writer.pending == 1
+    store.upsert_calls = real  # type: ignore[method-assign]
+    flush = asyncio.create_task(writer.run())
+    async with asyncio.timeout(5):
+        await writer.flushed()
+    flush.cancel()
+    assert [r["linkedid"] for r in await store.calls()] == ["1732665600.1"]
