@@ -6,6 +6,9 @@ Subcommands::
     cti check-config [-c FILE]         validate the configuration, print every problem
     cti record [-c FILE] -o OUT [--node NAME] [--duration SECONDS]
                                        record AMI traffic as JSON Lines (a trace)
+    cti dialplan [-c FILE] [--queues] [-o OUT | --check FILE]
+                                       print the Asterisk dialplan of the number plan
+                                       (extensions_cti.conf; --queues: queues_cti.conf)
     cti config-schema                  print the JSON schema of the configuration file
     cti --version
 
@@ -13,6 +16,7 @@ The configuration file is ``-c FILE``, else ``$CTI_CONFIG``, else ``config/cti.y
 
 Exit codes:
     0    success
+    1    ``dialplan --check``: the file differs from what the configuration generates
     2    configuration or usage error (every problem is printed on stderr,
          one per line, prefixed ``config error:``)
     3    cannot reach or log in to Asterisk at start
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import json
 import sys
 from importlib import metadata
@@ -38,9 +43,17 @@ from cti.settings import (
     settings_json_schema,
 )
 
-__all__ = ["EXIT_AMI_UNREACHABLE", "EXIT_CONFIG", "EXIT_INTERRUPTED", "EXIT_OK", "main"]
+__all__ = [
+    "EXIT_AMI_UNREACHABLE",
+    "EXIT_CONFIG",
+    "EXIT_DIFFERS",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "main",
+]
 
 EXIT_OK: Final = 0
+EXIT_DIFFERS: Final = 1
 EXIT_CONFIG: Final = 2
 EXIT_AMI_UNREACHABLE: Final = 3
 EXIT_INTERRUPTED: Final = 130
@@ -61,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         return _check_config(args.config)
     if command == "run":
         return _run(args.config)
+    if command == "dialplan":
+        return _dialplan(args)
     return _record(args)  # the only command left: argparse has checked the choices
 
 
@@ -85,6 +100,24 @@ def _parser() -> argparse.ArgumentParser:
     record.add_argument("--node", metavar="NAME", help="AMI node (default: the first)")
     record.add_argument(
         "--duration", type=_positive_seconds, metavar="SECONDS", help="stop after this long"
+    )
+    dialplan = sub.add_parser(
+        "dialplan",
+        parents=[config],
+        help="generate the Asterisk dialplan (or fallback queues) of the number plan",
+        description="Print extensions_cti.conf (with --queues: queues_cti.conf) generated "
+        "from the numberplan: and dialplan: sections. See docs/dialplan.md.",
+    )
+    dialplan.add_argument(
+        "--queues", action="store_true", help="the fallback queues (queues_cti.conf) instead"
+    )
+    out = dialplan.add_mutually_exclusive_group()
+    out.add_argument("-o", "--output", type=Path, metavar="OUT", help="write to OUT")
+    out.add_argument(
+        "--check",
+        type=Path,
+        metavar="FILE",
+        help="exit 1 with a unified diff when FILE differs from what would be generated",
     )
     sub.add_parser("config-schema", help="print the JSON schema of the configuration file")
     return parser
@@ -159,3 +192,55 @@ def _record(args: argparse.Namespace) -> int:
         return asyncio.run(record(settings, args.output, node=args.node, duration=args.duration))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+
+
+def _dialplan(args: argparse.Namespace) -> int:
+    path = resolve_config_path(args.config)
+    settings = _load(path)
+    if settings is None:
+        return EXIT_CONFIG
+    from cti.dialplan import (  # noqa: PLC0415 -- lazy, like `run`
+        DialplanError,
+        generate_dialplan,
+        generate_queues,
+    )
+
+    generate = generate_queues if args.queues else generate_dialplan
+    try:
+        text = generate(settings.numberplan, settings.dialplan, source=str(path))
+    except DialplanError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.check is not None:
+        return _check_generated(args.check, text)
+    if args.output is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    # write-then-rename: Asterisk reloading meanwhile never reads half a file
+    tmp = args.output.with_name(f".{args.output.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(args.output)
+    except OSError as exc:
+        print(f"error: cannot write {args.output}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return EXIT_OK
+
+
+def _check_generated(file: Path, text: str) -> int:
+    try:
+        current = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        print(f"error: cannot read {file}: {exc}", file=sys.stderr)
+        return EXIT_DIFFERS
+    if current == text:
+        return EXIT_OK
+    diff = difflib.unified_diff(
+        current.splitlines(keepends=True),
+        text.splitlines(keepends=True),
+        fromfile=str(file),
+        tofile="generated",
+    )
+    sys.stdout.writelines(diff)
+    print(f"{file} differs from what `cti dialplan` generates; regenerate it", file=sys.stderr)
+    return EXIT_DIFFERS

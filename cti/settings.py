@@ -41,6 +41,7 @@ __all__ = [
     "ConfigError",
     "ConfigProblem",
     "DatabaseSettings",
+    "DialplanSettings",
     "LoggingSettings",
     "MqttSettings",
     "Settings",
@@ -263,6 +264,67 @@ class LoggingSettings(BaseModel):
         return value.lower() if isinstance(value, str) else value
 
 
+class DialplanSettings(BaseModel):
+    """What ``cti dialplan`` needs beyond the number plan: holding, fallback, connecting.
+
+    The generated contexts and the variables the daemon uses are described in
+    docs/dialplan.md. Ring timeout and wrap-up come from ``numberplan.queue``.
+    """
+
+    model_config = _FROZEN
+
+    hold_timeout_s: int = Field(
+        default=30,
+        ge=1,
+        le=3600,
+        description="A held call the daemon has not taken after this many seconds goes to "
+        "the fallback Queue() (the daemon is down or lost the call).",
+    )
+    moh_class: str = Field(
+        default="default",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$",
+        max_length=80,
+        description="musiconhold.conf class for holding, ringing and the fallback queue.",
+    )
+    recording_dir: str = Field(
+        default="/var/spool/asterisk/monitor/hotline-cti",
+        pattern=r"^/[A-Za-z0-9._/-]*[A-Za-z0-9._-]$",
+        description="Absolute directory (on the Asterisk host) of the call recordings, "
+        "<recording_dir>/<call id>.<recording_format>; MixMonitor creates it.",
+    )
+    recording_format: Literal["wav", "gsm", "wav49", "sln"] = Field(
+        default="wav", description="Recording file format (and extension)."
+    )
+    dial_options: str = Field(
+        default="mt",
+        pattern=r"^[A-Za-z]*$",
+        max_length=20,
+        description="Dial() options when connecting a seat: m = the caller hears music while "
+        "the seat rings, t = the seat may transfer (needed by AMI Atxfer).",
+    )
+    fallback_skill_wait_s: int = Field(
+        default=60,
+        ge=0,
+        le=3600,
+        description="In the fallback, a call needing a skill other than the general one "
+        "waits this long in its skill's queue before it also goes to the general queue "
+        "(0 = straight to the general queue).",
+    )
+    subcentre_timeout_s: int = Field(
+        default=60,
+        ge=1,
+        le=600,
+        description="A sub-centre line rings the external centre this long; unanswered, "
+        "the call is answered by 12345 (general skill).",
+    )
+    agi_url: str | None = Field(
+        default=None,
+        pattern=r"^agis?://[A-Za-z0-9.:/_@-]+$",
+        description="FastAGI run once after answering, before holding (announcements, "
+        "survey opt-in), e.g. agi://127.0.0.1:4573/line; none = no AGI.",
+    )
+
+
 class Settings(BaseModel):
     """The whole configuration of the daemon."""
 
@@ -275,6 +337,10 @@ class Settings(BaseModel):
     numberplan: NumberPlan = Field(
         default_factory=NumberPlan,
         description="Lines, trunks, skills, seats, priority classes, hours, overflow steps.",
+    )
+    dialplan: DialplanSettings = Field(
+        default_factory=DialplanSettings,
+        description="Holding, fallback queue and connect settings of `cti dialplan`.",
     )
 
 
