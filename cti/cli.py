@@ -6,6 +6,7 @@ Subcommands::
     cti check-config [-c FILE]         validate the configuration, print every problem
     cti record [-c FILE] -o OUT [--node NAME] [--duration SECONDS]
                                        record AMI traffic as JSON Lines (a trace)
+    cti replay TRACE                   one JSON object per finished call of a trace
     cti dialplan [-c FILE] [--queues] [-o OUT | --check FILE]
                                        print the Asterisk dialplan of the number plan
                                        (extensions_cti.conf; --queues: queues_cti.conf)
@@ -16,10 +17,11 @@ The configuration file is ``-c FILE``, else ``$CTI_CONFIG``, else ``config/cti.y
 
 Exit codes:
     0    success
-    1    ``dialplan --check``: the file differs from what the configuration generates
+    1    ``dialplan --check``: differs; ``replay``: some trace lines were skipped
     2    configuration or usage error (every problem is printed on stderr,
          one per line, prefixed ``config error:``)
-    3    cannot reach or log in to Asterisk at start
+    3    ``run``/``record``: an Asterisk node refused the first login
+    4    ``run``: the database cannot be opened
     130  interrupted (Ctrl-C)
 """
 
@@ -30,6 +32,7 @@ import asyncio
 import difflib
 import json
 import sys
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Final
@@ -66,17 +69,26 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, usage errors: argparse wants to exit
         return exc.code if isinstance(exc.code, int) else EXIT_CONFIG
-    command: str = args.command
-    if command == "config-schema":
-        print(json.dumps(settings_json_schema(), indent=2, ensure_ascii=False))
-        return EXIT_OK
-    if command == "check-config":
-        return _check_config(args.config)
-    if command == "run":
-        return _run(args.config)
-    if command == "dialplan":
-        return _dialplan(args)
-    return _record(args)  # the only command left: argparse has checked the choices
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "config-schema": _config_schema,
+        "check-config": lambda a: _check_config(a.config),
+        "run": lambda a: _run(a.config),
+        "dialplan": _dialplan,
+        "replay": _replay,
+        "record": _record,
+    }
+    return handlers[args.command](args)  # argparse has checked the choices
+
+
+def _config_schema(_args: argparse.Namespace) -> int:
+    print(json.dumps(settings_json_schema(), indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from cti.replay import main_replay  # noqa: PLC0415 -- lazy, like `run`
+
+    return main_replay(args.trace, sys.stdout)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -97,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("check-config", parents=[config], help="validate the configuration and exit")
     record = sub.add_parser("record", parents=[config], help="record AMI traffic (JSON Lines)")
     record.add_argument("-o", "--output", type=Path, required=True, metavar="OUT")
-    record.add_argument("--node", metavar="NAME", help="AMI node (default: the first)")
+    record.add_argument("--node", metavar="NAME", help="only this AMI node (default: all)")
     record.add_argument(
         "--duration", type=_positive_seconds, metavar="SECONDS", help="stop after this long"
     )
@@ -119,6 +131,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="exit 1 with a unified diff when FILE differs from what would be generated",
     )
+    replay = sub.add_parser(
+        "replay",
+        help="feed a trace through the call-tracking core; print one JSON object per call",
+        description="Read a trace (JSON Lines from `cti record`, or a plain AMI wire "
+        "capture) and print one JSON object per finished call. Exit 1 when lines were "
+        "skipped (reported on stderr), 2 when the file cannot be read. "
+        "See docs/call-records.md.",
+    )
+    replay.add_argument("trace", type=Path, metavar="TRACE")
     sub.add_parser("config-schema", help="print the JSON schema of the configuration file")
     return parser
 

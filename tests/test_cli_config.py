@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import textwrap
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -15,7 +16,6 @@ from cti import cli
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
 REPO_CONFIG = "config/cti.yaml"
 
@@ -165,3 +165,16 @@ def test_record_with_unknown_node_exits_2(
     err = capsys.readouterr().err
     assert "config error: --node 'mian'" in err
     assert "main" in err
+
+
+def test_replay_prints_one_json_object_per_call(capsys: pytest.CaptureFixture[str]) -> None:
+    fixture = Path(__file__).parent / "fixtures" / "ami" / "multi" / "two_calls.jsonl"
+    assert cli.main(["replay", str(fixture)]) == 0
+    calls = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(calls) == 2
+    assert {c["outcome"] for c in calls} == {"answered"}
+
+
+def test_replay_of_a_missing_file_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["replay", "/nonexistent/trace.jsonl"]) == 2
+    assert "cannot read" in capsys.readouterr().err
