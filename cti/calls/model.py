@@ -143,6 +143,7 @@ class ActiveCall:
     state: CallState
     caller: str
     dialed: str
+    line: str
     answered_by: str | None
     channels: tuple[str, ...]
     stale: bool

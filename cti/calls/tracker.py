@@ -164,6 +164,21 @@ class _Call:
         return self.parties.get(key)
 
 
+def _snapshot(c: _Call) -> ActiveCall:
+    return ActiveCall(
+        call_id=c.call_id,
+        node=c.node,
+        state=c.state,
+        caller=c.caller,
+        dialed=c.dialed,
+        line=c.line or c.dialed,
+        answered_by=c.answered_by,
+        channels=tuple(sorted(ch.name for ch in c.channels.values())),
+        stale=c.stale,
+        history_complete=c.history_complete,
+    )
+
+
 class CallTracker:
     """Tracks channels, bridges and calls of one or more Asterisk nodes.
 
@@ -233,21 +248,13 @@ class CallTracker:
 
     def active_calls(self, node: str | None = None) -> list[ActiveCall]:
         """Snapshots of the calls in progress (all nodes, or one)."""
-        return [
-            ActiveCall(
-                call_id=c.call_id,
-                node=c.node,
-                state=c.state,
-                caller=c.caller,
-                dialed=c.dialed,
-                answered_by=c.answered_by,
-                channels=tuple(sorted(ch.name for ch in c.channels.values())),
-                stale=c.stale,
-                history_complete=c.history_complete,
-            )
-            for c in self._calls.values()
-            if node is None or c.node == node
-        ]
+        return [_snapshot(c) for c in self._calls.values() if node is None or c.node == node]
+
+    def call(self, node: str, call_id: str) -> ActiveCall | None:
+        """The snapshot of one call in progress, or None."""
+        key = self._call_alias.get((node, call_id), (node, call_id))
+        c = self._calls.get(key)
+        return _snapshot(c) if c is not None else None
 
     def channel_count(self, node: str) -> int:
         """Live channels of a node (compare with `core show channels`)."""
@@ -603,6 +610,10 @@ class CallTracker:
             if tp is not None:
                 to = tp.name
                 call.connected = tp.key
+        if not to and ev.transfer_target is not None:
+            # the target's channel may be gone already (a Local pair optimised away, seen
+            # live about one run in ten): its name in the event still says who it was
+            to = party_name(ev.transfer_target.channel)
         call.transfers.append(Transfer(type="attended", by=by, to=to, at=ev.time))
         self._move(call, Trigger.TRANSFER)
         return []

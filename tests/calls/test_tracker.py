@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from cti.calls import CallEnded, CallState, CallTracker, Trigger, next_state, party_name
-from cti.events import AmiConnected, AmiDisconnected, parse_event
+from cti.events import AmiConnected, AmiDisconnected, AttendedTransfer, Hangup, parse_event
 from cti.replay import iter_events
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ami"
@@ -158,3 +158,20 @@ def test_fixtures_have_no_anomalies() -> None:
             t.handle(e)
         assert t.anomalies["impossible_transition"] == 0, path
         assert t.anomalies["handler_error"] == 0, path
+
+
+def test_attended_transfer_target_gone_before_the_event_still_names_it() -> None:
+    """Live, the transfer target's Local channel sometimes hangs up (is optimised away)
+    before Asterisk emits AttendedTransfer: the summary must still say where it went."""
+    events = list(iter_events(FIXTURES / "transfer" / "attended.jsonl", node="main"))
+    i = next(i for i, e in enumerate(events) if getattr(e, "name", "") == "AttendedTransfer")
+    target_uid = events[i].transfer_target.uniqueid
+    j = next(
+        j
+        for j, e in enumerate(events)
+        if getattr(e, "name", "") == "Hangup" and e.chan.uniqueid == target_uid
+    )
+    moved = [*events[:i], events[j], *events[i:j], *events[j + 1 :]]
+    summaries = ended(CallTracker(), moved)
+    transfers = [t for s in summaries for t in s["transfers"]]
+    assert [(t["type"], t["by"], t["to"]) for t in transfers] == [("attended", "1001", "1002")]
