@@ -164,12 +164,13 @@ def test_attended_transfer_target_gone_before_the_event_still_names_it() -> None
     """Live, the transfer target's Local channel sometimes hangs up (is optimised away)
     before Asterisk emits AttendedTransfer: the summary must still say where it went."""
     events = list(iter_events(FIXTURES / "transfer" / "attended.jsonl", node="main"))
-    i = next(i for i, e in enumerate(events) if getattr(e, "name", "") == "AttendedTransfer")
-    target_uid = events[i].transfer_target.uniqueid
+    i = next(i for i, e in enumerate(events) if isinstance(e, AttendedTransfer))
+    xfer = events[i]
+    assert isinstance(xfer, AttendedTransfer)
+    assert xfer.transfer_target is not None
+    target_uid = xfer.transfer_target.uniqueid
     j = next(
-        j
-        for j, e in enumerate(events)
-        if getattr(e, "name", "") == "Hangup" and e.chan.uniqueid == target_uid
+        j for j, e in enumerate(events) if isinstance(e, Hangup) and e.chan.uniqueid == target_uid
     )
     moved = [*events[:i], events[j], *events[i:j], *events[j + 1 :]]
     summaries = ended(CallTracker(), moved)
