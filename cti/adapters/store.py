@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from cti.adapters.backoff import backoff_delay
 from cti.calls.model import CallSummary
 
-__all__ = ["CALL_RECORDS", "METADATA", "RecordWriter", "Store", "summary_row"]
+__all__ = ["CALL_RECORDS", "METADATA", "SEAT_EVENTS", "RecordWriter", "Store", "summary_row"]
 
 METADATA: Final = MetaData()
 
@@ -67,6 +67,20 @@ CALL_RECORDS: Final = Table(
     Column("talk_s", Float),
     Column("history_complete", Boolean, nullable=False),
     Column("stored_at", Float, nullable=False),
+)
+
+
+SEAT_EVENTS: Final = Table(
+    "seat_events",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("seat", String(32), nullable=False, index=True),
+    Column("at", Float, nullable=False, index=True),
+    Column("status", String(16), nullable=False),
+    Column("reason", String(32)),
+    Column("previous", String(16), nullable=False),
+    Column("cause", String(64), nullable=False),
+    Column("call_id", String(128)),
 )
 
 
@@ -128,16 +142,30 @@ class Store:
     async def close(self) -> None:
         await self.engine.dispose()
 
-    async def upsert_calls(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert or replace call records by `call_id`, in one transaction."""
-        if not rows:
-            return
-        dialect = sqlite if self.is_sqlite else postgresql
-        stmt = dialect.insert(CALL_RECORDS)
-        update = {c.name: stmt.excluded[c.name] for c in CALL_RECORDS.c if c.name != "call_id"}
-        stmt = stmt.on_conflict_do_update(index_elements=["call_id"], set_=update)
+    async def upsert_calls(
+        self, rows: Sequence[dict[str, Any]], seat_rows: Sequence[dict[str, Any]] = ()
+    ) -> None:
+        """Insert or replace call records by `call_id` and append seat events, in one
+        transaction."""
         async with self.engine.begin() as conn:
-            await conn.execute(stmt, list(rows))
+            if rows:
+                dialect = sqlite if self.is_sqlite else postgresql
+                stmt = dialect.insert(CALL_RECORDS)
+                update = {
+                    c.name: stmt.excluded[c.name] for c in CALL_RECORDS.c if c.name != "call_id"
+                }
+                stmt = stmt.on_conflict_do_update(index_elements=["call_id"], set_=update)
+                await conn.execute(stmt, list(rows))
+            if seat_rows:
+                await conn.execute(SEAT_EVENTS.insert(), list(seat_rows))
+
+    async def seat_events(self, seat: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Seat state changes, oldest first (optionally of one seat)."""
+        q = select(SEAT_EVENTS).order_by(SEAT_EVENTS.c.id).limit(limit)
+        if seat is not None:
+            q = q.where(SEAT_EVENTS.c.seat == seat)
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(q)]  # noqa: SLF001 - SQLAlchemy's public row API
 
     async def calls(self, *, caller: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Recent call records, newest first (optionally of one caller)."""
@@ -165,7 +193,8 @@ class RecordWriter:
         self._batch = batch
         self._max = max_pending
         self._clock = clock
-        self._pending: deque[dict[str, Any]] = deque()
+        # ("call", row) / ("seat", row), in the order they happened
+        self._pending: deque[tuple[str, dict[str, Any]]] = deque()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -178,6 +207,7 @@ class RecordWriter:
         return len(self._pending)
 
     def add(self, summary: CallSummary) -> None:
+        """A finished call (stored by upsert on its call_id)."""
         if len(self._pending) >= self._max:
             self._pending.popleft()
             self.dropped += 1
@@ -187,7 +217,13 @@ class RecordWriter:
                 max_pending=self._max,
                 hint="the database has been failing for a long time",
             )
-        self._pending.append(summary_row(summary, self._clock()))
+        self._pending.append(("call", summary_row(summary, self._clock())))
+        self._idle.clear()
+        self._wake.set()
+
+    def add_seat_event(self, row: dict[str, Any]) -> None:
+        """A seat state change: seat, at, status, reason, previous, cause, call_id."""
+        self._pending.append(("seat", row))
         self._idle.clear()
         self._wake.set()
 
@@ -207,7 +243,10 @@ class RecordWriter:
             n = min(self._batch, len(self._pending))
             rows = [self._pending.popleft() for _ in range(n)]
             try:
-                await self._store.upsert_calls(rows)
+                await self._store.upsert_calls(
+                    [r for kind, r in rows if kind == "call"],
+                    [r for kind, r in rows if kind == "seat"],
+                )
             except asyncio.CancelledError:
                 # shutdown mid-batch: keep the rows for the final flush (the upsert is
                 # idempotent if the transaction did commit)
@@ -229,7 +268,7 @@ class RecordWriter:
             attempt = 0
             self.written += len(rows)
 
-    def _give_back(self, rows: list[dict[str, Any]]) -> None:
+    def _give_back(self, rows: list[tuple[str, dict[str, Any]]]) -> None:
         """Put a failed batch back in front, oldest first; trim the oldest past the bound."""
         self._pending.extendleft(reversed(rows))
         while len(self._pending) > self._max:

@@ -85,12 +85,12 @@ async def test_failed_batches_are_retried_not_lost(store: Store) -> None:
     real = store.upsert_calls
     failures = 2
 
-    async def flaky(rows: Any) -> None:
+    async def flaky(rows: Any, seat_rows: Any = ()) -> None:
         nonlocal failures
         if failures:
             failures -= 1
             raise OperationalError("INSERT", {}, Exception("database is locked"))
-        await real(rows)
+        await real(rows, seat_rows)
 
     store.upsert_calls = flaky  # type: ignore[method-assign]
     writer = RecordWriter(store)
@@ -109,10 +109,10 @@ async def test_a_batch_cut_by_shutdown_is_kept_for_the_final_flush(store: Store)
     entered = asyncio.Event()
     real = store.upsert_calls
 
-    async def slow(rows: Any) -> None:
+    async def slow(rows: Any, seat_rows: Any = ()) -> None:
         entered.set()
         await asyncio.sleep(10)
-        await real(rows)
+        await real(rows, seat_rows)
 
     store.upsert_calls = slow  # type: ignore[method-assign]
     writer = RecordWriter(store)
@@ -129,3 +129,28 @@ async def test_a_batch_cut_by_shutdown_is_kept_for_the_final_flush(store: Store)
         await writer.flushed()
     flush.cancel()
     assert [r["linkedid"] for r in await store.calls()] == ["1732665600.1"]
+
+
+async def test_seat_events_are_stored_in_order_with_the_calls(store: Store) -> None:
+    writer = RecordWriter(store)
+    task = asyncio.create_task(writer.run())
+    for i, status in enumerate(["not_ready", "ready", "reserved"]):
+        writer.add_seat_event(
+            {
+                "seat": "1001",
+                "at": 10.0 + i,
+                "status": status,
+                "reason": "login" if i == 0 else None,
+                "previous": "logged_out",
+                "cause": "login",
+                "call_id": None,
+            }
+        )
+    writer.add(summary(1))
+    async with asyncio.timeout(5):
+        await writer.flushed()
+    task.cancel()
+    events = await store.seat_events("1001")
+    assert [e["status"] for e in events] == ["not_ready", "ready", "reserved"]
+    assert events[0]["reason"] == "login"
+    assert len(await store.calls()) == 1

@@ -1,0 +1,516 @@
+"""The CTI core: call tracking and the one queue behind one sans-IO ``handle``.
+
+Inputs: every AMI and connection event (in stream order), agent commands, and
+:class:`Tick` (time passing). Output: a list of frozen *effects* that the adapters carry
+out (AMI actions, MQTT publishes, database writes). Nothing here awaits or does I/O; time
+comes from the events and ticks.
+
+How a held call is seen and moved (the dialplan contract of :mod:`cti.dialplan`):
+
+* a channel entering ``cti-hold`` for the first time is a call waiting for a seat:
+  :class:`MarkTaken` tells Asterisk the daemon has it (so the holding loop does not fall
+  back to ``Queue()`` while the daemon's lease is valid) and the dispatcher queues or
+  offers it. A ``CoreShowChannel`` in ``cti-hold`` after a (re)connect is adopted the same
+  way: calls already waiting when the daemon starts are taken over without disturbing them;
+* an offer is a :class:`RedirectToSeat` of the held channel to ``cti-connect``; the seat's
+  ``DialBegin`` is "ringing", the tracker's answer is "answered";
+* a call that comes back to ``cti-hold`` while offered means the dialplan's ``Dial`` gave
+  up (no answer, busy, unavailable): ring no answer. A return we caused ourselves
+  (:class:`ReturnToHold` after the dispatcher's own RONA timer) is expected and ignored;
+* the call's end (the tracker's summary) ends it in the dispatcher too, and is stored and
+  published.
+
+The lease: every ``lease_every_s`` the core asks for :class:`RenewLease` (the global
+``CTI_LEASE_UNTIL`` on every connected node). If the daemon dies, its calls fall back to
+the plain queue when the lease runs out.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Final, assert_never
+
+from structlog.typing import FilteringBoundLogger
+
+from cti.calls.model import CallAnswered, CallEnded, CallSummary
+from cti.calls.tracker import CallTracker
+from cti.dialplan import CONTEXT_CONNECT, CONTEXT_HOLD
+from cti.events import (
+    AmiConnected,
+    AmiDisconnected,
+    AmiEvent,
+    ChannelSnapshot,
+    ConnectionEvent,
+    CoreShowChannel,
+    DeviceStateChange,
+    DialBegin,
+    Newexten,
+)
+from cti.numberplan import NumberPlan
+from cti.routing import commands as rc
+from cti.routing.dispatcher import Dispatcher, IncomingCall
+from cti.seats.commands import (
+    CommandError,
+    Login,
+    Logout,
+    NotReady,
+    Ready,
+    SeatCommand,
+    WrapupDone,
+    WrapupExtend,
+)
+
+__all__ = [
+    "Core",
+    "Effect",
+    "MarkTaken",
+    "Publish",
+    "RedirectToSeat",
+    "RenewLease",
+    "ReturnToHold",
+    "SeatCommandReceived",
+    "StoreCall",
+    "StoreSeatState",
+    "Tick",
+]
+
+SCHEMA_VERSION: Final = 1
+
+
+# ------------------------------------------------------------------------ inputs
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tick:
+    """Time passes: fire the dispatcher's timers, renew the lease."""
+
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SeatCommandReceived:
+    """An agent command (parsed, or the reason it could not be) for `seat`."""
+
+    seat: str
+    command: SeatCommand | CommandError
+    at: float
+
+
+# ------------------------------------------------------------------------ effects
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MarkTaken:
+    """Setvar ``CTI_TAKEN=1`` on the held channel: the daemon has this call."""
+
+    node: str
+    channel: str
+    call_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RedirectToSeat:
+    """Setvar ``CTI_RING_TIMEOUT`` (and the endpoint), then Redirect the held channel to
+    ``cti-connect,<seat>,1``."""
+
+    node: str
+    channel: str
+    call_id: str
+    seat_id: str
+    endpoint: str
+    ring_timeout_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReturnToHold:
+    """Redirect the caller's channel back to ``cti-hold,s,1`` (ends a ringing Dial)."""
+
+    node: str
+    channel: str
+    call_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RenewLease:
+    """Set the global ``CTI_LEASE_UNTIL`` (epoch s) on `node`."""
+
+    node: str
+    until: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Publish:
+    """An MQTT message; `topic` is relative to the configured prefix."""
+
+    topic: str
+    payload: dict[str, Any]
+    retain: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreCall:
+    summary: CallSummary
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreSeatState:
+    """A seat state change (the raw material of seat KPIs)."""
+
+    seat_id: str
+    status: str
+    reason: str | None
+    previous: str
+    cause: str
+    call_id: str | None
+    at: float
+
+
+Effect = (
+    MarkTaken | RedirectToSeat | ReturnToHold | RenewLease | Publish | StoreCall | StoreSeatState
+)
+
+
+@dataclass(slots=True)
+class _Held:
+    node: str
+    channel: str
+    in_hold: bool = True
+    expected_returns: int = 0  # ReturnToHold we issued whose cti-hold entry is still to come
+    offered: bool = False
+
+
+@dataclass(slots=True)
+class _Stats:
+    counts: Counter[str] = field(default_factory=Counter)
+
+
+class Core:
+    """See the module docstring. One instance per daemon, driven from one task."""
+
+    def __init__(
+        self,
+        plan: NumberPlan,
+        *,
+        log: FilteringBoundLogger,
+        lease_s: float = 15.0,
+        lease_every_s: float = 5.0,
+    ) -> None:
+        self._log = log
+        self.plan = plan
+        self.tracker = CallTracker(logger=log)
+        self.dispatcher = Dispatcher(plan, log)
+        self._seats = {s.id for s in plan.seats}
+        self._held: dict[str, _Held] = {}  # call_id -> the caller's held channel
+        self._nodes: set[str] = set()
+        self._lease_s = lease_s
+        self._lease_every_s = lease_every_s
+        self._lease_due = 0.0
+        self.counts: Counter[str] = Counter()
+
+    # ------------------------------------------------------------------ API
+
+    def handle(self, item: AmiEvent | ConnectionEvent | Tick | SeatCommandReceived) -> list[Effect]:
+        """Apply one input; return the effects, in the order they must happen."""
+        out: list[Effect] = []
+        if isinstance(item, Tick):
+            self._tick(item.at, out)
+        elif isinstance(item, SeatCommandReceived):
+            self._seat_command(item, out)
+        else:
+            self._ami(item, out)
+        return out
+
+    def next_deadline(self) -> float:
+        """When :meth:`handle` wants the next :class:`Tick` at the latest."""
+        due = self.dispatcher.next_deadline()
+        lease = self._lease_due if self._nodes else float("inf")
+        return min(due if due is not None else float("inf"), lease)
+
+    # ------------------------------------------------------------------ AMI
+
+    def _ami(self, ev: AmiEvent | ConnectionEvent, out: list[Effect]) -> None:
+        if isinstance(ev, AmiConnected):
+            self._nodes.add(ev.node)
+            out.append(RenewLease(node=ev.node, until=ev.time + self._lease_s))
+        elif isinstance(ev, AmiDisconnected):
+            self._nodes.discard(ev.node)
+        notes = self.tracker.handle(ev)
+        if isinstance(ev, Newexten):
+            self._on_newexten(ev, out)
+        elif isinstance(ev, CoreShowChannel):
+            if ev.chan.context == CONTEXT_HOLD:
+                self._waiting(ev.node, ev.chan, ev.time, out, adopted=True)
+        elif isinstance(ev, DialBegin):
+            self._on_dial_begin(ev, out)
+        elif isinstance(ev, DeviceStateChange):
+            self._route(self.dispatcher.on_device_state(ev.device, ev.state, ev.time), out)
+        self._notes(notes, out)
+
+    def _notes(self, notes: list[CallAnswered | CallEnded], out: list[Effect]) -> None:
+        for note in notes:
+            if isinstance(note, CallAnswered):
+                self._route(self.dispatcher.on_answer(note.call_id, note.at), out)
+                out.append(
+                    self._call_event(
+                        "answered",
+                        note.call_id,
+                        node=note.node,
+                        answered_by=note.answered_by,
+                        at=note.at,
+                    )
+                )
+            elif isinstance(note, CallEnded):
+                s = note.summary
+                self._held.pop(s.call_id, None)
+                self._route(self.dispatcher.on_hangup(s.call_id, s.ended_at), out)
+                out.append(StoreCall(summary=s))
+                out.append(
+                    Publish(
+                        topic="calls/events",
+                        payload={
+                            "schema_version": SCHEMA_VERSION,
+                            "event_id": f"{s.call_id}:ended",
+                            "type": "ended",
+                            **s.to_json(),
+                        },
+                    )
+                )
+
+    def _on_newexten(self, ev: Newexten, out: list[Effect]) -> None:
+        ctx = ev.chan.context
+        if ctx == CONTEXT_HOLD and ev.chan.priority == 1:
+            self._waiting(ev.node, ev.chan, ev.time, out, adopted=False)
+        elif ctx == CONTEXT_CONNECT and ev.chan.priority == 1:
+            held = self._held.get(ev.chan.linkedid)
+            if held is not None and held.channel == ev.chan.channel:
+                held.in_hold = False
+
+    def _waiting(
+        self, node: str, chan: ChannelSnapshot, at: float, out: list[Effect], *, adopted: bool
+    ) -> None:
+        call_id = chan.linkedid
+        held = self._held.get(call_id)
+        if held is None:
+            held = self._held[call_id] = _Held(node=node, channel=chan.channel)
+            out.append(MarkTaken(node=node, channel=chan.channel, call_id=call_id))
+            active = self.tracker.call(node, call_id)
+            line = active.line if active is not None else chan.exten
+            caller = active.caller if active is not None else chan.caller_num
+            self.counts["adopted" if adopted else "taken"] += 1
+            self._log.info(
+                "call_taken", linkedid=call_id, node=node, line=line, caller=caller, adopted=adopted
+            )
+            self._route(
+                self.dispatcher.on_call_waiting(
+                    IncomingCall(call_id=call_id, line=line, at=at, caller=caller)
+                ),
+                out,
+            )
+            return
+        if held.channel != chan.channel:
+            self.counts["hold_other_channel"] += 1
+            return
+        held.in_hold = True
+        if held.expected_returns > 0:
+            held.expected_returns -= 1  # our own ReturnToHold arriving
+            return
+        if self.dispatcher.offered_to(call_id) is not None:
+            # the dialplan's Dial gave up (no answer / busy / unavailable): RONA
+            self.counts["ring_failed_in_dialplan"] += 1
+            self._route(self.dispatcher.on_ring_timeout(call_id, at), out)
+
+    def _on_dial_begin(self, ev: DialBegin, out: list[Effect]) -> None:
+        if ev.chan is None:
+            return
+        call_id = ev.chan.linkedid
+        held = self._held.get(call_id)
+        if held is not None and held.channel == ev.chan.channel and held.offered:
+            self._route(self.dispatcher.on_ringing(call_id, ev.time), out)
+
+    # ------------------------------------------------------------------ seats
+
+    def _seat_command(self, item: SeatCommandReceived, out: list[Effect]) -> None:
+        seat, cmd, now = item.seat, item.command, item.at
+        if seat not in self._seats:
+            cmd = CommandError(
+                code="unknown_seat",
+                message=f"no seat {seat!r} in the number plan",
+                request_id=getattr(cmd, "request_id", None),
+            )
+        if isinstance(cmd, CommandError):
+            self.counts["command_refused"] += 1
+            self._log.warning("seat_command_refused", seat=seat, code=cmd.code, error=cmd.message)
+            out.append(Publish(topic=f"seats/{seat}/reply", payload=cmd.reply()))
+            return
+        routed = self._apply_seat_command(seat, cmd, now)
+        rejected = [c for c in routed if isinstance(c, rc.CommandRejected)]
+        reply: dict[str, Any] = {"ok": not rejected, "request_id": cmd.request_id, "cmd": cmd.cmd}
+        if rejected:
+            reply["error"] = {"code": "rejected", "message": rejected[0].reason, "fields": []}
+        self._route(routed, out)
+        out.append(Publish(topic=f"seats/{seat}/reply", payload=reply))
+
+    def _apply_seat_command(self, seat: str, cmd: SeatCommand, now: float) -> list[rc.Command]:
+        d = self.dispatcher
+        match cmd:
+            case Login():
+                return d.on_login(seat, now, ready=cmd.ready)
+            case Logout():
+                return d.on_logout(seat, now)
+            case Ready():
+                return d.on_seat_ready(seat, now)
+            case NotReady():
+                return d.on_seat_not_ready(seat, cmd.reason_code, now)
+            case WrapupDone():
+                return d.on_wrapup_done(seat, now)
+            case WrapupExtend():
+                return d.on_wrapup_extend(seat, cmd.seconds, now)
+            case _:
+                assert_never(cmd)
+
+    # ------------------------------------------------------------------ time
+
+    def _tick(self, now: float, out: list[Effect]) -> None:
+        self._route(self.dispatcher.tick(now), out)
+        if self._nodes and now >= self._lease_due:
+            self._lease_due = now + self._lease_every_s
+            out.extend(RenewLease(node=n, until=now + self._lease_s) for n in sorted(self._nodes))
+
+    # ------------------------------------------------------------------ dispatcher commands
+
+    def _route(self, commands: list[rc.Command], out: list[Effect]) -> None:
+        for c in commands:
+            if isinstance(c, rc.ConnectCall):
+                self._connect(c, out)
+            elif isinstance(c, rc.CancelRing):
+                self._cancel_ring(c, out)
+            elif isinstance(c, rc.PublishSeatState):
+                st = c.state
+                payload = _seat_payload(st.seat_id, c)
+                out.append(Publish(topic=f"seats/{st.seat_id}/state", payload=payload, retain=True))
+                out.append(
+                    StoreSeatState(
+                        seat_id=st.seat_id,
+                        status=str(st.status),
+                        reason=_str(st.reason),
+                        previous=c.previous,
+                        cause=c.cause,
+                        call_id=st.call_id,
+                        at=st.since,
+                    )
+                )
+            elif isinstance(c, rc.PublishQueueSnapshot):
+                out.append(
+                    Publish(
+                        topic="queue/snapshot",
+                        retain=True,
+                        payload={"schema_version": SCHEMA_VERSION, **_snapshot_payload(c.snapshot)},
+                    )
+                )
+            elif isinstance(c, rc.CallAnswered):
+                self._log.info(
+                    "call_connected",
+                    linkedid=c.call_id,
+                    seat=c.seat_id,
+                    line=c.line,
+                    waited_s=round(c.waited_s, 3),
+                    step=c.step,
+                )
+            elif isinstance(c, rc.RecordAbandonment):
+                a = c.outcome
+                self._log.info(
+                    "call_abandoned",
+                    linkedid=a.call_id,
+                    line=a.line,
+                    waited_s=round(a.waited_s, 3),
+                    position=a.position,
+                    during_offer=a.during_offer,
+                )
+            elif isinstance(c, rc.TransferOut):
+                # the dialplan already dials sub-centre lines itself (cti-inbound); a held
+                # call on such a line came back from an unanswered sub-centre: it stays here
+                self.counts["transfer_out_ignored"] += 1
+            # StartTimer: the driver asks next_deadline(); CommandRejected: replied above
+
+    def _connect(self, c: rc.ConnectCall, out: list[Effect]) -> None:
+        held = self._held.get(c.call_id)
+        if held is None:
+            self.counts["connect_unknown_call"] += 1
+            self._log.error("connect_unknown_call", linkedid=c.call_id, seat=c.seat_id)
+            return
+        held.offered = True
+        self._log.info(
+            "call_offered", linkedid=c.call_id, seat=c.seat_id, step=c.step, attempt=c.attempt
+        )
+        out.append(
+            RedirectToSeat(
+                node=held.node,
+                channel=held.channel,
+                call_id=c.call_id,
+                seat_id=c.seat_id,
+                endpoint=c.endpoint,
+                ring_timeout_s=c.ring_timeout_s,
+            )
+        )
+
+    def _cancel_ring(self, c: rc.CancelRing, out: list[Effect]) -> None:
+        held = self._held.get(c.call_id)
+        if held is None:
+            return
+        held.offered = False
+        if held.in_hold:
+            return  # the dialplan already brought the caller back
+        held.expected_returns += 1
+        out.append(
+            ReturnToHold(node=held.node, channel=held.channel, call_id=c.call_id, reason=c.reason)
+        )
+
+    def _call_event(self, kind: str, call_id: str, **body: Any) -> Publish:
+        return Publish(
+            topic="calls/events",
+            payload={
+                "schema_version": SCHEMA_VERSION,
+                "event_id": f"{call_id}:{kind}",
+                "type": kind,
+                "call_id": call_id,
+                **body,
+            },
+        )
+
+
+def _str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _seat_payload(seat_id: str, c: rc.PublishSeatState) -> dict[str, Any]:
+    st = c.state
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "seat": seat_id,
+        "status": str(st.status),
+        "reason": _str(st.reason),
+        "since": st.since,
+        "call_id": st.call_id,
+        "pending": _str(st.pending),
+        "wrapup_until": st.wrapup_until,
+        "device": str(st.device),
+        "previous": c.previous,
+        "cause": c.cause,
+    }
+
+
+def _snapshot_payload(s: rc.QueueSnapshot) -> dict[str, Any]:
+    return {
+        "at": s.at,
+        "waiting": s.waiting,
+        "offered": s.offered,
+        "by_class": s.by_class,
+        "by_skill": s.by_skill,
+        "longest_wait_s": s.longest_wait_s,
+        "ready_seats": s.ready_seats,
+        "staffed_seats": s.staffed_seats,
+        "aht_s": s.aht_s,
+        "ewt_new_call_s": s.ewt_new_call_s,
+    }

@@ -1,0 +1,190 @@
+"""Run the real daemon (a `cti run` process) against the testbed, with a test's own seats,
+MQTT prefix and database; drive calls over AMI and watch what the daemon publishes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Self
+
+import aiomqtt
+import yaml
+
+from cti.adapters.ami import AmiClient, EventQueue
+from cti.events import AmiEvent
+from tests.conftest import AMI_SECRET, MQTT_HOST, MQTT_PORT, PROJECT, bed_node, unique
+
+
+def write_config(
+    tmp: Path, *, seats: list[dict[str, Any]], queue: dict[str, Any]
+) -> tuple[Path, str]:
+    """config/cti.yaml with the test's seats, queue settings, MQTT prefix and database."""
+    data = yaml.safe_load((PROJECT / "config" / "cti.yaml").read_text(encoding="utf-8"))
+    prefix = f"test/{unique()}"
+    data["ami"]["nodes"][0].pop("secret", None)
+    data["mqtt"].update(prefix=prefix, client_id=unique("cti"))
+    data["database"]["url"] = f"sqlite+aiosqlite:///{tmp}/cti.db"
+    data["logging"] = {"level": "info", "format": "json"}
+    data["numberplan"]["seats"] = seats
+    data["numberplan"]["queue"].update(queue)
+    path = tmp / "cti.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path, prefix
+
+
+class Harness:
+    def __init__(self, config: Path, prefix: str) -> None:
+        self.config = config
+        self.prefix = prefix
+        self.proc: asyncio.subprocess.Process | None = None
+        self.logs: list[dict[str, Any]] = []
+        self.messages: list[tuple[str, Any]] = []
+        self.ami_events = EventQueue(100_000)
+        self.driver = AmiClient(bed_node(name="driver"), self.ami_events)
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._mqtt: aiomqtt.Client | None = None
+        self._changed = asyncio.Event()
+
+    async def __aenter__(self) -> Self:
+        self._mqtt = aiomqtt.Client(MQTT_HOST, MQTT_PORT, identifier=unique("harness"))
+        await self._mqtt.__aenter__()
+        await self._mqtt.subscribe(f"{self.prefix}/#", qos=1)
+        self._tasks.append(asyncio.create_task(self._read_mqtt()))
+        self._tasks.append(asyncio.create_task(self.driver.run()))
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "cti",
+            "run",
+            "-c",
+            str(self.config),
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "CTI_AMI_SECRET": AMI_SECRET},
+        )
+        self._tasks.append(asyncio.create_task(self._read_logs()))
+        await self.driver.wait_connected(10)
+        await self.wait(lambda: self.log("ami_node_up"), 20, "daemon up")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.driver_action({"Action": "Hangup", "Channel": "/^Local\\/.*@cti-inbound-/"})
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(10):
+                await self.proc.wait()
+        for t in self._tasks:
+            t.cancel()
+        if self._mqtt is not None:
+            await self._mqtt.__aexit__(None, None, None)
+
+    async def driver_action(self, action: dict[str, str]) -> None:
+        await self.driver.action(action, check=False)
+
+    async def _read_mqtt(self) -> None:
+        assert self._mqtt is not None
+        async for m in self._mqtt.messages:
+            topic = m.topic.value.removeprefix(self.prefix + "/")
+            payload = m.payload if isinstance(m.payload, bytes) else b""
+            try:
+                body = json.loads(payload) if payload else None
+            except ValueError:
+                body = payload
+            self.messages.append((topic, body))
+            self._changed.set()
+
+    async def _read_logs(self) -> None:
+        assert self.proc is not None
+        assert self.proc.stderr is not None
+        while line := await self.proc.stderr.readline():
+            try:
+                self.logs.append(json.loads(line))
+            except ValueError:
+                self.logs.append({"event": "unparsed", "line": line.decode(errors="replace")})
+            self._changed.set()
+
+    # ------------------------------------------------------------------ looking
+
+    def log(self, event: str, **match: Any) -> dict[str, Any] | None:
+        for rec in self.logs:
+            if rec.get("event") == event and all(rec.get(k) == v for k, v in match.items()):
+                return rec
+        return None
+
+    def published(self, topic: str, **match: Any) -> list[Any]:
+        return [
+            b
+            for t, b in self.messages
+            if t == topic and isinstance(b, dict) and all(b.get(k) == v for k, v in match.items())
+        ]
+
+    async def wait(self, cond: Callable[[], Any], timeout: float, what: str) -> Any:
+        try:
+            async with asyncio.timeout(timeout):
+                while not (result := cond()):
+                    self._changed.clear()
+                    await self._changed.wait()
+                return result
+        except TimeoutError:
+            tail = [
+                r.get("event") if r.get("event") != "unparsed" else r.get("line")
+                for r in self.logs[-15:]
+            ]
+            msg = f"timed out after {timeout} s waiting for {what}; last daemon logs: {tail}"
+            raise AssertionError(msg) from None
+
+    # ------------------------------------------------------------------ doing
+
+    async def call(self, number: str, caller: str, name: str = "") -> str:
+        """A citizen calls `number`; returns the call id (the Linkedid)."""
+        a, b = unique("a"), unique("b")
+        cid = f'"{name}" <{caller}>' if name else f"<{caller}>"
+        await self.driver.action(
+            {
+                "Action": "Originate",
+                "Channel": f"Local/{number}@cti-inbound",
+                "Context": "customer",
+                "Exten": "s",
+                "Priority": "1",
+                "Async": "true",
+                "ChannelId": a,
+                "OtherChannelId": b,
+                "CallerID": cid,
+            }
+        )
+        await self.wait(lambda: self.log("call_taken", linkedid=a), 10, f"call {a} taken")
+        return a
+
+    async def hang_up(self, call_id: str) -> None:
+        """The citizen hangs up: the customer half of the originated pair."""
+        # the customer half (;1) of the originated pair has Uniqueid == call id
+        res = await self.driver.action({"Action": "CoreShowChannels"})
+        for ev in res.items:
+            if isinstance(ev, AmiEvent) and ev.headers.get("Uniqueid") == call_id:
+                await self.driver_action({"Action": "Hangup", "Channel": ev.headers["Channel"]})
+
+    async def seat(self, seat: str, cmd: dict[str, Any]) -> dict[str, Any]:
+        assert self._mqtt is not None
+        rid = unique("r")
+        await self._mqtt.publish(
+            f"{self.prefix}/seats/{seat}/cmd", json.dumps({**cmd, "request_id": rid}), qos=1
+        )
+        replies = await self.wait(
+            lambda: self.published(f"seats/{seat}/reply", request_id=rid), 10, f"reply {rid}"
+        )
+        return dict(replies[0])
+
+    def answered_by(self, call_id: str) -> str | None:
+        got = self.published("calls/events", call_id=call_id, type="answered")
+        return str(got[0]["answered_by"]) if got else None
+
+    def seat_states(self, seat: str) -> list[tuple[str, str | None]]:
+        return [(b["status"], b["reason"]) for b in self.published(f"seats/{seat}/state")]
+
+
+async def settle(seconds: float) -> None:
+    await asyncio.sleep(seconds)

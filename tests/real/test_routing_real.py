@@ -1,0 +1,108 @@
+"""The one queue on the real testbed: the daemon (a `cti run` process) takes held calls,
+routes them by priority and skill to Local auto-answer seats, handles ring-no-answer and
+records abandoned calls (issue 4's acceptance scenarios)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.real.daemon_harness import Harness, settle, write_config
+
+pytestmark = [pytest.mark.realserver, pytest.mark.usefixtures("testbed")]
+
+SEATS = [
+    {"id": "1001", "endpoint": "Local/1001@seats", "skills": {"general": 5, "market": 3}},
+    # the plan's other skills (every skill needs a seat), but not market
+    {
+        "id": "1002",
+        "endpoint": "Local/1002@seats",
+        "skills": {"general": 5, "env": 1, "health": 1, "hr": 1, "dialect": 1},
+    },
+    # never answers: the RONA seat
+    {"id": "9901", "endpoint": "Local/9901@seats-noanswer", "skills": {"general": 9}},
+]
+QUEUE = {"ring_timeout_s": 3, "wrapup_s": 0, "overflow": [], "sticky_window_s": 0}
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> tuple[Path, str]:
+    return write_config(tmp_path, seats=SEATS, queue=QUEUE)
+
+
+async def test_110_first_skills_rona_and_abandon(config: tuple[Path, str], tmp_path: Path) -> None:
+    async with Harness(*config) as h:
+        # --- one line for every number; the 110 transfer goes first though it came last
+        a = await h.call("12345", "13800000001", "张三")
+        b = await h.call("12345", "13800000002")
+        c = await h.call("12345110", "13800000003")
+        snap = await h.wait(
+            lambda: [s for s in h.published("queue/snapshot") if s["waiting"] == 3],
+            5,
+            "three calls in one line",
+        )
+        assert snap[-1]["by_class"] == {"emergency-transfer": 1, "normal": 2}
+        reply = await h.seat("1002", {"cmd": "login", "ready": True})
+        assert reply["ok"] is True
+        await h.wait(lambda: h.answered_by(c), 10, "the 110 call answered")
+        assert h.answered_by(c) == "1002"
+        assert h.answered_by(a) is None
+        assert h.answered_by(b) is None
+        # the seat is talking; its state went ready -> reserved -> ringing -> talking
+        await h.wait(lambda: ("talking", None) in h.seat_states("1002"), 5, "1002 talking")
+
+        # --- a 12315 call waits for the market skill; 1002 (general only) never gets it
+        await h.hang_up(c)
+        await h.wait(lambda: h.answered_by(a), 10, "next call to 1002 after wrap-up 0")
+        assert h.answered_by(a) == "1002"  # FIFO inside the normal class
+        await h.hang_up(a)
+        await h.wait(lambda: h.answered_by(b), 10, "third call to 1002")
+        await h.hang_up(b)
+        d = await h.call("12315", "13800000004")
+        await settle(1.5)
+        assert h.answered_by(d) is None  # 1002 is ready but lacks the skill
+        await h.seat("1001", {"cmd": "login", "ready": True})
+        await h.wait(lambda: h.answered_by(d), 10, "12315 to the market seat")
+        assert h.answered_by(d) == "1001"
+        await h.hang_up(d)
+
+        # --- ring no answer: 9901 is longest idle, does not answer, goes RONA; 1001 answers
+        await h.seat("1001", {"cmd": "not_ready", "reason": "meal"})
+        await h.seat("1002", {"cmd": "not_ready", "reason": "meeting"})
+        await h.seat("9901", {"cmd": "login", "ready": True})
+        e = await h.call("12345", "13800000005")
+        await h.wait(lambda: h.log("call_offered", linkedid=e, seat="9901"), 5, "offer to 9901")
+        await h.seat("1001", {"cmd": "ready"})
+        await h.wait(lambda: ("not_ready", "rona") in h.seat_states("9901"), 10, "9901 RONA")
+        await h.wait(lambda: h.answered_by(e), 10, "the RONA call answered by the next seat")
+        assert h.answered_by(e) == "1001"
+        await h.hang_up(e)
+
+        # --- abandoned while waiting, with its wait time
+        await h.seat("1001", {"cmd": "not_ready", "reason": "rest"})
+        f = await h.call("12345", "13800000006")
+        await settle(2.0)
+        await h.hang_up(f)
+        ended = await h.wait(
+            lambda: h.published("calls/events", call_id=f, type="ended"), 10, "abandoned call ended"
+        )
+        assert ended[0]["outcome"] == "abandoned"
+        assert 1.5 < ended[0]["wait_s"] < 4.0
+        abandoned = await h.wait(lambda: h.log("call_abandoned", linkedid=f), 5, "abandon log")
+        assert 1.5 < abandoned["waited_s"] < 4.0
+
+        # --- bad agent commands: a clear error, nothing changes
+        bad = await h.seat("1001", {"cmd": "not_ready", "reason": "nap"})
+        assert bad["ok"] is False
+        assert bad["error"]["code"] == "invalid_command"
+        unknown = await h.seat("7777", {"cmd": "ready"})
+        assert unknown["error"]["code"] == "unknown_seat"
+        assert not [r for r in h.logs if r.get("level") in {"error", "critical"}], [
+            r for r in h.logs if r.get("level") in {"error", "critical"}
+        ]
+    # seat state changes are in the database for the KPIs
+    with sqlite3.connect(tmp_path / "cti.db") as db:
+        rows = db.execute("select status, reason from seat_events where seat = '9901'").fetchall()
+    assert ("not_ready", "rona") in rows
