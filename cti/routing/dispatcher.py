@@ -620,7 +620,8 @@ class Dispatcher:
             return
         self._dirty = True
         self.stats["abandoned"] += 1
-        self._log.info("call_abandoned", call_id=call_id, waited_s=round(outcome.waited_s, 3))
+        # debug: the daemon logs it at info with the linkedid and position (cti/core.py)
+        self._log.debug("call_abandoned", call_id=call_id, waited_s=round(outcome.waited_s, 3))
         out.append(RecordAbandonment(outcome=outcome))
 
     def _schedule(

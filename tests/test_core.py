@@ -1,0 +1,222 @@
+"""The sans-IO core (tracker + dispatcher + the dialplan contract), without Asterisk:
+events in, effects out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from cti.core import (
+    Core,
+    Effect,
+    MarkTaken,
+    Publish,
+    RedirectToSeat,
+    RenewLease,
+    ReturnToHold,
+    SeatCommandReceived,
+    StoreCall,
+    StoreSeatState,
+    Tick,
+)
+from cti.events import AmiConnected, parse_event
+from cti.seats.commands import parse_seat_command
+from tests.routing.plans import make_plan
+
+HELD = "Local/12345@cti-inbound-00000001;2"
+
+
+def ev(name: str, t: float, **h: str) -> Any:
+    return parse_event("main", {"Event": name, "Timestamp": str(t), **h}, 0.0)
+
+
+def chan(channel: str, uid: str, linkedid: str, **extra: str) -> dict[str, str]:
+    base = {
+        "Channel": channel,
+        "Uniqueid": uid,
+        "Linkedid": linkedid,
+        "CallerIDNum": "13800138000",
+        "CallerIDName": "张三",
+        "Exten": "12345",
+    }
+    return {**base, **extra}
+
+
+def core(**queue: Any) -> Core:
+    return Core(make_plan(**queue), log=structlog.get_logger("test"))
+
+
+def cmd(c: Core, seat: str, payload: bytes, t: float) -> list[Effect]:
+    return c.handle(SeatCommandReceived(seat=seat, command=parse_seat_command(payload), at=t))
+
+
+def hold(c: Core, call: str, t: float, priority: str = "1") -> list[Effect]:
+    return c.handle(
+        ev(
+            "Newexten",
+            t,
+            **chan(
+                HELD,
+                f"{call}.2",
+                call,
+                Context="cti-hold",
+                Priority=priority,
+                Application="StartMusicOnHold",
+            ),
+        )
+    )
+
+
+def kinds(effects: list[Effect]) -> list[str]:
+    return [type(e).__name__ for e in effects]
+
+
+def start_call(c: Core, call: str, t: float) -> list[Effect]:
+    c.handle(ev("Newchannel", t, **chan("Local/12345@cti-inbound-00000001;1", call, call)))
+    c.handle(ev("Newchannel", t, **chan(HELD, f"{call}.2", call)))
+    c.handle(ev("VarSet", t, **chan(HELD, f"{call}.2", call, Variable="__CTI_LINE", Value="12345")))
+    return hold(c, call, t + 0.1)
+
+
+def test_a_held_call_is_taken_then_offered_when_a_seat_is_ready() -> None:
+    c = core(wrapup_s=0)
+    c.handle(AmiConnected(node="main", time=100.0, version="11.0.0", reconnect=False))
+    out = start_call(c, "c1", 100.0)
+    assert out[0] == MarkTaken(node="main", channel=HELD, call_id="c1")
+    assert not [e for e in out if isinstance(e, RedirectToSeat)]  # nobody is ready
+    out = cmd(c, "1002", b'{"cmd":"login","ready":true,"request_id":"r1"}', 101.0)
+    [redirect] = [e for e in out if isinstance(e, RedirectToSeat)]
+    assert (redirect.channel, redirect.seat_id, redirect.endpoint) == (HELD, "1002", "PJSIP/1002")
+    replies = [e for e in out if isinstance(e, Publish) and e.topic == "seats/1002/reply"]
+    assert replies == [
+        Publish(topic="seats/1002/reply", payload={"ok": True, "request_id": "r1", "cmd": "login"})
+    ]
+    states = [
+        e.payload["status"] for e in out if isinstance(e, Publish) and e.topic == "seats/1002/state"
+    ]
+    assert states == ["ready", "reserved"]
+    assert [e.status for e in out if isinstance(e, StoreSeatState)] == ["ready", "reserved"]
+
+
+def test_return_to_hold_while_offered_is_ring_no_answer() -> None:
+    c = core(wrapup_s=0)
+    start_call(c, "c1", 100.0)
+    cmd(c, "1002", b'{"cmd":"login","ready":true}', 101.0)
+    c.handle(
+        ev(
+            "Newexten",
+            101.1,
+            **chan(HELD, "c1.2", "c1", Context="cti-connect", Priority="1", Exten="1002"),
+        )
+    )
+    out = c.handle(
+        ev(
+            "DialBegin",
+            101.2,
+            **chan(HELD, "c1.2", "c1"),
+            DestChannel="PJSIP/1002-00000001",
+            DestUniqueid="d1",
+            DestLinkedid="c1",
+        )
+    )
+    assert [
+        e.payload["status"] for e in out if isinstance(e, Publish) and e.topic == "seats/1002/state"
+    ] == ["ringing"]
+    out = hold(c, "c1", 116.3)  # the dialplan's Dial gave up: back in cti-hold
+    assert ("not_ready", "rona") in [
+        (e.status, e.reason) for e in out if isinstance(e, StoreSeatState)
+    ]
+    assert not [e for e in out if isinstance(e, ReturnToHold)]  # it is in hold already
+    # the next ready seat gets it at once
+    out = cmd(c, "1001", b'{"cmd":"login","ready":true}', 117.0)
+    assert [e.seat_id for e in out if isinstance(e, RedirectToSeat)] == ["1001"]
+
+
+def test_the_dispatchers_own_rona_returns_the_caller_to_hold_and_expects_it() -> None:
+    c = core(wrapup_s=0, ring_timeout_s=5)
+    start_call(c, "c1", 100.0)
+    cmd(c, "1002", b'{"cmd":"login","ready":true}', 101.0)
+    c.handle(
+        ev(
+            "Newexten",
+            101.1,
+            **chan(HELD, "c1.2", "c1", Context="cti-connect", Priority="1", Exten="1002"),
+        )
+    )
+    out = c.handle(Tick(at=106.5))  # the ring timer fires before the dialplan gives up
+    assert [e.reason for e in out if isinstance(e, ReturnToHold)] != []
+    out = hold(c, "c1", 106.6)  # our own Redirect arriving: not a second RONA
+    assert not [e for e in out if isinstance(e, StoreSeatState)]
+
+
+def test_hangup_ends_the_call_everywhere_and_stores_it() -> None:
+    c = core(wrapup_s=0)
+    start_call(c, "c1", 100.0)
+    first = "Local/12345@cti-inbound-00000001;1"
+    out = c.handle(ev("HangupRequest", 104.0, **chan(first, "c1", "c1", Cause="16")))
+    for uid, name in (("c1", first), ("c1.2", HELD)):
+        out += c.handle(ev("Hangup", 104.0, **chan(name, uid, "c1", Cause="16")))
+    [stored] = [e for e in out if isinstance(e, StoreCall)]
+    assert stored.summary.outcome == "abandoned"
+    assert stored.summary.line == "12345"
+    ended = [e for e in out if isinstance(e, Publish) and e.topic == "calls/events"]
+    assert ended[0].payload["type"] == "ended"
+    assert c.dispatcher.queue.get("c1") is None
+    snapshot = [
+        e
+        for e in c.handle(Tick(at=105.0))
+        if isinstance(e, Publish) and e.topic == "queue/snapshot"
+    ]
+    assert snapshot[-1].payload["waiting"] == 0
+
+
+def test_calls_already_holding_are_adopted_at_resync() -> None:
+    c = core()
+    c.handle(AmiConnected(node="main", time=100.0, version="11.0.0", reconnect=False))
+    out = c.handle(
+        ev(
+            "CoreShowChannel",
+            100.1,
+            **chan(HELD, "c9.2", "c9", Context="cti-hold", Priority="8", Application="Wait"),
+        )
+    )
+    assert out[0] == MarkTaken(node="main", channel=HELD, call_id="c9")
+    assert c.counts["adopted"] == 1
+    assert c.dispatcher.queue.get("c9") is not None
+    # a channel in the fallback queue (taken by app_queue while we were down) is left alone
+    out = c.handle(
+        ev(
+            "CoreShowChannel",
+            100.2,
+            **chan("Local/12345@cti-inbound-00000002;2", "c8.2", "c8", Context="cti-fallback"),
+        )
+    )
+    assert not [e for e in out if isinstance(e, MarkTaken)]
+
+
+def test_lease_is_renewed_on_connect_and_on_ticks() -> None:
+    c = core()
+    out = c.handle(AmiConnected(node="main", time=100.0, version="11.0.0", reconnect=False))
+    assert out == [RenewLease(node="main", until=115.0)]
+    assert [e for e in c.handle(Tick(at=100.5)) if isinstance(e, RenewLease)] == [
+        RenewLease(node="main", until=115.5)
+    ]
+    assert not [e for e in c.handle(Tick(at=102.0)) if isinstance(e, RenewLease)]
+    assert [e for e in c.handle(Tick(at=105.6)) if isinstance(e, RenewLease)] == [
+        RenewLease(node="main", until=120.6)
+    ]
+    assert c.next_deadline() <= 110.6
+
+
+def test_bad_and_unknown_seat_commands_are_replied_and_change_nothing() -> None:
+    c = core()
+    out = cmd(c, "1001", b'{"cmd":"not_ready","reason":"nap","request_id":"x"}', 100.0)
+    assert kinds(out) == ["Publish"]
+    assert out[0].payload["error"]["code"] == "invalid_command"  # type: ignore[union-attr]
+    out = cmd(c, "9999", b'{"cmd":"ready"}', 100.0)
+    assert out[0].payload["error"]["code"] == "unknown_seat"  # type: ignore[union-attr]
+    out = cmd(c, "1001", b'{"cmd":"wrapup_done"}', 100.0)  # not in wrap-up: rejected
+    [reply] = [e for e in out if isinstance(e, Publish) and e.topic.endswith("/reply")]
+    assert reply.payload["ok"] is False
+    assert reply.payload["error"]["code"] == "rejected"
