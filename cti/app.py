@@ -18,15 +18,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import itertools
 import signal
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from typing import Any
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from typing import Any, Literal
 
 import structlog
 
 from cti import __version__
 from cti.adapters.ami import AmiClient, AmiError, AmiLoginError, EventQueue, QueueItem
+from cti.adapters.http import Metric, ReadyPart, build_api, serve_http
 from cti.adapters.mqtt import Incoming, MqttAdapter
 from cti.adapters.store import RecordWriter, Store
 from cti.core import (
@@ -45,6 +49,7 @@ from cti.core import (
 from cti.dialplan import CONTEXT_CONNECT, CONTEXT_HOLD, LEASE_VARIABLE, TAKEN_VARIABLE
 from cti.events import AmiConnected, AmiDisconnected, AmiEvent, AmiEventsLost
 from cti.seats.commands import parse_seat_command
+from cti.seats.model import SeatState, SeatStatus
 from cti.settings import Settings
 
 __all__ = ["EXIT_AMI_LOGIN", "EXIT_DATABASE", "AmiExecutor", "Daemon", "ShutdownError", "run"]
@@ -177,6 +182,15 @@ class Daemon:
         self._wake = asyncio.Event()
         self.handled = 0
         self.calls_ended = 0
+        self.settings = settings  # HTTP facade: the http section, the API's tokens
+        self.store = store  # HTTP facade: call records for GET /api/v1/calls
+
+    def restore(self, saved: dict[str, tuple[str, str | None, float]]) -> None:
+        """Seat states from before a restart (the seat_events table)."""
+        effects = self.core.restore_seats(saved, time.time())
+        self._log.info("seats_restored", seats=len(saved))
+        for effect in effects:
+            self._effect(effect)
 
     def tasks(self) -> Iterable[tuple[Coroutine[Any, Any, None], str]]:
         for name, client in self.clients.items():
@@ -186,6 +200,7 @@ class Daemon:
         yield self.records.run(), "adapter.store.records"
         yield self._pump(), "core.events"
         yield self._ticker(), "core.timers"
+        yield from self._http_tasks()  # HTTP facade (cti/adapters/http.py)
 
     # ------------------------------------------------------------------ inputs
 
@@ -294,6 +309,191 @@ class Daemon:
             if client is not None:
                 client.request_resync()
 
+    # ---- HTTP facade
+    # What the HTTP API (cti/adapters/http.py, `ApiFacade`) reads and does. Every method
+    # runs on the event loop between two inputs, so the core is never seen half-way.
+
+    def _http_tasks(self) -> Iterable[tuple[Coroutine[Any, Any, None], str]]:
+        http = self.settings.http
+        if http.enabled:
+            log = structlog.get_logger("cti.http")
+            yield serve_http(build_api(self, http, log=log), http, log=log), "adapter.http"
+
+    def seat_command(self, seat: str, payload: bytes) -> dict[str, Any]:
+        """An agent command from HTTP: fed to the core like an MQTT one (same parser,
+        same effects); the reply is returned instead of published on seats/{seat}/reply."""
+        self.handled += 1
+        item = SeatCommandReceived(seat=seat, command=parse_seat_command(payload), at=time.time())
+        try:
+            effects = self.core.handle(item)
+        except Exception:  # noqa: BLE001 - one bad input must not stop the daemon
+            self._log.exception("core_failed", item=type(item).__name__)
+            return {"ok": False, "request_id": None, "error": {"code": "internal"}}
+        reply: dict[str, Any] = {"ok": False, "request_id": None, "error": {"code": "internal"}}
+        for effect in effects:
+            if isinstance(effect, Publish) and effect.topic == f"seats/{seat}/reply":
+                reply = effect.payload
+            else:
+                self._effect(effect)
+        if effects:
+            self._wake.set()
+        return reply
+
+    def seat_states(self) -> list[dict[str, Any]]:
+        states = self.core.dispatcher.seats.states()
+        return [self._seat_json(st) for st in sorted(states, key=lambda st: st.seat_id)]
+
+    def seat_state(self, seat: str) -> dict[str, Any] | None:
+        state = self.core.dispatcher.seats.get(seat)
+        return self._seat_json(state) if state is not None else None
+
+    def queue_snapshot(self, max_calls: int = 100) -> dict[str, Any]:
+        """The snapshot of cti/queue/snapshot, plus the first *max_calls* waiting calls."""
+        d = self.core.dispatcher
+        now = time.time()
+        calls = []
+        for call in itertools.islice(d.queue, max_calls):
+            pos = d.position(call.call_id)
+            calls.append(
+                {
+                    "call_id": call.call_id,
+                    "line": call.line,
+                    "priority_class": call.priority_class,
+                    "skills": sorted(call.skills),
+                    "position": pos.overall if pos is not None else None,
+                    "waiting_s": round(max(0.0, now - call.enqueued_at), 3),
+                    "expected_wait_s": d.expected_wait(call.call_id, now),
+                    "offers": call.offers,
+                }
+            )
+        return {"schema_version": 1, **dataclasses.asdict(d.snapshot(now)), "calls": calls}
+
+    def active_calls(self) -> list[dict[str, Any]]:
+        d = self.core.dispatcher
+        out = []
+        for call in self.core.tracker.active_calls():
+            row = dataclasses.asdict(call)
+            row["state"] = call.state.value
+            row["channels"] = list(call.channels)
+            pos = d.position(call.call_id)
+            row["queue_position"] = pos.overall if pos is not None else None
+            row["offered_to"] = d.offered_to(call.call_id)
+            out.append(row)
+        return out
+
+    async def call_records(self, *, caller: str | None, limit: int) -> list[dict[str, Any]]:
+        return await self.store.calls(caller=caller, limit=limit)
+
+    def readiness(self) -> list[ReadyPart]:
+        parts = [
+            ReadyPart(
+                name=f"ami.{name}",
+                ready=client.connected,
+                detail=client.state + (f": {client.last_error}" if client.last_error else ""),
+            )
+            for name, client in self.clients.items()
+        ]
+        # the daemon only exists once the database opened (run() exits with 4 otherwise)
+        w = self.records
+        parts.append(
+            ReadyPart(
+                name="database",
+                ready=True,
+                detail=f"open; {w.pending} record(s) pending, {w.failures} write failure(s)",
+            )
+        )
+        parts.append(
+            ReadyPart(
+                name="mqtt",
+                ready=self.mqtt.connected,
+                required=False,  # seats miss pops, but calls are still routed and answered
+                detail=f"{'connected' if self.mqtt.connected else 'disconnected'}; "
+                f"backlog {self.mqtt.backlog}",
+            )
+        )
+        return parts
+
+    def metrics(self) -> list[Metric]:
+        def one(name: str, kind: Literal["counter", "gauge"], text: str, v: float) -> Metric:
+            return Metric(name=name, kind=kind, help=text, samples=(({}, v),))
+
+        def per(
+            name: str,
+            kind: Literal["counter", "gauge"],
+            text: str,
+            label: str,
+            values: Mapping[str, float],
+        ) -> Metric:
+            samples = tuple(({label: k}, float(v)) for k, v in sorted(values.items()))
+            return Metric(name=name, kind=kind, help=text, samples=samples)
+
+        cl = self.clients
+        snap = self.core.dispatcher.snapshot(time.time())
+        seats = Counter(str(st.status) for st in self.core.dispatcher.seats.states())
+        return [
+            per("cti_ami_events_received_total", "counter", "AMI events received.", "node",
+                {n: c.events_received for n, c in cl.items()}),
+            per("cti_ami_connected", "gauge", "1 while the AMI connection is up.", "node",
+                {n: int(c.connected) for n, c in cl.items()}),
+            per("cti_ami_reconnects_total", "counter", "AMI reconnects.", "node",
+                {n: c.reconnects for n, c in cl.items()}),
+            per("cti_ami_parse_errors_total", "counter", "Unparsable AMI messages.", "node",
+                {n: c.parse_errors for n, c in cl.items()}),
+            one("cti_ami_event_queue_depth", "gauge", "Events waiting for the core.",
+                self.events.qsize()),
+            one("cti_ami_events_dropped_total", "counter", "Events dropped: queue full.",
+                self.events.dropped_total),
+            one("cti_ami_actions_failed_total", "counter", "AMI actions that failed.",
+                self.ami.failed),
+            one("cti_core_inputs_total", "counter", "Inputs handled by the core.", self.handled),
+            one("cti_calls_waiting", "gauge", "Calls waiting for a seat.", snap.waiting),
+            one("cti_calls_offered", "gauge", "Calls ringing a seat.", snap.offered),
+            one("cti_calls_active", "gauge", "Calls in progress.",
+                len(self.core.tracker.active_calls())),
+            one("cti_calls_longest_wait_seconds", "gauge", "Longest current wait.",
+                snap.longest_wait_s),
+            one("cti_calls_ended_total", "counter", "Calls ended.", self.calls_ended),
+            per("cti_seats", "gauge", "Seats by status.", "status",
+                {str(s): seats.get(str(s), 0) for s in SeatStatus}),
+            one("cti_call_records_pending", "gauge", "Records not yet stored.",
+                self.records.pending),
+            one("cti_call_records_written_total", "counter", "Rows stored.",
+                self.records.written),
+            one("cti_call_records_dropped_total", "counter", "Rows dropped.",
+                self.records.dropped),
+            one("cti_call_records_write_failures_total", "counter", "Failed batches.",
+                self.records.failures),
+            one("cti_mqtt_connected", "gauge", "1 while the broker connection is up.",
+                int(self.mqtt.connected)),
+            one("cti_mqtt_backlog", "gauge", "Messages waiting to be published.",
+                self.mqtt.backlog),
+            one("cti_mqtt_published_total", "counter", "Messages published.",
+                self.mqtt.published),
+            per("cti_core_counts_total", "counter", "Core events by kind.", "kind",
+                self.core.counts),
+            per("cti_tracker_anomalies_total", "counter", "Call tracker anomalies.", "kind",
+                self.core.tracker.anomalies),
+            per("cti_dispatcher_events_total", "counter", "Dispatcher events and anomalies.",
+                "kind", self.core.dispatcher.stats),
+        ]  # fmt: skip
+
+    @staticmethod
+    def _seat_json(st: SeatState) -> dict[str, Any]:
+        pending = st.pending
+        return {
+            "seat": st.seat_id,
+            "status": str(st.status),
+            "reason": None if st.reason is None else str(st.reason),
+            "since": st.since,
+            "call_id": st.call_id,
+            "pending": None
+            if pending is None
+            else {"kind": str(pending.kind), "reason": pending.reason and str(pending.reason)},
+            "ready_since": st.ready_since,
+            "wrapup_until": st.wrapup_until,
+            "device": str(st.device),
+        }
+
 
 async def _flush_records(records: RecordWriter, log: Any) -> None:
     """Store the call records still in memory before exiting (bounded wait)."""
@@ -342,6 +542,7 @@ async def run(
         await store.close()
         return EXIT_DATABASE
     daemon = Daemon(settings, store, log=log)
+    daemon.restore(await store.latest_seat_states())
     log.info(
         "cti_starting",
         version=__version__,

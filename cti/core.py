@@ -222,6 +222,14 @@ class Core:
             self._ami(item, out)
         return out
 
+    def restore_seats(
+        self, saved: dict[str, tuple[str, str | None, float]], now: float
+    ) -> list[Effect]:
+        """Seats' last stored states, at start-up (see `Dispatcher.restore_seats`)."""
+        out: list[Effect] = []
+        self._route(self.dispatcher.restore_seats(saved, now), out)
+        return out
+
     def next_deadline(self) -> float:
         """When :meth:`handle` wants the next :class:`Tick` at the latest."""
         due = self.dispatcher.next_deadline()

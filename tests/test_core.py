@@ -220,3 +220,26 @@ def test_bad_and_unknown_seat_commands_are_replied_and_change_nothing() -> None:
     [reply] = [e for e in out if isinstance(e, Publish) and e.topic.endswith("/reply")]
     assert reply.payload["ok"] is False
     assert reply.payload["error"]["code"] == "rejected"
+
+
+def test_seats_come_back_after_a_restart() -> None:
+    c = core()
+    out = c.restore_seats(
+        {
+            "1001": ("ready", None, 90.0),
+            "1002": ("not_ready", "meal", 80.0),
+            "2001": ("talking", None, 95.0),  # its call may still be going on
+            "7777": ("ready", None, 90.0),  # no longer in the plan
+        },
+        100.0,
+    )
+    states = {e.seat_id: (e.status, e.reason) for e in out if isinstance(e, StoreSeatState)}
+    assert states == {
+        "1001": ("ready", None),
+        "1002": ("not_ready", "meal"),
+        "2001": ("not_ready", "restart"),
+    }
+    assert c.dispatcher.ready_seat_ids() == ["1001"]
+    # a waiting call goes to the restored ready seat at once
+    out = start_call(c, "c1", 101.0)
+    assert [e.seat_id for e in out if isinstance(e, RedirectToSeat)] == ["1001"]

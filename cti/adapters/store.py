@@ -29,6 +29,7 @@ from sqlalchemy import (
     String,
     Table,
     event,
+    func,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -158,6 +159,19 @@ class Store:
                 await conn.execute(stmt, list(rows))
             if seat_rows:
                 await conn.execute(SEAT_EVENTS.insert(), list(seat_rows))
+
+    async def latest_seat_states(self) -> dict[str, tuple[str, str | None, float]]:
+        """Each seat's last stored state: `seat -> (status, reason, at)` (restart)."""
+        last = (
+            select(SEAT_EVENTS.c.seat, func.max(SEAT_EVENTS.c.id).label("id"))
+            .group_by(SEAT_EVENTS.c.seat)
+            .subquery()
+        )
+        q = select(
+            SEAT_EVENTS.c.seat, SEAT_EVENTS.c.status, SEAT_EVENTS.c.reason, SEAT_EVENTS.c.at
+        ).join(last, SEAT_EVENTS.c.id == last.c.id)
+        async with self.engine.connect() as conn:
+            return {r.seat: (r.status, r.reason, r.at) for r in await conn.execute(q)}
 
     async def seat_events(self, seat: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """Seat state changes, oldest first (optionally of one seat)."""

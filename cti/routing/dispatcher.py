@@ -25,7 +25,7 @@ import bisect
 import heapq
 from collections import Counter, OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from structlog.typing import FilteringBoundLogger
@@ -333,6 +333,32 @@ class Dispatcher:
         out: list[Command] = []
         self._apply(seat_id, DeviceState(status=DeviceStatus.parse(status)), now, out)
         self._route_seat(seat_id, now, out)
+        return out
+
+    def restore_seats(
+        self, saved: dict[str, tuple[str, str | None, float]], now: float
+    ) -> list[Command]:
+        """Seats' last states from before a restart: `seat -> (status, reason, since)`.
+
+        Ready, not-ready (with its reason) and logged-out come back as they were. A seat that
+        was reserved, ringing, talking or in wrap-up comes back not ready (`restart`): its
+        call may still be going on and the daemon lost track of it. Unknown seats and
+        statuses are ignored (logged). Returns the state publications.
+        """
+        out: list[Command] = []
+        for seat_id, (status, reason, since) in saved.items():
+            state = self.seats.get(seat_id)
+            if state is None:
+                self._anomaly("restore_unknown_seat", seat=seat_id)
+                continue
+            restored = _restored(state, status, reason, since, now)
+            if restored is None:
+                self._anomaly("restore_unknown_status", seat=seat_id, status=status)
+                continue
+            self.seats.restore(restored)
+            self._sync_ready(restored)
+            self._dirty = True
+            out.append(PublishSeatState(state=restored, previous=status, cause="restart"))
         return out
 
     def seat_for_device(self, device: str) -> str | None:
@@ -645,6 +671,26 @@ class Dispatcher:
     def _anomaly(self, what: str, **facts: object) -> None:
         self.stats[what] += 1
         self._log.warning(what, **facts)
+
+
+def _restored(
+    state: SeatState, status: str, reason: str | None, since: float, now: float
+) -> SeatState | None:
+    try:
+        was = SeatStatus(status)
+    except ValueError:
+        return None
+    if was is SeatStatus.READY:
+        return replace(state, status=SeatStatus.READY, since=since, reason=None, ready_since=since)
+    if was is SeatStatus.LOGGED_OUT:
+        return replace(state, status=SeatStatus.LOGGED_OUT, since=since, reason=None)
+    if was is SeatStatus.NOT_READY:
+        try:
+            why = Reason(reason) if reason else Reason.OTHER
+        except ValueError:
+            why = Reason.OTHER
+        return replace(state, status=SeatStatus.NOT_READY, since=since, reason=why)
+    return replace(state, status=SeatStatus.NOT_READY, since=now, reason=Reason.RESTART)
 
 
 def _name(event: SeatEvent) -> str:

@@ -154,3 +154,28 @@ async def test_seat_events_are_stored_in_order_with_the_calls(store: Store) -> N
     assert [e["status"] for e in events] == ["not_ready", "ready", "reserved"]
     assert events[0]["reason"] == "login"
     assert len(await store.calls()) == 1
+
+
+async def test_latest_seat_states(store: Store) -> None:
+    writer = RecordWriter(store)
+    task = asyncio.create_task(writer.run())
+    rows = [("1001", "ready", None), ("1002", "not_ready", "meal"), ("1001", "talking", None)]
+    for i, (seat, status, reason) in enumerate(rows):
+        writer.add_seat_event(
+            {
+                "seat": seat,
+                "at": 10.0 + i,
+                "status": status,
+                "reason": reason,
+                "previous": "x",
+                "cause": "y",
+                "call_id": None,
+            }
+        )
+    async with asyncio.timeout(5):
+        await writer.flushed()
+    task.cancel()
+    assert await store.latest_seat_states() == {
+        "1001": ("talking", None, 12.0),
+        "1002": ("not_ready", "meal", 11.0),
+    }
