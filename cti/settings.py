@@ -42,9 +42,13 @@ __all__ = [
     "ConfigProblem",
     "DatabaseSettings",
     "DialplanSettings",
+    "HttpScope",
+    "HttpSettings",
+    "HttpToken",
     "LoggingSettings",
     "MqttSettings",
     "Settings",
+    "http_token_env_var",
     "load_settings",
     "node_secret_env_var",
     "resolve_config_path",
@@ -70,6 +74,15 @@ def node_secret_env_var(name: str) -> str:
     ``main`` -> ``CTI_AMI_SECRET_MAIN``, ``pbx-2`` -> ``CTI_AMI_SECRET_PBX_2``.
     """
     return "CTI_AMI_SECRET_" + name.upper().replace("-", "_")
+
+
+def http_token_env_var(name: str) -> str:
+    """Name of the environment variable holding the HTTP bearer token *name*.
+
+    ``supervisor`` -> ``CTI_HTTP_TOKEN_SUPERVISOR``, ``dispatch-110`` ->
+    ``CTI_HTTP_TOKEN_DISPATCH_110``.
+    """
+    return "CTI_HTTP_TOKEN_" + name.upper().replace("-", "_")
 
 
 # --------------------------------------------------------------------------- schema
@@ -325,6 +338,97 @@ class DialplanSettings(BaseModel):
     )
 
 
+HttpScope = Literal["seats", "queue", "calls", "stats", "admin", "transfers110"]
+"""What a bearer token may do. Flat: no scope implies another (docs/http-api.md)."""
+
+
+class HttpToken(BaseModel):
+    """One bearer token of the HTTP API and what it may do."""
+
+    model_config = _FROZEN
+
+    name: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9_-]*$",
+        max_length=32,
+        description="Who holds the token (lower-case slug): logged with every request it "
+        "makes, and names its environment variable CTI_HTTP_TOKEN_<NAME>.",
+    )
+    token: SecretStr = Field(
+        min_length=24,
+        description="The secret bearer token (24+ characters, e.g. `openssl rand -hex 32`). "
+        "In production set it with CTI_HTTP_TOKEN_<NAME> instead of writing it in the file.",
+    )
+    scopes: tuple[HttpScope, ...] = Field(
+        min_length=1,
+        description="What the token may do: seats, queue, calls, stats, admin, transfers110.",
+    )
+
+    @field_validator("scopes")
+    @classmethod
+    def _unique_scopes(cls, scopes: tuple[str, ...]) -> tuple[str, ...]:
+        doubled = sorted({s for s in scopes if scopes.count(s) > 1})
+        if doubled:
+            msg = f"scope listed twice: {', '.join(doubled)}"
+            raise ValueError(msg)
+        return scopes
+
+
+class HttpSettings(BaseModel):
+    """The HTTP API (JSON, bearer tokens with scopes), /metrics, /healthz and /readyz."""
+
+    model_config = _FROZEN
+
+    enabled: bool = Field(default=True, description="Serve the HTTP API.")
+    host: str = Field(
+        default="127.0.0.1",
+        min_length=1,
+        description="Address to listen on; 0.0.0.0 for every interface (put TLS in front).",
+    )
+    port: int = Field(
+        default=8080,
+        ge=0,
+        le=65535,
+        description="TCP port to listen on; 0 = any free port, logged in `http_listening` "
+        "(tests, several daemons on one host).",
+    )
+    tokens: tuple[HttpToken, ...] = Field(
+        default=(),
+        description="Bearer tokens; none means every /api/v1 request gets 401.",
+    )
+    metrics_public: bool = Field(
+        default=True,
+        description="/metrics without a token (false: a token with the `stats` scope).",
+    )
+    max_body_bytes: int = Field(
+        default=16384,
+        ge=1024,
+        le=1048576,
+        description="Larger request bodies get 413.",
+    )
+
+    @field_validator("tokens")
+    @classmethod
+    def _check_tokens(cls, tokens: tuple[HttpToken, ...]) -> tuple[HttpToken, ...]:
+        names: dict[str, int] = {}
+        values: dict[str, int] = {}
+        for index, tok in enumerate(tokens):
+            var = http_token_env_var(tok.name)
+            if var in names:
+                msg = (
+                    f"token names {tokens[names[var]].name!r} and {tok.name!r} "
+                    f"share the environment variable {var}"
+                )
+                raise ValueError(msg)
+            names[var] = index
+            secret = tok.token.get_secret_value()
+            if secret in values:
+                # the API could not tell the two holders apart (logs, scopes)
+                msg = f"tokens {tokens[values[secret]].name!r} and {tok.name!r} are the same"
+                raise ValueError(msg)
+            values[secret] = index
+        return tokens
+
+
 class Settings(BaseModel):
     """The whole configuration of the daemon."""
 
@@ -341,6 +445,10 @@ class Settings(BaseModel):
     dialplan: DialplanSettings = Field(
         default_factory=DialplanSettings,
         description="Holding, fallback queue and connect settings of `cti dialplan`.",
+    )
+    http: HttpSettings = Field(
+        default_factory=HttpSettings,
+        description="HTTP API, /metrics, /healthz, /readyz (docs/http-api.md).",
     )
 
 
@@ -433,7 +541,8 @@ def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Se
         settings = Settings.model_validate(data)
     except ValidationError as exc:
         names = _node_names(data)
-        problems.extend(_problem(err, lines, env_sources, names) for err in exc.errors())
+        tokens = _token_names(data)
+        problems.extend(_problem(err, lines, env_sources, names, tokens) for err in exc.errors())
     if problems:
         problems.sort(key=lambda p: (p.line is None, p.line or 0))
         raise ConfigError(problems, path=file)
@@ -525,6 +634,7 @@ def _apply_env(
     put(("mqtt", "password"), "CTI_MQTT_PASSWORD")
     put(("database", "url"), "CTI_DATABASE_URL")
     put(("logging", "level"), "CTI_LOG_LEVEL")
+    _apply_http_token_env(data, env, sources, problems)
 
     ami = data.get("ami")
     nodes = ami.get("nodes") if isinstance(ami, dict) else None
@@ -556,6 +666,41 @@ def _apply_env(
     return sources
 
 
+def _apply_http_token_env(
+    data: dict[str, Any],
+    env: Mapping[str, str],
+    sources: dict[_Loc, str],
+    problems: list[ConfigProblem],
+) -> None:
+    """``CTI_HTTP_TOKEN_<NAME>`` sets the token of ``http.tokens[name=<name>]``.
+
+    Only tokens listed in the file can be set (their scopes are configuration, not
+    secrets); a variable that matches no listed token is a problem, not ignored.
+    """
+    http = data.get("http")
+    tokens = http.get("tokens") if isinstance(http, dict) else None
+    claimed: set[str] = set()
+    names: list[str] = []
+    if isinstance(tokens, list):
+        for index, tok in enumerate(tokens):
+            name = tok.get("name") if isinstance(tok, dict) else None
+            if not isinstance(name, str):
+                continue
+            names.append(name)
+            var = http_token_env_var(name)
+            if var in env and isinstance(tok, dict):
+                tok["token"] = env[var]
+                claimed.add(var)
+                sources["http", "tokens", index, "token"] = var
+    problems.extend(
+        ConfigProblem(
+            var, f"matches no token in http.tokens (tokens: {', '.join(sorted(names)) or 'none'})"
+        )
+        for var in sorted(env)
+        if var.startswith("CTI_HTTP_TOKEN_") and var not in claimed
+    )
+
+
 def _node_names(data: Mapping[str, Any]) -> dict[int, str]:
     ami = data.get("ami")
     nodes = ami.get("nodes") if isinstance(ami, dict) else None
@@ -568,11 +713,24 @@ def _node_names(data: Mapping[str, Any]) -> dict[int, str]:
     }
 
 
+def _token_names(data: Mapping[str, Any]) -> dict[int, str]:
+    http = data.get("http")
+    tokens = http.get("tokens") if isinstance(http, dict) else None
+    if not isinstance(tokens, list):
+        return {}
+    return {
+        index: tok["name"]
+        for index, tok in enumerate(tokens)
+        if isinstance(tok, dict) and isinstance(tok.get("name"), str)
+    }
+
+
 def _problem(
     error: Any,
     lines: Mapping[_Loc, int],
     env_sources: Mapping[_Loc, str],
     node_names: Mapping[int, str],
+    token_names: Mapping[int, str] | None = None,
 ) -> ConfigProblem:
     loc: _Loc = tuple(error["loc"])
     message: str = error["msg"].removeprefix("Value error, ")
@@ -588,6 +746,10 @@ def _problem(
         name = node_names.get(loc[2]) if isinstance(loc[2], int) else None
         per_node = node_secret_env_var(name) if name else "CTI_AMI_SECRET_<NODE>"
         message += "; " + _AMI_KEY_HINT.format(var=per_node)
+    elif _is_http_token(loc):
+        name = (token_names or {}).get(loc[2]) if isinstance(loc[2], int) else None
+        var_name = http_token_env_var(name) if name else "CTI_HTTP_TOKEN_<NAME>"
+        message += f"; set {var_name} in the environment, or `token:` in the file (quoted)"
     elif kind != "missing" and not _is_secret(loc):
         shown = _short(error.get("input"))
         if shown is not None:
@@ -602,8 +764,12 @@ def _is_node_secret(loc: _Loc) -> bool:
     return len(loc) == 4 and loc[:2] == ("ami", "nodes") and loc[3] == "secret"
 
 
+def _is_http_token(loc: _Loc) -> bool:
+    return len(loc) == 4 and loc[:2] == ("http", "tokens") and loc[3] == "token"
+
+
 def _is_secret(loc: _Loc) -> bool:
-    return bool(loc) and loc[-1] in {"secret", "password"}
+    return bool(loc) and loc[-1] in {"secret", "password", "token"}
 
 
 def _short(value: object) -> str | None:

@@ -30,6 +30,8 @@ def write_config(
     data["mqtt"].update(prefix=prefix, client_id=unique("cti"))
     data["database"]["url"] = f"sqlite+aiosqlite:///{tmp}/cti.db"
     data["logging"] = {"level": "info", "format": "json"}
+    # any free port: several daemons (tests, a benchmark) may run on this host at once
+    data.setdefault("http", {})["port"] = 0
     data["numberplan"]["seats"] = seats
     data["numberplan"]["queue"].update(queue)
     path = tmp / "cti.yaml"
@@ -38,7 +40,8 @@ def write_config(
 
 
 class Harness:
-    def __init__(self, config: Path, prefix: str) -> None:
+    def __init__(self, config: Path, prefix: str, *, start: bool = True) -> None:
+        self._start = start
         self.config = config
         self.prefix = prefix
         self.proc: asyncio.subprocess.Process | None = None
@@ -56,6 +59,19 @@ class Harness:
         await self._mqtt.subscribe(f"{self.prefix}/#", qos=1)
         self._tasks.append(asyncio.create_task(self._read_mqtt()))
         self._tasks.append(asyncio.create_task(self.driver.run()))
+        await self.driver.wait_connected(10)
+        if self._start:
+            await self.start_daemon()
+        return self
+
+    async def stop_daemon(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(10):
+            await self.proc.wait()
+        self.logs.clear()
+
+    async def start_daemon(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -67,9 +83,7 @@ class Harness:
             env={**os.environ, "CTI_AMI_SECRET": AMI_SECRET},
         )
         self._tasks.append(asyncio.create_task(self._read_logs()))
-        await self.driver.wait_connected(10)
         await self.wait(lambda: self.log("ami_node_up"), 20, "daemon up")
-        return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.driver_action({"Action": "Hangup", "Channel": "/^Local\\/.*@cti-inbound-/"})
@@ -139,8 +153,9 @@ class Harness:
 
     # ------------------------------------------------------------------ doing
 
-    async def call(self, number: str, caller: str, name: str = "") -> str:
-        """A citizen calls `number`; returns the call id (the Linkedid)."""
+    async def call(self, number: str, caller: str, name: str = "", *, taken: bool = True) -> str:
+        """A citizen calls `number`; returns the call id (the Linkedid). With `taken`,
+        waits until the daemon has taken it."""
         a, b = unique("a"), unique("b")
         cid = f'"{name}" <{caller}>' if name else f"<{caller}>"
         await self.driver.action(
@@ -156,8 +171,18 @@ class Harness:
                 "CallerID": cid,
             }
         )
-        await self.wait(lambda: self.log("call_taken", linkedid=a), 10, f"call {a} taken")
+        if taken:
+            await self.wait(lambda: self.log("call_taken", linkedid=a), 10, f"call {a} taken")
         return a
+
+    async def channels(self) -> dict[str, dict[str, str]]:
+        """Asterisk's channels now (CoreShowChannels), by Uniqueid."""
+        res = await self.driver.action({"Action": "CoreShowChannels"})
+        return {
+            e.headers.get("Uniqueid", ""): dict(e.headers)
+            for e in res.items
+            if isinstance(e, AmiEvent)
+        }
 
     async def hang_up(self, call_id: str) -> None:
         """The citizen hangs up: the customer half of the originated pair."""

@@ -28,6 +28,7 @@ ami:
 mqtt: {{host: {mqtt_host}, port: {mqtt_port}, prefix: {prefix}, client_id: {client_id}}}
 database: {{url: "sqlite+aiosqlite:///{db}"}}
 logging: {{level: info, format: json}}
+http: {{port: 0}}
 """
 
 

@@ -34,6 +34,8 @@ database:
 logging:
   level: info
   format: json
+http:
+  port: 0
 """
 
 
