@@ -228,8 +228,17 @@ class Daemon:
         cmd = parse_seat_command(msg.payload)
         self.feed(SeatCommandReceived(seat=parts[1], command=cmd, at=msg.received))
 
-    def feed(self, item: QueueItem | Tick | SeatCommandReceived) -> None:
-        """Hand one input to the core and carry out its effects. Never raises."""
+    def feed(
+        self,
+        item: QueueItem | Tick | SeatCommandReceived,
+        *,
+        keep: Callable[[Effect], bool] | None = None,
+    ) -> list[Effect]:
+        """Hand one input to the core and carry out its effects. Never raises.
+
+        Effects for which `keep` is true are returned instead of carried out (the HTTP API
+        answers a command with the reply the MQTT path would publish).
+        """
         self.handled += 1
         if isinstance(item, AmiEvent):
             self._log.debug("ami_event", ami_event=item.name, node=item.node)
@@ -237,11 +246,16 @@ class Daemon:
             effects = self.core.handle(item)
         except Exception:  # noqa: BLE001 - one bad input must not stop the daemon
             self._log.exception("core_failed", item=type(item).__name__)
-            return
+            return []
+        kept: list[Effect] = []
         for effect in effects:
-            self._effect(effect)
+            if keep is not None and keep(effect):
+                kept.append(effect)
+            else:
+                self._effect(effect)
         if effects:
             self._wake.set()  # a new timer may be due sooner than the ticker thinks
+        return kept
 
     # ------------------------------------------------------------------ effects
 
@@ -322,22 +336,13 @@ class Daemon:
     def seat_command(self, seat: str, payload: bytes) -> dict[str, Any]:
         """An agent command from HTTP: fed to the core like an MQTT one (same parser,
         same effects); the reply is returned instead of published on seats/{seat}/reply."""
-        self.handled += 1
         item = SeatCommandReceived(seat=seat, command=parse_seat_command(payload), at=time.time())
-        try:
-            effects = self.core.handle(item)
-        except Exception:  # noqa: BLE001 - one bad input must not stop the daemon
-            self._log.exception("core_failed", item=type(item).__name__)
-            return {"ok": False, "request_id": None, "error": {"code": "internal"}}
-        reply: dict[str, Any] = {"ok": False, "request_id": None, "error": {"code": "internal"}}
-        for effect in effects:
-            if isinstance(effect, Publish) and effect.topic == f"seats/{seat}/reply":
-                reply = effect.payload
-            else:
-                self._effect(effect)
-        if effects:
-            self._wake.set()
-        return reply
+        topic = f"seats/{seat}/reply"
+        kept = self.feed(item, keep=lambda e: isinstance(e, Publish) and e.topic == topic)
+        for effect in kept:
+            if isinstance(effect, Publish):
+                return effect.payload
+        return {"ok": False, "request_id": None, "error": {"code": "internal"}}
 
     def seat_states(self) -> list[dict[str, Any]]:
         states = self.core.dispatcher.seats.states()

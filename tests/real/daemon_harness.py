@@ -4,6 +4,7 @@ MQTT prefix and database; drive calls over AMI and watch what the daemon publish
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -86,15 +87,26 @@ class Harness:
         await self.wait(lambda: self.log("ami_node_up"), 20, "daemon up")
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.driver_action({"Action": "Hangup", "Channel": "/^Local\\/.*@cti-inbound-/"})
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            async with asyncio.timeout(10):
-                await self.proc.wait()
-        for t in self._tasks:
-            t.cancel()
-        if self._mqtt is not None:
-            await self._mqtt.__aexit__(None, None, None)
+        # never leave a daemon behind: an orphan would take the next tests' calls
+        try:
+            with contextlib.suppress(Exception):
+                await self.driver_action(
+                    {"Action": "Hangup", "Channel": "/^Local\\/.*@cti-inbound-/"}
+                )
+        finally:
+            if self.proc is not None and self.proc.returncode is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    async with asyncio.timeout(10):
+                        await self.proc.wait()
+                except TimeoutError:
+                    self.proc.kill()
+                    await self.proc.wait()
+            for t in self._tasks:
+                t.cancel()
+            if self._mqtt is not None:
+                with contextlib.suppress(Exception):
+                    await self._mqtt.__aexit__(None, None, None)
 
     async def driver_action(self, action: dict[str, str]) -> None:
         await self.driver.action(action, check=False)
