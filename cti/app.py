@@ -49,7 +49,7 @@ from cti.core import (
 from cti.dialplan import CONTEXT_CONNECT, CONTEXT_HOLD, LEASE_VARIABLE, TAKEN_VARIABLE
 from cti.events import AmiConnected, AmiDisconnected, AmiEvent, AmiEventsLost
 from cti.seats.commands import parse_seat_command
-from cti.seats.model import SeatState, SeatStatus
+from cti.seats.model import SeatStatus
 from cti.settings import Settings
 
 __all__ = ["EXIT_AMI_LOGIN", "EXIT_DATABASE", "AmiExecutor", "Daemon", "ShutdownError", "run"]
@@ -346,11 +346,11 @@ class Daemon:
 
     def seat_states(self) -> list[dict[str, Any]]:
         states = self.core.dispatcher.seats.states()
-        return [self._seat_json(st) for st in sorted(states, key=lambda st: st.seat_id)]
+        return [st.to_json() for st in sorted(states, key=lambda st: st.seat_id)]
 
     def seat_state(self, seat: str) -> dict[str, Any] | None:
         state = self.core.dispatcher.seats.get(seat)
-        return self._seat_json(state) if state is not None else None
+        return state.to_json() if state is not None else None
 
     def queue_snapshot(self, max_calls: int = 100) -> dict[str, Any]:
         """The snapshot of cti/queue/snapshot, plus the first *max_calls* waiting calls."""
@@ -481,23 +481,6 @@ class Daemon:
             per("cti_dispatcher_events_total", "counter", "Dispatcher events and anomalies.",
                 "kind", self.core.dispatcher.stats),
         ]  # fmt: skip
-
-    @staticmethod
-    def _seat_json(st: SeatState) -> dict[str, Any]:
-        pending = st.pending
-        return {
-            "seat": st.seat_id,
-            "status": str(st.status),
-            "reason": None if st.reason is None else str(st.reason),
-            "since": st.since,
-            "call_id": st.call_id,
-            "pending": None
-            if pending is None
-            else {"kind": str(pending.kind), "reason": pending.reason and str(pending.reason)},
-            "ready_since": st.ready_since,
-            "wrapup_until": st.wrapup_until,
-            "device": str(st.device),
-        }
 
 
 async def _flush_records(records: RecordWriter, log: Any) -> None:

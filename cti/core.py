@@ -396,7 +396,7 @@ class Core:
                 self._cancel_ring(c, out)
             elif isinstance(c, rc.PublishSeatState):
                 st = c.state
-                payload = _seat_payload(st.seat_id, c)
+                payload = _seat_payload(c)
                 out.append(Publish(topic=f"seats/{st.seat_id}/state", payload=payload, retain=True))
                 out.append(
                     StoreSeatState(
@@ -492,18 +492,10 @@ def _str(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def _seat_payload(seat_id: str, c: rc.PublishSeatState) -> dict[str, Any]:
-    st = c.state
+def _seat_payload(c: rc.PublishSeatState) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
-        "seat": seat_id,
-        "status": str(st.status),
-        "reason": _str(st.reason),
-        "since": st.since,
-        "call_id": st.call_id,
-        "pending": _str(st.pending),
-        "wrapup_until": st.wrapup_until,
-        "device": str(st.device),
+        **c.state.to_json(),
         "previous": c.previous,
         "cause": c.cause,
     }

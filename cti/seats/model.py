@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 __all__ = [
     "AGENT_REASONS",
@@ -137,6 +137,23 @@ class SeatState:
     wrapup_started: float | None = None
     wrapup_until: float | None = None
     device: DeviceStatus = DeviceStatus.UNKNOWN
+
+    def to_json(self) -> dict[str, Any]:
+        """The state as published (MQTT `seats/{seat}/state`) and served (HTTP)."""
+        pending = self.pending
+        return {
+            "seat": self.seat_id,
+            "status": str(self.status),
+            "reason": None if self.reason is None else str(self.reason),
+            "since": self.since,
+            "call_id": self.call_id,
+            "pending": None
+            if pending is None
+            else {"kind": str(pending.kind), "reason": pending.reason and str(pending.reason)},
+            "ready_since": self.ready_since,
+            "wrapup_until": self.wrapup_until,
+            "device": str(self.device),
+        }
 
     @property
     def routable(self) -> bool:
