@@ -33,7 +33,13 @@ from typing import Any, Final, assert_never
 
 from structlog.typing import FilteringBoundLogger
 
-from cti.calls.model import CallAnswered, CallEnded, CallSummary
+from cti.calls.model import (
+    CallAnswered,
+    CallConnected,
+    CallEnded,
+    CallNotification,
+    CallSummary,
+)
 from cti.calls.tracker import CallTracker
 from cti.dialplan import CONTEXT_CONNECT, CONTEXT_HOLD
 from cti.events import (
@@ -57,9 +63,11 @@ from cti.seats.commands import (
     NotReady,
     Ready,
     SeatCommand,
+    Transfer,
     WrapupDone,
     WrapupExtend,
 )
+from cti.seats.model import SeatStatus
 
 __all__ = [
     "Core",
@@ -208,6 +216,8 @@ class Core:
         self._lease_every_s = lease_every_s
         self._lease_due = 0.0
         self.counts: Counter[str] = Counter()
+        # effects a seat command produces before the dispatcher's (transfer: hold first)
+        self._pending_effects: list[Effect] = []
 
     # ------------------------------------------------------------------ API
 
@@ -256,10 +266,11 @@ class Core:
             self._route(self.dispatcher.on_device_state(ev.device, ev.state, ev.time), out)
         self._notes(notes, out)
 
-    def _notes(self, notes: list[CallAnswered | CallEnded], out: list[Effect]) -> None:
+    def _notes(self, notes: list[CallNotification], out: list[Effect]) -> None:
         for note in notes:
-            if isinstance(note, CallAnswered):
+            if isinstance(note, CallConnected):
                 self._route(self.dispatcher.on_answer(note.call_id, note.at), out)
+            elif isinstance(note, CallAnswered):
                 out.append(
                     self._call_event(
                         "answered",
@@ -353,6 +364,8 @@ class Core:
             out.append(Publish(topic=f"seats/{seat}/reply", payload=cmd.reply()))
             return
         routed = self._apply_seat_command(seat, cmd, now)
+        out.extend(self._pending_effects)
+        self._pending_effects.clear()
         rejected = [c for c in routed if isinstance(c, rc.CommandRejected)]
         reply: dict[str, Any] = {"ok": not rejected, "request_id": cmd.request_id, "cmd": cmd.cmd}
         if rejected:
@@ -360,7 +373,9 @@ class Core:
         self._route(routed, out)
         out.append(Publish(topic=f"seats/{seat}/reply", payload=reply))
 
-    def _apply_seat_command(self, seat: str, cmd: SeatCommand, now: float) -> list[rc.Command]:
+    def _apply_seat_command(  # noqa: PLR0911 - one case per command of the union
+        self, seat: str, cmd: SeatCommand, now: float
+    ) -> list[rc.Command]:
         d = self.dispatcher
         match cmd:
             case Login():
@@ -375,8 +390,57 @@ class Core:
                 return d.on_wrapup_done(seat, now)
             case WrapupExtend():
                 return d.on_wrapup_extend(seat, cmd.seconds, now)
+            case Transfer():
+                return self._transfer(seat, cmd.target, now)
             case _:
                 assert_never(cmd)
+
+    def _transfer(self, seat: str, target: str, now: float) -> list[rc.Command]:
+        """一键转接 to a department: the caller back to hold and to the head of the line
+        with the target's skill; the seat to wrap-up. The Redirect is recorded on the call
+        (Asterisk reports no transfer event for it)."""
+        line = self.plan.line(target)
+        skills = {s.name for s in self.plan.skills}
+        if line is not None:
+            skill, min_level = line.skill or self.plan.general_skill, line.min_level
+        elif target in skills:
+            skill, min_level = target, 1
+        else:
+            return [
+                rc.CommandRejected(
+                    seat_id=seat,
+                    command="transfer",
+                    reason=f"unknown target {target!r}: a line or a skill",
+                )
+            ]
+        state = self.dispatcher.seats.get(seat)
+        call_id = state.call_id if state is not None else None
+        held = self._held.get(call_id) if call_id is not None else None
+        if (
+            state is None
+            or state.status is not SeatStatus.TALKING
+            or call_id is None
+            or held is None
+        ):
+            status = str(state.status) if state is not None else "?"
+            return [
+                rc.CommandRejected(
+                    seat_id=seat,
+                    command="transfer",
+                    reason=f"no call of the daemon to transfer while {status}",
+                )
+            ]
+        routed = self.dispatcher.on_transfer(call_id, skill, now, min_level=min_level)
+        self.tracker.note_transfer(held.node, call_id, type_="redirect", by=seat, to=target, at=now)
+        self._log.info("call_transferred", linkedid=call_id, seat=seat, target=target, skill=skill)
+        # the caller goes back to hold first; a new offer (in `routed`) follows it
+        held.offered = False
+        held.in_hold = False
+        held.expected_returns += 1
+        self._pending_effects.append(
+            ReturnToHold(node=held.node, channel=held.channel, call_id=call_id, reason="transfer")
+        )
+        return routed
 
     # ------------------------------------------------------------------ time
 

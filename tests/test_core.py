@@ -243,3 +243,65 @@ def test_seats_come_back_after_a_restart() -> None:
     # a waiting call goes to the restored ready seat at once
     out = start_call(c, "c1", 101.0)
     assert [e.seat_id for e in out if isinstance(e, RedirectToSeat)] == ["1001"]
+
+
+def answer(c: Core, call: str, seat: str, t: float) -> list[Effect]:
+    """The seat's channel appears and is bridged with the held caller."""
+    seat_chan = f"PJSIP/{seat}-0000000{len(seat)}"
+    out = c.handle(ev("Newchannel", t, **chan(seat_chan, f"{call}.{seat}", call)))
+    out += c.handle(
+        ev(
+            "DialBegin",
+            t,
+            **chan(HELD, f"{call}.2", call),
+            DestChannel=seat_chan,
+            DestUniqueid=f"{call}.{seat}",
+            DestLinkedid=call,
+        )
+    )
+    for ch, uid in ((HELD, f"{call}.2"), (seat_chan, f"{call}.{seat}")):
+        out += c.handle(
+            ev(
+                "BridgeEnter",
+                t + 0.5,
+                **chan(ch, uid, call),
+                BridgeUniqueid=f"br-{seat}",
+                BridgeType="basic",
+            )
+        )
+    return out
+
+
+def test_transfer_to_a_department_requeues_the_call_for_that_skill() -> None:
+    c = core(wrapup_s=0)
+    start_call(c, "c1", 100.0)
+    cmd(c, "1002", b'{"cmd":"login","ready":true}', 101.0)
+    out = answer(c, "c1", "1002", 101.1)
+    assert [
+        e.payload["type"] for e in out if isinstance(e, Publish) and e.topic == "calls/events"
+    ] == ["answered"]
+    assert c.dispatcher.seats.get("1002").status.value == "talking"  # type: ignore[union-attr]
+    # 1002 sends the caller to the market department (12315); 1001 has the skill
+    cmd(c, "1001", b'{"cmd":"login","ready":false}', 102.0)
+    out = cmd(c, "1002", b'{"cmd":"transfer","target":"12315","request_id":"t1"}', 110.0)
+    assert kinds(out)[0] == "ReturnToHold"  # the caller leaves the seat first
+    assert [e.payload for e in out if isinstance(e, Publish) and e.topic.endswith("/reply")] == [
+        {"ok": True, "request_id": "t1", "cmd": "transfer"}
+    ]
+    assert c.dispatcher.queue.get("c1") is not None  # waiting for a market seat
+    hold(c, "c1", 110.2)  # our own ReturnToHold arriving: expected, no RONA
+    out = cmd(c, "1001", b'{"cmd":"ready"}', 111.0)
+    assert [e.seat_id for e in out if isinstance(e, RedirectToSeat)] == ["1001"]
+    out = answer(c, "c1", "1001", 111.5)  # a second answer: the dispatcher hears of it
+    assert c.dispatcher.seats.get("1001").status.value == "talking"  # type: ignore[union-attr]
+    assert not [e for e in out if isinstance(e, Publish) and e.topic == "calls/events"]
+
+
+def test_transfer_refusals() -> None:
+    c = core()
+    out = cmd(c, "1002", b'{"cmd":"transfer","target":"99999"}', 100.0)
+    assert out[-1].payload["error"]["message"].startswith("unknown target")  # type: ignore[union-attr]
+    out = cmd(c, "1002", b'{"cmd":"transfer","target":"12315"}', 100.0)
+    assert "no call" in out[-1].payload["error"]["message"]  # type: ignore[union-attr]
+    out = cmd(c, "1002", b'{"cmd":"transfer","target":"12 315"}', 100.0)
+    assert out[-1].payload["error"]["code"] == "invalid_command"  # type: ignore[union-attr]

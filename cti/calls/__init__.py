@@ -3,6 +3,7 @@
 from cti.calls.model import (
     ActiveCall,
     CallAnswered,
+    CallConnected,
     CallEnded,
     CallNotification,
     CallState,
@@ -18,6 +19,7 @@ from cti.calls.tracker import CallTracker, party_name
 __all__ = [
     "ActiveCall",
     "CallAnswered",
+    "CallConnected",
     "CallEnded",
     "CallNotification",
     "CallState",

@@ -9,6 +9,7 @@ from typing import Any, Final, Literal
 __all__ = [
     "ActiveCall",
     "CallAnswered",
+    "CallConnected",
     "CallEnded",
     "CallNotification",
     "CallState",
@@ -16,6 +17,7 @@ __all__ = [
     "HangupBy",
     "Outcome",
     "Transfer",
+    "TransferType",
     "Trigger",
     "next_state",
 ]
@@ -163,4 +165,15 @@ class CallEnded:
     summary: CallSummary
 
 
-CallNotification = CallAnswered | CallEnded
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallConnected:
+    """The caller is now talking to `party` (every new callee: the first answer, and
+    again after a transfer). `CallAnswered` comes only for the first."""
+
+    call_id: str
+    node: str
+    party: str
+    at: float
+
+
+CallNotification = CallAnswered | CallConnected | CallEnded

@@ -25,6 +25,7 @@ import structlog
 from cti.calls.model import (
     ActiveCall,
     CallAnswered,
+    CallConnected,
     CallEnded,
     CallNotification,
     CallState,
@@ -32,6 +33,7 @@ from cti.calls.model import (
     HangupBy,
     Outcome,
     Transfer,
+    TransferType,
     Trigger,
     next_state,
 )
@@ -256,6 +258,19 @@ class CallTracker:
         c = self._calls.get(key)
         return _snapshot(c) if c is not None else None
 
+    def note_transfer(
+        self, node: str, call_id: str, *, type_: TransferType, by: str, to: str, at: float
+    ) -> bool:
+        """Record a transfer the daemon itself made (an AMI Redirect): Asterisk reports
+        no BlindTransfer for it. False when the call is unknown."""
+        key = self._call_alias.get((node, call_id), (node, call_id))
+        call = self._calls.get(key)
+        if call is None:
+            self._anomaly("transfer_unknown_call", linkedid=call_id, node=node)
+            return False
+        call.transfers.append(Transfer(type=type_, by=by, to=to, at=at))
+        return True
+
     def channel_count(self, node: str) -> int:
         """Live channels of a node (compare with `core show channels`)."""
         return sum(1 for (n, _u) in self._channels if n == node)
@@ -431,15 +446,24 @@ class CallTracker:
         )
 
     def _connect(self, call: _Call, callee: _Party, t: float) -> list[CallNotification]:
+        again = call.connected == callee.key and call.state is CallState.TALKING
         call.connected = callee.key
         self._move(call, Trigger.ANSWER)
-        if call.answered_by is not None:
+        if again:
             return []
+        out: list[CallNotification] = [
+            CallConnected(call_id=call.call_id, node=call.node, party=callee.name, at=t)
+        ]
+        if call.answered_by is not None:
+            return out
         call.answered_by = callee.name
         if call.history_complete:
             call.answered_at = t
         self._log.debug("call_answered", linkedid=call.call_id, node=call.node, by=callee.name)
-        return [CallAnswered(call_id=call.call_id, node=call.node, answered_by=callee.name, at=t)]
+        return [
+            CallAnswered(call_id=call.call_id, node=call.node, answered_by=callee.name, at=t),
+            *out,
+        ]
 
     def _check_bridge(self, node: str, bridge: str, t: float) -> list[CallNotification]:
         """A caller-party channel and a callee-party channel share a bridge: connected."""

@@ -299,6 +299,29 @@ class Dispatcher:
             self.stats["hangup_unknown_call"] += 1
         return out
 
+    def on_transfer(
+        self, call_id: str, skill: str, now: float, *, min_level: int = 1
+    ) -> list[Command]:
+        """The agent transfers a call it is talking to another skill (一键转接 to a
+        department): the seat's part ends (wrap-up) and the call goes back to the head of
+        its class, now needing `skill`. Its original enqueue time is kept. Empty (and
+        counted) when the call is not being talked to."""
+        talk = self._talks.pop(call_id, None)
+        if talk is None:
+            self._anomaly("transfer_unknown_call", call_id=call_id)
+            return []
+        out: list[Command] = []
+        self._wrapups[talk.seat_id] = talk
+        self._apply(talk.seat_id, Hangup(call_id=call_id), now, out)
+        # not back to the same seat by stickiness: the agent sent it away on purpose
+        moved = replace(talk.call, skills=frozenset({skill}), min_level=min_level, last_seat=None)
+        call = self.queue.requeue_at_head(moved)
+        self._dirty = True
+        self.stats["transferred"] += 1
+        self._route_waiting(call, now, out)
+        self._route_seat(talk.seat_id, now, out)
+        return out
+
     def on_abandon(self, call_id: str, now: float) -> list[Command]:
         """The caller hung up while waiting (same as :meth:`on_hangup`)."""
         return self.on_hangup(call_id, now)
@@ -593,7 +616,7 @@ class Dispatcher:
         self._seat_offer[seat_id] = call.call_id
         self._dirty = True
         self.stats["offered"] += 1
-        self._log.info(
+        self._log.debug(  # the daemon logs it at info with the linkedid (cti/core.py)
             "call_offered",
             call_id=call.call_id,
             seat=seat_id,

@@ -16,6 +16,7 @@ HTTP 4xx) **and changes nothing**. Pure: no I/O.
 | `not_ready` | `reason`: meal, meeting, training, rest, other | 示忙 (pending during a call) |
 | `wrapup_done` | | ends 话后处理 now |
 | `wrapup_extend` | `seconds` (1..3600) | more after-call work |
+| `transfer` | `target`: line number or skill | 一键转接 to that department (back to the queue) |
 
 Every command may carry `request_id` (string, ≤ 64), echoed in the reply.
 """
@@ -38,6 +39,7 @@ __all__ = [
     "NotReady",
     "Ready",
     "SeatCommand",
+    "Transfer",
     "WrapupDone",
     "WrapupExtend",
     "parse_seat_command",
@@ -87,7 +89,15 @@ class WrapupExtend(_Cmd):
     seconds: float = Field(gt=0, le=3600)
 
 
-SeatCommand = Login | Logout | Ready | NotReady | WrapupDone | WrapupExtend
+class Transfer(_Cmd):
+    """一键转接: send the call this seat is talking to to another department — `target` is
+    a line number of the plan (its skill) or a skill name."""
+
+    cmd: Literal["transfer"]
+    target: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")
+
+
+SeatCommand = Login | Logout | Ready | NotReady | WrapupDone | WrapupExtend | Transfer
 _ADAPTER: Final = TypeAdapter[SeatCommand](Annotated[SeatCommand, Field(discriminator="cmd")])
 
 

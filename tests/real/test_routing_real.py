@@ -106,3 +106,28 @@ async def test_110_first_skills_rona_and_abandon(config: tuple[Path, str], tmp_p
     with sqlite3.connect(tmp_path / "cti.db") as db:
         rows = db.execute("select status, reason from seat_events where seat = '9901'").fetchall()
     assert ("not_ready", "rona") in rows
+
+
+async def test_agent_transfers_a_call_to_another_department(config: tuple[Path, str]) -> None:
+    async with Harness(*config) as h:
+        await h.seat("1002", {"cmd": "login", "ready": True})
+        call = await h.call("12345", "13800000031", "李四")
+        await h.wait(lambda: h.answered_by(call), 10, "answered by 1002")
+        # 1002 (general only) sends the caller to 12315 (market supervision)
+        reply = await h.seat("1002", {"cmd": "transfer", "target": "12315"})
+        assert reply["ok"] is True, reply
+        await h.seat("1001", {"cmd": "login", "ready": True})
+        await h.wait(lambda: ("talking", None) in h.seat_states("1001"), 15, "1001 talking")
+        await h.wait(lambda: h.seat_states("1002")[-1] == ("ready", None), 5, "1002 free")
+        await h.hang_up(call)
+        ended = await h.wait(
+            lambda: h.published("calls/events", call_id=call, type="ended"), 10, "the call's record"
+        )
+    summary = ended[0]
+    assert summary["outcome"] == "answered"
+    assert summary["answered_by"] == "1002"
+    assert summary["caller_name"] == "李四"
+    assert [(t["type"], t["by"], t["to"]) for t in summary["transfers"]] == [
+        ("redirect", "1002", "12315")
+    ]
+    assert "1001" in summary["rang"]
