@@ -638,9 +638,29 @@ class CallTracker:
             # the target's channel may be gone already (a Local pair optimised away, seen
             # live about one run in ten): its name in the event still says who it was
             to = party_name(ev.transfer_target.channel)
+        if not to:
+            # Asterisk 22 sometimes sends no TransferTarget* headers at all (with the
+            # transferer's Local pair optimised, both Orig- and SecondTransferer name the
+            # same channel; seen live in 3 runs of 12): the target is whoever else is in
+            # the bridge the transferee was moved to
+            to = self._other_in_bridge(
+                call,
+                ev.node,
+                ev.dest_bridge_uniqueid,
+                {transferee.party, transferer.party if transferer else ""},
+            )
         call.transfers.append(Transfer(type="attended", by=by, to=to, at=ev.time))
         self._move(call, Trigger.TRANSFER)
         return []
+
+    def _other_in_bridge(self, call: _Call, node: str, bridge: str, skip: set[str]) -> str:
+        for uid in sorted(self._bridges.get((node, bridge), ())):
+            ch = self._channels.get((node, uid))
+            if ch is None or ch.party in skip:
+                continue
+            party = call.party(ch.party) or ch.call.party(ch.party)
+            return party.name if party is not None else party_name(ch.name)
+        return ""
 
     def _merge(self, call: _Call, other: _Call) -> None:
         """Fold a consultation call into the call it was transferred into."""

@@ -292,6 +292,32 @@ EXPECTED: dict[str, list[dict[str, Any]]] = {
             "history_complete": True,
         }
     ],
+    # Asterisk sent no TransferTarget* headers (live, about one attended transfer in four):
+    # the target is found in the bridge the transferee was moved to
+    "transfer/attended_no_target.jsonl": [
+        {
+            "call_id": "tc641a7-attended",
+            "node": "main",
+            "caller": "13912345678",
+            "caller_name": "Test Caller",
+            "dialed": "12345",
+            "line": "12345",
+            "started_at": 1795741823.109443,
+            "answered_at": 1795741824.418416,
+            "ended_at": 1795741826.959736,
+            "answered_by": "1001",
+            "rang": ["1001", "1002"],
+            "outcome": "answered",
+            "hangup_by": "caller",
+            "cause": 16,
+            "transfers": [
+                {"type": "attended", "by": "1001", "to": "1002", "at": 1795741826.452704}
+            ],
+            "wait_s": 1.308973,
+            "talk_s": 2.54132,
+            "history_complete": True,
+        }
+    ],
     "transfer/blind.jsonl": [
         {
             "call_id": "tc81585-blind",
