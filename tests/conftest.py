@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -37,6 +38,21 @@ def testbed() -> None:
             f"which does it):\n{res.stdout}{res.stderr}",
             pytrace=False,
         )
+
+
+@pytest.fixture(autouse=True)
+def _clean_asterisk(request: pytest.FixtureRequest) -> None:
+    """Every real-server test starts with no channel up: a test that failed half-way must
+    not leave calls that the next test's daemon would adopt."""
+    if request.node.get_closest_marker("realserver") is None:
+        return
+    if subprocess.run([str(TESTBED), "status"], capture_output=True, check=False).returncode:
+        return  # the `testbed` fixture reports it
+    bed_cli("channel request hangup all")
+    for _ in range(50):
+        if "0 active channels" in bed_cli("core show channels count"):
+            return
+        time.sleep(0.1)
 
 
 def bed_node(**kw: object) -> AmiNode:

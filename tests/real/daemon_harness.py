@@ -85,6 +85,8 @@ class Harness:
         )
         self._tasks.append(asyncio.create_task(self._read_logs()))
         await self.wait(lambda: self.log("ami_node_up"), 20, "daemon up")
+        # agent commands published before the daemon subscribed would be lost
+        await self.wait(lambda: self.log("mqtt_connected"), 20, "daemon's MQTT up")
 
     async def __aexit__(self, *exc: object) -> None:
         # never leave a daemon behind: an orphan would take the next tests' calls

@@ -72,7 +72,17 @@ async def originate(
             "CallerID": callerid,
         }
     )
-    one = await c.wait_for(_is("Newchannel", Uniqueid=cid), what="the caller's ;1")
+    try:
+        one = await c.wait_for(_is("Newchannel", Uniqueid=cid), what="the caller's ;1")
+    except TimeoutError as exc:
+        # say what Asterisk did answer (an OriginateResponse failure, nothing at all, ...)
+        seen = [
+            {k: m.get(k) for k in ("Event", "Response", "Reason", "Channel", "Uniqueid")}
+            for m in c.trace
+            if m.get("Event") == "OriginateResponse" or cid in str(m.get("Uniqueid", ""))
+        ]
+        msg = f"{exc}; originate {cid} -> {seen[-6:]}; {len(c.trace)} messages in the trace"
+        raise TimeoutError(msg) from None
     await c.wait_for(
         _is("Newexten", Uniqueid=f"{cid}.2", Application="MusicOnHold"), what="the hold"
     )
@@ -245,9 +255,11 @@ async def attended(c: TestAmiClient, cid: str) -> None:
 
 @scenario("multi/two_calls")
 async def two_calls(c: TestAmiClient, cid: str) -> None:
-    (cust_a, held_a), (_cust_b, held_b) = await asyncio.gather(
-        originate(c, cid, "12345"), originate(c, f"{cid}b", "12315", '"李四" <13700001111>')
-    )
+    # One after the other: Asterisk refuses an Originate whose ChannelId is a prefix of a
+    # live channel's Uniqueid (OriginateResponse Failure, Reason 0) — `cid` is a prefix of
+    # `cid`+"b", so "b" must not exist yet when "a" is created. Both calls are up together.
+    cust_a, held_a = await originate(c, cid, "12345")
+    _cust_b, held_b = await originate(c, f"{cid}b", "12315", '"李四" <13700001111>')
     await asyncio.sleep(0.2)
     (_s, phone_a), (_s2, phone_b) = await asyncio.gather(
         connect_seat(c, held_a, "1001"), connect_seat(c, held_b, "1002")
