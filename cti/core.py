@@ -28,7 +28,7 @@ the plain queue when the lease runs out.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, assert_never
 
 from structlog.typing import FilteringBoundLogger
@@ -189,11 +189,6 @@ class _Held:
     offered: bool = False
 
 
-@dataclass(slots=True)
-class _Stats:
-    counts: Counter[str] = field(default_factory=Counter)
-
-
 class Core:
     """See the module docstring. One instance per daemon, driven from one task."""
 
@@ -285,17 +280,9 @@ class Core:
                 self._held.pop(s.call_id, None)
                 self._route(self.dispatcher.on_hangup(s.call_id, s.ended_at), out)
                 out.append(StoreCall(summary=s))
-                out.append(
-                    Publish(
-                        topic="calls/events",
-                        payload={
-                            "schema_version": SCHEMA_VERSION,
-                            "event_id": f"{s.call_id}:ended",
-                            "type": "ended",
-                            **s.to_json(),
-                        },
-                    )
-                )
+                body = s.to_json()
+                del body["call_id"]
+                out.append(self._call_event("ended", s.call_id, **body))
 
     def _on_newexten(self, ev: Newexten, out: list[Effect]) -> None:
         ctx = ev.chan.context
