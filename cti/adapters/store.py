@@ -144,10 +144,14 @@ class Store:
         await self.engine.dispose()
 
     async def upsert_calls(
-        self, rows: Sequence[dict[str, Any]], seat_rows: Sequence[dict[str, Any]] = ()
+        self,
+        rows: Sequence[dict[str, Any]],
+        seat_rows: Sequence[dict[str, Any]] = (),
+        outbox_rows: Sequence[dict[str, Any]] = (),
     ) -> None:
-        """Insert or replace call records by `call_id` and append seat events, in one
-        transaction."""
+        """Insert or replace call records by `call_id`, append seat events and queue
+        ticket operations (`cti.workorders.outbox.outbox_row`, kept once per key), in one
+        transaction: a call record is never stored without its ticket operations."""
         async with self.engine.begin() as conn:
             if rows:
                 dialect = sqlite if self.is_sqlite else postgresql
@@ -159,6 +163,11 @@ class Store:
                 await conn.execute(stmt, list(rows))
             if seat_rows:
                 await conn.execute(SEAT_EVENTS.insert(), list(seat_rows))
+            if outbox_rows:
+                # the outbox table is defined with its deliverer, on this module's METADATA
+                from cti.workorders.outbox import write_rows  # noqa: PLC0415 - import cycle
+
+                await write_rows(conn, outbox_rows)
 
     async def latest_seat_states(self) -> dict[str, tuple[str, str | None, float]]:
         """Each seat's last stored state: `seat -> (status, reason, at)` (restart)."""

@@ -1,0 +1,46 @@
+"""Tickets (工单): the model, the backend port, the embedded backend and the outbox.
+
+Only the pure parts are re-exported here, so the core can import `cti.workorders`
+without pulling in SQLAlchemy; the I/O parts are `cti.workorders.embedded` (the default
+backend, on the Store's database) and `cti.workorders.outbox` (durable delivery). Import
+both before `Store.open()` so their tables are created (they live on the Store's
+METADATA).
+"""
+
+from cti.workorders.backend import (
+    WorkOrderBackend,
+    WorkOrderError,
+    WorkOrderRejected,
+    WorkOrderUnavailable,
+)
+from cti.workorders.model import (
+    OpKind,
+    Origin,
+    OutboxOp,
+    RequestType,
+    Ticket,
+    TicketCallFacts,
+    TicketDraft,
+    TicketRef,
+    TicketStatus,
+    TicketTransfer,
+    op_key,
+)
+
+__all__ = [
+    "OpKind",
+    "Origin",
+    "OutboxOp",
+    "RequestType",
+    "Ticket",
+    "TicketCallFacts",
+    "TicketDraft",
+    "TicketRef",
+    "TicketStatus",
+    "TicketTransfer",
+    "WorkOrderBackend",
+    "WorkOrderError",
+    "WorkOrderRejected",
+    "WorkOrderUnavailable",
+    "op_key",
+]

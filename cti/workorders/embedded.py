@@ -1,0 +1,295 @@
+"""The embedded work-order backend: tickets in the CTI's own database (the default).
+
+So the product works out of the box: tickets live in two tables on the Store's METADATA
+(`Store.open()` creates them once this module is imported) and are reached through the
+Store's engine, SQLite or PostgreSQL alike.
+
+Numbers are ``<prefix>-<YYYYMMDD>-<seq>`` with a per-day sequence (``12345-20261127-000042``);
+the day is the call's arrival day in the hotline's time zone (China has no DST: UTC+8).
+Idempotency: each ticket keeps the key it was created with (unique), so a second create
+with the same key returns the first ticket; an update overwrites one call's facts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from typing import Any, Final
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Float,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cti.adapters.store import METADATA, Store
+from cti.workorders.backend import WorkOrderRejected, WorkOrderUnavailable
+from cti.workorders.model import (
+    RequestType,
+    Ticket,
+    TicketCallFacts,
+    TicketDraft,
+    TicketRef,
+    TicketStatus,
+    TicketTransfer,
+)
+
+__all__ = ["CHINA", "TICKETS", "TICKET_DAYS", "EmbeddedWorkOrders"]
+
+CHINA: Final = timezone(timedelta(hours=8), "CST")
+
+TICKETS: Final = Table(
+    "tickets",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("number", String(32), nullable=False, unique=True),
+    # the idempotency key of the create (``<call_id>:create``): one ticket per key
+    Column("create_key", String(200), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("caller", String(64), nullable=False),
+    Column("caller_name", String(128), nullable=False),
+    Column("line", String(64), nullable=False),
+    Column("line_name", String(64), nullable=False),
+    Column("department", String(128), nullable=False),
+    Column("origin", String(32), nullable=False),
+    Column("skill", String(64), nullable=False),
+    Column("call_ids", JSON, nullable=False),  # [call_id, ...], the first is the creating call
+    # call_id -> TicketCallFacts JSON: an update overwrites its call's entry (idempotent)
+    Column("call_facts", JSON, nullable=False),
+    Column("seat", String(64)),
+    Column("recording", String(512)),
+    Column("request_type", String(8)),
+    Column("content", Text, nullable=False),
+    Column("address", String(512), nullable=False),
+    Column("urgency", String(16)),
+    Column("deadline", Float),
+    Column("satisfaction", String(16)),
+    Index("ix_tickets_caller_created", "caller", "created_at"),
+)
+
+TICKET_DAYS: Final = Table(
+    "ticket_days",
+    METADATA,
+    Column("day", String(8), primary_key=True),  # YYYYMMDD
+    Column("last", Integer, nullable=False),
+)
+
+_AMENDABLE: Final = frozenset(
+    {"status", "request_type", "content", "address", "urgency", "deadline", "satisfaction"}
+)
+
+
+def _insert(conn: AsyncConnection, table: Table) -> Any:
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    return dialect.insert(table)
+
+
+class EmbeddedWorkOrders:
+    """`WorkOrderBackend` on the Store's database.
+
+    Args:
+        store: the opened Store (its engine; its METADATA holds the ticket tables).
+        prefix: the first part of a ticket number (the hotline's number).
+        tz: the time zone of the day in the number.
+        clock: epoch seconds, for `updated_at`.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        prefix: str = "12345",
+        tz: tzinfo = CHINA,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._engine = store.engine
+        self._prefix = prefix
+        self._tz = tz
+        self._clock = clock
+
+    async def create(self, draft: TicketDraft, *, key: str) -> TicketRef:
+        try:
+            existing = await self._number_of(key)
+            if existing is not None:
+                return TicketRef(number=existing)
+            try:
+                return await self._insert_ticket(draft, key)
+            except IntegrityError:
+                # a concurrent create with the same key won the race: return its ticket
+                existing = await self._number_of(key)
+                if existing is None:
+                    raise
+                return TicketRef(number=existing)
+        except SQLAlchemyError as exc:
+            raise WorkOrderUnavailable(f"tickets database: {exc}"[:500]) from exc
+        except OSError as exc:
+            raise WorkOrderUnavailable(f"tickets database: {exc}") from exc
+
+    async def update(self, number: str, facts: TicketCallFacts, *, key: str) -> None:  # noqa: ARG002 - an update is an overwrite, idempotent without its key
+        try:
+            async with self._engine.begin() as conn:
+                row = (
+                    await conn.execute(
+                        select(TICKETS.c.call_ids, TICKETS.c.call_facts)
+                        .where(TICKETS.c.number == number)
+                        .with_for_update()
+                    )
+                ).first()
+                if row is None:
+                    raise WorkOrderRejected(404, f"no ticket {number}")
+                call_ids = list(row.call_ids)
+                if facts.call_id not in call_ids:
+                    call_ids.append(facts.call_id)
+                call_facts = dict(row.call_facts)
+                call_facts[facts.call_id] = facts.to_json()
+                values: dict[str, Any] = {
+                    "call_ids": call_ids,
+                    "call_facts": call_facts,
+                    "updated_at": self._clock(),
+                }
+                if facts.seat is not None:
+                    values["seat"] = facts.seat
+                if facts.recording is not None:
+                    values["recording"] = facts.recording
+                await conn.execute(
+                    TICKETS.update().where(TICKETS.c.number == number).values(**values)
+                )
+        except (SQLAlchemyError, OSError) as exc:
+            raise WorkOrderUnavailable(f"tickets database: {exc}"[:500]) from exc
+
+    async def find_recent_by_caller(
+        self, caller: str, *, since: float, limit: int = 20
+    ) -> list[Ticket]:
+        q = (
+            select(TICKETS)
+            .where(TICKETS.c.caller == caller, TICKETS.c.created_at >= since)
+            .order_by(TICKETS.c.created_at.desc(), TICKETS.c.id.desc())
+            .limit(limit)
+        )
+        try:
+            async with self._engine.connect() as conn:
+                return [_ticket(r._mapping) for r in await conn.execute(q)]  # noqa: SLF001 - SQLAlchemy's public row API
+        except (SQLAlchemyError, OSError) as exc:
+            raise WorkOrderUnavailable(f"tickets database: {exc}"[:500]) from exc
+
+    async def status(self, number: str) -> Ticket | None:
+        try:
+            async with self._engine.connect() as conn:
+                row = (
+                    await conn.execute(select(TICKETS).where(TICKETS.c.number == number))
+                ).first()
+        except (SQLAlchemyError, OSError) as exc:
+            raise WorkOrderUnavailable(f"tickets database: {exc}"[:500]) from exc
+        return None if row is None else _ticket(row._mapping)  # noqa: SLF001 - SQLAlchemy's public row API
+
+    async def amend(self, number: str, **fields: Any) -> None:
+        """The agent's side (not part of the port): set `status`, `request_type`,
+        `content`, `address`, `urgency`, `deadline` or `satisfaction`.
+
+        Raises:
+            ValueError: an unknown field, or a request type that is not a `RequestType`.
+            WorkOrderRejected: no such ticket (404).
+        """
+        unknown = set(fields) - _AMENDABLE
+        if unknown:
+            raise ValueError(f"not an amendable ticket field: {sorted(unknown)}")
+        if fields.get("request_type") is not None:
+            fields["request_type"] = RequestType(fields["request_type"]).value
+        async with self._engine.begin() as conn:
+            res = await conn.execute(
+                TICKETS.update()
+                .where(TICKETS.c.number == number)
+                .values(**fields, updated_at=self._clock())
+            )
+            if res.rowcount == 0:
+                raise WorkOrderRejected(404, f"no ticket {number}")
+
+    async def _number_of(self, key: str) -> str | None:
+        async with self._engine.connect() as conn:
+            number: str | None = await conn.scalar(
+                select(TICKETS.c.number).where(TICKETS.c.create_key == key)
+            )
+            return number
+
+    async def _insert_ticket(self, draft: TicketDraft, key: str) -> TicketRef:
+        day = datetime.fromtimestamp(draft.created_at, UTC).astimezone(self._tz).strftime("%Y%m%d")
+        async with self._engine.begin() as conn:
+            # the day's counter: an upsert holds the row (or SQLite's write lock) until
+            # commit, so two creates never get the same number; a failed create rolls it
+            # back, so numbers have no gaps
+            stmt = _insert(conn, TICKET_DAYS).values(day=day, last=1)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["day"], set_={"last": TICKET_DAYS.c.last + 1}
+            )
+            await conn.execute(stmt)
+            seq = await conn.scalar(select(TICKET_DAYS.c.last).where(TICKET_DAYS.c.day == day))
+            number = f"{self._prefix}-{day}-{seq:06d}"
+            await conn.execute(
+                TICKETS.insert().values(
+                    number=number,
+                    create_key=key,
+                    created_at=draft.created_at,
+                    updated_at=self._clock(),
+                    status=TicketStatus.INTAKE.value,
+                    caller=draft.caller,
+                    caller_name=draft.caller_name,
+                    line=draft.line,
+                    line_name=draft.line_name,
+                    department=draft.department,
+                    origin=draft.origin,
+                    skill=draft.skill,
+                    call_ids=[draft.call_id],
+                    call_facts={},
+                    seat=draft.seat,
+                    recording=draft.recording,
+                    content="",
+                    address="",
+                )
+            )
+        return TicketRef(number=number)
+
+
+def _ticket(row: Any) -> Ticket:
+    call_ids = tuple(row["call_ids"])
+    facts = [
+        TicketCallFacts.from_json(row["call_facts"][c]) for c in call_ids if c in row["call_facts"]
+    ]
+    last = facts[-1] if facts else None
+    transfers: tuple[TicketTransfer, ...] = tuple(t for f in facts for t in f.transfers)
+    return Ticket(
+        number=row["number"],
+        status=row["status"],
+        caller=row["caller"],
+        caller_name=row["caller_name"],
+        created_at=row["created_at"],
+        line=row["line"],
+        line_name=row["line_name"],
+        department=row["department"],
+        origin=row["origin"],
+        skill=row["skill"],
+        call_ids=call_ids,
+        request_type=None if row["request_type"] is None else RequestType(row["request_type"]),
+        content=row["content"],
+        address=row["address"],
+        urgency=row["urgency"],
+        deadline=row["deadline"],
+        satisfaction=row["satisfaction"],
+        seat=row["seat"],
+        recording=row["recording"],
+        wait_s=None if last is None else last.wait_s,
+        talk_s=None if last is None else last.talk_s,
+        outcome=None if last is None else last.outcome,
+        transfers=transfers,
+    )

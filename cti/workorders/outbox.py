@@ -1,0 +1,395 @@
+"""The ticket outbox: durable, ordered, at-least-once delivery of ticket operations.
+
+Every ticket operation is first a row of the `outbox` table, written in the same
+transaction as the call record it belongs to (`Store.upsert_calls(..., outbox_rows=)`,
+or `write_ops(conn, ops)` inside any transaction), so a call is never stored without its
+ticket operations nor the other way round. The `OutboxDeliverer` sends the rows to the
+backend in `id` order and marks each one delivered, with the ticket number, in its own
+transaction. The backend deduplicates by the row's idempotency key (``<call_id>:create``
+/ ``<call_id>:update``): at-least-once delivery + idempotent operations = each ticket
+operation takes effect exactly once, across backend outages and daemon restarts
+(everything the deliverer knows is in the table).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+import structlog
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    func,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cti.adapters.backoff import backoff_delay
+from cti.adapters.store import METADATA, Store
+from cti.workorders.backend import WorkOrderBackend, WorkOrderRejected, WorkOrderUnavailable
+from cti.workorders.model import OutboxOp, TicketCallFacts, TicketDraft, op_key
+
+__all__ = [
+    "OUTBOX",
+    "DeliveredCallback",
+    "OutboxDeliverer",
+    "outbox_row",
+    "outbox_rows",
+    "parked_rows",
+    "pending_count",
+    "requeue_parked",
+    "write_ops",
+    "write_rows",
+]
+
+OUTBOX: Final = Table(
+    "outbox",
+    METADATA,
+    # the delivery order; AUTOINCREMENT so SQLite never reuses an id
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(200), nullable=False, unique=True),  # the idempotency key
+    Column("call_id", String(128), nullable=False, index=True),
+    Column("kind", String(8), nullable=False),  # create | update
+    Column("payload", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float),
+    Column("delivered_at", Float),
+    Column("ticket_number", String(32)),
+    Column("last_error", Text),
+    Column("parked", Boolean, nullable=False, default=False),
+    Index("ix_outbox_pending", "delivered_at", "parked", "id"),
+    sqlite_autoincrement=True,
+)
+
+DeliveredCallback = Callable[[str, str, str], None]
+"""`on_delivered(call_id, kind, ticket_number)`, called after the row is marked."""
+
+
+def outbox_row(op: OutboxOp, now: float) -> dict[str, Any]:
+    """The `outbox` row of an operation (for `Store.upsert_calls(outbox_rows=...)`)."""
+    return {
+        "key": op.key,
+        "call_id": op.call_id,
+        "kind": op.kind,
+        "payload": op.payload,
+        "created_at": now,
+        "attempts": 0,
+        "next_attempt_at": None,
+        "delivered_at": None,
+        "ticket_number": None,
+        "last_error": None,
+        "parked": False,
+    }
+
+
+def outbox_rows(ops: Sequence[OutboxOp], now: float) -> list[dict[str, Any]]:
+    return [outbox_row(op, now) for op in ops]
+
+
+async def write_rows(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert outbox rows inside the caller's transaction. A key already there is left
+    alone (INSERT .. ON CONFLICT(key) DO NOTHING): writing a call's operations twice, e.g.
+    when a batch is retried, queues them once."""
+    if not rows:
+        return
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    stmt = dialect.insert(OUTBOX).on_conflict_do_nothing(index_elements=["key"])
+    await conn.execute(stmt, list(rows))
+
+
+async def write_ops(
+    conn: AsyncConnection, ops: Sequence[OutboxOp], *, now: float | None = None
+) -> None:
+    """Queue ticket operations inside the caller's transaction (see `write_rows`)."""
+    await write_rows(conn, outbox_rows(ops, time.time() if now is None else now))
+
+
+class OutboxDeliverer:
+    """The task that drains the outbox into the backend, in `id` order.
+
+    * `create` → `backend.create(draft, key=...)`; the row is marked delivered with the
+      ticket number.
+    * `update` → needs its call's ticket number, so it waits for the call's `create`
+      (earlier in the table, hence delivered first). If that create was parked, or there
+      is none, the update is parked too.
+    * `WorkOrderUnavailable` (or any unexpected error): the row stays at the head; the
+      deliverer waits (capped exponential backoff, full jitter, from the row's `attempts`)
+      and retries the same row, so the order is kept.
+    * `WorkOrderRejected`: the row is parked (`parked`, `last_error`), logged at error
+      level, and the next rows flow.
+
+    It wakes on `notify()` (new rows) and every `poll_s` seconds (rows written by another
+    process, a backend that came back).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        backend: WorkOrderBackend,
+        *,
+        on_delivered: DeliveredCallback | None = None,
+        log: Any = None,
+        poll_s: float = 5.0,
+        batch: int = 100,
+        backoff_low: float = 0.5,
+        backoff_high: float = 60.0,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._engine = store.engine
+        self._backend = backend
+        self._on_delivered = on_delivered
+        self._log = log or structlog.get_logger("cti.outbox")
+        self._poll_s = poll_s
+        self._batch = batch
+        self._low = backoff_low
+        self._high = backoff_high
+        self._clock = clock
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not crypto
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._numbers: dict[str, str] = {}  # call_id -> ticket number (creates delivered)
+        self.delivered = 0
+        self.parked = 0
+        self.failures = 0
+
+    def notify(self) -> None:
+        """New rows were committed: look now rather than at the next poll."""
+        self._idle.clear()
+        self._wake.set()
+
+    async def drained(self) -> None:
+        """Wait until no deliverable row is left (tests, shutdown)."""
+        await self._idle.wait()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                wait = await self._pass()
+            except (SQLAlchemyError, OSError) as exc:
+                self.failures += 1
+                wait = backoff_delay(min(self.failures, 8), self._low, self._high, self._rng)
+                self._log.error(
+                    "outbox_database_failed", error=str(exc)[:300], retry_in_s=round(wait, 2)
+                )
+                await asyncio.sleep(wait)
+                continue
+            if wait is None:
+                # nothing deliverable: sleep until new rows or the poll timer
+                self._idle.set()
+                self._wake.clear()
+                try:
+                    async with asyncio.timeout(self._poll_s):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+            else:
+                # the head row is backing off; new rows queue behind it, so notify()
+                # must not cut the wait short
+                await asyncio.sleep(wait)
+
+    async def _pass(self) -> float | None:
+        """Deliver rows until the table has none left (None) or the head row must wait
+        (the seconds to wait)."""
+        while True:
+            rows = await self._head()
+            if not rows:
+                return None
+            for row in rows:
+                now = self._clock()
+                if row.next_attempt_at is not None and row.next_attempt_at > now:
+                    return float(row.next_attempt_at) - now
+                if not await self._deliver(row):
+                    return max(0.0, (await self._due(row.id)) - self._clock())
+
+    async def _head(self) -> list[Any]:
+        q = (
+            select(OUTBOX)
+            .where(OUTBOX.c.delivered_at.is_(None), OUTBOX.c.parked.is_(False))
+            .order_by(OUTBOX.c.id)
+            .limit(self._batch)
+        )
+        async with self._engine.connect() as conn:
+            return list(await conn.execute(q))
+
+    async def _due(self, row_id: int) -> float:
+        async with self._engine.connect() as conn:
+            due: float | None = await conn.scalar(
+                select(OUTBOX.c.next_attempt_at).where(OUTBOX.c.id == row_id)
+            )
+        return self._clock() if due is None else due
+
+    async def _deliver(self, row: Any) -> bool:
+        """One row. True: done with it (delivered or parked); False: retry it later."""
+        try:
+            if row.kind == "create":
+                ref = await self._backend.create(TicketDraft.from_json(row.payload), key=row.key)
+                number = ref.number
+            elif row.kind == "update":
+                found = await self._create_number(row.call_id)
+                if isinstance(found, _Missing):
+                    await self._park(row, found.reason)
+                    return True
+                number = found
+                await self._backend.update(
+                    number, TicketCallFacts.from_json(row.payload), key=row.key
+                )
+            else:
+                await self._park(row, f"unknown operation kind {row.kind!r}")
+                return True
+        except WorkOrderRejected as exc:
+            await self._park(row, f"rejected: {exc.status} {exc.body[:500]}")
+            return True
+        except WorkOrderUnavailable as exc:
+            await self._retry_later(row, str(exc))
+            return False
+        except (SQLAlchemyError, OSError):
+            raise  # our own database: the run loop backs off
+        except Exception as exc:  # noqa: BLE001 - a backend bug must not lose the row
+            self._log.exception("ticket_backend_error", key=row.key)
+            await self._retry_later(row, f"{type(exc).__name__}: {exc}")
+            return False
+        await self._mark_delivered(row, number)
+        return True
+
+    async def _create_number(self, call_id: str) -> str | _Missing:
+        if call_id in self._numbers:
+            return self._numbers[call_id]
+        async with self._engine.connect() as conn:
+            create = (
+                await conn.execute(
+                    select(OUTBOX.c.ticket_number, OUTBOX.c.parked, OUTBOX.c.delivered_at).where(
+                        OUTBOX.c.key == op_key(call_id, "create")
+                    )
+                )
+            ).first()
+        if create is None:
+            return _Missing("no create operation for this call")
+        if create.delivered_at is not None and create.ticket_number:
+            return str(create.ticket_number)
+        if create.parked:
+            return _Missing("its create operation is parked")
+        # an undelivered create after this update (written later): nothing to update yet
+        return _Missing("its create operation was written after it")
+
+    async def _mark_delivered(self, row: Any, number: str) -> None:
+        now = self._clock()
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                OUTBOX.update()
+                .where(OUTBOX.c.id == row.id)
+                .values(
+                    delivered_at=now,
+                    ticket_number=number,
+                    attempts=row.attempts + 1,
+                    last_error=None,
+                    next_attempt_at=None,
+                )
+            )
+        if row.kind == "create":
+            self._numbers[row.call_id] = number
+            if len(self._numbers) > 10_000:  # a cache: the table has them all
+                self._numbers.clear()
+        self.delivered += 1
+        self._log.info(
+            "ticket_op_delivered",
+            call_id=row.call_id,
+            kind=row.kind,
+            ticket=number,
+            attempts=row.attempts + 1,
+        )
+        if self._on_delivered is not None:
+            try:
+                self._on_delivered(row.call_id, row.kind, number)
+            except Exception:  # noqa: BLE001 - the row is delivered whatever the callback does
+                self._log.exception("outbox_callback_failed", key=row.key)
+
+    async def _retry_later(self, row: Any, error: str) -> None:
+        attempts = row.attempts + 1
+        delay = backoff_delay(attempts - 1, self._low, self._high, self._rng)
+        self.failures += 1
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                OUTBOX.update()
+                .where(OUTBOX.c.id == row.id)
+                .values(
+                    attempts=attempts,
+                    next_attempt_at=self._clock() + delay,
+                    last_error=error[:1000],
+                )
+            )
+        self._log.warning(
+            "ticket_backend_unavailable",
+            key=row.key,
+            attempts=attempts,
+            retry_in_s=round(delay, 2),
+            error=error[:300],
+        )
+
+    async def _park(self, row: Any, error: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                OUTBOX.update()
+                .where(OUTBOX.c.id == row.id)
+                .values(parked=True, attempts=row.attempts + 1, last_error=error[:1000])
+            )
+        self.parked += 1
+        self._log.error(
+            "ticket_op_parked",
+            key=row.key,
+            call_id=row.call_id,
+            kind=row.kind,
+            error=error[:300],
+            hint="not retried; fix the cause, then requeue it with `requeue_parked`",
+        )
+
+
+class _Missing:
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+async def pending_count(store: Store) -> int:
+    """Rows not yet delivered and not parked (a health metric)."""
+    async with store.engine.connect() as conn:
+        n: int | None = await conn.scalar(
+            select(func.count())
+            .select_from(OUTBOX)
+            .where(OUTBOX.c.delivered_at.is_(None), OUTBOX.c.parked.is_(False))
+        )
+    return n or 0
+
+
+async def parked_rows(store: Store) -> list[dict[str, Any]]:
+    """The parked rows, oldest first (for an operator)."""
+    q = select(OUTBOX).where(OUTBOX.c.parked.is_(True)).order_by(OUTBOX.c.id)
+    async with store.engine.connect() as conn:
+        return [dict(r._mapping) for r in await conn.execute(q)]  # noqa: SLF001 - SQLAlchemy's public row API
+
+
+async def requeue_parked(store: Store, key: str) -> bool:
+    """Give a parked row another chance (after fixing what the backend rejected). It keeps
+    its place by id, so it is delivered next. Call `OutboxDeliverer.notify()` after."""
+    async with store.engine.begin() as conn:
+        res = await conn.execute(
+            OUTBOX.update()
+            .where(OUTBOX.c.key == key, OUTBOX.c.parked.is_(True))
+            .values(parked=False, next_attempt_at=None)
+        )
+    return res.rowcount > 0
