@@ -44,6 +44,7 @@ from cti.core import (
     SeatCommandReceived,
     StoreCall,
     StoreSeatState,
+    StoreTicketOp,
     Tick,
 )
 from cti.dialplan import CONTEXT_CONNECT, CONTEXT_HOLD, LEASE_VARIABLE, TAKEN_VARIABLE
@@ -51,6 +52,8 @@ from cti.events import AmiConnected, AmiDisconnected, AmiEvent, AmiEventsLost
 from cti.seats.commands import parse_seat_command
 from cti.seats.model import SeatStatus
 from cti.settings import Settings
+from cti.workorders.embedded import EmbeddedWorkOrders
+from cti.workorders.outbox import OutboxDeliverer, outbox_rows
 
 __all__ = ["EXIT_AMI_LOGIN", "EXIT_DATABASE", "AmiExecutor", "Daemon", "ShutdownError", "run"]
 
@@ -164,7 +167,17 @@ class Daemon:
 
     def __init__(self, settings: Settings, store: Store, *, log: Any) -> None:
         self._log = log
-        self.records = RecordWriter(store, log=structlog.get_logger("cti.store"))
+        # tickets (工单): the embedded backend on the same database, fed by the durable
+        # outbox that the record writer fills in the call records' transactions
+        self.tickets = OutboxDeliverer(
+            store,
+            EmbeddedWorkOrders(store),
+            on_delivered=self._ticket_delivered,
+            log=structlog.get_logger("cti.workorders"),
+        )
+        self.records = RecordWriter(
+            store, log=structlog.get_logger("cti.store"), on_commit=self.tickets.notify
+        )
         self.mqtt = MqttAdapter(
             settings.mqtt,
             subscriptions=["seats/+/cmd"],
@@ -177,7 +190,12 @@ class Daemon:
             for node in settings.ami.nodes
         }
         self.ami = AmiExecutor(self.clients, log=structlog.get_logger("cti.ami"))
-        self.core = Core(settings.numberplan, log=structlog.get_logger("cti.core"))
+        dp = settings.dialplan
+        self.core = Core(
+            settings.numberplan,
+            log=structlog.get_logger("cti.core"),
+            recording=f"{dp.recording_dir}/{{call_id}}.{dp.recording_format}",
+        )
         self._gap_since: dict[str, float] = {}
         self._wake = asyncio.Event()
         self.handled = 0
@@ -198,6 +216,7 @@ class Daemon:
             yield self.ami.run(name), f"adapter.ami[{name}].actions"
         yield self.mqtt.run(), "adapter.mqtt"
         yield self.records.run(), "adapter.store.records"
+        yield self.tickets.run(), "adapter.workorders.outbox"
         yield self._pump(), "core.events"
         yield self._ticker(), "core.timers"
         yield from self._http_tasks()  # HTTP facade (cti/adapters/http.py)
@@ -278,7 +297,9 @@ class Daemon:
                 hangup_by=s.hangup_by,
                 history_complete=s.history_complete,
             )
-            self.records.add(s)
+            self.records.add(s, outbox_rows(effect.ticket_ops, time.time()))
+        elif isinstance(effect, StoreTicketOp):
+            self.records.add_outbox(outbox_rows([effect.op], time.time()))
         elif isinstance(effect, StoreSeatState):
             self._log.info(
                 "seat_state",
@@ -301,6 +322,28 @@ class Daemon:
             )
         else:
             self.ami.submit(effect)
+
+    def _ticket_delivered(self, call_id: str, kind: str, number: str) -> None:
+        """The work-order backend has the ticket (create) or the call's facts (update)."""
+        node, _, linkedid = call_id.partition(":")
+        self._log.info(
+            "ticket_" + ("created" if kind == "create" else "updated"),
+            linkedid=linkedid,
+            node=node,
+            ticket=number,
+        )
+        self.mqtt.publish(
+            "calls/events",
+            {
+                "schema_version": 1,
+                "event_id": f"{linkedid}:ticket-{kind}",
+                "type": "ticket",
+                "call_id": linkedid,
+                "node": node,
+                "op": kind,
+                "ticket": number,
+            },
+        )
 
     def _connection_event(self, item: QueueItem) -> None:
         if isinstance(item, AmiConnected):

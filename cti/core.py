@@ -53,7 +53,7 @@ from cti.events import (
     DialBegin,
     Newexten,
 )
-from cti.numberplan import NumberPlan
+from cti.numberplan import Line, NumberPlan
 from cti.routing import commands as rc
 from cti.routing.dispatcher import Dispatcher, IncomingCall
 from cti.seats.commands import (
@@ -68,6 +68,7 @@ from cti.seats.commands import (
     WrapupExtend,
 )
 from cti.seats.model import SeatStatus
+from cti.workorders.model import Origin, OutboxOp, TicketCallFacts, TicketDraft
 
 __all__ = [
     "Core",
@@ -80,6 +81,7 @@ __all__ = [
     "SeatCommandReceived",
     "StoreCall",
     "StoreSeatState",
+    "StoreTicketOp",
     "Tick",
 ]
 
@@ -159,7 +161,17 @@ class Publish:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoreCall:
+    """A finished call's record, and its ticket update, in one transaction."""
+
     summary: CallSummary
+    ticket_ops: tuple[OutboxOp, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreTicketOp:
+    """A ticket operation for the durable outbox (the draft when a call is taken)."""
+
+    op: OutboxOp
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -176,7 +188,14 @@ class StoreSeatState:
 
 
 Effect = (
-    MarkTaken | RedirectToSeat | ReturnToHold | RenewLease | Publish | StoreCall | StoreSeatState
+    MarkTaken
+    | RedirectToSeat
+    | ReturnToHold
+    | RenewLease
+    | Publish
+    | StoreCall
+    | StoreSeatState
+    | StoreTicketOp
 )
 
 
@@ -199,6 +218,7 @@ class Core:
         log: FilteringBoundLogger,
         lease_s: float = 15.0,
         lease_every_s: float = 5.0,
+        recording: str = "/var/spool/asterisk/monitor/hotline-cti/{call_id}.wav",
     ) -> None:
         self._log = log
         self.plan = plan
@@ -213,6 +233,8 @@ class Core:
         self.counts: Counter[str] = Counter()
         # effects a seat command produces before the dispatcher's (transfer: hold first)
         self._pending_effects: list[Effect] = []
+        self._recording = recording  # where cti-record puts a call's recording
+        self._tickets: set[str] = set()  # calls whose ticket draft was written
 
     # ------------------------------------------------------------------ API
 
@@ -279,7 +301,12 @@ class Core:
                 s = note.summary
                 self._held.pop(s.call_id, None)
                 self._route(self.dispatcher.on_hangup(s.call_id, s.ended_at), out)
-                out.append(StoreCall(summary=s))
+                ops: tuple[OutboxOp, ...] = ()
+                if s.call_id in self._tickets:
+                    self._tickets.discard(s.call_id)
+                    rec = self._recording.format(call_id=s.call_id) if s.answered_by else None
+                    ops = (OutboxOp.update(TicketCallFacts.from_summary(s, recording=rec)),)
+                out.append(StoreCall(summary=s, ticket_ops=ops))
                 body = s.to_json()
                 del body["call_id"]
                 out.append(self._call_event("ended", s.call_id, **body))
@@ -308,6 +335,16 @@ class Core:
             self._log.info(
                 "call_taken", linkedid=call_id, node=node, line=line, caller=caller, adopted=adopted
             )
+            # the ticket is opened before the agent says a word; after a restart the same
+            # idempotency key makes an adopted call's draft a no-op
+            self._tickets.add(call_id)
+            out.append(
+                StoreTicketOp(
+                    op=OutboxOp.create(
+                        self._draft(node, call_id, chan=chan, line=line, caller=caller, at=at)
+                    )
+                )
+            )
             self._route(
                 self.dispatcher.on_call_waiting(
                     IncomingCall(call_id=call_id, line=line, at=at, caller=caller)
@@ -334,6 +371,23 @@ class Core:
         held = self._held.get(call_id)
         if held is not None and held.channel == ev.chan.channel and held.offered:
             self._route(self.dispatcher.on_ringing(call_id, ev.time), out)
+
+    def _draft(
+        self, node: str, call_id: str, *, chan: ChannelSnapshot, line: str, caller: str, at: float
+    ) -> TicketDraft:
+        plan_line = self.plan.line(line)
+        return TicketDraft(
+            call_id=f"{node}:{call_id}",
+            node=node,
+            caller=caller,
+            caller_name=chan.caller_name if chan.caller_name != "<unknown>" else "",
+            line=line,
+            line_name=plan_line.name if plan_line is not None else line,
+            department=plan_line.department if plan_line is not None else "",
+            origin=_origin(plan_line, line),
+            skill=(plan_line.skill if plan_line is not None else None) or self.plan.general_skill,
+            created_at=at,
+        )
 
     # ------------------------------------------------------------------ seats
 
@@ -537,6 +591,21 @@ class Core:
                 **body,
             },
         )
+
+
+MAIN_LINE: Final = "12345"
+
+
+def _origin(line: Line | None, number: str) -> Origin:
+    """How the call reached 12345 (a ticket field): the 110 line, the main number, a
+    ministry special number (123xx), or an old department number folded in."""
+    if line is not None and line.dispatch110:
+        return "dispatch110"
+    if line is None or number == MAIN_LINE:
+        return "direct"
+    if len(number) == 5 and number.startswith("123"):
+        return "special_number"
+    return "department_line"
 
 
 def _str(value: object) -> str | None:

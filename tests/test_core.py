@@ -18,6 +18,7 @@ from cti.core import (
     SeatCommandReceived,
     StoreCall,
     StoreSeatState,
+    StoreTicketOp,
     Tick,
 )
 from cti.events import AmiConnected, parse_event
@@ -305,3 +306,22 @@ def test_transfer_refusals() -> None:
     assert "no call" in out[-1].payload["error"]["message"]  # type: ignore[union-attr]
     out = cmd(c, "1002", b'{"cmd":"transfer","target":"12 315"}', 100.0)
     assert out[-1].payload["error"]["code"] == "invalid_command"  # type: ignore[union-attr]
+
+
+def test_a_taken_call_opens_a_ticket_and_its_end_updates_it() -> None:
+    c = core(wrapup_s=0)
+    out = start_call(c, "c1", 100.0)
+    [draft] = [e.op for e in out if isinstance(e, StoreTicketOp)]
+    assert draft.key == "main:c1:create"
+    assert draft.payload["caller"] == "13800138000"
+    assert draft.payload["caller_name"] == "张三"
+    assert (draft.payload["line"], draft.payload["origin"]) == ("12345", "direct")
+    first = "Local/12345@cti-inbound-00000001;1"
+    out = c.handle(ev("HangupRequest", 104.0, **chan(first, "c1", "c1", Cause="16")))
+    for uid, name in (("c1", first), ("c1.2", HELD)):
+        out += c.handle(ev("Hangup", 104.0, **chan(name, uid, "c1", Cause="16")))
+    [stored] = [e for e in out if isinstance(e, StoreCall)]
+    [update] = stored.ticket_ops
+    assert update.key == "main:c1:update"
+    assert update.payload["outcome"] == "abandoned"
+    assert update.payload["recording"] is None  # never answered: nothing was recorded

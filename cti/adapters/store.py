@@ -14,7 +14,7 @@ import asyncio
 import random
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -210,13 +210,16 @@ class RecordWriter:
         batch: int = 500,
         max_pending: int = 200_000,
         clock: Any = time.time,
+        on_commit: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
+        self._on_commit = on_commit
         self._log = log or structlog.get_logger("cti.store")
         self._batch = batch
         self._max = max_pending
         self._clock = clock
-        # ("call", row) / ("seat", row), in the order they happened
+        # ("call", row) / ("seat", row) / ("outbox", row), in the order they happened; a
+        # call's ticket operations follow its record and are never split from it
         self._pending: deque[tuple[str, dict[str, Any]]] = deque()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -229,8 +232,9 @@ class RecordWriter:
     def pending(self) -> int:
         return len(self._pending)
 
-    def add(self, summary: CallSummary) -> None:
-        """A finished call (stored by upsert on its call_id)."""
+    def add(self, summary: CallSummary, outbox_rows: Sequence[dict[str, Any]] = ()) -> None:
+        """A finished call (stored by upsert on its call_id), with its ticket operations
+        (outbox rows), which are stored in the same transaction."""
         if len(self._pending) >= self._max:
             self._pending.popleft()
             self.dropped += 1
@@ -241,6 +245,13 @@ class RecordWriter:
                 hint="the database has been failing for a long time",
             )
         self._pending.append(("call", summary_row(summary, self._clock())))
+        self._pending.extend(("outbox", r) for r in outbox_rows)
+        self._idle.clear()
+        self._wake.set()
+
+    def add_outbox(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Ticket operations on their own (the draft when a call is taken)."""
+        self._pending.extend(("outbox", r) for r in rows)
         self._idle.clear()
         self._wake.set()
 
@@ -264,11 +275,14 @@ class RecordWriter:
                 await self._wake.wait()
                 continue
             n = min(self._batch, len(self._pending))
+            while n < len(self._pending) and self._pending[n][0] == "outbox":
+                n += 1  # a call's ticket operations go in its record's transaction
             rows = [self._pending.popleft() for _ in range(n)]
             try:
                 await self._store.upsert_calls(
                     [r for kind, r in rows if kind == "call"],
                     [r for kind, r in rows if kind == "seat"],
+                    [r for kind, r in rows if kind == "outbox"],
                 )
             except asyncio.CancelledError:
                 # shutdown mid-batch: keep the rows for the final flush (the upsert is
@@ -290,6 +304,8 @@ class RecordWriter:
                 continue
             attempt = 0
             self.written += len(rows)
+            if self._on_commit is not None:
+                self._on_commit()
 
     def _give_back(self, rows: list[tuple[str, dict[str, Any]]]) -> None:
         """Put a failed batch back in front, oldest first; trim the oldest past the bound."""

@@ -4,6 +4,7 @@ records abandoned calls (issue 4's acceptance scenarios)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -108,7 +109,9 @@ async def test_110_first_skills_rona_and_abandon(config: tuple[Path, str], tmp_p
     assert ("not_ready", "rona") in rows
 
 
-async def test_agent_transfers_a_call_to_another_department(config: tuple[Path, str]) -> None:
+async def test_agent_transfers_a_call_to_another_department(
+    config: tuple[Path, str], tmp_path: Path
+) -> None:
     async with Harness(*config) as h:
         await h.seat("1002", {"cmd": "login", "ready": True})
         call = await h.call("12345", "13800000031", "李四")
@@ -123,6 +126,14 @@ async def test_agent_transfers_a_call_to_another_department(config: tuple[Path, 
         ended = await h.wait(
             lambda: h.published("calls/events", call_id=call, type="ended"), 10, "the call's record"
         )
+        # the ticket (工单) was opened when the call was taken and updated when it ended
+        tickets = await h.wait(
+            lambda: h.published("calls/events", call_id=call, type="ticket", op="update"),
+            10,
+            "the ticket's update delivered",
+        )
+        created = h.published("calls/events", call_id=call, type="ticket", op="create")
+        assert created[0]["ticket"] == tickets[0]["ticket"]
     summary = ended[0]
     assert summary["outcome"] == "answered"
     assert summary["answered_by"] == "1002"
@@ -131,3 +142,14 @@ async def test_agent_transfers_a_call_to_another_department(config: tuple[Path, 
         ("redirect", "1002", "12315")
     ]
     assert "1001" in summary["rang"]
+    with sqlite3.connect(tmp_path / "cti.db") as db:
+        rows = db.execute(
+            "select number, caller, caller_name, line, origin, seat, call_facts from tickets "
+            "where create_key = ?",
+            (f"main:{call}:create",),
+        ).fetchall()
+    assert len(rows) == 1, rows
+    number, caller, name, line, origin, seat, facts = rows[0]
+    assert number == tickets[0]["ticket"]
+    assert (caller, name, line, origin, seat) == ("13800000031", "李四", "12345", "direct", "1002")
+    assert json.loads(facts)[f"main:{call}"]["transfers"][0]["to"] == "12315"
