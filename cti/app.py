@@ -32,11 +32,13 @@ from cti import __version__
 from cti.adapters.ami import AmiClient, AmiError, AmiLoginError, EventQueue, QueueItem
 from cti.adapters.http import Metric, ReadyPart, build_api, serve_http
 from cti.adapters.mqtt import Incoming, MqttAdapter
+from cti.adapters.pops import PopPublisher
 from cti.adapters.store import RecordWriter, Store
 from cti.core import (
     Core,
     Effect,
     MarkTaken,
+    Pop,
     Publish,
     RedirectToSeat,
     RenewLease,
@@ -169,9 +171,10 @@ class Daemon:
         self._log = log
         # tickets (工单): the embedded backend on the same database, fed by the durable
         # outbox that the record writer fills in the call records' transactions
+        workorders = EmbeddedWorkOrders(store)
         self.tickets = OutboxDeliverer(
             store,
-            EmbeddedWorkOrders(store),
+            workorders,
             on_delivered=self._ticket_delivered,
             log=structlog.get_logger("cti.workorders"),
         )
@@ -184,6 +187,7 @@ class Daemon:
             on_message=self._on_mqtt,
             log=structlog.get_logger("cti.mqtt"),
         )
+        self.pops = PopPublisher(store, workorders, self.mqtt, log=structlog.get_logger("cti.pops"))
         self.events = EventQueue(settings.ami.event_queue_size, log=structlog.get_logger("cti.ami"))
         self.clients = {
             node.name: AmiClient(node, self.events, log=structlog.get_logger("cti.ami"))
@@ -217,6 +221,7 @@ class Daemon:
         yield self.mqtt.run(), "adapter.mqtt"
         yield self.records.run(), "adapter.store.records"
         yield self.tickets.run(), "adapter.workorders.outbox"
+        yield self.pops.run(), "adapter.pops"
         yield self._pump(), "core.events"
         yield self._ticker(), "core.timers"
         yield from self._http_tasks()  # HTTP facade (cti/adapters/http.py)
@@ -298,6 +303,8 @@ class Daemon:
                 history_complete=s.history_complete,
             )
             self.records.add(s, outbox_rows(effect.ticket_ops, time.time()))
+        elif isinstance(effect, Pop):
+            self.pops.submit(effect)
         elif isinstance(effect, StoreTicketOp):
             self.records.add_outbox(outbox_rows([effect.op], time.time()))
         elif isinstance(effect, StoreSeatState):
@@ -326,6 +333,8 @@ class Daemon:
     def _ticket_delivered(self, call_id: str, kind: str, number: str) -> None:
         """The work-order backend has the ticket (create) or the call's facts (update)."""
         node, _, linkedid = call_id.partition(":")
+        if kind == "create":
+            self.pops.ticket(linkedid, number)
         self._log.info(
             "ticket_" + ("created" if kind == "create" else "updated"),
             linkedid=linkedid,

@@ -74,6 +74,7 @@ __all__ = [
     "Core",
     "Effect",
     "MarkTaken",
+    "Pop",
     "Publish",
     "RedirectToSeat",
     "RenewLease",
@@ -175,6 +176,19 @@ class StoreTicketOp:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Pop:
+    """A screen-pop (弹屏) for `seat` about `call_id`: `kind` is offer (ringing), answer
+    (connected), end (hung up, or the offer withdrawn). `call` is what the core knows;
+    the adapter adds the caller's history and the ticket number."""
+
+    seat: str
+    kind: str
+    call_id: str
+    attempt: int
+    call: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StoreSeatState:
     """A seat state change (the raw material of seat KPIs)."""
 
@@ -196,6 +210,7 @@ Effect = (
     | StoreCall
     | StoreSeatState
     | StoreTicketOp
+    | Pop
 )
 
 
@@ -235,6 +250,8 @@ class Core:
         self._pending_effects: list[Effect] = []
         self._recording = recording  # where cti-record puts a call's recording
         self._tickets: set[str] = set()  # calls whose ticket draft was written
+        self._drafts: dict[str, TicketDraft] = {}  # call_id -> what a pop shows of it
+        self._popped: dict[str, tuple[str, int]] = {}  # call_id -> (seat, attempt) popped
 
     # ------------------------------------------------------------------ API
 
@@ -287,6 +304,11 @@ class Core:
         for note in notes:
             if isinstance(note, CallConnected):
                 self._route(self.dispatcher.on_answer(note.call_id, note.at), out)
+                popped = self._popped.get(note.call_id)
+                if popped is not None:
+                    out.append(
+                        self._pop(popped[0], "answer", note.call_id, popped[1], answered_at=note.at)
+                    )
             elif isinstance(note, CallAnswered):
                 out.append(
                     self._call_event(
@@ -300,6 +322,22 @@ class Core:
             elif isinstance(note, CallEnded):
                 s = note.summary
                 self._held.pop(s.call_id, None)
+                popped = self._popped.pop(s.call_id, None)
+                if popped is not None:
+                    out.append(
+                        self._pop(
+                            popped[0],
+                            "end",
+                            s.call_id,
+                            popped[1],
+                            outcome=s.outcome,
+                            wait_s=s.wait_s,
+                            talk_s=s.talk_s,
+                            hangup_by=s.hangup_by,
+                            transfers=list(s.to_json()["transfers"]),
+                        )
+                    )
+                self._drafts.pop(s.call_id, None)
                 self._route(self.dispatcher.on_hangup(s.call_id, s.ended_at), out)
                 ops: tuple[OutboxOp, ...] = ()
                 if s.call_id in self._tickets:
@@ -338,13 +376,9 @@ class Core:
             # the ticket is opened before the agent says a word; after a restart the same
             # idempotency key makes an adopted call's draft a no-op
             self._tickets.add(call_id)
-            out.append(
-                StoreTicketOp(
-                    op=OutboxOp.create(
-                        self._draft(node, call_id, chan=chan, line=line, caller=caller, at=at)
-                    )
-                )
-            )
+            draft = self._draft(node, call_id, chan=chan, line=line, caller=caller, at=at)
+            self._drafts[call_id] = draft
+            out.append(StoreTicketOp(op=OutboxOp.create(draft)))
             self._route(
                 self.dispatcher.on_call_waiting(
                     IncomingCall(call_id=call_id, line=line, at=at, caller=caller)
@@ -481,6 +515,11 @@ class Core:
         self._pending_effects.append(
             ReturnToHold(node=held.node, channel=held.channel, call_id=call_id, reason="transfer")
         )
+        popped = self._popped.pop(call_id, None)
+        if popped is not None:  # the sender's screen: the call has left it
+            self._pending_effects.append(
+                self._pop(popped[0], "end", call_id, popped[1], reason="transferred", to=target)
+            )
         return routed
 
     # ------------------------------------------------------------------ time
@@ -567,8 +606,13 @@ class Core:
                 ring_timeout_s=c.ring_timeout_s,
             )
         )
+        self._popped[c.call_id] = (c.seat_id, c.attempt)
+        out.append(self._pop(c.seat_id, "offer", c.call_id, c.attempt, step=c.step))
 
     def _cancel_ring(self, c: rc.CancelRing, out: list[Effect]) -> None:
+        popped = self._popped.pop(c.call_id, None)
+        if popped is not None:
+            out.append(self._pop(popped[0], "end", c.call_id, popped[1], reason=c.reason))
         held = self._held.get(c.call_id)
         if held is None:
             return
@@ -579,6 +623,24 @@ class Core:
         out.append(
             ReturnToHold(node=held.node, channel=held.channel, call_id=c.call_id, reason=c.reason)
         )
+
+    def _pop(self, seat: str, kind: str, call_id: str, attempt: int, **extra: Any) -> Pop:
+        draft = self._drafts.get(call_id)
+        call: dict[str, Any] = {"call_id": call_id}
+        if draft is not None:
+            call.update(
+                node=draft.node,
+                caller=draft.caller,
+                caller_name=draft.caller_name,
+                line=draft.line,
+                line_name=draft.line_name,
+                department=draft.department,
+                skill=draft.skill,
+                origin=draft.origin,
+                arrived_at=draft.created_at,
+            )
+        call.update(extra)
+        return Pop(seat=seat, kind=kind, call_id=call_id, attempt=attempt, call=call)
 
     def _call_event(self, kind: str, call_id: str, **body: Any) -> Publish:
         return Publish(

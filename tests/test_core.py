@@ -11,6 +11,7 @@ from cti.core import (
     Core,
     Effect,
     MarkTaken,
+    Pop,
     Publish,
     RedirectToSeat,
     RenewLease,
@@ -325,3 +326,18 @@ def test_a_taken_call_opens_a_ticket_and_its_end_updates_it() -> None:
     assert update.key == "main:c1:update"
     assert update.payload["outcome"] == "abandoned"
     assert update.payload["recording"] is None  # never answered: nothing was recorded
+
+
+def test_pops_follow_the_offer_answer_and_transfer() -> None:
+    c = core(wrapup_s=0)
+    start_call(c, "c1", 100.0)
+    out = cmd(c, "1002", b'{"cmd":"login","ready":true}', 101.0)
+    [offer] = [e for e in out if isinstance(e, Pop)]
+    assert (offer.seat, offer.kind, offer.attempt) == ("1002", "offer", 1)
+    assert offer.call["caller_name"] == "张三"
+    out = answer(c, "c1", "1002", 101.1)
+    assert [(e.seat, e.kind) for e in out if isinstance(e, Pop)] == [("1002", "answer")]
+    cmd(c, "1001", b'{"cmd":"login","ready":true}', 102.0)
+    out = cmd(c, "1002", b'{"cmd":"transfer","target":"12315"}', 110.0)
+    pops = [(e.seat, e.kind, e.call.get("reason")) for e in out if isinstance(e, Pop)]
+    assert pops == [("1002", "end", "transferred"), ("1001", "offer", None)]

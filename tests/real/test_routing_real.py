@@ -153,3 +153,44 @@ async def test_agent_transfers_a_call_to_another_department(
     assert number == tickets[0]["ticket"]
     assert (caller, name, line, origin, seat) == ("13800000031", "李四", "12345", "direct", "1002")
     assert json.loads(facts)[f"main:{call}"]["transfers"][0]["to"] == "12315"
+
+
+async def test_screen_pops_reach_the_ringing_seat_only(config: tuple[Path, str]) -> None:
+    async with Harness(*config) as h:
+        await h.seat("1002", {"cmd": "login", "ready": True})
+        await h.seat("1001", {"cmd": "login", "ready": True})
+        first = await h.call("12315", "13800000041", "王五")
+        await h.wait(lambda: h.answered_by(first), 10, "the 12315 call answered")
+        await h.hang_up(first)
+        await h.wait(lambda: h.published("seats/1001/pop", type="end"), 10, "end pop")
+        pops = h.published("seats/1001/pop")
+        # an `update` (the ticket number) may come in between
+        assert [p["type"] for p in pops if p["type"] != "update"] == ["offer", "answer", "end"]
+        offer = pops[0]
+        assert offer["call"]["caller_name"] == "王五"
+        assert (offer["call"]["line"], offer["call"]["department"]) == ("12315", "市场监管局")
+        assert offer["history"] == {
+            "calls": [],
+            "tickets": [],
+            "repeat_caller": False,
+            "complete": True,
+        }
+        assert pops[-1]["call"]["outcome"] == "answered"
+        assert len({p["pop_id"] for p in pops}) == len(pops)
+        # the ticket number reaches the screen (in a pop, or an update pop when it came later)
+        await h.wait(
+            lambda: [p for p in h.published("seats/1001/pop") if p["ticket"] != "pending"],
+            10,
+            "ticket number on a pop",
+        )
+        assert h.published("seats/1002/pop") == []  # another seat sees nothing of it
+        # the same citizen calls again: the pop shows the earlier call and ticket
+        again = await h.call("12315", "13800000041", "王五")
+        offers = await h.wait(
+            lambda: h.published("seats/1001/pop", type="offer")[1:], 10, "second offer"
+        )
+        history = offers[0]["history"]
+        assert [c["call_id"] for c in history["calls"]] == [first]
+        assert history["repeat_caller"] is True
+        assert len(history["tickets"]) == 1
+        await h.hang_up(again)

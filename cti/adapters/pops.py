@@ -1,0 +1,146 @@
+"""Screen-pops (弹屏) on `cti/seats/{seat}/pop`: the core's Pop effects, enriched with the
+caller's history and the ticket number, published in order.
+
+An `offer` pop must reach the seat while its phone rings, so the history lookup (the last
+calls and tickets of this number, from the local database) is bounded by a short deadline
+and a pop goes out without history rather than late. Pops of one call go out in the order
+the core made them (one queue, one task). When a ticket number arrives after the call was
+popped, the seat gets an `update` pop with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+import structlog
+
+from cti.adapters.mqtt import MqttAdapter
+from cti.adapters.store import Store
+from cti.core import Pop
+from cti.workorders.backend import WorkOrderBackend, WorkOrderError
+
+__all__ = ["POP_SCHEMA_VERSION", "PopPublisher"]
+
+POP_SCHEMA_VERSION: Final = 1
+HISTORY_DEADLINE_S: Final = 0.2
+
+
+class PopPublisher:
+    def __init__(
+        self,
+        store: Store,
+        workorders: WorkOrderBackend,
+        mqtt: MqttAdapter,
+        *,
+        repeat_window_s: float = 86_400.0,
+        history_days: float = 90.0,
+        log: Any = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._workorders = workorders
+        self._mqtt = mqtt
+        self._repeat_window_s = repeat_window_s
+        self._history_s = history_days * 86_400.0
+        self._log = log or structlog.get_logger("cti.pops")
+        self._clock = clock
+        self._queue: asyncio.Queue[Pop] = asyncio.Queue()
+        self._tickets: dict[str, str] = {}  # linkedid -> ticket number
+        self._on_screen: dict[str, Pop] = {}  # linkedid -> the last pop (offer/answer)
+        self.published = 0
+
+    def submit(self, pop: Pop) -> None:
+        self._queue.put_nowait(pop)
+
+    def ticket(self, call_id: str, number: str) -> None:
+        """The ticket of a call got its number: tell the seat that shows the call."""
+        self._tickets[call_id] = number
+        shown = self._on_screen.get(call_id)
+        if shown is not None:
+            self._queue.put_nowait(
+                Pop(
+                    seat=shown.seat,
+                    kind="update",
+                    call_id=call_id,
+                    attempt=shown.attempt,
+                    call=shown.call,
+                )
+            )
+
+    async def run(self) -> None:
+        while True:
+            pop = await self._queue.get()
+            try:
+                payload = await self._payload(pop)
+            except Exception:  # noqa: BLE001 - one bad pop must not stop the others
+                self._log.exception("pop_failed", linkedid=pop.call_id, seat=pop.seat)
+                continue
+            if pop.kind == "end":
+                self._on_screen.pop(pop.call_id, None)
+                self._tickets.pop(pop.call_id, None)
+            else:
+                self._on_screen[pop.call_id] = pop
+            self._mqtt.publish(f"seats/{pop.seat}/pop", payload)
+            self.published += 1
+
+    async def _payload(self, pop: Pop) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "schema_version": POP_SCHEMA_VERSION,
+            "pop_id": f"{pop.call_id}:{pop.seat}:{pop.attempt}:{pop.kind}",
+            "type": pop.kind,
+            "seat": pop.seat,
+            "at": self._clock(),
+            "call": pop.call,
+            "ticket": self._tickets.get(pop.call_id, "pending"),
+        }
+        if pop.kind == "offer":
+            body["history"] = await self._history(str(pop.call.get("caller", "")), pop.call_id)
+        return body
+
+    async def _history(self, caller: str, call_id: str) -> dict[str, Any]:
+        """The caller's recent calls and tickets; `repeat_caller` is the hint for 并单."""
+        if not caller:
+            return {"calls": [], "tickets": [], "repeat_caller": False, "complete": True}
+        now = self._clock()
+        try:
+            async with asyncio.timeout(HISTORY_DEADLINE_S):
+                calls = await self._store.calls(caller=caller, limit=5)
+                tickets = await self._workorders.find_recent_by_caller(
+                    caller, since=now - self._history_s, limit=5
+                )
+        except (TimeoutError, WorkOrderError, OSError) as exc:
+            self._log.warning("pop_history_incomplete", linkedid=call_id, error=repr(exc))
+            return {"calls": [], "tickets": [], "repeat_caller": False, "complete": False}
+        recent_calls = [
+            {
+                "call_id": c["linkedid"],
+                "started_at": c["started_at"],
+                "line": c["line"],
+                "outcome": c["outcome"],
+                "seat": c["answered_by"],
+            }
+            for c in calls
+            if c["linkedid"] != call_id
+        ]
+        recent_tickets = [
+            {
+                "number": t.number,
+                "status": t.status,
+                "created_at": t.created_at,
+                "line": t.line,
+                "request_type": t.request_type and t.request_type.value,
+                "content": t.content[:200],
+            }
+            for t in tickets
+            if f"{t.call_ids[0].partition(':')[2]}" != call_id
+        ]
+        repeat = any(now - c["started_at"] <= self._repeat_window_s for c in recent_calls)
+        return {
+            "calls": recent_calls,
+            "tickets": recent_tickets,
+            "repeat_caller": repeat,
+            "complete": True,
+        }
