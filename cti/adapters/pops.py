@@ -16,16 +16,87 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import structlog
+from pydantic import BaseModel, ConfigDict, Field
 
 from cti.adapters.mqtt import MqttAdapter
 from cti.adapters.store import Store
 from cti.core import Pop
 from cti.workorders.backend import WorkOrderBackend, WorkOrderError
 
-__all__ = ["POP_SCHEMA_VERSION", "PopPublisher"]
+__all__ = ["POP_SCHEMA_VERSION", "PopMessage", "PopPublisher", "pop_json_schema"]
 
 POP_SCHEMA_VERSION: Final = 1
 HISTORY_DEADLINE_S: Final = 0.2
+
+
+# ------------------------------------------------------------------ the contract
+# docs/schemas/pop.schema.json is generated from these models (`pop_json_schema()`); a test
+# checks the file is current, and the real-server tests validate every pop they receive.
+
+
+class _Open(BaseModel):
+    # receivers must ignore fields they do not know: new ones may come in a minor version
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class PopCall(_Open):
+    call_id: str = Field(description="The call id (Asterisk Linkedid).")
+    node: str | None = None
+    caller: str | None = Field(default=None, description="Caller number (ANI).")
+    caller_name: str | None = None
+    line: str | None = Field(default=None, description="The number dialled (CTI_LINE).")
+    line_name: str | None = None
+    department: str | None = None
+    skill: str | None = None
+    origin: str | None = Field(
+        default=None,
+        description="direct | special_number | department_line | dispatch110 | callback",
+    )
+    arrived_at: float | None = None
+
+
+class PopHistoryCall(_Open):
+    call_id: str
+    started_at: float
+    line: str
+    outcome: str
+    seat: str | None
+
+
+class PopHistoryTicket(_Open):
+    number: str
+    status: str
+    created_at: float
+    line: str
+    request_type: str | None
+    content: str
+
+
+class PopHistory(_Open):
+    calls: list[PopHistoryCall]
+    tickets: list[PopHistoryTicket]
+    repeat_caller: bool = Field(description="Called within the repeat window (并单 hint).")
+    complete: bool = Field(description="False when the lookup missed its deadline.")
+
+
+class PopMessage(_Open):
+    """One screen-pop on `cti/seats/{seat}/pop`."""
+
+    schema_version: int = Field(ge=1)
+    pop_id: str = Field(description="call:seat:attempt:type; the same on a re-delivery.")
+    type: str = Field(pattern="^(offer|answer|update|end)$")
+    seat: str
+    at: float
+    ticket: str = Field(description="The ticket number, or 'pending'.")
+    call: PopCall
+    history: PopHistory | None = Field(default=None, description="On `offer` pops.")
+
+
+def pop_json_schema() -> dict[str, Any]:
+    schema = PopMessage.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "hotline-cti screen-pop (cti/seats/{seat}/pop)"
+    return schema
 
 
 class PopPublisher:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cti.adapters.pops import PopMessage
 from tests.real.daemon_harness import Harness, settle, write_config
 
 pytestmark = [pytest.mark.realserver, pytest.mark.usefixtures("testbed")]
@@ -164,6 +165,8 @@ async def test_screen_pops_reach_the_ringing_seat_only(config: tuple[Path, str])
         await h.hang_up(first)
         await h.wait(lambda: h.published("seats/1001/pop", type="end"), 10, "end pop")
         pops = h.published("seats/1001/pop")
+        for p in pops:  # every pop matches the published schema (docs/schemas/pop.schema.json)
+            PopMessage.model_validate(p)
         # an `update` (the ticket number) may come in between
         assert [p["type"] for p in pops if p["type"] != "update"] == ["offer", "answer", "end"]
         offer = pops[0]
