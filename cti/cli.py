@@ -7,6 +7,7 @@ Subcommands::
     cti record [-c FILE] -o OUT [--node NAME] [--duration SECONDS]
                                        record AMI traffic as JSON Lines (a trace)
     cti replay TRACE                   one JSON object per finished call of a trace
+    cti seat-console SEAT [-c FILE]    a terminal agent desktop for one seat (MQTT)
     cti dialplan [-c FILE] [--queues] [-o OUT | --check FILE]
                                        print the Asterisk dialplan of the number plan
                                        (extensions_cti.conf; --queues: queues_cti.conf)
@@ -31,8 +32,9 @@ import argparse
 import asyncio
 import difflib
 import json
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Final
@@ -76,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         "dialplan": _dialplan,
         "replay": _replay,
         "record": _record,
+        "seat-console": _seat_console,
     }
     return handlers[args.command](args)  # argparse has checked the choices
 
@@ -83,6 +86,21 @@ def main(argv: list[str] | None = None) -> int:
 def _config_schema(_args: argparse.Namespace) -> int:
     print(json.dumps(settings_json_schema(), indent=2, ensure_ascii=False))
     return EXIT_OK
+
+
+def _seat_console(args: argparse.Namespace) -> int:
+    # an agent's console needs the broker, not the AMI secret: don't ask for it
+    env = dict(os.environ)
+    env.setdefault("CTI_AMI_SECRET", "not-used-by-seat-console")
+    settings = _load(args.config, env)
+    if settings is None:
+        return EXIT_CONFIG
+    from cti.seatconsole import seat_console  # noqa: PLC0415 -- lazy, like `run`
+
+    try:
+        return asyncio.run(seat_console(settings.mqtt, args.seat))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -131,6 +149,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="exit 1 with a unified diff when FILE differs from what would be generated",
     )
+    console = sub.add_parser(
+        "seat-console",
+        parents=[config],
+        help="a terminal agent desktop for one seat (MQTT): state, pops, commands",
+    )
+    console.add_argument("seat", metavar="SEAT")
     replay = sub.add_parser(
         "replay",
         help="feed a trace through the call-tracking core; print one JSON object per call",
@@ -162,9 +186,9 @@ def _version() -> str:
         return "unknown"
 
 
-def _load(config: Path | None) -> Settings | None:
+def _load(config: Path | None, env: Mapping[str, str] | None = None) -> Settings | None:
     try:
-        return load_settings(config)
+        return load_settings(config, env)
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"config error: {problem}", file=sys.stderr)

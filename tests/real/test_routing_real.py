@@ -4,8 +4,10 @@ records abandoned calls (issue 4's acceptance scenarios)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
@@ -197,3 +199,48 @@ async def test_screen_pops_reach_the_ringing_seat_only(config: tuple[Path, str])
         assert history["repeat_caller"] is True
         assert len(history["tickets"]) == 1
         await h.hang_up(again)
+
+
+async def test_the_seat_console_drives_a_seat(config: tuple[Path, str]) -> None:
+    """`cti seat-console` — a client that knows only docs/mqtt.md — logs a seat in, sees
+    the pop and the state of a call, and a refused command's reason."""
+    async with Harness(*config) as h:
+        console = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "cti",
+            "seat-console",
+            "1002",
+            "-c",
+            str(config[0]),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert console.stdin is not None
+        assert console.stdout is not None
+        lines: list[str] = []
+
+        async def read_until(fragment: str) -> None:
+            assert console.stdout is not None
+            try:
+                async with asyncio.timeout(15):
+                    while not any(fragment in x for x in lines):
+                        line = await console.stdout.readline()
+                        assert line, f"the console exited before {fragment!r}: {lines}"
+                        lines.append(line.decode())
+            except TimeoutError:
+                msg = f"no {fragment!r} from the console within 15 s: {lines}"
+                raise AssertionError(msg) from None
+
+        await read_until("commands:")
+        console.stdin.write(b"notready nap\nlogin ready\n")
+        await read_until("[reply] REFUSED invalid_command")
+        await read_until("[state] ready")
+        call = await h.call("12345", "13800000051", "赵六")
+        await read_until("[pop offer] 赵六 13800000051")
+        await read_until("[state] talking")
+        await h.hang_up(call)
+        await read_until("[pop end]")
+        console.stdin.write(b"quit\n")
+        async with asyncio.timeout(10):
+            assert await console.wait() == 0

@@ -1,0 +1,174 @@
+"""`cti seat-console SEAT`: a terminal agent desktop — the reference client of the MQTT
+contract (docs/mqtt.md), for admins testing a seat.
+
+It shows the seat's state, its screen-pops and the replies to its commands, and reads
+commands from standard input, one per line:
+
+    login [ready] | ready | notready REASON | logout | done | extend SECONDS |
+    transfer TARGET | quit
+
+It knows only the documented topics and payloads: nothing here imports the daemon's core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import uuid
+from typing import Any, TextIO
+
+import aiomqtt
+
+from cti.settings import MqttSettings
+
+__all__ = ["parse_line", "render", "seat_console"]
+
+USAGE = (
+    "commands: login [ready] | ready | notready meal|meeting|training|rest|other | logout | "
+    "done | extend SECONDS | transfer LINE-OR-SKILL | quit"
+)
+
+
+def _no_args(cmd: str) -> Any:
+    return lambda args: {"cmd": cmd} if not args else None
+
+
+def _seconds(args: list[str]) -> dict[str, Any] | None:
+    try:
+        return {"cmd": "wrapup_extend", "seconds": float(args[0])} if len(args) == 1 else None
+    except ValueError:
+        return None
+
+
+_COMMANDS: dict[str, Any] = {
+    "ready": _no_args("ready"),
+    "logout": _no_args("logout"),
+    "done": _no_args("wrapup_done"),
+    "login": lambda a: {"cmd": "login", "ready": bool(a)} if a in ([], ["ready"]) else None,
+    "notready": lambda a: {"cmd": "not_ready", "reason": a[0]} if len(a) == 1 else None,
+    "extend": _seconds,
+    "transfer": lambda a: {"cmd": "transfer", "target": a[0]} if len(a) == 1 else None,
+}
+
+
+def parse_line(line: str) -> dict[str, Any] | str:
+    """A command line -> the command object, or an error text. The daemon validates the
+    values (a reason it does not know comes back as a refused reply)."""
+    words = line.split()
+    if not words:
+        return "empty line"
+    build = _COMMANDS.get(words[0].lower())
+    cmd = build(words[1:]) if build is not None else None
+    if cmd is None:
+        return f"unknown command {line.strip()!r}; {USAGE}"
+    return dict(cmd)
+
+
+def render(kind: str, body: Any) -> str:
+    """One line for a message of the seat's topics."""
+    if not isinstance(body, dict):
+        return f"[{kind}] {body!r}"
+    if kind == "state":
+        reason = f" ({body.get('reason')})" if body.get("reason") else ""
+        on_call = f" call {body.get('call_id')}" if body.get("call_id") else ""
+        return f"[state] {body.get('status')}{reason}{on_call}"
+    if kind == "reply":
+        if body.get("ok"):
+            return f"[reply] ok {body.get('cmd', '')}"
+        err = body.get("error") or {}
+        return f"[reply] REFUSED {err.get('code')}: {err.get('message')}"
+    if kind == "pop":
+        call: dict[str, Any] = body.get("call") or {}
+        who = f"{call.get('caller_name') or ''} {call.get('caller') or ''}".strip()
+        line = f"{call.get('line_name') or call.get('line') or ''} {call.get('department') or ''}"
+        text = f"[pop {body.get('type')}] {who} -> {line.strip()} ticket {body.get('ticket')}"
+        history = body.get("history")
+        if isinstance(history, dict):
+            text += (
+                f" | earlier calls {len(history.get('calls', []))}, tickets "
+                f"{len(history.get('tickets', []))}"
+                + (" | REPEAT CALLER" if history.get("repeat_caller") else "")
+            )
+        if body.get("type") == "end":
+            text += f" | {call.get('outcome') or call.get('reason') or ''}"
+        return text
+    return f"[{kind}] {json.dumps(body, ensure_ascii=False)}"
+
+
+async def _read_lines(queue: asyncio.Queue[str | None], stdin: TextIO) -> None:
+    # a pipe reader on the loop, not a thread blocked in readline(): a thread would keep
+    # the process alive after `quit` until stdin closes
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stdin)
+    try:
+        while line := await reader.readline():
+            await queue.put(line.decode("utf-8", "replace"))
+        await queue.put(None)
+    finally:
+        transport.close()
+
+
+async def _show(client: aiomqtt.Client, say: Any) -> None:
+    async for msg in client.messages:
+        kind = msg.topic.value.rsplit("/", 1)[-1]
+        raw = msg.payload if isinstance(msg.payload, bytes) else b""
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = raw
+        say(render(kind, body))
+
+
+async def _send(
+    client: aiomqtt.Client, base: str, lines: asyncio.Queue[str | None], say: Any
+) -> None:
+    while (line := await lines.get()) is not None:
+        if line.strip().lower() in {"quit", "exit"}:
+            return
+        if not line.strip():
+            continue
+        cmd = parse_line(line)
+        if isinstance(cmd, str):
+            say(f"[error] {cmd}")
+            continue
+        cmd["request_id"] = uuid.uuid4().hex[:8]
+        await client.publish(f"{base}/cmd", json.dumps(cmd), qos=1)
+
+
+async def seat_console(
+    settings: MqttSettings, seat: str, *, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout
+) -> int:
+    """Run the console until `quit` or the end of standard input."""
+    base = f"{settings.prefix}/seats/{seat}"
+    password = settings.password.get_secret_value() if settings.password else None
+    client = aiomqtt.Client(
+        settings.host,
+        settings.port,
+        username=settings.username,
+        password=password,
+        identifier=f"seat-console-{seat}-{uuid.uuid4().hex[:6]}",
+    )
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def say(text: str) -> None:
+        out.write(text + "\n")
+        out.flush()
+
+    async with client:
+        for kind in ("state", "pop", "reply"):
+            await client.subscribe(f"{base}/{kind}", qos=1)
+        say(f"seat {seat} on {settings.host}:{settings.port} ({base}); {USAGE}")
+        reader = asyncio.create_task(_read_lines(lines, stdin))
+        shower = asyncio.create_task(_show(client, say))
+        try:
+            await _send(client, base, lines, say)
+            await asyncio.sleep(1.0)  # let the last replies arrive
+        finally:
+            shower.cancel()
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await shower
+    return 0
