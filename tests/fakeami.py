@@ -131,6 +131,38 @@ class FakeAmi:
                 )
             )
             return True
+        if name == "devicestatelist" and name not in self.handlers:
+            writer.write(
+                wire(
+                    {
+                        "Response": "Success",
+                        "ActionID": aid,
+                        "EventList": "start",
+                        "Message": "Device State Changes will follow",
+                    }
+                )
+            )
+            writer.write(
+                wire(
+                    {
+                        "Event": "DeviceStateChange",
+                        "ActionID": aid,
+                        "Device": "PJSIP/1001",
+                        "State": "NOT_INUSE",
+                    }
+                )
+            )
+            writer.write(
+                wire(
+                    {
+                        "Event": "DeviceStateListComplete",
+                        "ActionID": aid,
+                        "EventList": "Complete",
+                        "ListItems": "1",
+                    }
+                )
+            )
+            return True
         fn = self.handlers.get(name)
         if fn is None:
             writer.write(

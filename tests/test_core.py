@@ -341,3 +341,15 @@ def test_pops_follow_the_offer_answer_and_transfer() -> None:
     out = cmd(c, "1002", b'{"cmd":"transfer","target":"12315"}', 110.0)
     pops = [(e.seat, e.kind, e.call.get("reason")) for e in out if isinstance(e, Pop)]
     assert pops == [("1002", "end", "transferred"), ("1001", "offer", None)]
+
+
+def test_device_states_listed_at_resync_reconcile_the_seats() -> None:
+    c = core()
+    cmd(c, "1002", b'{"cmd":"login","ready":true}', 100.0)  # a PJSIP/1002 phone
+    out = c.handle(
+        ev("DeviceStateChange", 101.0, ActionID="a1", Device="PJSIP/1002", State="UNAVAILABLE")
+    )
+    assert [(e.status, e.reason) for e in out if isinstance(e, StoreSeatState)] == [
+        ("not_ready", "device_unavailable")
+    ]
+    assert c.dispatcher.ready_seat_ids() == []

@@ -20,8 +20,9 @@ Built on panoramisk 1.4's protocol class, with the parts that lose data or hang 
   with backoff after the node was once up); pings have a deadline so a half-open socket is
   detected; reconnects use capped exponential backoff with full jitter.
 
-Resync: right after login the client sends ``CoreShowChannels`` and streams its items
-(``CoreShowChannel`` ... ``CoreShowChannelsComplete``) into the event queue *in wire
+Resync: right after login the client sends ``CoreShowChannels`` and ``DeviceStateList``
+and streams their items (``CoreShowChannel`` ... ``CoreShowChannelsComplete``,
+``DeviceStateChange`` ... ``DeviceStateListComplete``) into the event queue *in wire
 order*, so the core's view after a reconnect is consistent with every event around it.
 """
 
@@ -73,9 +74,11 @@ __all__ = [
 QueueItem = AmiEvent | ConnectionEvent
 ActionHeaders = Mapping[str, str | Sequence[str]]
 
-# Actions whose reply is followed by a list of events ending in "<Name>Complete" even
-# though some Asterisk versions forget `EventList: start` on the reply.
-_RESYNC_ACTIONS: Final = ("CoreShowChannels",)
+# Sent after every login, their lists streamed into the event queue in wire order: what
+# exists (channels), and the current state of every device (a seat's phone may have gone
+# unavailable while we were away: the seat board reconciles from these). Their replies are
+# lists ending in "<Name>Complete" even where an Asterisk forgets `EventList: start`.
+_RESYNC_ACTIONS: Final = ("CoreShowChannels", "DeviceStateList")
 
 
 # --------------------------------------------------------------------------- errors
