@@ -25,9 +25,9 @@ Columns (latencies of the answered calls, from Asterisk's own event Timestamps, 
               QueueCallerJoin) to the seat's DialBegin (AgentCalled for the queue, if earlier)
   answer      entering the holding point to the seat's DialEnd ANSWER (includes the seats'
               0.5 s auto-answer delay)
-  pop         daemon only: the seat's DialBegin to the daemon's retained MQTT
-              `seats/<seat>/state` "ringing" for that call, as received by a subscriber here
-              (the screen-pop latency proxy)
+  pop         daemon only: the seat's answer (DialEnd ANSWER, Asterisk's Timestamp) to
+              the daemon's `seats/<seat>/pop` "answer" screen-pop for that call, as received
+              by a subscriber here (AMI event -> pop on the agent's screen)
   fb          daemon only: calls that went to the dialplan's fallback Queue() (cti-fallback)
   CPU%        (utime+stime) / wall time over the load window (first originate to the last
               hang-up), from /proc/<pid>/stat; 100 = one core. RSS is the peak VmRSS.
@@ -293,7 +293,7 @@ class Bench:
 
 class Daemon:
     """A `cti run` process with its own config, prefix and database, and an MQTT
-    subscriber that notes when each seat's "ringing" state arrives."""
+    subscriber that notes when each call's "answer" screen-pop arrives."""
 
     def __init__(self, tmp: Path, bench: Bench) -> None:
         seats = yaml.safe_load((PROJECT / "config" / "cti.yaml").read_text(encoding="utf-8"))[
@@ -416,8 +416,11 @@ class Daemon:
                 self.replies[str(body["request_id"])] = body
             elif topic.endswith("/state") and len(parts) == 3:
                 self.seat_status[parts[1]] = str(body.get("status"))
-                call = self.bench.calls.get(str(body.get("call_id")))
-                if body.get("status") == "ringing" and call is not None and call.popped is None:
+            elif topic.endswith("/pop") and len(parts) == 3 and body.get("type") == "answer":
+                inner = body.get("call")
+                call_id = inner.get("call_id") if isinstance(inner, dict) else None
+                call = self.bench.calls.get(str(call_id))
+                if call is not None and call.popped is None:
                     call.popped = now
             self._changed.set()
 
@@ -455,7 +458,11 @@ def render(rows: list[Row]) -> list[str]:
         # every latency over the answered calls only, so the columns describe one population
         ring = [c.ring - c.hold for c in answered if c.ring is not None and c.hold is not None]
         ans = [c.answered - c.hold for c in answered if c.answered and c.hold is not None]
-        pop = [c.popped - c.ring for c in answered if c.popped is not None and c.ring is not None]
+        pop = [
+            c.popped - c.answered
+            for c in answered
+            if c.popped is not None and c.answered is not None
+        ]
         daemon = r.path == "daemon"
         fb = str(sum(c.fallback for c in r.calls)) if daemon else "-"
         out.append(
