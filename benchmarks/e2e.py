@@ -59,8 +59,8 @@ import yaml
 from benchmarks._machine import machine_line, version_of
 from cti.adapters.ami import AmiClient, AmiError, EventQueue
 from cti.events import AmiEvent
-from tests.conftest import AMI_SECRET, MQTT_HOST, MQTT_PORT, PROJECT, bed_node, unique
-from tests.real.daemon_harness import write_config
+from tests.conftest import MQTT_HOST, MQTT_PORT, PROJECT, bed_node, unique
+from tests.real.daemon_harness import spawn_daemon, stop_daemon_process, write_config
 
 TESTBED_ROOT = Path(os.environ.get("CTI_TESTBED", "/var/tmp/hotline-cti-testbed")) / "root"
 ASTERISK_PIDFILE = TESTBED_ROOT / "run" / "asterisk" / "asterisk.pid"
@@ -317,16 +317,7 @@ class Daemon:
         await self.mqtt.__aenter__()
         await self.mqtt.subscribe(f"{self.prefix}/seats/+/#", qos=1)
         self._tasks.append(asyncio.create_task(self._read_mqtt(), name="bench.mqtt"))
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "cti",
-            "run",
-            "-c",
-            str(self.config),
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "CTI_AMI_SECRET": AMI_SECRET},
-        )
+        self.proc = await spawn_daemon(self.config)
         self._tasks.append(asyncio.create_task(self._read_logs(), name="bench.daemon_logs"))
         await self.wait(
             lambda: self.logged("ami_node_up") and self.logged("mqtt_connected"), 20, "daemon up"
@@ -358,14 +349,8 @@ class Daemon:
         raise RuntimeError(msg)
 
     async def stop(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(10):
-                    await self.proc.wait()
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
+        if self.proc is not None:
+            await stop_daemon_process(self.proc)
         for t in self._tasks:
             t.cancel()
         if self.mqtt is not None:

@@ -40,6 +40,35 @@ def write_config(
     return path, prefix
 
 
+async def spawn_daemon(config: Path) -> asyncio.subprocess.Process:
+    """`cti run -c config` with the testbed's AMI secret; JSON logs on its stderr pipe."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cti",
+        "run",
+        "-c",
+        str(config),
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "CTI_AMI_SECRET": AMI_SECRET},
+    )
+
+
+async def stop_daemon_process(proc: asyncio.subprocess.Process) -> int:
+    """SIGTERM, and SIGKILL if it is not gone within 10 s: never leave a daemon behind (an
+    orphan would take the next tests' calls). Returns its exit code."""
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(10):
+                await proc.wait()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    return proc.returncode
+
+
 class Harness:
     def __init__(self, config: Path, prefix: str, *, start: bool = True) -> None:
         self._start = start
@@ -67,22 +96,11 @@ class Harness:
 
     async def stop_daemon(self) -> None:
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(10):
-            await self.proc.wait()
+        assert await stop_daemon_process(self.proc) == 0
         self.logs.clear()
 
     async def start_daemon(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "cti",
-            "run",
-            "-c",
-            str(self.config),
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "CTI_AMI_SECRET": AMI_SECRET},
-        )
+        self.proc = await spawn_daemon(self.config)
         self._tasks.append(asyncio.create_task(self._read_logs()))
         await self.wait(lambda: self.log("ami_node_up"), 20, "daemon up")
         # agent commands published before the daemon subscribed would be lost
@@ -96,14 +114,8 @@ class Harness:
                     {"Action": "Hangup", "Channel": "/^Local\\/.*@cti-inbound-/"}
                 )
         finally:
-            if self.proc is not None and self.proc.returncode is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    async with asyncio.timeout(10):
-                        await self.proc.wait()
-                except TimeoutError:
-                    self.proc.kill()
-                    await self.proc.wait()
+            if self.proc is not None:
+                await stop_daemon_process(self.proc)
             for t in self._tasks:
                 t.cancel()
             if self._mqtt is not None:
