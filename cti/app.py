@@ -48,6 +48,7 @@ from cti.core import (
     StoreSeatState,
     StoreTicketOp,
     Tick,
+    call_event,
 )
 from cti.dialplan import CONTEXT_CONNECT, CONTEXT_HOLD, LEASE_VARIABLE, TAKEN_VARIABLE
 from cti.events import AmiConnected, AmiDisconnected, AmiEvent, AmiEventsLost
@@ -341,17 +342,10 @@ class Daemon:
             node=node,
             ticket=number,
         )
-        self.mqtt.publish(
-            "calls/events",
-            {
-                "schema_version": 1,
-                "event_id": f"{linkedid}:ticket-{kind}",
-                "type": "ticket",
-                "call_id": linkedid,
-                "node": node,
-                "op": kind,
-                "ticket": number,
-            },
+        self._effect(
+            call_event(
+                "ticket", linkedid, event=f"ticket-{kind}", node=node, op=kind, ticket=number
+            )
         )
 
     def _connection_event(self, item: QueueItem) -> None:

@@ -84,6 +84,7 @@ __all__ = [
     "StoreSeatState",
     "StoreTicketOp",
     "Tick",
+    "call_event",
 ]
 
 SCHEMA_VERSION: Final = 1
@@ -311,7 +312,7 @@ class Core:
                     )
             elif isinstance(note, CallAnswered):
                 out.append(
-                    self._call_event(
+                    call_event(
                         "answered",
                         note.call_id,
                         node=note.node,
@@ -347,7 +348,7 @@ class Core:
                 out.append(StoreCall(summary=s, ticket_ops=ops))
                 body = s.to_json()
                 del body["call_id"]
-                out.append(self._call_event("ended", s.call_id, **body))
+                out.append(call_event("ended", s.call_id, **body))
 
     def _on_newexten(self, ev: Newexten, out: list[Effect]) -> None:
         ctx = ev.chan.context
@@ -642,17 +643,20 @@ class Core:
         call.update(extra)
         return Pop(seat=seat, kind=kind, call_id=call_id, attempt=attempt, call=call)
 
-    def _call_event(self, kind: str, call_id: str, **body: Any) -> Publish:
-        return Publish(
-            topic="calls/events",
-            payload={
-                "schema_version": SCHEMA_VERSION,
-                "event_id": f"{call_id}:{kind}",
-                "type": kind,
-                "call_id": call_id,
-                **body,
-            },
-        )
+
+def call_event(kind: str, call_id: str, *, event: str | None = None, **body: Any) -> Publish:
+    """A `cti/calls/events` message; `event_id` is `<call id>:<event or kind>`, the same on
+    a re-delivery (docs/mqtt.md)."""
+    return Publish(
+        topic="calls/events",
+        payload={
+            "schema_version": SCHEMA_VERSION,
+            "event_id": f"{call_id}:{event or kind}",
+            "type": kind,
+            "call_id": call_id,
+            **body,
+        },
+    )
 
 
 MAIN_LINE: Final = "12345"
