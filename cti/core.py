@@ -221,7 +221,6 @@ class _Held:
     channel: str
     in_hold: bool = True
     expected_returns: int = 0  # ReturnToHold we issued whose cti-hold entry is still to come
-    offered: bool = False
 
 
 class Core:
@@ -404,7 +403,11 @@ class Core:
             return
         call_id = ev.chan.linkedid
         held = self._held.get(call_id)
-        if held is not None and held.channel == ev.chan.channel and held.offered:
+        if (
+            held is not None
+            and held.channel == ev.chan.channel
+            and self.dispatcher.offered_to(call_id) is not None
+        ):
             self._route(self.dispatcher.on_ringing(call_id, ev.time), out)
 
     def _draft(
@@ -510,7 +513,6 @@ class Core:
         self.tracker.note_transfer(held.node, call_id, type_="redirect", by=seat, to=target, at=now)
         self._log.info("call_transferred", linkedid=call_id, seat=seat, target=target, skill=skill)
         # the caller goes back to hold first; a new offer (in `routed`) follows it
-        held.offered = False
         held.in_hold = False
         held.expected_returns += 1
         self._pending_effects.append(
@@ -593,7 +595,6 @@ class Core:
             self.counts["connect_unknown_call"] += 1
             self._log.error("connect_unknown_call", linkedid=c.call_id, seat=c.seat_id)
             return
-        held.offered = True
         self._log.info(
             "call_offered", linkedid=c.call_id, seat=c.seat_id, step=c.step, attempt=c.attempt
         )
@@ -617,7 +618,6 @@ class Core:
         held = self._held.get(c.call_id)
         if held is None:
             return
-        held.offered = False
         if held.in_hold:
             return  # the dialplan already brought the caller back
         held.expected_returns += 1
