@@ -34,6 +34,7 @@ from cti.adapters.http import Metric, ReadyPart, build_api, serve_http
 from cti.adapters.mqtt import Incoming, MqttAdapter
 from cti.adapters.pops import PopPublisher
 from cti.adapters.store import RecordWriter, Store
+from cti.adapters.workorders.embedded import EmbeddedWorkOrders
 from cti.core import (
     Core,
     Effect,
@@ -55,7 +56,6 @@ from cti.events import AmiConnected, AmiDisconnected, AmiEvent, AmiEventsLost
 from cti.seats.commands import parse_seat_command
 from cti.seats.model import SeatStatus
 from cti.settings import Settings
-from cti.workorders.embedded import EmbeddedWorkOrders
 from cti.workorders.outbox import OutboxDeliverer, outbox_rows
 
 __all__ = ["EXIT_AMI_LOGIN", "EXIT_DATABASE", "AmiExecutor", "Daemon", "ShutdownError", "run"]

@@ -1,10 +1,10 @@
-"""Tickets (工单): the model, the backend port, the embedded backend and the outbox.
+"""Tickets (工单): the model, the backend port and the outbox.
 
 Only the pure parts are re-exported here, so the core can import `cti.workorders`
-without pulling in SQLAlchemy; the I/O parts are `cti.workorders.embedded` (the default
-backend, on the Store's database) and `cti.workorders.outbox` (durable delivery). Import
-both before `Store.open()` so their tables are created (they live on the Store's
-METADATA).
+without pulling in SQLAlchemy; the I/O parts are `cti.workorders.outbox` (durable
+delivery) and the backends in `cti.adapters.workorders` (`embedded`, the default, on the
+Store's database). Import the outbox and the embedded backend before `Store.open()` so
+their tables are created (they live on the Store's METADATA).
 """
 
 from cti.workorders.backend import (

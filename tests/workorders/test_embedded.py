@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from cti.adapters.store import Store
+from cti.adapters.workorders.embedded import CHINA, TICKETS, EmbeddedWorkOrders
 from cti.workorders import (
     RequestType,
     TicketCallFacts,
@@ -20,7 +21,6 @@ from cti.workorders import (
     WorkOrderBackend,
     WorkOrderRejected,
 )
-from cti.workorders.embedded import CHINA, TICKETS, EmbeddedWorkOrders
 
 # 2026-11-27 10:00 in the hotline's time zone
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=CHINA).timestamp()

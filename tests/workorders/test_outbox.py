@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from cti.adapters.store import CALL_RECORDS, Store, summary_row
+from cti.adapters.workorders.embedded import TICKETS, EmbeddedWorkOrders
 from cti.calls.model import CallSummary
 from cti.workorders import (
     OutboxOp,
@@ -25,7 +26,6 @@ from cti.workorders import (
     WorkOrderRejected,
     WorkOrderUnavailable,
 )
-from cti.workorders.embedded import TICKETS, EmbeddedWorkOrders
 from cti.workorders.outbox import (
     OUTBOX,
     OutboxDeliverer,
