@@ -15,7 +15,16 @@ class WorkOrderError(Exception):
 
 class WorkOrderUnavailable(WorkOrderError):  # noqa: N818 - the contract's name (STYLE.md)
     """The backend cannot answer now (down, timeout, 5xx, database locked): retry later,
-    with the same idempotency key."""
+    with the same idempotency key.
+
+    Attributes:
+        retry_after: seconds the backend asked us to wait (HTTP ``Retry-After``), or None.
+            The outbox waits at least this long (up to its backoff cap) before the retry.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class WorkOrderRejected(WorkOrderError):  # noqa: N818 - the contract's name (STYLE.md)

@@ -127,8 +127,9 @@ class OutboxDeliverer:
       (earlier in the table, hence delivered first). If that create was parked, or there
       is none, the update is parked too.
     * `WorkOrderUnavailable` (or any unexpected error): the row stays at the head; the
-      deliverer waits (capped exponential backoff, full jitter, from the row's `attempts`)
-      and retries the same row, so the order is kept.
+      deliverer waits (capped exponential backoff, full jitter, from the row's `attempts`;
+      at least the exception's `retry_after`, up to the cap) and retries the same row, so
+      the order is kept.
     * `WorkOrderRejected`: the row is parked (`parked`, `last_error`), logged at error
       level, and the next rows flow.
 
@@ -255,7 +256,7 @@ class OutboxDeliverer:
             await self._park(row, f"rejected: {exc.status} {exc.body[:500]}")
             return True
         except WorkOrderUnavailable as exc:
-            await self._retry_later(row, str(exc))
+            await self._retry_later(row, str(exc), retry_after=exc.retry_after)
             return False
         except (SQLAlchemyError, OSError):
             raise  # our own database: the run loop backs off
@@ -318,9 +319,13 @@ class OutboxDeliverer:
             except Exception:  # noqa: BLE001 - the row is delivered whatever the callback does
                 self._log.exception("outbox_callback_failed", key=row.key)
 
-    async def _retry_later(self, row: Any, error: str) -> None:
+    async def _retry_later(self, row: Any, error: str, *, retry_after: float | None = None) -> None:
         attempts = row.attempts + 1
         delay = backoff_delay(attempts - 1, self._low, self._high, self._rng)
+        if retry_after is not None:
+            # the backend said when (HTTP Retry-After): not sooner, but never beyond the
+            # backoff cap, so a wrong header cannot hold every ticket back for hours
+            delay = max(delay, min(retry_after, self._high))
         self.failures += 1
         async with self._engine.begin() as conn:
             await conn.execute(

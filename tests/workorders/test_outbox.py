@@ -405,3 +405,49 @@ async def test_rows_written_while_no_deliverer_runs_are_found_by_the_poll(store:
         with pytest.raises(asyncio.CancelledError):
             await task
     assert backend.log == [op.key for op in ops(1)]
+
+
+class RetryAfterBackend(FakeBackend):
+    """Down, and says when to come back (HTTP Retry-After)."""
+
+    def __init__(self, retry_after: float | None) -> None:
+        super().__init__()
+        self.retry_after = retry_after
+        self.failed = asyncio.Event()
+
+    async def create(self, draft: TicketDraft, *, key: str) -> TicketRef:
+        self.attempts += 1
+        self.failed.set()
+        raise WorkOrderUnavailable("HTTP 429", retry_after=self.retry_after)
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "expected_wait"),
+    [
+        (7.0, 7.0),  # longer than the backoff: honoured
+        (3600.0, 30.0),  # beyond the backoff cap: capped
+        (0.0, 0.5),  # shorter than the backoff: the backoff wins
+        (None, 0.5),
+    ],
+)
+async def test_the_outbox_waits_as_long_as_the_backend_asks(
+    store: Store, retry_after: float | None, expected_wait: float
+) -> None:
+    await queue(store, 1)
+    backend = RetryAfterBackend(retry_after)
+    # backoff_low == the first delay, whatever the jitter: uniform(0.5, min(30, 0.5 * 2**0))
+    d = deliverer(store, backend, backoff_low=0.5, backoff_high=30.0, clock=lambda: T0)
+    task = asyncio.create_task(d.run())
+    try:
+        async with asyncio.timeout(5):
+            await backend.failed.wait()
+            while (await outbox(store))[0]["attempts"] == 0:
+                await asyncio.sleep(0.005)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    head = (await outbox(store))[0]
+    assert backend.attempts == 1
+    assert head["next_attempt_at"] - T0 == pytest.approx(expected_wait)
+    assert head["last_error"] == "HTTP 429"
