@@ -63,6 +63,9 @@ def test_shipped_example_is_valid() -> None:
     )
     assert settings.database.url.startswith("sqlite+aiosqlite://")
     assert (settings.logging.level, settings.logging.format) == ("info", "auto")
+    assert settings.workorders.backend == "embedded"
+    assert settings.workorders.embedded.prefix == "12345"
+    assert settings.workorders.http is None
 
 
 def test_defaults_fill_what_the_file_leaves_out(tmp_path: Path) -> None:
@@ -348,3 +351,144 @@ def test_json_schema() -> None:
     assert set(node["required"]) == {"name", "username", "secret"}
     assert schema["$defs"]["AmiSettings"]["properties"]["nodes"]["minItems"] == 1
     assert set(schema["properties"]) == set(Settings.model_fields)
+
+
+# --------------------------------------------------------------------------- workorders
+
+WORKORDERS_HTTP = """\
+workorders:
+  backend: http
+  http:
+    base_url: https://gongdan.example.gov.cn/api/v1/
+    field_map: {number: ticket_no, caller: phone}
+"""
+
+
+def test_workorders_default_to_the_embedded_backend(tmp_path: Path) -> None:
+    wo = load_settings(write(tmp_path, MINIMAL), env={}).workorders
+    assert (wo.backend, wo.embedded.prefix, wo.http) == ("embedded", "12345", None)
+
+
+def test_workorders_http_backend(tmp_path: Path) -> None:
+    wo = load_settings(write(tmp_path, MINIMAL + WORKORDERS_HTTP), env={}).workorders
+    assert wo.backend == "http"
+    assert wo.http is not None
+    assert wo.http.base_url == "https://gongdan.example.gov.cn/api/v1"  # no trailing /
+    assert wo.http.token is None
+    assert (wo.http.timeout_s, wo.http.connect_timeout_s, wo.http.read_timeout_s) == (
+        10.0,
+        3.0,
+        5.0,
+    )
+    assert (wo.http.verify_tls, wo.http.ca_file) == (True, None)
+    assert wo.http.field_map == {"number": "ticket_no", "caller": "phone"}
+
+
+def test_workorders_token_from_env(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + WORKORDERS_HTTP + "    token: in-file\n")
+    wo = load_settings(path, env={"CTI_WORKORDERS_TOKEN": "from-env"}).workorders
+    assert wo.http is not None
+    assert wo.http.token is not None
+    assert wo.http.token.get_secret_value() == "from-env"
+    assert "from-env" not in repr(wo)
+
+
+def test_workorders_token_env_without_an_http_section_is_a_problem(tmp_path: Path) -> None:
+    found = problems(write(tmp_path, MINIMAL), {"CTI_WORKORDERS_TOKEN": "x"})
+    assert [str(p) for p in found] == [
+        "CTI_WORKORDERS_TOKEN: set, but the file has no workorders.http section"
+    ]
+
+
+def test_a_bad_workorders_token_from_env_names_the_variable(tmp_path: Path) -> None:
+    found = problems(write(tmp_path, MINIMAL + WORKORDERS_HTTP), {"CTI_WORKORDERS_TOKEN": "t\n"})
+    message = "must be printable ASCII without spaces (check for a trailing newline)"
+    assert [str(p) for p in found] == [
+        f"workorders.http.token: {message} (from $CTI_WORKORDERS_TOKEN)"
+    ]
+
+
+def test_workorders_ca_file(tmp_path: Path) -> None:
+    ca = tmp_path / "city-ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    path = write(tmp_path, MINIMAL + WORKORDERS_HTTP + f"    ca_file: {ca}\n")
+    wo = load_settings(path, env={}).workorders
+    assert wo.http is not None
+    assert wo.http.ca_file == str(ca)
+
+
+@pytest.mark.parametrize(
+    ("section", "path", "needle"),
+    [
+        ("  backend: http\n", "workorders.http", "required when backend is http"),
+        ("  backend: jira\n", "workorders.backend", "'embedded' or 'http'"),
+        ("  embedded: {prefix: 12-345}\n", "workorders.embedded.prefix", "pattern"),
+        ("  embedded: {prefix: 12345}\n", "workorders.embedded.prefix", "valid string"),
+        ("  embeded: {}\n", "workorders.embeded", "did you mean 'embedded'"),
+        ("  http: {}\n", "workorders.http.base_url", "Field required"),
+        ("  http: {base_url: 'ftp://x'}\n", "workorders.http.base_url", "http(s)://"),
+        ("  http: {base_url: 'http://u:p@x'}\n", "workorders.http.base_url", "without user"),
+        ("  http: {base_url: 'http://x/?a=1'}\n", "workorders.http.base_url", "query"),
+        ("  http: {base_url: 'http://x', tokn: y}\n", "workorders.http.tokn", "'token'"),
+        ("  http: {base_url: 'http://x', token: 'a b'}\n", "workorders.http.token", "spaces"),
+        (
+            "  http: {base_url: 'http://x', timeout_s: 0}\n",
+            "workorders.http.timeout_s",
+            "greater than 0",
+        ),
+        (
+            "  http: {base_url: 'http://x', timeout_s: 2}\n",
+            "workorders.http.connect_timeout_s",
+            "at most timeout_s (2)",
+        ),
+        (
+            "  http: {base_url: 'http://x', read_timeout_s: 11}\n",
+            "workorders.http.read_timeout_s",
+            "at most timeout_s (10)",
+        ),
+        (
+            "  http: {base_url: 'http://x', field_map: {caler: phone}}\n",
+            "workorders.http.field_map",
+            "'caler' is not a ticket field (did you mean 'caller'?)",
+        ),
+        (
+            "  http: {base_url: 'http://x', field_map: {caller: line}}\n",
+            "workorders.http.field_map",
+            "which is our own field line",
+        ),
+        (
+            "  http: {base_url: 'http://x', field_map: {caller: phone, line: phone}}\n",
+            "workorders.http.field_map",
+            "caller and line both map to 'phone'",
+        ),
+        (
+            "  http: {base_url: 'http://x', field_map: {caller: ''}}\n",
+            "workorders.http.field_map",
+            "empty",
+        ),
+        (
+            "  http: {base_url: 'http://x', ca_file: /no/such.pem}\n",
+            "workorders.http.ca_file",
+            "no such file",
+        ),
+        (
+            "  http: {base_url: 'http://x', verify_tls: false, ca_file: /no/such.pem}\n",
+            "workorders.http.ca_file",
+            "no effect with verify_tls: false",
+        ),
+    ],
+)
+def test_workorders_checks(tmp_path: Path, section: str, path: str, needle: str) -> None:
+    found = by_path(problems(write(tmp_path, MINIMAL + "workorders:\n" + section)))
+    assert path in found, found
+    assert needle in found[path].message
+
+
+def test_a_swapped_field_map_is_fine(tmp_path: Path) -> None:
+    text = (
+        MINIMAL
+        + "workorders:\n  http: {base_url: 'http://x', field_map: {caller: line, line: caller}}\n"
+    )
+    wo = load_settings(write(tmp_path, text), env={}).workorders
+    assert wo.http is not None
+    assert wo.http.field_map == {"caller": "line", "line": "caller"}
