@@ -59,7 +59,7 @@ import yaml
 from benchmarks._machine import machine_line, version_of
 from cti.adapters.ami import AmiClient, AmiError, EventQueue
 from cti.events import AmiEvent
-from tests.conftest import MQTT_HOST, MQTT_PORT, PROJECT, bed_node, unique
+from tests.conftest import MQTT_HOST, MQTT_LOGIN, MQTT_PORT, PROJECT, bed_node, unique
 from tests.real.daemon_harness import spawn_daemon, stop_daemon_process, write_config
 
 TESTBED_ROOT = Path(os.environ.get("CTI_TESTBED", "/var/tmp/hotline-cti-testbed")) / "root"
@@ -313,7 +313,7 @@ class Daemon:
         self._changed = asyncio.Event()
 
     async def start(self) -> None:
-        self.mqtt = aiomqtt.Client(MQTT_HOST, MQTT_PORT, identifier=unique("bench"))
+        self.mqtt = aiomqtt.Client(MQTT_HOST, MQTT_PORT, identifier=unique("bench"), **MQTT_LOGIN)
         await self.mqtt.__aenter__()
         await self.mqtt.subscribe(f"{self.prefix}/seats/+/#", qos=1)
         self._tasks.append(asyncio.create_task(self._read_mqtt(), name="bench.mqtt"))

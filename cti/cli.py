@@ -98,7 +98,14 @@ def _seat_console(args: argparse.Namespace) -> int:
     from cti.seatconsole import seat_console  # noqa: PLC0415 -- lazy, like `run`
 
     try:
-        return asyncio.run(seat_console(settings.mqtt, args.seat))
+        return asyncio.run(
+            seat_console(
+                settings.mqtt,
+                args.seat,
+                username=args.user,
+                password=os.environ.get("CTI_SEAT_PASSWORD"),
+            )
+        )
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
 
@@ -152,9 +159,15 @@ def _parser() -> argparse.ArgumentParser:
     console = sub.add_parser(
         "seat-console",
         parents=[config],
-        help="a terminal agent desktop for one seat (MQTT): state, pops, commands",
+        help="a terminal agent desktop for one seat (MQTT): state, pops, commands; logs in "
+        "to the broker as the seat ($CTI_SEAT_PASSWORD)",
     )
     console.add_argument("seat", metavar="SEAT")
+    console.add_argument(
+        "--user",
+        metavar="NAME",
+        help="broker login (default: the seat id); the password comes from $CTI_SEAT_PASSWORD",
+    )
     replay = sub.add_parser(
         "replay",
         help="feed a trace through the call-tracking core; print one JSON object per call",

@@ -17,7 +17,7 @@ import contextlib
 import json
 import sys
 import uuid
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 import aiomqtt
 
@@ -29,6 +29,8 @@ USAGE = (
     "commands: login [ready] | ready | notready meal|meeting|training|rest|other | logout | "
     "done | extend SECONDS | transfer LINE-OR-SKILL | quit"
 )
+
+BROKER_REFUSED: Final = 3  # exit status: the broker is unreachable or refused the login
 
 
 def _no_args(cmd: str) -> Any:
@@ -139,15 +141,24 @@ async def _send(
 
 
 async def seat_console(
-    settings: MqttSettings, seat: str, *, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout
+    settings: MqttSettings,
+    seat: str,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    stdin: TextIO = sys.stdin,
+    out: TextIO = sys.stdout,
 ) -> int:
-    """Run the console until `quit` or the end of standard input."""
+    """Run the console until `quit` or the end of standard input.
+
+    It logs in as the seat (`username`, default the seat id), not as the daemon: the
+    broker's ACL (docs/mqtt.md) then shows it exactly what that agent's desktop would see.
+    """
     base = f"{settings.prefix}/seats/{seat}"
-    password = settings.password.get_secret_value() if settings.password else None
     client = aiomqtt.Client(
         settings.host,
         settings.port,
-        username=settings.username,
+        username=username or seat,
         password=password,
         identifier=f"seat-console-{seat}-{uuid.uuid4().hex[:6]}",
     )
@@ -157,7 +168,18 @@ async def seat_console(
         out.write(text + "\n")
         out.flush()
 
-    async with client:
+    try:
+        await client.__aenter__()
+    except aiomqtt.MqttError as exc:
+        # e.g. "[code:135] Not authorized": a wrong CTI_SEAT_PASSWORD, or a user the ACL
+        # does not know — say so in one line, not with a traceback
+        sys.stderr.write(
+            f"cannot log in to the broker {settings.host}:{settings.port} as "
+            f"{username or seat!r}: {exc} (password from $CTI_SEAT_PASSWORD)\n"
+        )
+        return BROKER_REFUSED
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_exit(client)
         for kind in ("state", "pop", "reply"):
             await client.subscribe(f"{base}/{kind}", qos=1)
         say(f"seat {seat} on {settings.host}:{settings.port} ({base}); {USAGE}")

@@ -11,6 +11,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 
@@ -26,6 +27,19 @@ AMI_USER = "cti"
 AMI_SECRET = "ctisecret"
 MQTT_HOST = "127.0.0.1"
 MQTT_PORT = int(os.environ.get("MQTT_PORT", "1883"))
+
+
+# The testbed's broker wants a login (mosquitto-sample/): tests observe as `cti-test`,
+# which may read and write anything; seats log in as their seat id.
+class MqttLogin(TypedDict):
+    username: str
+    password: str
+
+
+MQTT_LOGIN: MqttLogin = {"username": "cti-test", "password": "testsecret"}
+SEAT_PASSWORD = "seatsecret"
+# ... and daemons as `hotline-cti` (config/cti.yaml has it too)
+DAEMON_MQTT_LOGIN: MqttLogin = {"username": "hotline-cti", "password": "ctisecret"}
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ import yaml
 
 from cti.adapters.ami import AmiClient, EventQueue
 from cti.events import AmiEvent
-from tests.conftest import AMI_SECRET, MQTT_HOST, MQTT_PORT, PROJECT, bed_node, unique
+from tests.conftest import AMI_SECRET, MQTT_HOST, MQTT_LOGIN, MQTT_PORT, PROJECT, bed_node, unique
 
 
 def write_config(
@@ -84,7 +84,9 @@ class Harness:
         self._changed = asyncio.Event()
 
     async def __aenter__(self) -> Self:
-        self._mqtt = aiomqtt.Client(MQTT_HOST, MQTT_PORT, identifier=unique("harness"))
+        self._mqtt = aiomqtt.Client(
+            MQTT_HOST, MQTT_PORT, identifier=unique("harness"), **MQTT_LOGIN
+        )
         await self._mqtt.__aenter__()
         await self._mqtt.subscribe(f"{self.prefix}/#", qos=1)
         self._tasks.append(asyncio.create_task(self._read_mqtt()))

@@ -17,7 +17,7 @@ import pytest
 
 from cti.adapters.ami import AmiClient, EventQueue
 from cti.events import AmiEvent
-from tests.conftest import AMI_PORT, AMI_SECRET, MQTT_HOST, MQTT_PORT, bed_node, unique
+from tests.conftest import AMI_PORT, AMI_SECRET, MQTT_HOST, MQTT_LOGIN, MQTT_PORT, bed_node, unique
 
 pytestmark = [pytest.mark.realserver, pytest.mark.usefixtures("testbed")]
 
@@ -25,7 +25,8 @@ CONFIG = """\
 ami:
   nodes:
     - {{name: main, host: 127.0.0.1, port: {port}, username: cti}}
-mqtt: {{host: {mqtt_host}, port: {mqtt_port}, prefix: {prefix}, client_id: {client_id}}}
+mqtt: {{host: {mqtt_host}, port: {mqtt_port}, prefix: {prefix}, client_id: {client_id},
+       username: hotline-cti, password: ctisecret}}
 database: {{url: "sqlite+aiosqlite:///{db}"}}
 logging: {{level: info, format: json}}
 http: {{port: 0}}
@@ -86,7 +87,9 @@ async def test_an_answered_call_is_recorded_and_published(tmp_path: Path) -> Non
     try:
         await wait_log(proc, "ami_node_up")
         await driver.wait_connected(5)
-        async with aiomqtt.Client(MQTT_HOST, MQTT_PORT, identifier=unique("sub")) as sub:
+        async with aiomqtt.Client(
+            MQTT_HOST, MQTT_PORT, identifier=unique("sub"), **MQTT_LOGIN
+        ) as sub:
             await sub.subscribe(f"{prefix}/calls/events", qos=1)
             a, b = unique("a"), unique("b")
             await driver.action(

@@ -17,7 +17,7 @@ import pytest
 
 from cti.adapters.mqtt import Incoming, MqttAdapter
 from cti.settings import MqttSettings
-from tests.conftest import MQTT_HOST, MQTT_PORT, unique
+from tests.conftest import DAEMON_MQTT_LOGIN, MQTT_HOST, MQTT_LOGIN, MQTT_PORT, unique
 
 pytestmark = [pytest.mark.realserver, pytest.mark.usefixtures("testbed")]
 
@@ -41,7 +41,10 @@ async def messages(client: aiomqtt.Client, n: int, timeout: float = 5.0) -> list
 async def adapter() -> AsyncIterator[tuple[MqttAdapter, list[Incoming], str]]:
     prefix = f"test/{unique()}"
     inbox: list[Incoming] = []
-    settings = MqttSettings(host=MQTT_HOST, port=MQTT_PORT, prefix=prefix, client_id=unique("cti"))
+    settings = MqttSettings.model_validate(
+        {"host": MQTT_HOST, "port": MQTT_PORT, "prefix": prefix, "client_id": unique("cti")}
+        | DAEMON_MQTT_LOGIN
+    )
     a = MqttAdapter(settings, subscriptions=["seats/+/cmd"], on_message=inbox.append)
     task = asyncio.create_task(a.run())
     async with asyncio.timeout(5):
@@ -56,7 +59,7 @@ async def test_publishes_state_retained_and_pops_in_order(
     adapter: tuple[MqttAdapter, list[Incoming], str],
 ) -> None:
     a, _, prefix = adapter
-    async with aiomqtt.Client(MQTT_HOST, MQTT_PORT, identifier=unique("sub")) as sub:
+    async with aiomqtt.Client(MQTT_HOST, MQTT_PORT, identifier=unique("sub"), **MQTT_LOGIN) as sub:
         await sub.subscribe(f"{prefix}/#", qos=1)
         a.publish("seats/1001/state", {"state": "ready", "label": "示闲"}, retain=True)
         for i in range(3):
@@ -77,7 +80,9 @@ async def test_commands_arrive_relative_to_the_prefix(
     adapter: tuple[MqttAdapter, list[Incoming], str],
 ) -> None:
     a, inbox, prefix = adapter
-    async with aiomqtt.Client(MQTT_HOST, MQTT_PORT, identifier=unique("agent")) as agent:
+    async with aiomqtt.Client(
+        MQTT_HOST, MQTT_PORT, identifier=unique("agent"), **MQTT_LOGIN
+    ) as agent:
         await agent.publish(f"{prefix}/seats/1001/cmd", b'{"cmd":"ready"}', qos=1)
         await agent.publish(f"{prefix}/seats/1001/other", b"ignored", qos=1)
         await agent.publish(f"{prefix}/seats/1002/cmd", b"\xff not json", qos=1)
