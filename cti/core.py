@@ -251,6 +251,7 @@ class Core:
         self._recording = recording  # where cti-record puts a call's recording
         self._tickets: set[str] = set()  # calls whose ticket draft was written
         self._drafts: dict[str, TicketDraft] = {}  # call_id -> what a pop shows of it
+        self._queue_marks: dict[str, list[dict[str, Any]]] = {}  # call_id -> its wait so far
         self._popped: dict[str, tuple[str, int]] = {}  # call_id -> (seat, attempt) popped
 
     # ------------------------------------------------------------------ API
@@ -307,7 +308,15 @@ class Core:
                 popped = self._popped.get(note.call_id)
                 if popped is not None:
                     out.append(
-                        self._pop(popped[0], "answer", note.call_id, popped[1], answered_at=note.at)
+                        self._pop(
+                            popped[0],
+                            "answer",
+                            note.call_id,
+                            popped[1],
+                            answered_at=note.at,
+                            # MixMonitor starts with the bridge (cti-record): the file exists
+                            recording=self._recording.format(call_id=note.call_id),
+                        )
                     )
             elif isinstance(note, CallAnswered):
                 out.append(
@@ -335,9 +344,13 @@ class Core:
                             talk_s=s.talk_s,
                             hangup_by=s.hangup_by,
                             transfers=list(s.to_json()["transfers"]),
+                            recording=self._recording.format(call_id=s.call_id)
+                            if s.answered_by
+                            else None,
                         )
                     )
                 self._drafts.pop(s.call_id, None)
+                self._queue_marks.pop(s.call_id, None)
                 self._route(self.dispatcher.on_hangup(s.call_id, s.ended_at), out)
                 ops: tuple[OutboxOp, ...] = ()
                 if s.call_id in self._tickets:
@@ -609,6 +622,8 @@ class Core:
             )
         )
         self._popped[c.call_id] = (c.seat_id, c.attempt)
+        if c.queue_positions:
+            self._queue_marks[c.call_id] = [m.to_json() for m in c.queue_positions]
         out.append(self._pop(c.seat_id, "offer", c.call_id, c.attempt, step=c.step))
 
     def _cancel_ring(self, c: rc.CancelRing, out: list[Effect]) -> None:
@@ -640,6 +655,7 @@ class Core:
                 origin=draft.origin,
                 arrived_at=draft.created_at,
             )
+        call["queue_positions"] = self._queue_marks.get(call_id, [])
         call.update(extra)
         return Pop(seat=seat, kind=kind, call_id=call_id, attempt=attempt, call=call)
 

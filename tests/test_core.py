@@ -335,12 +335,29 @@ def test_pops_follow_the_offer_answer_and_transfer() -> None:
     [offer] = [e for e in out if isinstance(e, Pop)]
     assert (offer.seat, offer.kind, offer.attempt) == ("1002", "offer", 1)
     assert offer.call["caller_name"] == "张三"
+    # it waited alone in the line until 1002 logged in
+    assert [(m["event"], m["position"], m["waiting"]) for m in offer.call["queue_positions"]] == [
+        ("queued", 1, 1),
+        ("offered", 1, 1),
+    ]
+    assert "recording" not in offer.call  # nothing recorded before the answer
     out = answer(c, "c1", "1002", 101.1)
-    assert [(e.seat, e.kind) for e in out if isinstance(e, Pop)] == [("1002", "answer")]
+    [answered] = [e for e in out if isinstance(e, Pop)]
+    assert (answered.seat, answered.kind) == ("1002", "answer")
+    assert answered.call["recording"] == "/var/spool/asterisk/monitor/hotline-cti/c1.wav"
+    assert answered.call["queue_positions"] == offer.call["queue_positions"]
     cmd(c, "1001", b'{"cmd":"login","ready":true}', 102.0)
     out = cmd(c, "1002", b'{"cmd":"transfer","target":"12315"}', 110.0)
     pops = [(e.seat, e.kind, e.call.get("reason")) for e in out if isinstance(e, Pop)]
     assert pops == [("1002", "end", "transferred"), ("1001", "offer", None)]
+    # the second offer shows the whole wait: first queued, offered, put back by the transfer
+    [second] = [e for e in out if isinstance(e, Pop) and e.kind == "offer"]
+    assert [m["event"] for m in second.call["queue_positions"]] == [
+        "queued",
+        "offered",
+        "requeued",
+        "offered",
+    ]
 
 
 def test_device_states_listed_at_resync_reconcile_the_seats() -> None:

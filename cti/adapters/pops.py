@@ -39,6 +39,13 @@ class _Open(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
 
+class PopQueueMark(_Open):
+    at: float
+    event: str = Field(description="queued | requeued | overflow | offered")
+    position: int = Field(ge=1, description="1-based place in the one waiting line.")
+    waiting: int = Field(ge=1, description="Calls waiting then, this one included.")
+
+
 class PopCall(_Open):
     call_id: str = Field(description="The call id (Asterisk Linkedid).")
     node: str | None = None
@@ -52,7 +59,17 @@ class PopCall(_Open):
         default=None,
         description="direct | special_number | department_line | dispatch110 | callback",
     )
-    arrived_at: float | None = None
+    arrived_at: float | None = Field(default=None, description="When the call came in (epoch s).")
+    queue_positions: list[PopQueueMark] = Field(
+        default_factory=list,
+        description="Where the call stood while it waited: when it queued, was put back "
+        "(ring no answer, transfer), reached an overflow step, and was offered. Empty when a "
+        "seat was free at once.",
+    )
+    recording: str | None = Field(
+        default=None,
+        description="The call's recording file (on `answer`, and `end` of an answered call).",
+    )
 
 
 class PopHistoryCall(_Open):
@@ -87,6 +104,9 @@ class PopMessage(_Open):
     type: str = Field(pattern="^(offer|answer|update|end)$")
     seat: str
     at: float
+    waited_s: float | None = Field(
+        default=None, description="Seconds since the call came in (on `offer` and `answer`)."
+    )
     ticket: str = Field(description="The ticket number, or 'pending'.")
     call: PopCall
     history: PopHistory | None = Field(default=None, description="On `offer` pops.")
@@ -167,6 +187,9 @@ class PopPublisher:
             "call": pop.call,
             "ticket": self._tickets.get(pop.call_id, "pending"),
         }
+        arrived = pop.call.get("arrived_at")
+        if pop.kind in ("offer", "answer") and isinstance(arrived, int | float):
+            body["waited_s"] = round(max(0.0, body["at"] - arrived), 3)
         if pop.kind == "offer":
             body["history"] = await self._history(str(pop.call.get("caller", "")), pop.call_id)
         return body

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Abandonment", "Position", "WaitingCall"]
+__all__ = ["Abandonment", "Position", "PositionMark", "WaitingCall"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,6 +46,30 @@ class WaitingCall:
     def waited(self, now: float) -> float:
         """Seconds waited at *now* (never negative, even with a clock step)."""
         return max(0.0, now - self.enqueued_at)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PositionMark:
+    """Where a call stood at one moment of its wait (the pop's queue-position history).
+
+    ``event``: ``queued`` (joined the line), ``requeued`` (its offer failed, or a transfer
+    put it back at the head), ``overflow`` (an overflow step widened its seats),
+    ``offered`` (a seat was picked for it). ``position`` is 1-based overall; ``waiting``
+    is how many calls were in the line then (itself included).
+    """
+
+    at: float
+    event: str
+    position: int
+    waiting: int
+
+    def to_json(self) -> dict[str, float | int | str]:
+        return {
+            "at": self.at,
+            "event": self.event,
+            "position": self.position,
+            "waiting": self.waiting,
+        }
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from cti.queue.model import Abandonment
+from cti.queue.model import Abandonment, PositionMark
 from cti.seats.model import SeatState
 
 __all__ = [
@@ -36,6 +36,7 @@ class ConnectCall:
     step: str
     reason: str
     attempt: int
+    queue_positions: tuple[PositionMark, ...] = ()  # its wait so far, for the pop
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

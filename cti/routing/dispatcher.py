@@ -32,7 +32,7 @@ from structlog.typing import FilteringBoundLogger
 
 from cti.numberplan import Line, LineMode, NumberPlan
 from cti.queue.ewt import HandleTimeEstimator, expected_wait
-from cti.queue.model import Abandonment, Position, WaitingCall
+from cti.queue.model import Abandonment, Position, PositionMark, WaitingCall
 from cti.queue.waiting import WaitingLine
 from cti.routing.commands import (
     CallAnswered,
@@ -79,6 +79,7 @@ __all__ = ["RING_TIMER", "Dispatcher", "IncomingCall"]
 
 RING_TIMER: Final = "ring"
 OVERFLOW_TIMER: Final = "overflow"
+MAX_POSITION_MARKS: Final = 16  # per call, in the pop's queue-position history
 _STAFFED: Final = frozenset(
     {
         SeatStatus.READY,
@@ -160,6 +161,9 @@ class Dispatcher:
         self._offers: dict[str, _Offer] = {}
         self._seat_offer: dict[str, str] = {}
         self._talks: dict[str, _Talk] = {}
+        # call -> where it stood at each moment of its wait (queued, requeued, overflow,
+        # offered); bounded per call, kept across a transfer, dropped when the call ends
+        self._marks: dict[str, list[PositionMark]] = {}
         self._wrapups: dict[str, _Talk] = {}
         self._sticky: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._timers: list[tuple[float, int, str, str]] = []
@@ -198,6 +202,7 @@ class Dispatcher:
             self._offer(decision, now, out)
             return out
         self.queue.add(call)
+        self._mark(cid, "queued", now)
         self._dirty = True
         for at in self.rules.boundaries(call.enqueued_at):
             self._schedule(OVERFLOW_TIMER, cid, at, out, unique=False)
@@ -264,6 +269,7 @@ class Dispatcher:
         """The call ended, wherever it is: waiting (abandoned), offered (abandoned while
         ringing) or talking (the seat goes to wrap-up). Unknown calls are ignored."""
         out: list[Command] = []
+        self._marks.pop(call_id, None)
         if call_id in self.queue:
             self._abandon_waiting(call_id, now, out)
         elif call_id in self._offers:
@@ -316,6 +322,7 @@ class Dispatcher:
         # not back to the same seat by stickiness: the agent sent it away on purpose
         moved = replace(talk.call, skills=frozenset({skill}), min_level=min_level, last_seat=None)
         call = self.queue.requeue_at_head(moved)
+        self._mark(call_id, "requeued", now)
         self._dirty = True
         self.stats["transferred"] += 1
         self._route_waiting(call, now, out)
@@ -398,6 +405,7 @@ class Dispatcher:
             if name == OVERFLOW_TIMER:
                 call = self.queue.get(key)
                 if call is not None:
+                    self._mark(key, "overflow", now)
                     self._route_waiting(call, now, out)
                 continue
             if self._timer_at.get((name, key)) != at:
@@ -587,6 +595,7 @@ class Dispatcher:
             return
         decision = pick_call(seat, self.queue, self.rules, now)
         if decision.matched and decision.call is not None:
+            self._mark(decision.call.call_id, "offered", now)
             self.queue.remove(decision.call.call_id)
             self._offer(decision, now, out)
 
@@ -596,6 +605,7 @@ class Dispatcher:
             return
         decision = pick_seat(call, self._ready_seats(), self.rules, now, ready_by_id=self._ready)
         if decision.matched:
+            self._mark(call.call_id, "offered", now)
             self.queue.remove(call.call_id)
             self._offer(decision, now, out)
 
@@ -635,6 +645,7 @@ class Dispatcher:
                 step=decision.step,
                 reason=decision.reason,
                 attempt=call.offers + 1,
+                queue_positions=tuple(self._marks.get(call.call_id, ())),
             )
         )
         self._schedule(RING_TIMER, call.call_id, now + self.rules.ring_timeout_s, out)
@@ -651,10 +662,24 @@ class Dispatcher:
             CancelRing(call_id=failed.call_id, seat_id=failed.seat_id, reason=failed.reason.value)
         )
         call = self.queue.requeue_at_head(offer.call)
+        self._mark(failed.call_id, "requeued", now)
         self._dirty = True
         # The failed seat left the ready set when it was reserved, so it cannot get the
         # call back; the next eligible ready seat (if any) is rung right away.
         self._route_waiting(call, now, out)
+
+    def _mark(self, call_id: str, event: str, now: float) -> None:
+        """Note where a waiting call stands now (O(log n)); the first mark and the last
+        ones are kept, so a call that bounced many times still shows where it started."""
+        pos = self.queue.position(call_id)
+        if pos is None:
+            return
+        marks = self._marks.setdefault(call_id, [])
+        if len(marks) >= MAX_POSITION_MARKS:
+            del marks[1]
+        marks.append(
+            PositionMark(at=now, event=event, position=pos.overall, waiting=len(self.queue))
+        )
 
     def _drop_offer(self, call_id: str) -> _Offer | None:
         offer = self._offers.pop(call_id, None)

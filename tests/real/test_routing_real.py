@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import sys
 from pathlib import Path
 
+import aiomqtt
 import pytest
 
 from cti.adapters.pops import PopMessage
+from tests.conftest import MQTT_HOST, MQTT_PORT, SEAT_PASSWORD, unique
 from tests.real.daemon_harness import Harness, settle, write_config
 
 pytestmark = [pytest.mark.realserver, pytest.mark.usefixtures("testbed")]
@@ -158,15 +161,64 @@ async def test_agent_transfers_a_call_to_another_department(
     assert json.loads(facts)[f"main:{call}"]["transfers"][0]["to"] == "12315"
 
 
-async def test_screen_pops_reach_the_ringing_seat_only(config: tuple[Path, str]) -> None:
+async def seat_client(
+    seat: str, subscribe: list[str], inbox: list[aiomqtt.Message]
+) -> tuple[aiomqtt.Client, asyncio.Task[None]]:
+    """An agent's desktop logged in to the broker as its seat, as docs/mqtt.md says."""
+    client = aiomqtt.Client(
+        MQTT_HOST,
+        MQTT_PORT,
+        identifier=unique(f"seat{seat}"),
+        username=seat,
+        password=SEAT_PASSWORD,
+    )
+    await client.__aenter__()
+    for topic in subscribe:
+        await client.subscribe(topic, qos=1)
+
+    async def read() -> None:
+        async for m in client.messages:
+            inbox.append(m)  # noqa: PERF401 -- as they arrive, not at the end
+
+    return client, asyncio.create_task(read())
+
+
+async def test_screen_pops_reach_the_ringing_seat_only(
+    config: tuple[Path, str], tmp_path: Path
+) -> None:
+    prefix = config[1]
+    own: list[aiomqtt.Message] = []
+    snooped: list[aiomqtt.Message] = []
+    # seat 1001's desktop, and seat 1002 trying to read 1001's pops: the broker's ACL
+    # (mosquitto-sample/acl) must deliver 1001's pops to the first only
+    desk, desk_reader = await seat_client("1001", [f"{prefix}/seats/1001/pop"], own)
+    snoop, snoop_reader = await seat_client(
+        "1002", [f"{prefix}/seats/1001/#", f"{prefix}/seats/+/pop", f"{prefix}/#"], snooped
+    )
     async with Harness(*config) as h:
         await h.seat("1002", {"cmd": "login", "ready": True})
         await h.seat("1001", {"cmd": "login", "ready": True})
+        # seat 1002 cannot command seat 1001 either: the broker drops the publish
+        await snoop.publish(f"{prefix}/seats/1001/cmd", b'{"cmd":"logout"}', qos=1)
         first = await h.call("12315", "13800000041", "王五")
         await h.wait(lambda: h.answered_by(first), 10, "the 12315 call answered")
+        assert h.answered_by(first) == "1001"
+        offered = await h.wait(
+            lambda: [p for p in h.published("seats/1001/pop") if p["type"] == "offer"],
+            5,
+            "offer pop",
+        )
+        draft = offered[0]["ticket"]
         await h.hang_up(first)
         await h.wait(lambda: h.published("seats/1001/pop", type="end"), 10, "end pop")
         pops = h.published("seats/1001/pop")
+        await h.wait(lambda: len(own) >= len(pops), 5, "the seat's own desktop got every pop")
+        assert [json.loads(bytes(m.payload)) for m in own][: len(pops)] == pops
+        # 1002 saw the shared topics, never one of 1001's
+        assert snooped, "the snooping seat should at least see the queue snapshot"
+        assert [m.topic.value for m in snooped if "/seats/1001/" in m.topic.value] == []
+        # ... and its `logout` for 1001 never reached the daemon
+        assert [st for st, _ in h.seat_states("1001") if st == "logged_out"] == []
         for p in pops:  # every pop matches the published schema (docs/schemas/pop.schema.json)
             PopMessage.model_validate(p)
         # an `update` (the ticket number) may come in between
@@ -189,6 +241,24 @@ async def test_screen_pops_reach_the_ringing_seat_only(config: tuple[Path, str])
             "ticket number on a pop",
         )
         assert h.published("seats/1002/pop") == []  # another seat sees nothing of it
+        # the ticket the pops named exists in the backend, with the call's facts on it
+        await h.wait(
+            lambda: h.published("calls/events", call_id=first, type="ticket", op="update"),
+            10,
+            "the ticket's update delivered",
+        )
+        number = next(
+            p["ticket"] for p in h.published("seats/1001/pop") if p["ticket"] != "pending"
+        )
+        assert draft in ("pending", number)
+        with sqlite3.connect(tmp_path / "cti.db") as db:
+            row = db.execute(
+                "select line, department, origin, seat, call_facts from tickets where number = ?",
+                (number,),
+            ).fetchone()
+        assert row is not None
+        assert row[:4] == ("12315", "市场监管局", "special_number", "1001")
+        assert json.loads(row[4])[f"main:{first}"]["outcome"] == "answered"
         # the same citizen calls again: the pop shows the earlier call and ticket
         again = await h.call("12315", "13800000041", "王五")
         offers = await h.wait(
@@ -199,6 +269,9 @@ async def test_screen_pops_reach_the_ringing_seat_only(config: tuple[Path, str])
         assert history["repeat_caller"] is True
         assert len(history["tickets"]) == 1
         await h.hang_up(again)
+    for client, reader in ((desk, desk_reader), (snoop, snoop_reader)):
+        reader.cancel()
+        await client.__aexit__(None, None, None)
 
 
 async def test_the_seat_console_drives_a_seat(config: tuple[Path, str]) -> None:
@@ -213,6 +286,8 @@ async def test_the_seat_console_drives_a_seat(config: tuple[Path, str]) -> None:
             "1002",
             "-c",
             str(config[0]),
+            # the console logs in as seat 1002: the broker's ACL lets it see its own topics
+            env={**os.environ, "CTI_SEAT_PASSWORD": SEAT_PASSWORD},
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )

@@ -276,3 +276,49 @@ def test_duplicate_call_ignored_and_counted() -> None:
     d.on_call_waiting(incoming("a", "12345", 1.0))
     assert d.on_call_waiting(incoming("a", "12345", 2.0)) == []
     assert d.stats["call_duplicate"] == 1
+
+
+def test_the_offer_carries_where_the_call_stood_while_it_waited() -> None:
+    d = dispatcher()
+    d.on_login("1002", 0.0)
+    d.on_call_waiting(incoming("a", "12345", 1.0))
+    d.on_call_waiting(incoming("b", "12345", 2.0))
+    d.on_call_waiting(incoming("c", "12345110", 3.0))  # 110 goes to the head
+    (first,) = of(ConnectCall, d.on_seat_ready("1002", 4.0))
+    assert first.call_id == "c"
+    assert [(m.event, m.position, m.waiting) for m in first.queue_positions] == [
+        ("queued", 1, 3),
+        ("offered", 1, 3),
+    ]
+    # ring no answer: "c" goes back to the head; then a seat takes it
+    d.on_ringing("c", 4.5)
+    d.tick(19.0)
+    (again,) = of(ConnectCall, d.on_login("1001", 20.0, ready=True))
+    assert again.call_id == "c"
+    assert [(m.at, m.event, m.position) for m in again.queue_positions] == [
+        (3.0, "queued", 1),
+        (4.0, "offered", 1),
+        (19.0, "requeued", 1),
+        (20.0, "offered", 1),
+    ]
+    # "a" still waits: its history so far is where it joined
+    d.on_answer("c", 22.0)
+    assert d.position("a") is not None
+    assert d._marks["a"][0].position == 1
+    d.on_hangup("a", 23.0)
+    d.on_hangup("c", 24.0)
+    assert list(d._marks) == ["b"]
+
+
+def test_position_history_is_bounded() -> None:
+    d = dispatcher()
+    d.on_login("1001", 0.0, ready=True)
+    d.on_call_waiting(incoming("x", "12345", 1.0))  # offered at once: no queue history
+    now = 1.0
+    for _ in range(40):  # bounce between ring-no-answer and ready
+        now += 20.0
+        d.tick(now)
+        d.on_seat_ready("1001", now + 1)
+    marks = d._marks["x"]
+    assert len(marks) == 16
+    assert marks[0].event == "requeued"  # the first mark is kept
