@@ -119,6 +119,10 @@ class EmbeddedWorkOrders:
         self._tz = tz
         self._clock = clock
 
+    async def aclose(self) -> None:
+        """Nothing to close: the Store owns the engine (the same call as the HTTP backend's,
+        so the daemon closes either)."""
+
     async def create(self, draft: TicketDraft, *, key: str) -> TicketRef:
         try:
             existing = await self._number_of(key)
