@@ -34,7 +34,7 @@ from cti.adapters.http import Metric, ReadyPart, build_api, serve_http
 from cti.adapters.mqtt import Incoming, MqttAdapter
 from cti.adapters.pops import PopPublisher
 from cti.adapters.store import RecordWriter, Store
-from cti.adapters.workorders.embedded import EmbeddedWorkOrders
+from cti.adapters.workorders import build_workorders
 from cti.core import (
     Core,
     Effect,
@@ -170,9 +170,12 @@ class Daemon:
 
     def __init__(self, settings: Settings, store: Store, *, log: Any) -> None:
         self._log = log
-        # tickets (工单): the embedded backend on the same database, fed by the durable
-        # outbox that the record writer fills in the call records' transactions
-        workorders = EmbeddedWorkOrders(store)
+        # tickets (工单): the configured backend (embedded on the same database, or the
+        # city's system over HTTP), fed by the durable outbox that the record writer fills
+        # in the call records' transactions
+        self.workorders = workorders = build_workorders(
+            settings.workorders, store, log=structlog.get_logger("cti.workorders")
+        )
         self.tickets = OutboxDeliverer(
             store,
             workorders,
@@ -607,6 +610,7 @@ async def run(
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
         await _flush_records(daemon.records, log)
+        await daemon.workorders.aclose()
         await store.close()
     log.info(
         "cti_stopped",
