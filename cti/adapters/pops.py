@@ -229,7 +229,8 @@ class PopPublisher:
                 "content": t.content[:200],
             }
             for t in tickets
-            if f"{t.call_ids[0].partition(':')[2]}" != call_id
+            # a ticket opened elsewhere (web, app) may have no call at all
+            if not t.call_ids or t.call_ids[0].partition(":")[2] != call_id
         ]
         repeat = any(now - c["started_at"] <= self._repeat_window_s for c in recent_calls)
         return {

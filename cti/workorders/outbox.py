@@ -68,7 +68,7 @@ OUTBOX: Final = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", Float),
     Column("delivered_at", Float),
-    Column("ticket_number", String(32)),
+    Column("ticket_number", String(64)),  # a city system's own numbers, UUIDs included
     Column("last_error", Text),
     Column("parked", Boolean, nullable=False, default=False),
     Index("ix_outbox_pending", "delivered_at", "parked", "id"),

@@ -59,8 +59,8 @@ __all__ = ["BODY_EXCERPT", "MAX_NUMBER_LENGTH", "HttpWorkOrders", "retry_after_s
 BODY_EXCERPT: Final = 500
 """Characters of a response body kept in an error (and the outbox's `last_error`)."""
 
-MAX_NUMBER_LENGTH: Final = 32
-"""The longest ticket number the outbox can store (`outbox.ticket_number` is String(32));
+MAX_NUMBER_LENGTH: Final = 64
+"""The longest ticket number the outbox can store (`outbox.ticket_number` is String(64));
 a longer one is rejected here rather than failing the outbox's write over and over."""
 
 _RETRYABLE: Final = frozenset({408, 425, 429})

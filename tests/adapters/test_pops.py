@@ -1,0 +1,145 @@
+"""PopPublisher: what a pop carries, built from fakes of the store, backend and broker
+(the real path is tests/real/test_routing_real.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+
+from cti.adapters.pops import PopMessage, PopPublisher
+from cti.core import Pop
+from cti.workorders.model import Ticket
+
+NOW = 1_800_000_000.0
+
+
+class FakeStore:
+    def __init__(self, calls: list[dict[str, Any]]) -> None:
+        self._calls = calls
+
+    async def calls(self, *, caller: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        return [c for c in self._calls if c["caller"] == caller][:limit]
+
+
+class FakeBackend:
+    def __init__(self, tickets: list[Ticket], *, delay_s: float = 0.0) -> None:
+        self._tickets = tickets
+        self.delay_s = delay_s
+
+    async def find_recent_by_caller(
+        self, caller: str, *, since: float, limit: int = 20
+    ) -> list[Ticket]:
+        await asyncio.sleep(self.delay_s)
+        return [t for t in self._tickets if t.caller == caller and t.created_at >= since][:limit]
+
+
+class FakeMqtt:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    def publish(self, topic: str, payload: dict[str, Any], **_: Any) -> None:
+        self.sent.append((topic, payload))
+
+
+def ticket(number: str, call_ids: tuple[str, ...], created_at: float) -> Ticket:
+    return Ticket(
+        number=number,
+        status="受理",
+        caller="13800138000",
+        caller_name="张三",
+        created_at=created_at,
+        line="12345",
+        line_name="12345",
+        department="市政府热线办",
+        origin="direct",
+        skill="general",
+        call_ids=call_ids,
+        content="路灯不亮" * 100,
+    )
+
+
+async def run_pops(
+    pops: list[Pop], backend: FakeBackend, calls: list[dict[str, Any]], *, n: int
+) -> list[dict[str, Any]]:
+    mqtt = FakeMqtt()
+    publisher = PopPublisher(
+        FakeStore(calls),  # type: ignore[arg-type]
+        backend,  # type: ignore[arg-type]
+        mqtt,  # type: ignore[arg-type]
+        log=structlog.get_logger("test"),
+        clock=lambda: NOW,
+    )
+    task = asyncio.create_task(publisher.run())
+    for p in pops:
+        publisher.submit(p)
+    async with asyncio.timeout(5):
+        while len(mqtt.sent) < n:
+            await asyncio.sleep(0.01)
+    task.cancel()
+    for topic, payload in mqtt.sent:
+        assert topic == "seats/1001/pop"
+        PopMessage.model_validate(payload)
+    return [payload for _, payload in mqtt.sent]
+
+
+CALL = {"call_id": "c9", "caller": "13800138000", "arrived_at": NOW - 12.5}
+
+
+async def test_offer_carries_history_wait_and_a_ticket_opened_elsewhere() -> None:
+    earlier = [
+        {"linkedid": "c1", "caller": "13800138000", "started_at": NOW - 3600, "line": "12345",
+         "outcome": "answered", "answered_by": "1002"},
+        {"linkedid": "c9", "caller": "13800138000", "started_at": NOW - 12, "line": "12345",
+         "outcome": "answered", "answered_by": None},
+    ]  # fmt: skip
+    tickets = [
+        ticket("12345-20261126-000001", ("main:c1",), NOW - 3600),
+        ticket("WEB-77", (), NOW - 7200),  # opened on the web: no call (was an IndexError)
+        ticket("12345-20261127-000009", ("main:c9",), NOW - 12),  # this call's own
+    ]
+    pop = Pop(seat="1001", kind="offer", call_id="c9", attempt=1, call=CALL)
+    [offer] = await run_pops([pop], FakeBackend(tickets), earlier, n=1)
+    assert offer["waited_s"] == 12.5
+    assert offer["ticket"] == "pending"
+    history = offer["history"]
+    assert [c["call_id"] for c in history["calls"]] == ["c1"]
+    assert [t["number"] for t in history["tickets"]] == ["12345-20261126-000001", "WEB-77"]
+    assert len(history["tickets"][0]["content"]) == 200
+    assert (history["repeat_caller"], history["complete"]) == (True, True)
+
+
+async def test_a_slow_history_lookup_does_not_hold_the_offer_back() -> None:
+    pop = Pop(seat="1001", kind="offer", call_id="c9", attempt=1, call=CALL)
+    [offer] = await run_pops([pop], FakeBackend([], delay_s=2.0), [], n=1)
+    assert offer["history"] == {
+        "calls": [],
+        "tickets": [],
+        "repeat_caller": False,
+        "complete": False,
+    }
+
+
+async def test_the_ticket_number_follows_in_an_update_pop() -> None:
+    offer = Pop(seat="1001", kind="offer", call_id="c9", attempt=1, call=CALL)
+    mqtt = FakeMqtt()
+    publisher = PopPublisher(
+        FakeStore([]),  # type: ignore[arg-type]
+        FakeBackend([]),  # type: ignore[arg-type]
+        mqtt,  # type: ignore[arg-type]
+        clock=lambda: NOW,
+    )
+    task = asyncio.create_task(publisher.run())
+    publisher.submit(offer)
+    async with asyncio.timeout(5):
+        while not mqtt.sent:
+            await asyncio.sleep(0.01)
+    publisher.ticket("c9", "12345-20261127-000009")  # the backend answered after the offer
+    async with asyncio.timeout(5):
+        while len(mqtt.sent) < 2:
+            await asyncio.sleep(0.01)
+    task.cancel()
+    kinds = [(p["type"], p["ticket"]) for _, p in mqtt.sent]
+    assert kinds == [("offer", "pending"), ("update", "12345-20261127-000009")]
+    assert mqtt.sent[1][1]["pop_id"] == "c9:1001:1:update"
