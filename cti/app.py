@@ -60,6 +60,7 @@ from cti.workorders.outbox import OutboxDeliverer, outbox_rows
 
 __all__ = ["EXIT_AMI_LOGIN", "EXIT_DATABASE", "AmiExecutor", "Daemon", "ShutdownError", "run"]
 
+EXIT_CONFIG = 2
 EXIT_AMI_LOGIN = 3
 EXIT_DATABASE = 4
 AmiEffect = MarkTaken | RedirectToSeat | ReturnToHold | RenewLease
@@ -181,6 +182,8 @@ class Daemon:
             workorders,
             on_delivered=self._ticket_delivered,
             log=structlog.get_logger("cti.workorders"),
+            backoff_low=settings.workorders.retry_min_s,
+            backoff_high=settings.workorders.retry_max_s,
         )
         self.records = RecordWriter(
             store, log=structlog.get_logger("cti.store"), on_commit=self.tickets.notify
@@ -548,25 +551,8 @@ async def _flush_records(records: RecordWriter, log: Any) -> None:
             await writer
 
 
-async def run(
-    settings: Settings,
-    *,
-    shutdown_trigger: Callable[[], Awaitable[object]] | None = None,
-) -> int:
-    """Run the daemon until SIGTERM/SIGINT (or `shutdown_trigger` returns).
-
-    Returns the process exit code: 0 after a clean shutdown, 3 when an Asterisk node
-    refused the first login (wrong username/secret: a configuration error), 4 when the
-    database cannot be opened.
-    """
-    log = structlog.get_logger("cti")
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    if shutdown_trigger is None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        shutdown_trigger = stop.wait
-
+async def _open(settings: Settings, log: Any) -> tuple[Store, Daemon] | int:
+    """The database and the daemon built on it, or the exit code of why not."""
     store = Store(settings.database.url)
     try:
         await store.open()
@@ -578,7 +564,38 @@ async def run(
         )
         await store.close()
         return EXIT_DATABASE
-    daemon = Daemon(settings, store, log=log)
+    try:
+        return store, Daemon(settings, store, log=log)
+    except ValueError as exc:  # what only shows when used, e.g. an unreadable CA file
+        log.error("cti_fatal", error=f"configuration: {exc}", hint="fix it; cti check-config")
+        await store.close()
+        return EXIT_CONFIG
+
+
+async def run(
+    settings: Settings,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[object]] | None = None,
+) -> int:
+    """Run the daemon until SIGTERM/SIGINT (or `shutdown_trigger` returns).
+
+    Returns the process exit code: 0 after a clean shutdown, 2 when a setting proves
+    unusable only now (e.g. workorders.http.ca_file is not a CA bundle), 3 when an Asterisk node
+    refused the first login (wrong username/secret: a configuration error), 4 when the
+    database cannot be opened.
+    """
+    log = structlog.get_logger("cti")
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    if shutdown_trigger is None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        shutdown_trigger = stop.wait
+
+    opened = await _open(settings, log)
+    if isinstance(opened, int):
+        return opened
+    store, daemon = opened
     daemon.restore(await store.latest_seat_states())
     log.info(
         "cti_starting",

@@ -579,11 +579,30 @@ class WorkOrdersSettings(BaseModel):
         default_factory=WorkOrdersEmbeddedSettings,
         description="The embedded backend (used when backend is embedded).",
     )
+    retry_min_s: Seconds = Field(
+        default=0.5,
+        description="First retry delay of a ticket operation the backend did not take "
+        "(down, timeout, 5xx), s; doubles per attempt, with jitter.",
+    )
+    retry_max_s: Seconds = Field(
+        default=60.0,
+        description="Longest retry delay, s (a backend's Retry-After is honoured up to it): "
+        "how late, at most, the tickets of an outage are opened after the backend is back.",
+    )
     http: WorkOrdersHttpSettings | None = Field(
         default=None,
         validate_default=True,  # so "required when backend is http" runs when it is absent
         description="The HTTP backend; required when backend is http.",
     )
+
+    @field_validator("retry_max_s")
+    @classmethod
+    def _max_not_below_min(cls, value: float, info: ValidationInfo) -> float:
+        low = info.data.get("retry_min_s")
+        if low is not None and value < low:
+            msg = f"must be at least retry_min_s ({low})"
+            raise ValueError(msg)
+        return value
 
     @field_validator("http")
     @classmethod

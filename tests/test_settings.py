@@ -492,3 +492,14 @@ def test_a_swapped_field_map_is_fine(tmp_path: Path) -> None:
     wo = load_settings(write(tmp_path, text), env={}).workorders
     assert wo.http is not None
     assert wo.http.field_map == {"caller": "line", "line": "caller"}
+
+
+def test_workorders_retry_delays(tmp_path: Path) -> None:
+    wo = load_settings(write(tmp_path, MINIMAL), env={}).workorders
+    assert (wo.retry_min_s, wo.retry_max_s) == (0.5, 60.0)
+    found = problems(
+        write(tmp_path, MINIMAL + "workorders: {retry_min_s: 5, retry_max_s: 2}\n"), {}
+    )
+    assert [str(p) for p in found] == [
+        "workorders.retry_max_s: must be at least retry_min_s (5.0) (got 2) (line 6)"
+    ]

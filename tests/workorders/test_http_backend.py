@@ -699,3 +699,29 @@ async def test_outbox_over_http_parks_a_rejected_create(store: Store) -> None:
         (call_id(1), "update"),
     ]
     assert parked[0]["last_error"] == 'rejected: 422 {"error": "caller missing"}'
+
+
+async def test_the_daemon_exits_2_on_a_ca_file_that_is_no_ca(tmp_path: Path) -> None:
+    """A CA bundle that exists but is not PEM shows only when the client is built: the
+    daemon says so and exits with the configuration error status, before any call."""
+    from cti.app import EXIT_CONFIG, run  # noqa: PLC0415 -- the daemon, only here
+    from cti.settings import load_settings  # noqa: PLC0415
+
+    bogus = tmp_path / "city-ca.pem"
+    bogus.write_text("not a certificate\n", encoding="utf-8")
+    config = tmp_path / "cti.yaml"
+    config.write_text(
+        "ami: {nodes: [{name: main, username: cti, secret: s}]}\n"
+        f'database: {{url: "sqlite+aiosqlite:///{tmp_path}/cti.db"}}\n'
+        "workorders:\n"
+        "  backend: http\n"
+        f"  http: {{base_url: 'https://127.0.0.1:9', ca_file: '{bogus}'}}\n",
+        encoding="utf-8",
+    )
+    settings = load_settings(config, env={})
+
+    async def never() -> None:
+        await asyncio.Event().wait()
+
+    async with asyncio.timeout(10):
+        assert await run(settings, shutdown_trigger=never) == EXIT_CONFIG
