@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         "replay": _replay,
         "record": _record,
         "seat-console": _seat_console,
+        "outbox": _outbox,
     }
     return handlers[args.command](args)  # argparse has checked the choices
 
@@ -108,6 +109,33 @@ def _seat_console(args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+
+
+def _outbox(args: argparse.Namespace) -> int:
+    env = dict(os.environ)
+    env.setdefault("CTI_AMI_SECRET", "not-used-by-outbox")  # only the database is needed
+    settings = _load(args.config, env)
+    if settings is None:
+        return EXIT_CONFIG
+    # lazy, like `run`; the tables must be known before the store opens
+    import cti.adapters.workorders.embedded  # noqa: F401, PLC0415
+    from cti.adapters.store import Store  # noqa: PLC0415
+    from cti.workorders.operator import outbox_list, outbox_requeue  # noqa: PLC0415
+
+    async def go() -> int:
+        store = Store(settings.database.url)
+        try:
+            await store.open()
+            if args.action == "list":
+                return await outbox_list(store, sys.stdout)
+            if not args.keys and not args.all:
+                sys.stderr.write("cti outbox requeue: give KEYs or --all\n")
+                return EXIT_CONFIG
+            return await outbox_requeue(store, args.keys, sys.stdout)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -168,6 +196,20 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="broker login (default: the seat id); the password comes from $CTI_SEAT_PASSWORD",
     )
+    outbox = sub.add_parser(
+        "outbox",
+        parents=[config],
+        help="tickets that did not reach the work-order backend: list, requeue parked ones",
+        description="The durable outbox of ticket operations (docs/workorders.md). `list` "
+        "shows the backlog and the parked rows (refused by the backend); after fixing the "
+        "cause, `requeue` puts them back and a running daemon delivers them at its next "
+        "poll. Exit 1 when a KEY was not a parked row.",
+    )
+    outbox.add_argument("action", choices=["list", "requeue"])
+    outbox.add_argument(
+        "keys", nargs="*", metavar="KEY", help="rows to requeue (`list` shows them)"
+    )
+    outbox.add_argument("--all", action="store_true", help="requeue every parked row")
     replay = sub.add_parser(
         "replay",
         help="feed a trace through the call-tracking core; print one JSON object per call",

@@ -22,9 +22,14 @@ from tests.conftest import AMI_SECRET, MQTT_HOST, MQTT_LOGIN, MQTT_PORT, PROJECT
 
 
 def write_config(
-    tmp: Path, *, seats: list[dict[str, Any]], queue: dict[str, Any]
+    tmp: Path,
+    *,
+    seats: list[dict[str, Any]],
+    queue: dict[str, Any],
+    workorders: dict[str, Any] | None = None,
 ) -> tuple[Path, str]:
-    """config/cti.yaml with the test's seats, queue settings, MQTT prefix and database."""
+    """config/cti.yaml with the test's seats, queue settings, MQTT prefix and database
+    (and its `workorders` section, if given)."""
     data = yaml.safe_load((PROJECT / "config" / "cti.yaml").read_text(encoding="utf-8"))
     prefix = f"test/{unique()}"
     data["ami"]["nodes"][0].pop("secret", None)
@@ -35,6 +40,8 @@ def write_config(
     data.setdefault("http", {})["port"] = 0
     data["numberplan"]["seats"] = seats
     data["numberplan"]["queue"].update(queue)
+    if workorders is not None:
+        data["workorders"] = workorders
     path = tmp / "cti.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return path, prefix
@@ -99,6 +106,13 @@ class Harness:
     async def stop_daemon(self) -> None:
         assert self.proc is not None
         assert await stop_daemon_process(self.proc) == 0
+        self.logs.clear()
+
+    async def kill_daemon(self) -> None:
+        """SIGKILL: no shutdown, no flush — what a power cut or the OOM killer does."""
+        assert self.proc is not None
+        self.proc.kill()
+        assert await self.proc.wait() == -signal.SIGKILL
         self.logs.clear()
 
     async def start_daemon(self) -> None:
