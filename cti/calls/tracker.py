@@ -431,7 +431,9 @@ class CallTracker:
             line=call.line or call.dialed,
             started_at=started,
             answered_at=call.answered_at,
-            ended_at=t,
+            # never before the start: Asterisk stamps events per thread, so a hangup can
+            # carry a time a fraction of a millisecond before an event seen earlier
+            ended_at=max(t, started),
             answered_by=call.answered_by,
             rang=tuple(call.rang),
             outcome=outcome,
