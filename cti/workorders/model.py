@@ -80,6 +80,10 @@ class TicketDraft:
     created_at: float  # epoch seconds (the call's arrival)
     seat: str | None = None
     recording: str | None = None
+    # known before the agent speaks only for a transfer from 110 (its summary and address)
+    content: str = ""
+    address: str = ""
+    external_ref: str | None = None  # 110's incident number (接警单号) for a 110 transfer
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -95,6 +99,9 @@ class TicketDraft:
             "created_at": self.created_at,
             "seat": self.seat,
             "recording": self.recording,
+            "content": self.content,
+            "address": self.address,
+            "external_ref": self.external_ref,
         }
 
     @classmethod
@@ -112,6 +119,9 @@ class TicketDraft:
             created_at=float(data["created_at"]),
             seat=data.get("seat"),
             recording=data.get("recording"),
+            content=str(data.get("content") or ""),
+            address=str(data.get("address") or ""),
+            external_ref=data.get("external_ref"),
         )
 
 
@@ -147,9 +157,16 @@ class TicketCallFacts:
     ended_at: float
     recording: str | None = None
     transfers: tuple[TicketTransfer, ...] = ()
+    external_ref: str | None = None  # the 110 transfer this call turned out to be
 
     @classmethod
-    def from_summary(cls, summary: CallSummary, *, recording: str | None = None) -> Self:
+    def from_summary(
+        cls,
+        summary: CallSummary,
+        *,
+        recording: str | None = None,
+        external_ref: str | None = None,
+    ) -> Self:
         """The facts of a finished call (its call id in the global ``node:linkedid`` form)."""
         return cls(
             call_id=f"{summary.node}:{summary.call_id}",
@@ -162,6 +179,7 @@ class TicketCallFacts:
             transfers=tuple(
                 TicketTransfer(type=t.type, by=t.by, to=t.to, at=t.at) for t in summary.transfers
             ),
+            external_ref=external_ref,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -174,6 +192,7 @@ class TicketCallFacts:
             "ended_at": self.ended_at,
             "recording": self.recording,
             "transfers": [t.to_json() for t in self.transfers],
+            "external_ref": self.external_ref,
         }
 
     @classmethod
@@ -187,6 +206,7 @@ class TicketCallFacts:
             ended_at=float(data["ended_at"]),
             recording=data.get("recording"),
             transfers=tuple(TicketTransfer.from_json(t) for t in data.get("transfers", ())),
+            external_ref=data.get("external_ref"),
         )
 
 
@@ -224,6 +244,7 @@ class Ticket:
     talk_s: float | None = None
     outcome: str | None = None
     transfers: tuple[TicketTransfer, ...] = field(default=())
+    external_ref: str | None = None  # e.g. 110's incident number for a transfer from 110
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -250,6 +271,7 @@ class Ticket:
             "talk_s": self.talk_s,
             "outcome": self.outcome,
             "transfers": [t.to_json() for t in self.transfers],
+            "external_ref": self.external_ref,
         }
 
 

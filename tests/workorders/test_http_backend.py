@@ -222,6 +222,9 @@ async def test_field_map_both_ways() -> None:
         "ctime": T0 + 1,
         "seat": None,
         "recording": None,
+        "content": "",
+        "address": "",
+        "external_ref": None,
     }
     assert update.body == facts(1).to_json()  # none of the facts' fields is renamed
     assert find.query == {"phone": CALLER, "since": "2026-11-27T02:00:00Z", "limit": "20"}
@@ -396,7 +399,7 @@ async def test_malformed_answers(server: WorkOrderServer, backend: HttpWorkOrder
         201,
         "malformed answer, no ticket number 'number': {\"id\": 5}",
     )
-    server.fail_next(1, 201, body='{"number": "' + "9" * 33 + '"}')  # too long to store
+    server.fail_next(1, 201, body='{"number": "' + "9" * 65 + '"}')  # too long to store
     with pytest.raises(WorkOrderRejected):
         await backend.create(draft(1), key="k1")
     # reads: Unavailable (the pop goes out without history)

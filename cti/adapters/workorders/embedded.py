@@ -76,6 +76,8 @@ TICKETS: Final = Table(
     Column("urgency", String(16)),
     Column("deadline", Float),
     Column("satisfaction", String(16)),
+    # another system's id of the case: 110's incident number for a transfer from 110
+    Column("external_ref", String(64), index=True),
     Index("ix_tickets_caller_created", "caller", "created_at"),
 )
 
@@ -167,6 +169,8 @@ class EmbeddedWorkOrders:
                     values["seat"] = facts.seat
                 if facts.recording is not None:
                     values["recording"] = facts.recording
+                if facts.external_ref is not None:
+                    values["external_ref"] = facts.external_ref
                 await conn.execute(
                     TICKETS.update().where(TICKETS.c.number == number).values(**values)
                 )
@@ -258,8 +262,9 @@ class EmbeddedWorkOrders:
                     call_facts={},
                     seat=draft.seat,
                     recording=draft.recording,
-                    content="",
-                    address="",
+                    content=draft.content,
+                    address=draft.address,
+                    external_ref=draft.external_ref,
                 )
             )
         return TicketRef(number=number)
@@ -296,4 +301,5 @@ def _ticket(row: Any) -> Ticket:
         talk_s=None if last is None else last.talk_s,
         outcome=None if last is None else last.outcome,
         transfers=transfers,
+        external_ref=row["external_ref"],
     )

@@ -386,6 +386,7 @@ class _TicketIn(BaseModel):
     talk_s: float | None = None
     outcome: str | None = None
     transfers: tuple[_TransferIn, ...] = ()
+    external_ref: str | None = None
 
     @field_validator(*_TEXTS, "content", "address", mode="before")
     @classmethod
@@ -427,4 +428,5 @@ class _TicketIn(BaseModel):
                 TicketTransfer(type=t.type, by=t.by, to=t.to, at=_epoch(t.at))
                 for t in self.transfers
             ),
+            external_ref=self.external_ref,
         )
