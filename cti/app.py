@@ -30,6 +30,14 @@ import structlog
 
 from cti import __version__
 from cti.adapters.ami import AmiClient, AmiError, AmiLoginError, EventQueue, QueueItem
+from cti.adapters.dispatch110 import (
+    Dispatch110Store,
+    FeedbackDeliverer,
+    TransferPush,
+    parse_push,
+    reply_json,
+    transfers_router,
+)
 from cti.adapters.http import Metric, ReadyPart, build_api, serve_http
 from cti.adapters.mqtt import Incoming, MqttAdapter
 from cti.adapters.pops import PopPublisher
@@ -43,12 +51,16 @@ from cti.core import (
     Publish,
     RedirectToSeat,
     RenewLease,
+    Reply110,
+    Report110,
     ReturnToHold,
     SeatCommandReceived,
     StoreCall,
     StoreSeatState,
     StoreTicketOp,
     Tick,
+    TicketNumberKnown,
+    Transfer110Pushed,
     call_event,
 )
 from cti.dialplan import CONTEXT_CONNECT, CONTEXT_HOLD, LEASE_VARIABLE, TAKEN_VARIABLE
@@ -190,7 +202,7 @@ class Daemon:
         )
         self.mqtt = MqttAdapter(
             settings.mqtt,
-            subscriptions=["seats/+/cmd"],
+            subscriptions=["seats/+/cmd", "110/transfers"],
             on_message=self._on_mqtt,
             log=structlog.get_logger("cti.mqtt"),
         )
@@ -206,13 +218,39 @@ class Daemon:
             settings.numberplan,
             log=structlog.get_logger("cti.core"),
             recording=f"{dp.recording_dir}/{{call_id}}.{dp.recording_format}",
+            match_window_s=settings.dispatch110.match_window_s,
         )
+        # 110 ⇄ 12345: transfers and their feedback, stored before anyone is told
+        feedback = settings.dispatch110.feedback
+        self.store110 = Dispatch110Store(store, webhook=feedback is not None)
+        self.feedback110 = (
+            FeedbackDeliverer(store, feedback, log=structlog.get_logger("cti.dispatch110"))
+            if feedback is not None
+            else None
+        )
+        self._reports: asyncio.Queue[Report110] = asyncio.Queue()
+        self._pushes: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1000)
         self._gap_since: dict[str, float] = {}
         self._wake = asyncio.Event()
         self.handled = 0
         self.calls_ended = 0
         self.settings = settings  # HTTP facade: the http section, the API's tokens
         self.store = store  # HTTP facade: call records for GET /api/v1/calls
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients (work-order backend, 110 webhook)."""
+        await self.workorders.aclose()
+        if self.feedback110 is not None:
+            await self.feedback110.aclose()
+
+    async def load_state(self) -> None:
+        """What the database remembers, at start-up: the seats' states, and the 110
+        transfers of the last 30 days (a push repeated after a restart is still a
+        duplicate; an open transfer's feedback goes on from where it stopped)."""
+        self.restore(await self.store.latest_seat_states())
+        rows = await self.store110.load(time.time() - 30 * 86_400)
+        self.core.transfers.restore(rows)
+        self._log.info("transfers110_restored", transfers=len(rows))
 
     def restore(self, saved: dict[str, tuple[str, str | None, float]]) -> None:
         """Seat states from before a restart (the seat_events table)."""
@@ -229,6 +267,10 @@ class Daemon:
         yield self.records.run(), "adapter.store.records"
         yield self.tickets.run(), "adapter.workorders.outbox"
         yield self.pops.run(), "adapter.pops"
+        yield self._save_reports(), "adapter.dispatch110.reports"
+        yield self._mqtt_pushes(), "adapter.dispatch110.mqtt"
+        if self.feedback110 is not None:
+            yield self.feedback110.run(), "adapter.dispatch110.webhook"
         yield self._pump(), "core.events"
         yield self._ticker(), "core.timers"
         yield from self._http_tasks()  # HTTP facade (cti/adapters/http.py)
@@ -253,6 +295,12 @@ class Daemon:
             self.feed(Tick(at=time.time()))
 
     def _on_mqtt(self, msg: Incoming) -> None:
+        if msg.topic == "110/transfers":
+            try:
+                self._pushes.put_nowait(msg.payload)
+            except asyncio.QueueFull:
+                self._log.error("push110_dropped", reason="more than 1000 pushes queued")
+            return
         parts = msg.topic.split("/")
         if len(parts) != 3 or parts[0] != "seats" or parts[2] != "cmd":
             return
@@ -261,7 +309,7 @@ class Daemon:
 
     def feed(
         self,
-        item: QueueItem | Tick | SeatCommandReceived,
+        item: QueueItem | Tick | SeatCommandReceived | Transfer110Pushed | TicketNumberKnown,
         *,
         keep: Callable[[Effect], bool] | None = None,
     ) -> list[Effect]:
@@ -314,6 +362,10 @@ class Daemon:
             self.pops.submit(effect)
         elif isinstance(effect, StoreTicketOp):
             self.records.add_outbox(outbox_rows([effect.op], time.time()))
+        elif isinstance(effect, Report110):
+            self._reports.put_nowait(effect)  # stored, then published (_save_reports)
+        elif isinstance(effect, Reply110):
+            pass  # only a push makes one, and push110 keeps it
         elif isinstance(effect, StoreSeatState):
             self._log.info(
                 "seat_state",
@@ -342,6 +394,7 @@ class Daemon:
         node, _, linkedid = call_id.partition(":")
         if kind == "create":
             self.pops.ticket(linkedid, number)
+            self.feed(TicketNumberKnown(call_id=call_id, number=number, at=time.time()))
         self._log.info(
             "ticket_" + ("created" if kind == "create" else "updated"),
             linkedid=linkedid,
@@ -383,7 +436,80 @@ class Daemon:
         http = self.settings.http
         if http.enabled:
             log = structlog.get_logger("cti.http")
-            yield serve_http(build_api(self, http, log=log), http, log=log), "adapter.http"
+            api = build_api(self, http, log=log, routers=[transfers_router(self)])
+            yield serve_http(api, http, log=log), "adapter.http"
+
+    # ------------------------------------------------------------------ 110
+
+    async def push110(self, push: TransferPush) -> Reply110:
+        """A push from 110 (HTTP or MQTT): through the core; the transfer, its feedback and
+        a data transfer's ticket operation are committed before the reply says accepted."""
+        item = Transfer110Pushed(
+            transfer=push.transfer(), at=time.time(), request_id=push.request_id
+        )
+        kept = self.feed(item, keep=lambda e: isinstance(e, Reply110 | Report110 | StoreTicketOp))
+        reports = [e for e in kept if isinstance(e, Report110)]
+        ops = [e.op for e in kept if isinstance(e, StoreTicketOp)]
+        try:
+            await self.store110.save(reports, ops)
+        except Exception:
+            if any(r.feedback.event == "accepted" for r in reports):
+                # not stored, so not accepted: the error goes back and a repeat is new
+                self.core.transfers.forget(item.transfer.transfer_id)
+            raise
+        if ops:
+            self.tickets.notify()
+        for report in reports:
+            self._publish110(report)
+        return next(e for e in kept if isinstance(e, Reply110))
+
+    async def transfer110_status(self, transfer_id: str) -> dict[str, Any] | None:
+        live = self.core.transfers.status(transfer_id)
+        return live if live is not None else await self.store110.status(transfer_id)
+
+    def _publish110(self, report: Report110) -> None:
+        fb = report.feedback
+        self.mqtt.publish(f"110/feedback/{fb.transfer_id}", fb.to_json())
+        if self.feedback110 is not None:
+            self.feedback110.notify()
+
+    async def _save_reports(self) -> None:
+        """Feedback from calls (answered, ticket, ended): stored, then published, in order.
+        A database error is retried: the events wait rather than go out unrecorded."""
+        while True:
+            report = await self._reports.get()
+            for attempt in itertools.count():
+                try:
+                    await self.store110.save([report], [])
+                    break
+                except Exception as exc:  # noqa: BLE001 - the database: keep trying
+                    self._log.warning("feedback110_store_failed", error=repr(exc), attempt=attempt)
+                    await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+            self._publish110(report)
+
+    async def _mqtt_pushes(self) -> None:
+        """Pushes on cti/110/transfers, one at a time; the reply on cti/110/transfers/reply."""
+        while True:
+            payload = await self._pushes.get()
+            parsed = parse_push(payload)
+            if isinstance(parsed, dict):
+                self._log.warning("push110_invalid", via="mqtt", error=parsed["error"]["message"])
+                self.mqtt.publish("110/transfers/reply", parsed)
+                continue
+            try:
+                reply = await self.push110(parsed)
+            except Exception as exc:  # noqa: BLE001 - not stored: say so, 110 pushes again
+                self._log.exception("push110_failed", transfer_id=parsed.transfer_id)
+                self.mqtt.publish(
+                    "110/transfers/reply",
+                    {
+                        "ok": False,
+                        "request_id": parsed.request_id,
+                        "error": {"code": "internal", "message": repr(exc), "fields": []},
+                    },
+                )
+                continue
+            self.mqtt.publish("110/transfers/reply", reply_json(reply)[1])
 
     def seat_command(self, seat: str, payload: bytes) -> dict[str, Any]:
         """An agent command from HTTP: fed to the core like an MQTT one (same parser,
@@ -596,7 +722,7 @@ async def run(
     if isinstance(opened, int):
         return opened
     store, daemon = opened
-    daemon.restore(await store.latest_seat_states())
+    await daemon.load_state()
     log.info(
         "cti_starting",
         version=__version__,
@@ -627,7 +753,7 @@ async def run(
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
         await _flush_records(daemon.records, log)
-        await daemon.workorders.aclose()
+        await daemon.aclose()
         await store.close()
     log.info(
         "cti_stopped",

@@ -42,6 +42,8 @@ from cti.calls.model import (
 )
 from cti.calls.tracker import CallTracker
 from cti.dialplan import CONTEXT_CONNECT, CONTEXT_HOLD
+from cti.dispatch110 import Feedback110, Transfer110, TransferBook, TransferMode
+from cti.dispatch110.book import data_call_id
 from cti.events import (
     AmiConnected,
     AmiDisconnected,
@@ -78,12 +80,16 @@ __all__ = [
     "Publish",
     "RedirectToSeat",
     "RenewLease",
+    "Reply110",
+    "Report110",
     "ReturnToHold",
     "SeatCommandReceived",
     "StoreCall",
     "StoreSeatState",
     "StoreTicketOp",
     "Tick",
+    "TicketNumberKnown",
+    "Transfer110Pushed",
     "call_event",
 ]
 
@@ -106,6 +112,26 @@ class SeatCommandReceived:
 
     seat: str
     command: SeatCommand | CommandError
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transfer110Pushed:
+    """The 110 system pushed a transfer (validated at the edge); `request_id` is echoed in
+    the reply."""
+
+    transfer: Transfer110
+    at: float
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TicketNumberKnown:
+    """The work-order backend created a ticket: `call_id` in the outbox's form
+    (``<node>:<linkedid>``, or ``110:<transfer id>`` for a 110 data transfer)."""
+
+    call_id: str
+    number: str
     at: float
 
 
@@ -177,6 +203,26 @@ class StoreTicketOp:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Reply110:
+    """The answer to a 110 push: `result` new | duplicate | conflict, and the transfer's
+    status. The HTTP API returns it; on MQTT it goes to ``110/transfers/reply``."""
+
+    transfer_id: str
+    request_id: str | None
+    result: str
+    status: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Report110:
+    """A feedback event for 110 (``110/feedback/{transfer_id}``, and the webhook) with the
+    transfer's status after it — store both before telling anyone."""
+
+    feedback: Feedback110
+    status: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Pop:
     """A screen-pop (弹屏) for `seat` about `call_id`: `kind` is offer (ringing), answer
     (connected), end (hung up, or the offer withdrawn). `call` is what the core knows;
@@ -202,6 +248,10 @@ class StoreSeatState:
     at: float
 
 
+CoreInput = (
+    AmiEvent | ConnectionEvent | Tick | SeatCommandReceived | Transfer110Pushed | TicketNumberKnown
+)
+
 Effect = (
     MarkTaken
     | RedirectToSeat
@@ -212,6 +262,8 @@ Effect = (
     | StoreSeatState
     | StoreTicketOp
     | Pop
+    | Reply110
+    | Report110
 )
 
 
@@ -234,6 +286,7 @@ class Core:
         lease_s: float = 15.0,
         lease_every_s: float = 5.0,
         recording: str = "/var/spool/asterisk/monitor/hotline-cti/{call_id}.wav",
+        match_window_s: float = 300.0,
     ) -> None:
         self._log = log
         self.plan = plan
@@ -253,16 +306,24 @@ class Core:
         self._drafts: dict[str, TicketDraft] = {}  # call_id -> what a pop shows of it
         self._queue_marks: dict[str, list[dict[str, Any]]] = {}  # call_id -> its wait so far
         self._popped: dict[str, tuple[str, int]] = {}  # call_id -> (seat, attempt) popped
+        # 110 ⇄ 12345: pushed transfers, matched to the calls on 110 lines
+        self.transfers = TransferBook(match_window_s=match_window_s)
+        self._talking: dict[str, str] = {}  # call_id -> the seat that answered it
+        self._numbers: dict[str, str] = {}  # call_id -> its ticket number, once known
 
     # ------------------------------------------------------------------ API
 
-    def handle(self, item: AmiEvent | ConnectionEvent | Tick | SeatCommandReceived) -> list[Effect]:
+    def handle(self, item: CoreInput) -> list[Effect]:
         """Apply one input; return the effects, in the order they must happen."""
         out: list[Effect] = []
         if isinstance(item, Tick):
             self._tick(item.at, out)
         elif isinstance(item, SeatCommandReceived):
             self._seat_command(item, out)
+        elif isinstance(item, Transfer110Pushed):
+            self._on_push(item, out)
+        elif isinstance(item, TicketNumberKnown):
+            self._on_ticket_number(item, out)
         else:
             self._ami(item, out)
         return out
@@ -307,6 +368,10 @@ class Core:
                 self._route(self.dispatcher.on_answer(note.call_id, note.at), out)
                 popped = self._popped.get(note.call_id)
                 if popped is not None:
+                    self._talking[note.call_id] = popped[0]
+                    self._report(
+                        self.transfers.call_answered(note.call_id, popped[0], note.at), out
+                    )
                     out.append(
                         self._pop(
                             popped[0],
@@ -351,12 +416,23 @@ class Core:
                     )
                 self._drafts.pop(s.call_id, None)
                 self._queue_marks.pop(s.call_id, None)
+                self._talking.pop(s.call_id, None)
+                self._numbers.pop(s.call_id, None)
                 self._route(self.dispatcher.on_hangup(s.call_id, s.ended_at), out)
+                transfer = self.transfers.transfer_of(s.call_id)
+                self._report(
+                    self.transfers.call_ended(
+                        s.call_id, s.ended_at, outcome=s.outcome, wait_s=s.wait_s, talk_s=s.talk_s
+                    ),
+                    out,
+                )
                 ops: tuple[OutboxOp, ...] = ()
                 if s.call_id in self._tickets:
                     self._tickets.discard(s.call_id)
                     rec = self._recording.format(call_id=s.call_id) if s.answered_by else None
-                    ops = (OutboxOp.update(TicketCallFacts.from_summary(s, recording=rec)),)
+                    ref = transfer.transfer_id if transfer is not None else None
+                    facts = TicketCallFacts.from_summary(s, recording=rec, external_ref=ref)
+                    ops = (OutboxOp.update(facts),)
                 out.append(StoreCall(summary=s, ticket_ops=ops))
                 body = s.to_json()
                 del body["call_id"]
@@ -389,7 +465,20 @@ class Core:
             # the ticket is opened before the agent says a word; after a restart the same
             # idempotency key makes an adopted call's draft a no-op
             self._tickets.add(call_id)
-            draft = self._draft(node, call_id, chan=chan, line=line, caller=caller, at=at)
+            transfer = None
+            plan_line = self.plan.line(line)
+            if plan_line is not None and plan_line.dispatch110:
+                tid = active.transfer_id if active is not None else ""
+                transfer = self.transfers.call_arrived(call_id, caller, tid or None, at)
+                self._log.info(
+                    "call_110",
+                    linkedid=call_id,
+                    transfer_id=transfer.transfer_id if transfer is not None else None,
+                    carried_id=tid or None,
+                )
+            draft = self._draft(
+                node, call_id, chan=chan, line=line, caller=caller, at=at, transfer=transfer
+            )
             self._drafts[call_id] = draft
             out.append(StoreTicketOp(op=OutboxOp.create(draft)))
             self._route(
@@ -424,7 +513,15 @@ class Core:
             self._route(self.dispatcher.on_ringing(call_id, ev.time), out)
 
     def _draft(
-        self, node: str, call_id: str, *, chan: ChannelSnapshot, line: str, caller: str, at: float
+        self,
+        node: str,
+        call_id: str,
+        *,
+        chan: ChannelSnapshot,
+        line: str,
+        caller: str,
+        at: float,
+        transfer: Transfer110 | None = None,
     ) -> TicketDraft:
         plan_line = self.plan.line(line)
         return TicketDraft(
@@ -438,7 +535,74 @@ class Core:
             origin=_origin(plan_line, line),
             skill=(plan_line.skill if plan_line is not None else None) or self.plan.general_skill,
             created_at=at,
+            **_from_110(transfer),
         )
+
+    # ------------------------------------------------------------------ 110
+
+    def _on_push(self, item: Transfer110Pushed, out: list[Effect]) -> None:
+        t, at = item.transfer, item.at
+        outcome = self.transfers.push(t, at)
+        self.counts[f"push110_{outcome.result}"] += 1
+        self._log.info(
+            "transfer110_pushed",
+            transfer_id=t.transfer_id,
+            mode=t.mode.value,
+            caller=t.caller,
+            result=outcome.result,
+            linkedid=outcome.matched_call,
+        )
+        self._report(list(outcome.feedback), out)
+        if outcome.result == "new" and t.mode is TransferMode.DATA:
+            # 工单推送: a ticket and no call; opened like a call's, through the outbox
+            line = next((ln for ln in self.plan.lines if ln.dispatch110), None)
+            number = line.number if line is not None else "110"
+            draft = TicketDraft(
+                call_id=data_call_id(t.transfer_id),
+                node="110",
+                caller=t.caller,
+                caller_name=t.caller_name,
+                line=number,
+                line_name=line.name if line is not None else "110",
+                department=line.department if line is not None else "",
+                origin="dispatch110",
+                skill=(line.skill if line is not None else None) or self.plan.general_skill,
+                created_at=at,
+                **_from_110(t),
+            )
+            out.append(StoreTicketOp(op=OutboxOp.create(draft)))
+        call_id = outcome.matched_call
+        if call_id is not None:
+            # the caller was already here: the seat's screen gets the 110 data now
+            popped = self._popped.get(call_id)
+            if popped is not None:
+                out.append(self._pop(popped[0], "update", call_id, popped[1]))
+            seat = self._talking.get(call_id)
+            if seat is not None:
+                self._report(self.transfers.call_answered(call_id, seat, at), out)
+            known = self._numbers.get(call_id)
+            if known is not None:
+                self._report(self.transfers.ticket_known(call_id, known, at), out)
+        out.append(
+            Reply110(
+                transfer_id=t.transfer_id,
+                request_id=item.request_id,
+                result=outcome.result,
+                status=self.transfers.status(t.transfer_id) or outcome.status,
+            )
+        )
+
+    def _on_ticket_number(self, item: TicketNumberKnown, out: list[Effect]) -> None:
+        node, _, rest = item.call_id.partition(":")
+        call_id = item.call_id if node == "110" else rest
+        if node != "110" and call_id in self._drafts:
+            self._numbers[call_id] = item.number
+        self._report(self.transfers.ticket_known(call_id, item.number, item.at), out)
+
+    def _report(self, feedback: list[Feedback110], out: list[Effect]) -> None:
+        for fb in feedback:
+            status = self.transfers.status(fb.transfer_id) or {}
+            out.append(Report110(feedback=fb, status=status))
 
     # ------------------------------------------------------------------ seats
 
@@ -656,6 +820,9 @@ class Core:
                 arrived_at=draft.created_at,
             )
         call["queue_positions"] = self._queue_marks.get(call_id, [])
+        transfer = self.transfers.transfer_of(call_id)
+        if transfer is not None:
+            call["dispatch110"] = transfer.pop_json()
         call.update(extra)
         return Pop(seat=seat, kind=kind, call_id=call_id, attempt=attempt, call=call)
 
@@ -676,6 +843,15 @@ def call_event(kind: str, call_id: str, *, event: str | None = None, **body: Any
 
 
 MAIN_LINE: Final = "12345"
+
+
+def _from_110(t: Transfer110 | None) -> dict[str, Any]:
+    """What a ticket takes from 110's push: the summary as content, the address, and
+    110's incident number."""
+    if t is None:
+        return {}
+    head = f"【110转办 {t.category}】" if t.category else "【110转办】"
+    return {"content": head + t.summary, "address": t.address, "external_ref": t.transfer_id}
 
 
 def _origin(line: Line | None, number: str) -> Origin:

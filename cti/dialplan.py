@@ -229,10 +229,17 @@ def _inbound(conf: _Conf, plan: NumberPlan, settings: DialplanSettings) -> None:
                 "Set(__CTI_DISPATCH110=1)",
                 # PJSIP_HEADER exists only on PJSIP channels; on a Local channel (tests, a
                 # transfer that came through the dialplan) it would log an error.
-                'GotoIf($["${CHANNEL(channeltype)}" != "PJSIP"]?line)',
+                'GotoIf($["${CHANNEL(channeltype)}" != "PJSIP"]?other)',
                 "Set(CTI_X_TRANSFER_ID=${PJSIP_HEADER(read,X-Transfer-Id)})",
                 'GotoIf($["${CTI_X_TRANSFER_ID}" = ""]?line)',
                 "Set(__CTI_TRANSFER_ID=${CTI_X_TRANSFER_ID})",
+                "Goto(line)",
+                # a Local channel (a transfer through the dialplan, the tests) brings the id
+                # as a variable it inherited: set it again, so the CTI sees it (a VarSet event)
+                (
+                    '(other)ExecIf($["${CTI_TRANSFER_ID}" != ""]'
+                    "?Set(__CTI_TRANSFER_ID=${CTI_TRANSFER_ID}))"
+                ),
             ]
             goto = "(line)" + goto
         apps.append(goto)

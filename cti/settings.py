@@ -565,6 +565,44 @@ class WorkOrdersHttpSettings(BaseModel):
         return value
 
 
+class Dispatch110FeedbackSettings(BaseModel):
+    """Where the 110 system wants its status events by HTTP, besides MQTT."""
+
+    model_config = _FROZEN
+
+    url: str = Field(
+        pattern=r"^https?://[^\s/?#@]+(/[^\s?#]*)?$",
+        description="Each feedback event is POSTed here as JSON (Idempotency-Key: its "
+        "event_id), in order per transfer, retried until 2xx (docs/dispatch110.md).",
+    )
+    token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token for the 110 side; better set with "
+        "CTI_DISPATCH110_FEEDBACK_TOKEN.",
+    )
+    timeout_s: Seconds = Field(default=5.0, description="Deadline of one POST, s.")
+    retry_max_s: Seconds = Field(
+        default=60.0, description="Longest delay between retries while 110 is unreachable, s."
+    )
+
+
+class Dispatch110Settings(BaseModel):
+    """110 ⇄ 12345: the push API's matching and the feedback to 110 (docs/dispatch110.md)."""
+
+    model_config = _FROZEN
+
+    match_window_s: Seconds = Field(
+        default=300.0,
+        description="A push and a call on the 110 line with the same caller number, this "
+        "close in time, are one transfer (when the trunk carries no transfer id), s.",
+    )
+    feedback: Dispatch110FeedbackSettings | None = Field(
+        default=None,
+        description="The 110 side's webhook for feedback events; none = MQTT only "
+        "(cti/110/feedback/{transfer_id}).",
+    )
+
+
 class WorkOrdersSettings(BaseModel):
     """Where tickets (工单) go: the embedded backend or the city's system over HTTP."""
 
@@ -639,6 +677,10 @@ class Settings(BaseModel):
     workorders: WorkOrdersSettings = Field(
         default_factory=WorkOrdersSettings,
         description="The work-order (ticket) backend (docs/workorders.md).",
+    )
+    dispatch110: Dispatch110Settings = Field(
+        default_factory=Dispatch110Settings,
+        description="110 ⇄ 12345 transfers (docs/dispatch110.md).",
     )
 
 
@@ -823,6 +865,7 @@ def _apply_env(
 
     put(("mqtt", "password"), "CTI_MQTT_PASSWORD")
     put(("database", "url"), "CTI_DATABASE_URL")
+    put(("dispatch110", "feedback", "token"), "CTI_DISPATCH110_FEEDBACK_TOKEN")
     put(("logging", "level"), "CTI_LOG_LEVEL")
     _apply_http_token_env(data, env, sources, problems)
     _apply_workorders_token_env(data, env, sources, problems)

@@ -5,7 +5,15 @@ from __future__ import annotations
 import subprocess
 import sys
 
-CORE = ("cti.core", "cti.calls", "cti.queue", "cti.routing", "cti.seats", "cti.numberplan")
+CORE = (
+    "cti.core",
+    "cti.calls",
+    "cti.queue",
+    "cti.routing",
+    "cti.seats",
+    "cti.numberplan",
+    "cti.dispatch110",
+)
 IO_LIBRARIES = (
     "panoramisk",
     "aiomqtt",

@@ -167,7 +167,11 @@ def test_line_variables_by_mode() -> None:
     assert "Set(__CTI_DISPATCH110=1)" in line110
     assert "Set(QUEUE_PRIO=600)" in line110
     header = line110.index("Set(CTI_X_TRANSFER_ID=${PJSIP_HEADER(read,X-Transfer-Id)})")
-    assert line110[header - 1] == 'GotoIf($["${CHANNEL(channeltype)}" != "PJSIP"]?line)'
+    assert line110[header - 1] == 'GotoIf($["${CHANNEL(channeltype)}" != "PJSIP"]?other)'
+    # ... and a Local channel's inherited id is set again, for the CTI to see
+    assert line110[-2] == (
+        'ExecIf($["${CTI_TRANSFER_ID}" != ""]?Set(__CTI_TRANSFER_ID=${CTI_TRANSFER_ID}))'
+    )
     # unknown numbers: the general path
     assert "Set(__CTI_SKILL=general)" in apps(dp, CONTEXT_INBOUND, "_X!")
     assert "Set(__CTI_LINE=" not in " ".join(apps(dp, CONTEXT_INBOUND, "_X!"))

@@ -46,6 +46,18 @@ class PopQueueMark(_Open):
     waiting: int = Field(ge=1, description="Calls waiting then, this one included.")
 
 
+class PopTransfer110(_Open):
+    transfer_id: str = Field(description="110's incident number (接警单号).")
+    caller: str
+    caller_name: str = ""
+    category: str = ""
+    summary: str = ""
+    address: str = ""
+    location: dict[str, float] | None = Field(default=None, description="{lat, lon}")
+    called_at: float = Field(description="When the citizen called 110 (epoch s).")
+    operator_id: str = ""
+
+
 class PopCall(_Open):
     call_id: str = Field(description="The call id (Asterisk Linkedid).")
     node: str | None = None
@@ -69,6 +81,11 @@ class PopCall(_Open):
     recording: str | None = Field(
         default=None,
         description="The call's recording file (on `answer`, and `end` of an answered call).",
+    )
+    dispatch110: PopTransfer110 | None = Field(
+        default=None,
+        description="What 110 pushed about this call, when it is a transfer from 110 (an "
+        "`update` pop brings it if the push came after the offer).",
     )
 
 

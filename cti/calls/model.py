@@ -150,6 +150,7 @@ class ActiveCall:
     channels: tuple[str, ...]
     stale: bool
     history_complete: bool
+    transfer_id: str = ""  # CTI_TRANSFER_ID: the 110 transfer the trunk said this call is
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

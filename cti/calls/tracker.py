@@ -73,6 +73,8 @@ _NO_CALLER_ID: Final = frozenset({"", "<unknown>", "unknown", "anonymous"})
 # Hangup (the list and the event stream race) does not resurrect it as a ghost.
 _RECENTLY_GONE_MAX: Final = 50_000
 _LINE_VARIABLE: Final = "CTI_LINE"
+# the 110 transfer id the 110 trunk carried (X-Transfer-Id), set on 110 lines (cti/dialplan.py)
+_TRANSFER_VARIABLE: Final = "CTI_TRANSFER_ID"
 _SOFTHANGUP_SHUTDOWN: Final = 4
 
 
@@ -146,6 +148,7 @@ class _Call:
     caller_name: str = ""
     dialed: str = ""
     line: str = ""
+    transfer_id: str = ""
     answered_at: float | None = None
     answered_by: str | None = None
     connected: str | None = None  # the callee party the caller talks to (or last did)
@@ -178,6 +181,7 @@ def _snapshot(c: _Call) -> ActiveCall:
         channels=tuple(sorted(ch.name for ch in c.channels.values())),
         stale=c.stale,
         history_complete=c.history_complete,
+        transfer_id=c.transfer_id,
     )
 
 
@@ -509,11 +513,15 @@ class CallTracker:
         return []
 
     def _on_var_set(self, ev: VarSet) -> list[CallNotification]:
-        if ev.variable.lstrip("_") != _LINE_VARIABLE:
-            return []
-        chan = self._chan(ev.node, ev.chan, ev.time)
-        if chan is not None and ev.value and (self._is_caller(chan) or not chan.call.line):
-            chan.call.line = ev.value
+        name = ev.variable.lstrip("_")
+        if name == _LINE_VARIABLE:
+            chan = self._chan(ev.node, ev.chan, ev.time)
+            if chan is not None and ev.value and (self._is_caller(chan) or not chan.call.line):
+                chan.call.line = ev.value
+        elif name == _TRANSFER_VARIABLE and ev.value:
+            chan = self._chan(ev.node, ev.chan, ev.time)
+            if chan is not None:
+                chan.call.transfer_id = ev.value
         return []
 
     def _on_local_bridge(self, ev: LocalBridge) -> list[CallNotification]:

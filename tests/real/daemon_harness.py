@@ -195,13 +195,26 @@ class Harness:
 
     # ------------------------------------------------------------------ doing
 
-    async def call(self, number: str, caller: str, name: str = "", *, taken: bool = True) -> str:
+    async def call(
+        self,
+        number: str,
+        caller: str,
+        name: str = "",
+        *,
+        taken: bool = True,
+        variables: dict[str, str] | None = None,
+    ) -> str:
         """A citizen calls `number`; returns the call id (the Linkedid). With `taken`,
-        waits until the daemon has taken it."""
+        waits until the daemon has taken it. `variables` are set on the calling channel
+        (e.g. CTI_TRANSFER_ID, as the 110 trunk's X-Transfer-Id header would)."""
         a, b = unique("a"), unique("b")
         cid = f'"{name}" <{caller}>' if name else f"<{caller}>"
+        extra = {}
+        if variables:
+            extra["Variable"] = ",".join(f"{k}={v}" for k, v in variables.items())
         await self.driver.action(
             {
+                **extra,
                 "Action": "Originate",
                 "Channel": f"Local/{number}@cti-inbound",
                 "Context": "customer",
