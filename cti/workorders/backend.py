@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from cti.workorders.model import Ticket, TicketCallFacts, TicketDraft, TicketRef
+from cti.workorders.model import Ticket, TicketCallFacts, TicketDraft, TicketRating, TicketRef
 
 __all__ = ["WorkOrderBackend", "WorkOrderError", "WorkOrderRejected", "WorkOrderUnavailable"]
 
@@ -50,6 +50,11 @@ class WorkOrderBackend(Protocol):
     async def update(self, number: str, facts: TicketCallFacts, *, key: str) -> None:
         """Record a call's facts on a ticket (durations, outcome, seat, recording,
         transfers). Idempotent: the same facts twice leave the ticket as after once."""
+        ...
+
+    async def rate(self, number: str, rating: TicketRating, *, key: str) -> None:
+        """Record the caller's satisfaction rating; an unsatisfied one flags the ticket.
+        Idempotent (an overwrite)."""
         ...
 
     async def find_recent_by_caller(

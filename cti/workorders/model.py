@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 Origin = Literal["direct", "special_number", "department_line", "dispatch110", "callback"]
-OpKind = Literal["create", "update"]
+OpKind = Literal["create", "update", "rate"]
 
 
 class RequestType(enum.StrEnum):
@@ -211,6 +211,36 @@ class TicketCallFacts:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TicketRating:
+    """The caller's satisfaction rating (满意度评价) after a call, from the IVR survey."""
+
+    call_id: str
+    key: int
+    label: str  # e.g. 满意, as configured (ivr.survey.scale)
+    unsatisfied: bool  # flags the ticket: a return visit is owed
+    at: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "call_id": self.call_id,
+            "satisfaction": self.label,
+            "satisfaction_key": self.key,
+            "flagged": self.unsatisfied,
+            "at": self.at,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        return cls(
+            call_id=str(data["call_id"]),
+            key=int(data["satisfaction_key"]),
+            label=str(data["satisfaction"]),
+            unsatisfied=bool(data["flagged"]),
+            at=float(data["at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TicketRef:
     """A ticket as created: its number, e.g. ``12345-20261127-000042``."""
 
@@ -245,6 +275,7 @@ class Ticket:
     outcome: str | None = None
     transfers: tuple[TicketTransfer, ...] = field(default=())
     external_ref: str | None = None  # e.g. 110's incident number for a transfer from 110
+    flagged: bool = False  # an unsatisfied rating: a return visit (回访) is owed
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -272,6 +303,7 @@ class Ticket:
             "outcome": self.outcome,
             "transfers": [t.to_json() for t in self.transfers],
             "external_ref": self.external_ref,
+            "flagged": self.flagged,
         }
 
 
@@ -295,3 +327,7 @@ class OutboxOp:
     @classmethod
     def update(cls, facts: TicketCallFacts) -> Self:
         return cls(call_id=facts.call_id, kind="update", payload=facts.to_json())
+
+    @classmethod
+    def rate(cls, rating: TicketRating) -> Self:
+        return cls(call_id=rating.call_id, kind="rate", payload=rating.to_json())

@@ -40,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from cti.adapters.backoff import backoff_delay
 from cti.adapters.store import METADATA, Store
 from cti.workorders.backend import WorkOrderBackend, WorkOrderRejected, WorkOrderUnavailable
-from cti.workorders.model import OutboxOp, TicketCallFacts, TicketDraft, op_key
+from cti.workorders.model import OutboxOp, TicketCallFacts, TicketDraft, TicketRating, op_key
 
 __all__ = [
     "OUTBOX",
@@ -62,7 +62,7 @@ OUTBOX: Final = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("key", String(200), nullable=False, unique=True),  # the idempotency key
     Column("call_id", String(128), nullable=False, index=True),
-    Column("kind", String(8), nullable=False),  # create | update
+    Column("kind", String(8), nullable=False),  # create | update | rate
     Column("payload", JSON, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
@@ -240,15 +240,18 @@ class OutboxDeliverer:
             if row.kind == "create":
                 ref = await self._backend.create(TicketDraft.from_json(row.payload), key=row.key)
                 number = ref.number
-            elif row.kind == "update":
+            elif row.kind in ("update", "rate"):
                 found = await self._create_number(row.call_id)
                 if isinstance(found, _Missing):
                     await self._park(row, found.reason)
                     return True
                 number = found
-                await self._backend.update(
-                    number, TicketCallFacts.from_json(row.payload), key=row.key
-                )
+                if row.kind == "update":
+                    facts = TicketCallFacts.from_json(row.payload)
+                    await self._backend.update(number, facts, key=row.key)
+                else:
+                    rating = TicketRating.from_json(row.payload)
+                    await self._backend.rate(number, rating, key=row.key)
             else:
                 await self._park(row, f"unknown operation kind {row.kind!r}")
                 return True

@@ -21,6 +21,7 @@ from cti.workorders import (
     Ticket,
     TicketCallFacts,
     TicketDraft,
+    TicketRating,
     TicketRef,
     WorkOrderBackend,
     WorkOrderRejected,
@@ -140,6 +141,13 @@ class FakeBackend:
         if number not in self.tickets:
             raise WorkOrderRejected(404, number)
         self.tickets[number]["facts"] = facts
+        self.log.append(key)
+
+    async def rate(self, number: str, rating: TicketRating, *, key: str) -> None:
+        await self._gate(key)
+        if number not in self.tickets:
+            raise WorkOrderRejected(404, number)
+        self.tickets[number]["rating"] = rating
         self.log.append(key)
 
     async def find_recent_by_caller(
@@ -340,6 +348,9 @@ class CrashAfterCreate:
     async def update(self, number: str, facts: TicketCallFacts, *, key: str) -> None:
         await self.inner.update(number, facts, key=key)
 
+    async def rate(self, number: str, rating: TicketRating, *, key: str) -> None:
+        await self.inner.rate(number, rating, key=key)
+
     async def find_recent_by_caller(
         self, caller: str, *, since: float, limit: int = 20
     ) -> list[Ticket]:
@@ -451,3 +462,17 @@ async def test_the_outbox_waits_as_long_as_the_backend_asks(
     assert backend.attempts == 1
     assert head["next_attempt_at"] - T0 == pytest.approx(expected_wait)
     assert head["last_error"] == "HTTP 429"
+
+
+async def test_a_rating_follows_its_create_and_reaches_the_ticket(store: Store) -> None:
+    backend = FakeBackend()
+    rating = TicketRating(call_id=call_id(1), key=4, label="不满意", unsatisfied=True, at=T0 + 99)
+    ops = [OutboxOp.create(draft(1)), OutboxOp.update(facts(1)), OutboxOp.rate(rating)]
+    await store.upsert_calls([], [], outbox_rows(ops, T0))
+    d = OutboxDeliverer(store, backend)
+    task = asyncio.create_task(d.run())
+    async with asyncio.timeout(5):
+        await d.drained()
+    task.cancel()
+    assert backend.log == [f"{call_id(1)}:create", f"{call_id(1)}:update", f"{call_id(1)}:rate"]
+    assert backend.tickets["T1"]["rating"] == rating

@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     Float,
     Index,
@@ -39,6 +40,7 @@ from cti.workorders.model import (
     Ticket,
     TicketCallFacts,
     TicketDraft,
+    TicketRating,
     TicketRef,
     TicketStatus,
     TicketTransfer,
@@ -78,6 +80,7 @@ TICKETS: Final = Table(
     Column("satisfaction", String(16)),
     # another system's id of the case: 110's incident number for a transfer from 110
     Column("external_ref", String(64), index=True),
+    Column("flagged", Boolean, nullable=False, default=False),  # unsatisfied: 回访 owed
     Index("ix_tickets_caller_created", "caller", "created_at"),
 )
 
@@ -177,6 +180,23 @@ class EmbeddedWorkOrders:
         except (SQLAlchemyError, OSError) as exc:
             raise WorkOrderUnavailable(f"tickets database: {exc}"[:500]) from exc
 
+    async def rate(self, number: str, rating: TicketRating, *, key: str) -> None:  # noqa: ARG002 - an overwrite, idempotent without its key
+        try:
+            async with self._engine.begin() as conn:
+                res = await conn.execute(
+                    TICKETS.update()
+                    .where(TICKETS.c.number == number)
+                    .values(
+                        satisfaction=rating.label,
+                        flagged=rating.unsatisfied,
+                        updated_at=self._clock(),
+                    )
+                )
+                if res.rowcount == 0:
+                    raise WorkOrderRejected(404, f"no ticket {number}")
+        except (SQLAlchemyError, OSError) as exc:
+            raise WorkOrderUnavailable(f"tickets database: {exc}"[:500]) from exc
+
     async def find_recent_by_caller(
         self, caller: str, *, since: float, limit: int = 20
     ) -> list[Ticket]:
@@ -265,6 +285,7 @@ class EmbeddedWorkOrders:
                     content=draft.content,
                     address=draft.address,
                     external_ref=draft.external_ref,
+                    flagged=False,
                 )
             )
         return TicketRef(number=number)
@@ -302,4 +323,5 @@ def _ticket(row: Any) -> Ticket:
         outcome=None if last is None else last.outcome,
         transfers=transfers,
         external_ref=row["external_ref"],
+        flagged=bool(row["flagged"]),
     )

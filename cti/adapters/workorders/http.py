@@ -50,6 +50,7 @@ from cti.workorders.model import (
     Ticket,
     TicketCallFacts,
     TicketDraft,
+    TicketRating,
     TicketRef,
     TicketTransfer,
 )
@@ -171,6 +172,14 @@ class HttpWorkOrders:
         )
         if not resp.is_success:
             self._fail("update", resp)
+
+    async def rate(self, number: str, rating: TicketRating, *, key: str) -> None:
+        body = {k: v for k, v in rating.to_json().items() if k != "at"}
+        resp = await self._send(
+            "rate", "PATCH", _ticket_path(number), key=key, body=self._rename(body)
+        )
+        if not resp.is_success:
+            self._fail("rate", resp)
 
     async def find_recent_by_caller(
         self, caller: str, *, since: float, limit: int = 20
@@ -387,6 +396,7 @@ class _TicketIn(BaseModel):
     outcome: str | None = None
     transfers: tuple[_TransferIn, ...] = ()
     external_ref: str | None = None
+    flagged: bool = False
 
     @field_validator(*_TEXTS, "content", "address", mode="before")
     @classmethod
@@ -429,4 +439,5 @@ class _TicketIn(BaseModel):
                 for t in self.transfers
             ),
             external_ref=self.external_ref,
+            flagged=self.flagged,
         )
