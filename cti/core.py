@@ -60,6 +60,7 @@ from cti.events import (
     DeviceStateChange,
     DialBegin,
     Hangup,
+    Newchannel,
     Newexten,
     OriginateResponse,
 )
@@ -318,7 +319,9 @@ class Core:
             self._on_dial_begin(ev, out)
         elif isinstance(ev, DeviceStateChange):
             self._route(self.dispatcher.on_device_state(ev.device, ev.state, ev.time), out)
-        elif self._escalations and isinstance(ev, Hangup | BridgeEnter | OriginateResponse):
+        elif self._escalations and isinstance(
+            ev, Newchannel | Hangup | BridgeEnter | OriginateResponse
+        ):
             self._escalation_event_in(ev, out)
         self._notes(notes, out)
 
@@ -733,29 +736,24 @@ class Core:
         )
 
     def _escalation_event_in(
-        self, ev: Hangup | BridgeEnter | OriginateResponse, out: list[Effect]
+        self, ev: Newchannel | Hangup | BridgeEnter | OriginateResponse, out: list[Effect]
     ) -> None:
         """What Asterisk did with an escalation: the operator joined, did not, the agent
-        hung up."""
+        or the caller hung up."""
         for esc in list(self._escalations.values()):
             if esc.node != ev.node:
                 continue
-            if isinstance(ev, BridgeEnter):
+            if isinstance(ev, Newchannel):
+                if esc.leg_ids and ev.chan.uniqueid == esc.leg_ids[0]:
+                    esc.leg_channel = ev.chan.channel
+            elif isinstance(ev, BridgeEnter):
                 if ev.chan.uniqueid in esc.leg_ids and not esc.leg_up:
                     esc.leg_up = True
+                    esc.leg_channel = ev.chan.channel
                     self._log.info("escalation_joined", linkedid=esc.call_id, target=esc.number)
                     out.append(self._escalation_event("joined", esc, ev.time))
             elif isinstance(ev, Hangup):
-                if (
-                    esc.mode is EscalationMode.THREEWAY
-                    and not esc.released
-                    and ev.chan.channel == esc.seat_channel
-                ):
-                    # the agent hung up its phone: the same as `leave`
-                    self._release(esc, ev.time, out, reason="left")
-                    out.append(self._escalation_event("left", esc, ev.time))
-                elif esc.leg_ids and ev.chan.uniqueid == esc.leg_ids[0] and not esc.leg_up:
-                    self._leg_failed(esc, ev.time, out, reason=ev.cause_txt or "hangup")
+                self._escalation_hangup(esc, ev, out)
             elif (
                 ev.response != "Success"
                 and esc.leg_ids
@@ -763,6 +761,29 @@ class Core:
                 and (ev.uniqueid in esc.leg_ids or ev.channel == esc.endpoint)
             ):
                 self._leg_failed(esc, ev.time, out, reason=f"originate failed ({ev.reason})")
+
+    def _escalation_hangup(self, esc: Escalation, ev: Hangup, out: list[Effect]) -> None:
+        if esc.mode is not EscalationMode.THREEWAY:
+            return
+        held = self._held.get(esc.call_id)
+        if not esc.released and ev.chan.channel == esc.seat_channel:
+            # the agent hung up its phone: the same as `leave`
+            self._release(esc, ev.time, out, reason="left")
+            out.append(self._escalation_event("left", esc, ev.time))
+        elif esc.leg_ids and ev.chan.uniqueid == esc.leg_ids[0]:
+            esc.leg_channel = ""
+            if not esc.leg_up:
+                self._leg_failed(esc, ev.time, out, reason=ev.cause_txt or "hangup")
+        elif not esc.released and held is not None and ev.chan.channel == held.channel:
+            # The citizen hung up while all three talked. Asterisk 22 keeps the bridge Dial
+            # made while two are left in it (measured: agent and operator stayed connected
+            # and the call never ended), so end it for everybody: it is the citizen's call.
+            # (After the agent left, the caller's hangup ends the operator's leg by itself.)
+            out.extend(
+                HangupLeg(node=esc.node, call_id=esc.call_id, channel=leg, reason="caller_gone")
+                for leg in (esc.leg_channel, esc.seat_channel)
+                if leg
+            )
 
     def _leg_failed(self, esc: Escalation, at: float, out: list[Effect], *, reason: str) -> None:
         # the operator never answered: the agent still has the caller and may try again

@@ -98,6 +98,7 @@ class Escalation:
     seat_channel: str = ""  # the seat's leg (threeway: what `leave` hangs up)
     leg_ids: tuple[str, ...] = ()  # threeway: the operator leg's Uniqueids
     endpoint: str = ""
+    leg_channel: str = ""  # threeway: the operator leg's channel while it exists
     leg_up: bool = False  # threeway: the operator's leg entered the caller's bridge
     released: bool = False  # the seat is out of the call (blind, or left the three-way)
 

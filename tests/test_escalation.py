@@ -261,3 +261,18 @@ def test_the_dialplan_dials_blind_targets_and_skips_threeway_only_ones() -> None
     assert " same => n,Dial(PJSIP/119@carrier,60)" in section  # its number over trunk ct
     assert "exten => 122," not in section  # threeway only: no dialplan needed
     assert "[cti-escalate]" not in generate_dialplan(make_plan(), DialplanSettings(), source="t")
+
+
+def test_the_caller_hanging_up_during_a_threeway_call_ends_every_leg() -> None:
+    c = talking_core()
+    cmd(c, "1002", b'{"cmd":"escalate","target":"122","mode":"threeway"}', 120.0)
+    ids = leg_ids("c1", 120.0)
+    op = "PJSIP/police-00000001"
+    c.handle(ev("Newchannel", 121, **chan(op, ids[0], ids[0])))
+    c.handle(ev("BridgeEnter", 122, **chan(op, ids[0], ids[0]), BridgeUniqueid="br-1002"))
+    out = c.handle(ev("Hangup", 130, **chan(HELD, "c1.2", "c1", Cause="16")))
+    # Asterisk would keep agent and operator bridged without the citizen
+    assert [(e.channel, e.reason) for e in out if isinstance(e, HangupLeg)] == [
+        (op, "caller_gone"),
+        (SEAT_CHAN, "caller_gone"),
+    ]

@@ -228,10 +228,53 @@ async def _with_operator_only(h: Harness, call: str) -> list[str]:
     return chans if named(chans, OPERATOR) and not named(chans, SEAT) else []
 
 
-async def _three(h: Harness, call: str) -> list[str]:
+async def _three(h: Harness, call: str, operator: str = OPERATOR) -> list[str]:
     chans = await callers_bridge(h, call)
-    return chans if named(chans, OPERATOR) and named(chans, SEAT) else []
+    return chans if named(chans, operator) and named(chans, SEAT) else []
 
 
 async def _no_channels(h: Harness) -> bool:
     return not await h.channels()
+
+
+async def test_threeway_ends_whole_when_the_caller_hangs_up_first(
+    config: tuple[Path, str],
+) -> None:
+    async with Harness(*config) as h:
+        call = await answered_call(h, "13800000063", "郑九")
+        reply = await h.seat("1002", {"cmd": "escalate", "target": "120", "mode": "threeway"})
+        assert reply["ok"] is True, reply
+        await until(lambda: _three(h, call, "Local/120@emergency-test"), 10, "three in a bridge")
+        await h.hang_up(call)
+        await h.wait(
+            lambda: h.published("calls/events", call_id=call, type="ended"), 10, "the record"
+        )
+        # neither the agent nor the operator is left on the line
+        await until(lambda: _no_channels(h), 5, "every channel gone after the caller hung up")
+        await h.wait(lambda: ("wrap_up", None) in h.seat_states("1002"), 5, "1002 in wrap-up")
+
+
+async def test_threeway_operator_hangs_up_after_the_agent_left(
+    config: tuple[Path, str],
+) -> None:
+    async with Harness(*config) as h:
+        call = await answered_call(h, "13800000064", "王十")
+        await h.seat("1002", {"cmd": "escalate", "target": "110", "mode": "threeway"})
+        await until(lambda: _three(h, call), 10, "three in a bridge")
+        await h.wait(
+            lambda: h.published("calls/events", call_id=call, type="escalation_joined"), 5, "join"
+        )
+        assert (await h.seat("1002", {"cmd": "leave"}))["ok"] is True
+        await until(lambda: _with_operator_only(h, call), 10, "caller and 110 only")
+        chans = await h.channels()
+        [operator] = [
+            c["Channel"]
+            for c in chans.values()
+            if c["Channel"].startswith(OPERATOR) and c["Channel"].endswith(";1")
+        ]
+        await h.driver_action({"Action": "Hangup", "Channel": operator})
+        # the caller is not left alone on a dead line: the call ends
+        await h.wait(
+            lambda: h.published("calls/events", call_id=call, type="ended"), 10, "the record"
+        )
+        await until(lambda: _no_channels(h), 5, "every channel gone")
