@@ -278,3 +278,47 @@ async def test_threeway_operator_hangs_up_after_the_agent_left(
             lambda: h.published("calls/events", call_id=call, type="ended"), 10, "the record"
         )
         await until(lambda: _no_channels(h), 5, "every channel gone")
+
+
+async def test_blind_escalation_to_a_busy_110_brings_the_caller_back_first_in_line(
+    config: tuple[Path, str],
+) -> None:
+    async with Harness(*config) as h:
+        call = await answered_call(h, "13800000065", "钱十一")
+        chans = await h.channels()
+        [caller] = [
+            c["Channel"]
+            for c in chans.values()
+            if c.get("Linkedid") == call
+            and c["Channel"].startswith("Local/12345@cti-inbound-")
+            and c["Channel"].endswith(";2")
+        ]
+        # TEST-ONLY knob of [emergency-test]: the operator's line is busy for this caller
+        await h.driver_action(
+            {
+                "Action": "Setvar",
+                "Channel": caller,
+                "Variable": "__EMERGENCY_TEST_BUSY",
+                "Value": "1",
+            }
+        )
+        await h.seat("1001", {"cmd": "login", "ready": True})
+        reply = await h.seat("1002", {"cmd": "escalate", "target": "110", "mode": "blind"})
+        assert reply["ok"] is True, reply
+        [failed] = await h.wait(
+            lambda: h.published("calls/events", call_id=call, type="escalation_failed"),
+            10,
+            "escalation_failed",
+        )
+        assert failed["reason"] == "not answered"
+        # 12345 keeps the citizen: answered again, by the seat that is ready (1002 wraps up)
+        await h.wait(lambda: ("talking", None) in h.seat_states("1001"), 10, "1001 answers")
+        both = await until(lambda: callers_bridge(h, call), 5, "the caller with seat 1001")
+        assert named(both, "Local/1001@seats"), both
+        await h.hang_up(call)
+        [ended] = await h.wait(
+            lambda: h.published("calls/events", call_id=call, type="ended"), 10, "the record"
+        )
+    assert ended["answered_by"] == "1002"
+    assert ended["rang"] == ["1002", "110", "1001"]
+    assert [(t["type"], t["to"]) for t in ended["transfers"]] == [("escalation_blind", "110")]
