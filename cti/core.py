@@ -608,10 +608,12 @@ class Core:
         esc = self._escalations.get(call_id) if call_id is not None else None
         if esc is None or esc.mode is not EscalationMode.THREEWAY or esc.seat != seat:
             return _refuse(cmd, "no_call", f"no three-way call to leave while {status}")
-        if not esc.leg_up or not esc.seat_channel:
+        if not esc.leg_up:
             # national rule: the first platform keeps the caller unless the two agree;
             # leaving before the operator is there would leave the caller alone
             return _refuse(cmd, "rejected", f"the {esc.number} operator has not joined yet")
+        if not esc.seat_channel:  # its DialBegin was not seen (e.g. the daemon restarted)
+            return _refuse(cmd, "rejected", "the seat's channel is not known: hang up instead")
         self._release(esc, now, out, reason="left")
         out.append(
             HangupLeg(node=esc.node, call_id=esc.call_id, channel=esc.seat_channel, reason="leave")
