@@ -64,6 +64,7 @@ from cti.core import (
     call_event,
 )
 from cti.dialplan import CONTEXT_CONNECT, CONTEXT_HOLD, LEASE_VARIABLE, TAKEN_VARIABLE
+from cti.escalation import AddEmergencyLeg, EscalationEffect, escalation_actions
 from cti.events import AmiConnected, AmiDisconnected, AmiEvent, AmiEventsLost
 from cti.seats.commands import parse_seat_command
 from cti.seats.model import SeatStatus
@@ -75,7 +76,7 @@ __all__ = ["EXIT_AMI_LOGIN", "EXIT_DATABASE", "AmiExecutor", "Daemon", "Shutdown
 EXIT_CONFIG = 2
 EXIT_AMI_LOGIN = 3
 EXIT_DATABASE = 4
-AmiEffect = MarkTaken | RedirectToSeat | ReturnToHold | RenewLease
+AmiEffect = MarkTaken | RedirectToSeat | ReturnToHold | RenewLease | EscalationEffect
 
 
 class ShutdownError(Exception):
@@ -113,24 +114,40 @@ class AmiExecutor:
     async def run(self, node: str) -> None:
         q = self._queues[node]
         client = self._clients[node]
-        while True:
-            effect = await q.get()
-            try:
-                for action in _actions(effect):
-                    await client.action(action)
-            except AmiError as exc:
-                self.failed += 1
-                self._log.warning(
-                    "ami_effect_failed",
-                    effect=type(effect).__name__,
-                    node=node,
-                    linkedid=getattr(effect, "call_id", None),
-                    error=str(exc),
-                )
+        async with asyncio.TaskGroup() as tg:
+            while True:
+                effect = await q.get()
+                if isinstance(effect, AddEmergencyLeg):
+                    # an async Originate is answered when the operator answers (or not):
+                    # seconds later; the effects behind it must not wait for that
+                    tg.create_task(
+                        self._execute(client, node, effect, effect.action_timeout_s),
+                        name=f"adapter.ami[{node}].originate",
+                    )
+                else:
+                    await self._execute(client, node, effect)
+
+    async def _execute(
+        self, client: AmiClient, node: str, effect: AmiEffect, timeout: float | None = None
+    ) -> None:
+        try:
+            for action in _actions(effect):
+                await client.action(action, timeout=timeout)
+        except AmiError as exc:
+            self.failed += 1
+            self._log.warning(
+                "ami_effect_failed",
+                effect=type(effect).__name__,
+                node=node,
+                linkedid=getattr(effect, "call_id", None),
+                error=str(exc),
+            )
 
 
 def _actions(effect: AmiEffect) -> list[dict[str, str]]:
     """The AMI actions of one effect (Redirect carries no variables: Setvar first)."""
+    if not isinstance(effect, MarkTaken | RedirectToSeat | ReturnToHold | RenewLease):
+        return escalation_actions(effect)  # 110/119/120/122: cti/escalation.py
     if isinstance(effect, RenewLease):
         # no Channel: a global variable, read by every holding loop as GLOBAL(...)
         return [{"Action": "Setvar", "Variable": LEASE_VARIABLE, "Value": str(int(effect.until))}]

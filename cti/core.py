@@ -41,29 +41,43 @@ from cti.calls.model import (
     CallSummary,
 )
 from cti.calls.tracker import CallTracker
-from cti.dialplan import CONTEXT_CONNECT, CONTEXT_HOLD
+from cti.dialplan import CONTEXT_CONNECT, CONTEXT_HOLD, DialplanError, emergency_dial
 from cti.dispatch110 import Feedback110, Transfer110, TransferBook, TransferMode
 from cti.dispatch110.book import data_call_id
+from cti.escalation import (
+    AddEmergencyLeg,
+    EscalateBlind,
+    Escalation,
+    HangupLeg,
+    leg_ids,
+)
 from cti.events import (
     AmiConnected,
     AmiDisconnected,
     AmiEvent,
+    BridgeEnter,
     ChannelSnapshot,
     ConnectionEvent,
     CoreShowChannel,
     DeviceStateChange,
     DialBegin,
+    Hangup,
+    Newchannel,
     Newexten,
+    OriginateResponse,
 )
-from cti.numberplan import Line, NumberPlan
+from cti.numberplan import EscalationMode, Line, NumberPlan
 from cti.routing import commands as rc
 from cti.routing.dispatcher import Dispatcher, IncomingCall
 from cti.seats.commands import (
     CommandError,
+    Escalate,
+    Leave,
     Login,
     Logout,
     NotReady,
     Ready,
+    RefusalCode,
     SeatCommand,
     Transfer,
     WrapupDone,
@@ -264,6 +278,9 @@ Effect = (
     | Pop
     | Reply110
     | Report110
+    | EscalateBlind
+    | AddEmergencyLeg
+    | HangupLeg
 )
 
 
@@ -310,6 +327,9 @@ class Core:
         self.transfers = TransferBook(match_window_s=match_window_s)
         self._talking: dict[str, str] = {}  # call_id -> the seat that answered it
         self._numbers: dict[str, str] = {}  # call_id -> its ticket number, once known
+        # escalation to 110/119/120/122 (docs/escalation.md)
+        self._seat_legs: dict[str, str] = {}  # call_id -> the channel of the seat it rings
+        self._escalations: dict[str, Escalation] = {}
 
     # ------------------------------------------------------------------ API
 
@@ -360,11 +380,17 @@ class Core:
             self._on_dial_begin(ev, out)
         elif isinstance(ev, DeviceStateChange):
             self._route(self.dispatcher.on_device_state(ev.device, ev.state, ev.time), out)
+        elif self._escalations and isinstance(
+            ev, Newchannel | Hangup | BridgeEnter | OriginateResponse
+        ):
+            self._escalation_event_in(ev, out)
         self._notes(notes, out)
 
     def _notes(self, notes: list[CallNotification], out: list[Effect]) -> None:
         for note in notes:
             if isinstance(note, CallConnected):
+                if note.call_id in self._escalations:
+                    continue  # the operator's leg: the seat answered long ago
                 self._route(self.dispatcher.on_answer(note.call_id, note.at), out)
                 popped = self._popped.get(note.call_id)
                 if popped is not None:
@@ -418,7 +444,10 @@ class Core:
                 self._queue_marks.pop(s.call_id, None)
                 self._talking.pop(s.call_id, None)
                 self._numbers.pop(s.call_id, None)
-                self._route(self.dispatcher.on_hangup(s.call_id, s.ended_at), out)
+                self._seat_legs.pop(s.call_id, None)
+                esc = self._escalations.pop(s.call_id, None)
+                if esc is None or not esc.released:  # a released seat is in wrap-up already
+                    self._route(self.dispatcher.on_hangup(s.call_id, s.ended_at), out)
                 transfer = self.transfers.transfer_of(s.call_id)
                 self._report(
                     self.transfers.call_ended(
@@ -492,6 +521,8 @@ class Core:
             self.counts["hold_other_channel"] += 1
             return
         held.in_hold = True
+        if self._escalation_back_in_hold(call_id, at, out):
+            return
         if held.expected_returns > 0:
             held.expected_returns -= 1  # our own ReturnToHold arriving
             return
@@ -510,6 +541,8 @@ class Core:
             and held.channel == ev.chan.channel
             and self.dispatcher.offered_to(call_id) is not None
         ):
+            if ev.dest is not None:
+                self._seat_legs[call_id] = ev.dest.channel
             self._route(self.dispatcher.on_ringing(call_id, ev.time), out)
 
     def _draft(
@@ -614,10 +647,16 @@ class Core:
                 message=f"no seat {seat!r} in the number plan",
                 request_id=getattr(cmd, "request_id", None),
             )
+        if isinstance(cmd, Escalate | Leave):
+            cmd = self._escalation_command(seat, cmd, now, out)
         if isinstance(cmd, CommandError):
             self.counts["command_refused"] += 1
             self._log.warning("seat_command_refused", seat=seat, code=cmd.code, error=cmd.message)
             out.append(Publish(topic=f"seats/{seat}/reply", payload=cmd.reply()))
+            return
+        if isinstance(cmd, Escalate | Leave):  # done: effects in `out`
+            done = {"ok": True, "request_id": cmd.request_id, "cmd": cmd.cmd}
+            out.append(Publish(topic=f"seats/{seat}/reply", payload=done))
             return
         routed = self._apply_seat_command(seat, cmd, now)
         out.extend(self._pending_effects)
@@ -648,6 +687,8 @@ class Core:
                 return d.on_wrapup_extend(seat, cmd.seconds, now)
             case Transfer():
                 return self._transfer(seat, cmd.target, now)
+            case Escalate() | Leave():
+                return []  # _seat_command hands these to _escalation_command
             case _:
                 assert_never(cmd)
 
@@ -701,6 +742,245 @@ class Core:
                 self._pop(popped[0], "end", call_id, popped[1], reason="transferred", to=target)
             )
         return routed
+
+    # ------------------------------------------------------------------ escalation
+    # 12345 -> 110/119/120/122 (docs/escalation.md). The effects and the AMI actions are in
+    # cti/escalation.py; what Asterisk does with them was measured on the testbed.
+
+    def _escalation_command(
+        self, seat: str, cmd: Escalate | Leave, now: float, out: list[Effect]
+    ) -> Escalate | Leave | CommandError:
+        """`escalate` / `leave`: the command itself when done (effects in `out`), or why not."""
+        state = self.dispatcher.seats.get(seat)
+        talking = state is not None and state.status is SeatStatus.TALKING
+        call_id = state.call_id if state is not None and talking else None
+        status = str(state.status) if state is not None else "?"
+        if isinstance(cmd, Leave):
+            return self._leave(seat, cmd, call_id, now, out, status=status)
+        return self._escalate(seat, cmd, call_id, now, out, status=status)
+
+    def _leave(
+        self,
+        seat: str,
+        cmd: Leave,
+        call_id: str | None,
+        now: float,
+        out: list[Effect],
+        *,
+        status: str,
+    ) -> Leave | CommandError:
+        esc = self._escalations.get(call_id) if call_id is not None else None
+        if esc is None or esc.mode is not EscalationMode.THREEWAY or esc.seat != seat:
+            return _refuse(cmd, "no_call", f"no three-way call to leave while {status}")
+        if not esc.leg_up:
+            # national rule: the first platform keeps the caller unless the two agree;
+            # leaving before the operator is there would leave the caller alone
+            return _refuse(cmd, "rejected", f"the {esc.number} operator has not joined yet")
+        if not esc.seat_channel:  # its DialBegin was not seen (e.g. the daemon restarted)
+            return _refuse(cmd, "rejected", "the seat's channel is not known: hang up instead")
+        self._release(esc, now, out, reason="left")
+        out.append(
+            HangupLeg(node=esc.node, call_id=esc.call_id, channel=esc.seat_channel, reason="leave")
+        )
+        out.append(self._escalation_event("left", esc, now))
+        return cmd
+
+    def _escalate(
+        self,
+        seat: str,
+        cmd: Escalate,
+        call_id: str | None,
+        now: float,
+        out: list[Effect],
+        *,
+        status: str,
+    ) -> Escalate | CommandError:
+        target = self.plan.emergency_target(cmd.target)
+        if target is None:
+            return _refuse(
+                cmd,
+                "unknown_target",
+                f"no emergency service {cmd.target!r} in the number plan (numberplan.emergency)",
+            )
+        mode = EscalationMode(cmd.mode)
+        if mode not in target.modes:
+            allowed = ", ".join(m.value for m in target.modes)
+            return _refuse(cmd, "mode_not_allowed", f"{target.number} allows {allowed}, not {mode}")
+        held = self._held.get(call_id) if call_id is not None else None
+        if call_id is None or held is None:
+            return _refuse(cmd, "no_call", f"no call of the daemon to escalate while {status}")
+        if call_id in self._escalations:
+            done = self._escalations[call_id].number
+            return _refuse(cmd, "rejected", f"already escalated to {done}")
+        esc = Escalation(
+            call_id=call_id,
+            node=held.node,
+            seat=seat,
+            number=target.number,
+            mode=mode,
+            at=now,
+            seat_channel=self._seat_legs.get(call_id, ""),
+        )
+        if mode is EscalationMode.BLIND:
+            # the caller leaves the seat's Dial for cti-escalate: the seat's leg ends there
+            held.in_hold = False
+            out.append(
+                EscalateBlind(
+                    node=held.node, channel=held.channel, call_id=call_id, number=target.number
+                )
+            )
+            self._release(esc, now, out, reason="escalated")
+        else:
+            try:
+                endpoint = emergency_dial(self.plan, target)
+            except DialplanError as exc:
+                return _refuse(cmd, "rejected", str(exc))
+            esc.leg_ids = leg_ids(call_id, now)
+            esc.endpoint = endpoint
+            # an Originate starts a new Linkedid: tell the tracker the leg is this call's
+            self.tracker.expect_channels(held.node, call_id, esc.leg_ids)
+            active = self.tracker.call(held.node, call_id)
+            caller = active.caller if active is not None else ""
+            out.append(
+                AddEmergencyLeg(
+                    node=held.node,
+                    call_id=call_id,
+                    number=target.number,
+                    endpoint=endpoint,
+                    caller_channel=held.channel,
+                    caller_id=f"<{caller}>" if caller.lstrip("+").isdigit() else "",
+                    channel_id=esc.leg_ids[0],
+                    other_channel_id=esc.leg_ids[1],
+                    timeout_s=target.ring_timeout_s,
+                )
+            )
+        self._escalations[call_id] = esc
+        self.tracker.note_transfer(
+            held.node,
+            call_id,
+            type_="escalation_blind" if mode is EscalationMode.BLIND else "escalation_threeway",
+            by=seat,
+            to=target.number,
+            at=now,
+        )
+        self.counts[f"escalated_{mode}"] += 1
+        self._log.info(
+            "call_escalated", linkedid=call_id, seat=seat, target=target.number, mode=str(mode)
+        )
+        out.append(self._escalation_event("escalated", esc, now, target_name=target.name))
+        return cmd
+
+    def _release(self, esc: Escalation, now: float, out: list[Effect], *, reason: str) -> None:
+        """The seat is out of the escalated call (blind, or it left): wrap-up, end pop."""
+        esc.released = True
+        self._seat_legs.pop(esc.call_id, None)
+        popped = self._popped.pop(esc.call_id, None)
+        if popped is not None:
+            out.append(
+                self._pop(popped[0], "end", esc.call_id, popped[1], reason=reason, to=esc.number)
+            )
+        self._route(self.dispatcher.on_seat_released(esc.call_id, now), out)
+
+    def _escalation_event(self, kind: str, esc: Escalation, at: float, **extra: Any) -> Publish:
+        """`cti/calls/events`: the call's data for the receiving side and supervisors."""
+        draft = self._drafts.get(esc.call_id)
+        return call_event(
+            kind if kind == "escalated" else f"escalation_{kind}",
+            esc.call_id,
+            event=f"escalation-{esc.number}-{esc.mode}-{kind}",
+            node=esc.node,
+            seat=esc.seat,
+            target=esc.number,
+            mode=str(esc.mode),
+            at=at,
+            caller=draft.caller if draft is not None else None,
+            caller_name=draft.caller_name if draft is not None else None,
+            line=draft.line if draft is not None else None,
+            # the ticket's key on the work-order backend (its number comes in a `ticket` event)
+            ticket_draft=draft.call_id if draft is not None else None,
+            **extra,
+        )
+
+    def _escalation_event_in(
+        self, ev: Newchannel | Hangup | BridgeEnter | OriginateResponse, out: list[Effect]
+    ) -> None:
+        """What Asterisk did with an escalation: the operator joined, did not, the agent
+        or the caller hung up."""
+        for esc in list(self._escalations.values()):
+            if esc.node != ev.node:
+                continue
+            if isinstance(ev, Newchannel):
+                if esc.leg_ids and ev.chan.uniqueid == esc.leg_ids[0]:
+                    esc.leg_channel = ev.chan.channel
+            elif isinstance(ev, BridgeEnter):
+                if ev.chan.uniqueid in esc.leg_ids and not esc.leg_up:
+                    esc.leg_up = True
+                    esc.leg_channel = ev.chan.channel
+                    self._log.info("escalation_joined", linkedid=esc.call_id, target=esc.number)
+                    out.append(self._escalation_event("joined", esc, ev.time))
+            elif isinstance(ev, Hangup):
+                self._escalation_hangup(esc, ev, out)
+            elif (
+                ev.response != "Success"
+                and esc.leg_ids
+                and not esc.leg_up
+                and (ev.uniqueid in esc.leg_ids or ev.channel == esc.endpoint)
+            ):
+                self._leg_failed(esc, ev.time, out, reason=f"originate failed ({ev.reason})")
+
+    def _escalation_hangup(self, esc: Escalation, ev: Hangup, out: list[Effect]) -> None:
+        if esc.mode is not EscalationMode.THREEWAY:
+            return
+        held = self._held.get(esc.call_id)
+        if not esc.released and ev.chan.channel == esc.seat_channel:
+            # the agent hung up its phone: the same as `leave`
+            self._release(esc, ev.time, out, reason="left")
+            out.append(self._escalation_event("left", esc, ev.time))
+        elif esc.leg_ids and ev.chan.uniqueid == esc.leg_ids[0]:
+            esc.leg_channel = ""
+            if not esc.leg_up:
+                self._leg_failed(esc, ev.time, out, reason=ev.cause_txt or "hangup")
+        elif not esc.released and held is not None and ev.chan.channel == held.channel:
+            # The citizen hung up while all three talked. Asterisk 22 keeps the bridge Dial
+            # made while two are left in it (measured: agent and operator stayed connected
+            # and the call never ended), so end it for everybody: it is the citizen's call.
+            # (After the agent left, the caller's hangup ends the operator's leg by itself.)
+            out.extend(
+                HangupLeg(node=esc.node, call_id=esc.call_id, channel=leg, reason="caller_gone")
+                for leg in (esc.leg_channel, esc.seat_channel)
+                if leg
+            )
+
+    def _leg_failed(self, esc: Escalation, at: float, out: list[Effect], *, reason: str) -> None:
+        # the operator never answered: the agent still has the caller and may try again
+        self._escalations.pop(esc.call_id, None)
+        self.counts["escalation_failed"] += 1
+        self._log.warning(
+            "escalation_failed", linkedid=esc.call_id, target=esc.number, reason=reason
+        )
+        out.append(self._escalation_event("failed", esc, at, reason=reason))
+
+    def _escalation_back_in_hold(self, call_id: str, at: float, out: list[Effect]) -> bool:
+        """A blind escalation's caller back in cti-hold: the service did not answer
+        (cti-escalate). 12345 keeps the caller: queued again, in the 110 class."""
+        esc = self._escalations.get(call_id)
+        if esc is None or esc.mode is not EscalationMode.BLIND:
+            return False
+        self._leg_failed(esc, at, out, reason="not answered")
+        active = self.tracker.call(esc.node, call_id)
+        self._route(
+            self.dispatcher.on_call_waiting(
+                IncomingCall(
+                    call_id=call_id,
+                    line=active.line if active is not None else "",
+                    at=at,
+                    caller=active.caller if active is not None else "",
+                    escalated=True,
+                )
+            ),
+            out,
+        )
+        return True
 
     # ------------------------------------------------------------------ time
 
@@ -864,6 +1144,10 @@ def _origin(line: Line | None, number: str) -> Origin:
     if len(number) == 5 and number.startswith("123"):
         return "special_number"
     return "department_line"
+
+
+def _refuse(cmd: Escalate | Leave, code: RefusalCode, message: str) -> CommandError:
+    return CommandError(code=code, message=message, request_id=cmd.request_id)
 
 
 def _str(value: object) -> str | None:

@@ -19,12 +19,21 @@ import re
 from dataclasses import dataclass, field
 from typing import Final
 
-from cti.numberplan import EndpointTech, Line, LineMode, NumberPlan, endpoint_tech
+from cti.numberplan import (
+    EmergencyTarget,
+    EndpointTech,
+    EscalationMode,
+    Line,
+    LineMode,
+    NumberPlan,
+    endpoint_tech,
+)
 from cti.settings import DialplanSettings
 
 __all__ = [
     "CONTEXT_CONNECT",
     "CONTEXT_DIAL_SEAT",
+    "CONTEXT_ESCALATE",
     "CONTEXT_FALLBACK",
     "CONTEXT_FROM_TRUNK",
     "CONTEXT_HOLD",
@@ -34,6 +43,7 @@ __all__ = [
     "LEASE_VARIABLE",
     "TAKEN_VARIABLE",
     "DialplanError",
+    "emergency_dial",
     "fallback_queue",
     "generate_dialplan",
     "generate_queues",
@@ -55,6 +65,8 @@ CONTEXT_DIAL_SEAT: Final = "cti-dial-seat"
 """Common part of cti-connect: record, Dial the seat, back to holding on no answer."""
 CONTEXT_RECORD: Final = "cti-record"
 """Gosub: start MixMonitor once per call."""
+CONTEXT_ESCALATE: Final = "cti-escalate"
+"""Redirect target of a blind escalation: exten = the emergency number (110), priority 1."""
 
 TAKEN_VARIABLE: Final = "CTI_TAKEN"
 """Channel variable: ``1`` once the daemon has taken the call (set by cti-connect, or by the
@@ -179,6 +191,8 @@ def generate_dialplan(plan: NumberPlan, settings: DialplanSettings, *, source: s
     _connect(conf, plan)
     _dial_seat(conf, plan, settings)
     _record(conf, settings)
+    if plan.emergency:
+        _escalate(conf, plan)
     return conf.text()
 
 
@@ -477,6 +491,48 @@ def _record(conf: _Conf, settings: DialplanSettings) -> None:
         "MixMonitor(${CTI_RECORDING},b)",
         "(done)Return()",
     )
+
+
+def emergency_dial(plan: NumberPlan, target: EmergencyTarget) -> str:
+    """The dial string of an emergency service: its endpoint, or its number over its trunk.
+
+    Raises:
+        DialplanError: a trunk that is not in the plan, or characters a dial string cannot
+            carry.
+    """
+    where = f"emergency {target.number}"
+    if target.endpoint is not None:
+        return _dial_string(target.endpoint, where)
+    trunk = next((t for t in plan.trunks if t.name == target.trunk), None)
+    if trunk is None:
+        msg = f"{where}: unknown trunk {target.trunk!r}"
+        raise DialplanError(msg)
+    return _dial_string(_trunk_dial(trunk.endpoint, target.number), f"{where} trunk")
+
+
+def _escalate(conf: _Conf, plan: NumberPlan) -> None:
+    conf.section(
+        CONTEXT_ESCALATE,
+        _RULE,
+        "Blind escalation (一键转接 to 110/119/120/122): the daemon Redirects the caller's",
+        "channel here (Exten=<number>) out of its seat's Dial, which ends the seat's leg.",
+        "Unanswered: back to cti-hold, where the daemon queues the caller again (110 class).",
+        "Three-way calls need no dialplan: the daemon Originates the operator's leg into",
+        "the caller's bridge (Application=BridgeAdd). docs/escalation.md.",
+    )
+    for target in sorted(plan.emergency, key=lambda t: t.number):
+        if EscalationMode.BLIND not in target.modes:
+            continue
+        conf.exten(
+            target.number,
+            f"NoOp(CTI call ${{CTI_CALL_ID}} escalated to {target.number} {_text(target.name)})",
+            f"Set(__CTI_ESCALATED_TO={target.number})",
+            f"Dial({emergency_dial(plan, target)},{_seconds(target.ring_timeout_s)})",
+            "Set(CTI_ESCALATION_STATUS=${DIALSTATUS})",
+            'GotoIf($["${DIALSTATUS}" = "ANSWER"]?done)',
+            f"Goto({CONTEXT_HOLD},s,1)",
+            "(done)Hangup()",
+        )
 
 
 # --------------------------------------------------------------------------- queues

@@ -23,7 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 __all__ = [
     "ENDPOINT_TECHS",
     "BusinessHours",
+    "EmergencyTarget",
     "EndpointTech",
+    "EscalationMode",
     "HoursRule",
     "Line",
     "LineMode",
@@ -393,6 +395,55 @@ class QueueSettings(BaseModel):
         return self
 
 
+class EscalationMode(enum.StrEnum):
+    """How an agent hands a call to an emergency service (12345 -> 110/119/120/122)."""
+
+    BLIND = "blind"
+    """一键转接: the caller goes to the emergency number; the agent's leg ends."""
+    THREEWAY = "threeway"
+    """三方通话: the operator joins the caller and the agent; the agent may leave later."""
+
+
+class EmergencyTarget(BaseModel):
+    """An emergency service an agent can escalate a call to (``numberplan.emergency``).
+
+    Reached by ``endpoint`` (a whole dial string) or by ``trunk`` (``number`` dialled over
+    that trunk, like a sub-centre line), exactly one of the two.
+    """
+
+    model_config = _FROZEN
+
+    number: Digits = Field(description="What the agent asks for: 110, 119, 120, 122.")
+    name: str = Field(min_length=1, description="Shown to agents and on the ticket: 公安110.")
+    endpoint: str | None = Field(
+        default=None, description="Dial string, e.g. PJSIP/110@police-trunk (TECH/resource)."
+    )
+    trunk: Slug | None = Field(default=None, description="Or: dial `number` over this trunk.")
+    modes: tuple[EscalationMode, ...] = Field(
+        default=(EscalationMode.BLIND, EscalationMode.THREEWAY),
+        min_length=1,
+        description="What agents may do: blind (一键转接), threeway (三方通话).",
+    )
+    ring_timeout_s: PositiveSeconds = Field(
+        default=60.0, description="How long the operator's line may ring before giving up."
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _known_tech(cls, value: str | None) -> str | None:
+        return None if value is None else _canonical_endpoint(value)
+
+    @model_validator(mode="after")
+    def _one_way_to_reach(self) -> Self:
+        if (self.endpoint is None) == (self.trunk is None):
+            msg = f"emergency {self.number}: give exactly one of endpoint or trunk"
+            raise ValueError(msg)
+        if len(set(self.modes)) != len(self.modes):
+            msg = f"emergency {self.number}: a mode listed twice"
+            raise ValueError(msg)
+        return self
+
+
 def _default_classes() -> tuple[PriorityClass, ...]:
     return (
         PriorityClass(
@@ -420,6 +471,9 @@ class NumberPlan(BaseModel):
     lines: tuple[Line, ...] = ()
     seats: tuple[SeatConfig, ...] = ()
     queue: QueueSettings = Field(default_factory=QueueSettings)
+    emergency: tuple[EmergencyTarget, ...] = Field(
+        default=(), description="Emergency services agents may escalate calls to."
+    )
 
     @model_validator(mode="after")
     def _check_plan(self) -> Self:
@@ -431,6 +485,10 @@ class NumberPlan(BaseModel):
     def line(self, number: str) -> Line | None:
         """The line of a dialled number, or ``None``."""
         return self._lines_by_number().get(number)
+
+    def emergency_target(self, number: str) -> EmergencyTarget | None:
+        """The emergency service an agent asks for by its number (110), or ``None``."""
+        return next((e for e in self.emergency if e.number == number), None)
 
     def _lines_by_number(self) -> dict[str, Line]:
         # Frozen model: computed on demand, cheap for a few dozen lines.
@@ -469,6 +527,12 @@ class _PlanCheck:
                 if name is not None and name not in known:
                     out.append(f"{where}: unknown {kind} {name!r}")
         self._overflow()
+        _unique(out, "emergency", [e.number for e in plan.emergency], "number")
+        out.extend(
+            f"emergency.{index} ({e.number}): unknown trunk {e.trunk!r}"
+            for index, e in enumerate(plan.emergency)
+            if e.trunk is not None and e.trunk not in trunks
+        )
         for field in ("default_class", "repeat_class", "callback_class", "dispatch110_class"):
             name = getattr(plan.queue, field)
             if name not in classes:

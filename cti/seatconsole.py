@@ -27,7 +27,7 @@ __all__ = ["parse_line", "render", "seat_console"]
 
 USAGE = (
     "commands: login [ready] | ready | notready meal|meeting|training|rest|other | logout | "
-    "done | extend SECONDS | transfer LINE-OR-SKILL | quit"
+    "done | extend SECONDS | transfer LINE-OR-SKILL | escalate 110 [threeway] | leave | quit"
 )
 
 BROKER_REFUSED: Final = 3  # exit status: the broker is unreachable or refused the login
@@ -52,6 +52,13 @@ _COMMANDS: dict[str, Any] = {
     "notready": lambda a: {"cmd": "not_ready", "reason": a[0]} if len(a) == 1 else None,
     "extend": _seconds,
     "transfer": lambda a: {"cmd": "transfer", "target": a[0]} if len(a) == 1 else None,
+    # 12345 -> 110/119/120/122: blind (一键转接) unless `threeway` (三方通话)
+    "escalate": lambda a: (
+        {"cmd": "escalate", "target": a[0], "mode": a[1] if len(a) == 2 else "blind"}
+        if len(a) in {1, 2}
+        else None
+    ),
+    "leave": _no_args("leave"),
 }
 
 

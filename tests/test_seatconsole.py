@@ -18,13 +18,18 @@ from cti.seatconsole import parse_line, render
         ("extend 30", {"cmd": "wrapup_extend", "seconds": 30.0}),
         ("transfer 12315", {"cmd": "transfer", "target": "12315"}),
         ("LOGOUT", {"cmd": "logout"}),
+        ("escalate 110", {"cmd": "escalate", "target": "110", "mode": "blind"}),
+        ("escalate 120 threeway", {"cmd": "escalate", "target": "120", "mode": "threeway"}),
+        ("leave", {"cmd": "leave"}),
     ],
 )
 def test_commands(line: str, cmd: dict[str, object]) -> None:
     assert parse_line(line) == cmd
 
 
-@pytest.mark.parametrize("line", ["", "dance", "ready now", "extend soon", "notready"])
+@pytest.mark.parametrize(
+    "line", ["", "dance", "ready now", "extend soon", "notready", "escalate", "leave now"]
+)
 def test_bad_lines_are_texts_not_commands(line: str) -> None:
     assert isinstance(parse_line(line), str)
 

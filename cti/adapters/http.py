@@ -71,6 +71,10 @@ _COMMAND_STATUS: Final[Mapping[str, int]] = {
     "too_large": 413,
     "unknown_seat": 404,
     "rejected": 409,
+    # the refusals of escalate and leave: docs/escalation.md
+    "no_call": 409,
+    "unknown_target": 422,
+    "mode_not_allowed": 422,
 }
 _SEAT_ID = Annotated[
     str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$", max_length=32, description="Seat id.")

@@ -24,7 +24,7 @@ __all__ = [
 
 Outcome = Literal["answered", "abandoned", "busy", "no_answer", "rejected", "failed"]
 HangupBy = Literal["caller", "callee", "system"]
-TransferType = Literal["blind", "attended", "redirect"]
+TransferType = Literal["blind", "attended", "redirect", "escalation_blind", "escalation_threeway"]
 
 
 class CallState(enum.Enum):

@@ -275,6 +275,14 @@ class CallTracker:
         call.transfers.append(Transfer(type=type_, by=by, to=to, at=at))
         return True
 
+    def expect_channels(self, node: str, call_id: str, uniqueids: tuple[str, ...]) -> None:
+        """Channels the daemon is about to originate for a call (an emergency operator's
+        leg, docs/escalation.md): an Originate starts a new Linkedid, so without this its
+        channels would make a call of their own. Counted as parties of `call_id`."""
+        key = self._call_alias.get((node, call_id), (node, call_id))
+        for uid in uniqueids:
+            self._call_alias[(node, uid)] = key
+
     def channel_count(self, node: str) -> int:
         """Live channels of a node (compare with `core show channels`)."""
         return sum(1 for (n, _u) in self._channels if n == node)
@@ -479,12 +487,19 @@ class CallTracker:
         for a in chans:
             if not self._is_caller(a):
                 continue
-            for b in chans:
-                if b.call is a.call and not self._is_caller(b):
-                    party = a.call.party(b.party)
-                    if party is not None:
-                        out += self._connect(a.call, party, t)
-                        return out
+            call = a.call
+            parties = [
+                p
+                for b in chans
+                if b.call is call and not self._is_caller(b)
+                if (p := call.party(b.party)) is not None
+            ]
+            current = call.party(call.connected) if call.connected else None
+            if call.state is CallState.TALKING and current is not None and current in parties:
+                return out  # a third party joined (a three-way call): still the same callee
+            if parties:
+                out += self._connect(call, parties[0], t)
+                return out
         return out
 
     # ------------------------------------------------------------------ channel events
@@ -598,8 +613,17 @@ class CallTracker:
             self._anomaly("unknown_channel", ami_event=ev.name, uniqueid=ev.chan.uniqueid)
             return []
         self._leave_bridge(ev.node, chan)
-        if self._is_caller(chan) and chan.call.state is CallState.TALKING:
-            self._move(chan.call, Trigger.UNBRIDGE)
+        call = chan.call
+        if self._is_caller(chan):
+            if call.state is CallState.TALKING:
+                self._move(call, Trigger.UNBRIDGE)
+            return []
+        if call.connected is not None and call.party(chan.party) is call.party(call.connected):
+            # the party the caller talked to left a bridge with more in it (an agent leaving
+            # a three-way call): the caller now talks to whoever else of the call is there
+            for other in call.channels.values():
+                if other.bridge and self._is_caller(other):
+                    return self._check_bridge(ev.node, other.bridge, ev.time)
         return []
 
     # ------------------------------------------------------------------ transfers

@@ -329,6 +329,23 @@ class Dispatcher:
         self._route_seat(talk.seat_id, now, out)
         return out
 
+    def on_seat_released(self, call_id: str, now: float) -> list[Command]:
+        """The seat's part of a call it talks to ends while the call goes on without it
+        (escalated to 110 blind, or the agent left a three-way call): the seat goes to
+        wrap-up; the call leaves the dispatcher for good (its later end is not the seat's).
+        Empty (and counted) when the call is not being talked to."""
+        talk = self._talks.pop(call_id, None)
+        if talk is None:
+            self._anomaly("release_unknown_call", call_id=call_id)
+            return []
+        out: list[Command] = []
+        self._marks.pop(call_id, None)
+        self._wrapups[talk.seat_id] = talk
+        self._apply(talk.seat_id, Hangup(call_id=call_id), now, out)
+        self.stats["released"] += 1
+        self._route_seat(talk.seat_id, now, out)
+        return out
+
     def on_abandon(self, call_id: str, now: float) -> list[Command]:
         """The caller hung up while waiting (same as :meth:`on_hangup`)."""
         return self.on_hangup(call_id, now)

@@ -17,6 +17,8 @@ HTTP 4xx) **and changes nothing**. Pure: no I/O.
 | `wrapup_done` | | ends 话后处理 now |
 | `wrapup_extend` | `seconds` (1..3600) | more after-call work |
 | `transfer` | `target`: line number or skill | 一键转接 to that department (back to the queue) |
+| `escalate` | `target`: emergency number (110); `mode`: blind, threeway | to an emergency service |
+| `leave` | | the agent drops out of its three-way call (caller + 110 stay) |
 
 Every command may carry `request_id` (string, ≤ 64), echoed in the reply.
 """
@@ -34,10 +36,13 @@ from cti.seats.model import AGENT_REASONS, Reason
 __all__ = [
     "MAX_COMMAND_BYTES",
     "CommandError",
+    "Escalate",
+    "Leave",
     "Login",
     "Logout",
     "NotReady",
     "Ready",
+    "RefusalCode",
     "SeatCommand",
     "Transfer",
     "WrapupDone",
@@ -97,15 +102,46 @@ class Transfer(_Cmd):
     target: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")
 
 
-SeatCommand = Login | Logout | Ready | NotReady | WrapupDone | WrapupExtend | Transfer
+class Escalate(_Cmd):
+    """12345 -> 110/119/120/122: `target` is an emergency number of the plan
+    (``numberplan.emergency``); `mode` blind (一键转接: the caller goes, the agent's leg
+    ends) or threeway (三方通话: the operator joins caller and agent)."""
+
+    cmd: Literal["escalate"]
+    target: str = Field(min_length=3, max_length=20, pattern=r"^\+?[0-9]+$")
+    mode: Literal["blind", "threeway"]
+
+
+class Leave(_Cmd):
+    """The agent drops out of its three-way escalation; caller and operator stay."""
+
+    cmd: Literal["leave"]
+
+
+SeatCommand = (
+    Login | Logout | Ready | NotReady | WrapupDone | WrapupExtend | Transfer | Escalate | Leave
+)
 _ADAPTER: Final = TypeAdapter[SeatCommand](Annotated[SeatCommand, Field(discriminator="cmd")])
+
+
+RefusalCode = Literal[
+    "bad_json",
+    "too_large",
+    "invalid_command",
+    "unknown_seat",
+    "rejected",
+    # the refusals of escalate and leave: docs/escalation.md
+    "no_call",
+    "unknown_target",
+    "mode_not_allowed",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CommandError:
     """Why a command was refused; `fields` are `path: message` of each bad field."""
 
-    code: Literal["bad_json", "too_large", "invalid_command", "unknown_seat", "rejected"]
+    code: RefusalCode
     message: str
     request_id: str | None = None
     fields: tuple[str, ...] = ()
