@@ -66,9 +66,13 @@ from cti.core import (
 from cti.dialplan import CONTEXT_CONNECT, CONTEXT_HOLD, LEASE_VARIABLE, TAKEN_VARIABLE
 from cti.escalation import AddEmergencyLeg, EscalationEffect, escalation_actions
 from cti.events import AmiConnected, AmiDisconnected, AmiEvent, AmiEventsLost
+from cti.ivr.agi import Agi, FastAgiServer
+from cti.ivr.flows import progress_query, survey
 from cti.seats.commands import parse_seat_command
 from cti.seats.model import SeatStatus
 from cti.settings import Settings
+from cti.workorders import OutboxOp, TicketRating
+from cti.workorders.backend import WorkOrderError
 from cti.workorders.outbox import OutboxDeliverer, outbox_rows
 
 __all__ = ["EXIT_AMI_LOGIN", "EXIT_DATABASE", "AmiExecutor", "Daemon", "ShutdownError", "run"]
@@ -251,6 +255,10 @@ class Daemon:
         self._wake = asyncio.Event()
         self.handled = 0
         self.calls_ended = 0
+        self.agi: FastAgiServer | None = None  # the IVR's FastAGI server, once serving
+        # survey ratings of calls still up (the caller rates before hanging up): they go
+        # into the call record when it is written
+        self._ratings: dict[str, str] = {}
         self.settings = settings  # HTTP facade: the http section, the API's tokens
         self.store = store  # HTTP facade: call records for GET /api/v1/calls
 
@@ -291,6 +299,8 @@ class Daemon:
         yield self._pump(), "core.events"
         yield self._ticker(), "core.timers"
         yield from self._http_tasks()  # HTTP facade (cti/adapters/http.py)
+        if self.settings.ivr.enabled:
+            yield self._serve_agi(), "adapter.ivr"
 
     # ------------------------------------------------------------------ inputs
 
@@ -374,7 +384,8 @@ class Daemon:
                 hangup_by=s.hangup_by,
                 history_complete=s.history_complete,
             )
-            self.records.add(s, outbox_rows(effect.ticket_ops, time.time()))
+            rating = self._ratings.pop(f"{s.node}:{s.call_id}", None)
+            self.records.add(s, outbox_rows(effect.ticket_ops, time.time()), satisfaction=rating)
         elif isinstance(effect, Pop):
             self.pops.submit(effect)
         elif isinstance(effect, StoreTicketOp):
@@ -444,6 +455,97 @@ class Daemon:
             client = self.clients.get(item.node)
             if client is not None:
                 client.request_resync()
+
+    # ---- IVR over FastAGI: the survey after a call, the progress query
+
+    async def _serve_agi(self) -> None:
+        ivr = self.settings.ivr
+        server = FastAgiServer(
+            {"survey": self._survey, "progress": self._progress},
+            header_timeout_s=ivr.header_timeout_s,
+            command_timeout_s=ivr.command_timeout_s,
+            max_sessions=ivr.max_sessions,
+            log=structlog.get_logger("cti.ivr"),
+        )
+        self.agi = server
+        while True:
+            try:
+                await server.serve(ivr.listen_host, ivr.listen_port)
+            except OSError as exc:
+                # the port taken (another daemon?): calls still flow, only the survey and
+                # the progress query wait; Asterisk's AGI() fails over to Hangup meanwhile
+                self._log.error("agi_listen_failed", port=ivr.listen_port, error=str(exc))
+                await asyncio.sleep(10)
+
+    def _node_of(self, peer: str) -> str:
+        """The Asterisk node an AGI session came from (by address; the first node when
+        there is one, or none matches)."""
+        nodes = self.settings.ami.nodes
+        return next((n.name for n in nodes if n.host == peer), nodes[0].name)
+
+    async def _survey(self, agi: Agi) -> None:
+        """After the agent hung up: one key, stored on the ticket and the call record."""
+        linkedid = agi.headers.get("agi_arg_1") or agi.headers.get("agi_uniqueid", "")
+        call_id = f"{self._node_of(agi.peer)}:{linkedid}"
+        rating = await survey(agi, self.settings.ivr.survey)
+        if rating is None:
+            self._log.info("ivr_survey_unrated", linkedid=linkedid)
+            return
+        op = OutboxOp.rate(
+            TicketRating(
+                call_id=call_id,
+                key=rating.key,
+                label=rating.label,
+                unsatisfied=rating.unsatisfied,
+                at=time.time(),
+            )
+        )
+        node, _, _ = call_id.partition(":")
+        stored = await self.store.rate_call(call_id, rating.label, outbox_rows([op], time.time()))
+        if not stored and self.core.tracker.call(node, linkedid) is not None:
+            self._ratings[call_id] = rating.label  # the record comes when the caller hangs up
+        elif not stored:
+            # the call just ended: its record is on its way through the record writer
+            await asyncio.sleep(2.0)
+            if not await self.store.rate_call(call_id, rating.label, []):
+                self._log.warning("ivr_survey_no_call_record", linkedid=linkedid)
+        self.tickets.notify()
+        self._log.info(
+            "ivr_survey_rated",
+            linkedid=linkedid,
+            rating=rating.label,
+            key=rating.key,
+            flagged=rating.unsatisfied,
+        )
+        self._effect(
+            call_event(
+                "rated",
+                linkedid,
+                satisfaction=rating.label,
+                key=rating.key,
+                flagged=rating.unsatisfied,
+            )
+        )
+
+    async def _progress(self, agi: Agi) -> None:
+        """自助查询进度: a ticket number by DTMF, its status read back."""
+
+        async def lookup(number: str) -> str | None:
+            try:
+                ticket = await self.workorders.status(number)
+            except WorkOrderError as exc:
+                self._log.warning("ivr_progress_backend_error", error=str(exc))
+                return None
+            return None if ticket is None else ticket.status
+
+        prefix = self.settings.workorders.embedded.prefix
+        outcome = await progress_query(agi, self.settings.ivr.progress_query, lookup, prefix=prefix)
+        self._log.info(
+            "ivr_progress_query",
+            linkedid=agi.headers.get("agi_uniqueid", ""),
+            ticket=outcome.number,
+            status=outcome.status,
+        )
 
     # ---- HTTP facade
     # What the HTTP API (cti/adapters/http.py, `ApiFacade`) reads and does. Every method

@@ -868,6 +868,8 @@ class Core:
             "call_escalated", linkedid=call_id, seat=seat, target=target.number, mode=str(mode)
         )
         out.append(self._escalation_event("escalated", esc, now, target_name=target.name))
+        # a transfer from 110 going back to 110 (or on to 119/120/122): 110 hears of it
+        self._report(self.transfers.call_escalated(call_id, target.number, str(mode), now), out)
         return cmd
 
     def _release(self, esc: Escalation, now: float, out: list[Effect], *, reason: str) -> None:

@@ -277,6 +277,19 @@ def _inbound(conf: _Conf, plan: NumberPlan, settings: DialplanSettings) -> None:
             *unknown,
         )
     conf.exten("s", "NoOp(CTI call without a dialled number)", *unknown)
+    if settings.progress_number is not None:
+        conf.blank()
+        conf.comment(
+            "Self-service progress query (自助查询进度): a ticket number by DTMF, its status",
+            "read back by the daemon's FastAGI; no seat involved.",
+        )
+        conf.exten(
+            settings.progress_number,
+            "NoOp(CTI progress query)",
+            "Answer()",
+            f"AGI({settings.ivr_url}/progress)",
+            "Hangup()",
+        )
 
 
 def _line_title(line: Line) -> str:
@@ -451,6 +464,20 @@ def _connect(conf: _Conf, plan: NumberPlan) -> None:
 
 def _dial_seat(conf: _Conf, plan: NumberPlan, settings: DialplanSettings) -> None:
     ring = _seconds(plan.queue.ring_timeout_s)
+    options = settings.dial_options
+    after: list[str] = ["(done)Hangup()"]
+    if settings.survey:
+        # g: when the seat hangs up first, the caller goes on here, to the one-key survey
+        # (满意度评价); a caller who hangs up first is simply gone. If the daemon's FastAGI
+        # is down, AGI() fails (AGISTATUS=FAILURE) and the call just ends.
+        options += "" if "g" in options else "g"
+        # CTI_NO_SURVEY: set by the daemon on a call escalated three-way (the caller's last
+        # words were with 110, not with 12345)
+        after = [
+            '(done)GotoIf($["${CTI_NO_SURVEY}" = "1"]?end)',
+            f"AGI({settings.ivr_url}/survey,${{CHANNEL(linkedid)}})",
+            "(end)Hangup()",
+        ]
     conf.section(
         CONTEXT_DIAL_SEAT,
         _RULE,
@@ -465,14 +492,14 @@ def _dial_seat(conf: _Conf, plan: NumberPlan, settings: DialplanSettings) -> Non
         f"Set({TAKEN_VARIABLE}=1)",
         f"Gosub({CONTEXT_RECORD},s,1)",
         f'Set(CTI_RING=${{IF($["${{CTI_RING_TIMEOUT}}" = ""]?{ring}:${{CTI_RING_TIMEOUT}})}})',
-        f"Dial(${{CTI_SEAT_DIAL}},${{CTI_RING}},{settings.dial_options})",
+        f"Dial(${{CTI_SEAT_DIAL}},${{CTI_RING}},{options})",
         "Set(CTI_CONNECT_STATUS=${DIALSTATUS})",
         # per-attempt variables must not leak into the next attempt (next seat)
         "Set(CTI_SEAT_ENDPOINT=)",
         "Set(CTI_RING_TIMEOUT=)",
         'GotoIf($["${DIALSTATUS}" = "ANSWER"]?done)',
         f"Goto({CONTEXT_HOLD},s,1)",
-        "(done)Hangup()",
+        *after,
     )
 
 

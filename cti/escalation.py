@@ -145,5 +145,13 @@ def escalation_actions(effect: EscalationEffect) -> list[dict[str, str]]:
         }
         if not effect.caller_id:
             del originate["CallerID"]
-        return [originate]
+        # no 12345 satisfaction survey when the caller's Dial ends in a call with 110
+        # - see cti-dial-seat and dialplan.survey
+        no_survey = {
+            "Action": "Setvar",
+            "Channel": effect.caller_channel,
+            "Variable": "CTI_NO_SURVEY",
+            "Value": "1",
+        }
+        return [no_survey, originate]
     return [{"Action": "Hangup", "Channel": effect.channel}]

@@ -60,6 +60,9 @@ _EXEMPT_KEYS: Final = frozenset(
         "pid",
         "port",
         "seat",
+        # ids of cases, not of people: 12345-20261127-000042, 110's incident numbers
+        "ticket",
+        "transfer_id",
     }
 )
 

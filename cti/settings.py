@@ -14,6 +14,7 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import difflib
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -328,6 +329,23 @@ class DialplanSettings(BaseModel):
         description="Dial() options when connecting a seat: m = the caller hears music while "
         "the seat rings, t = the seat may transfer (needed by AMI Atxfer).",
     )
+    ivr_url: str = Field(
+        default="agi://127.0.0.1:4573",
+        pattern=r"^agi://[A-Za-z0-9.\-]+(:[0-9]{1,5})?$",
+        description="Where Asterisk reaches the daemon's FastAGI server (ivr.listen_*): "
+        "the survey and the progress query run <ivr_url>/survey, <ivr_url>/progress.",
+    )
+    survey: bool = Field(
+        default=False,
+        description="After the agent hangs up, keep the caller for the one-key satisfaction "
+        "survey (满意度评价): Dial gets the g option, then AGI(<ivr_url>/survey).",
+    )
+    progress_number: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{3,20}$",
+        description="A number citizens dial to hear their ticket's status (自助查询进度); "
+        "none = no such number.",
+    )
     fallback_skill_wait_s: int = Field(
         default=60,
         ge=0,
@@ -565,6 +583,105 @@ class WorkOrdersHttpSettings(BaseModel):
         return value
 
 
+Prompt = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9_./-]+$",
+        max_length=128,
+        description="A sound file as Asterisk names it: no extension, relative to the sounds "
+        "directory (hotline/survey-zh) or absolute.",
+    ),
+]
+
+
+class SurveySettings(BaseModel):
+    """The one-key satisfaction survey after the agent hangs up (一次一评)."""
+
+    model_config = _FROZEN
+
+    def __hash__(self) -> int:  # frozen, but its dict fields are not hashable as such
+        return hash(json.dumps(self.model_dump(), sort_keys=True, ensure_ascii=False))
+
+    prompt: Prompt = Field(default="beep", description='"Please rate: 1 very satisfied …"')
+    invalid: Prompt = Field(default="pbx-invalid", description="A key not on the scale.")
+    thanks: Prompt = Field(default="auth-thankyou", description="After a rating.")
+    scale: dict[int, str] = Field(
+        default_factory=lambda: {1: "非常满意", 2: "满意", 3: "基本满意", 4: "不满意"},
+        description="Key -> rating stored on the ticket and the call record.",
+    )
+    unsatisfied: tuple[int, ...] = Field(
+        default=(4,), description="Keys that flag the ticket (a return visit is owed)."
+    )
+    timeout_s: Seconds = Field(default=10.0, description="Wait for the key, s.")
+    attempts: int = Field(default=2, ge=1, le=5, description="Tries before giving up.")
+
+    @field_validator("scale")
+    @classmethod
+    def _keys_are_digits(cls, value: dict[int, str]) -> dict[int, str]:
+        if not value or any(not 0 <= k <= 9 for k in value):
+            msg = "keys must be single digits 0-9, at least one"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("unsatisfied")
+    @classmethod
+    def _unsatisfied_on_scale(cls, value: tuple[int, ...], info: ValidationInfo) -> tuple[int, ...]:
+        scale = info.data.get("scale") or {}
+        if missing := [k for k in value if k not in scale]:
+            msg = f"keys not on the scale: {missing}"
+            raise ValueError(msg)
+        return value
+
+
+class ProgressQuerySettings(BaseModel):
+    """Self-service progress query (自助查询进度): a ticket number by DTMF, its status read."""
+
+    model_config = _FROZEN
+
+    def __hash__(self) -> int:  # frozen, but its dict fields are not hashable as such
+        return hash(json.dumps(self.model_dump(), sort_keys=True, ensure_ascii=False))
+
+    prompt: Prompt = Field(
+        default="vm-enter-num-to-call", description='"Enter your ticket number, then #"'
+    )
+    not_found: Prompt = Field(default="vm-nonumber", description="No such ticket.")
+    goodbye: Prompt = Field(default="vm-goodbye")
+    status_prompts: dict[str, Prompt] = Field(
+        default_factory=lambda: {
+            "受理": "vm-received",
+            "派单": "vm-forward",
+            "签收": "vm-saved",
+            "办理": "vm-review",
+            "办结": "vm-msgsaved",
+            "回访": "vm-tocallback",
+            "归档": "vm-savedto",
+        },
+        description="Ticket status -> the sound that says it.",
+    )
+    unknown_status: Prompt = Field(
+        default="vm-sorry", description="A status with no sound of its own."
+    )
+    timeout_s: Seconds = Field(default=15.0, description="Wait for the digits, s.")
+    attempts: int = Field(default=3, ge=1, le=5)
+
+
+class IvrSettings(BaseModel):
+    """The daemon's FastAGI server and its flows (docs/ivr.md)."""
+
+    model_config = _FROZEN
+
+    enabled: bool = Field(default=True, description="Serve FastAGI.")
+    listen_host: str = Field(default="127.0.0.1", description="FastAGI listen address.")
+    listen_port: int = Field(default=4573, ge=0, le=65535, description="0 = any free port.")
+    header_timeout_s: Seconds = Field(
+        default=5.0, description="A client that has not sent its AGI headers by then is dropped."
+    )
+    command_timeout_s: Seconds = Field(default=30.0, description="Wait for one AGI answer, s.")
+    max_sessions: int = Field(default=200, ge=1, le=10_000, description="Concurrent sessions.")
+    survey: SurveySettings = Field(default_factory=SurveySettings)
+    progress_query: ProgressQuerySettings = Field(default_factory=ProgressQuerySettings)
+
+
 class Dispatch110FeedbackSettings(BaseModel):
     """Where the 110 system wants its status events by HTTP, besides MQTT."""
 
@@ -681,6 +798,10 @@ class Settings(BaseModel):
     dispatch110: Dispatch110Settings = Field(
         default_factory=Dispatch110Settings,
         description="110 ⇄ 12345 transfers (docs/dispatch110.md).",
+    )
+    ivr: IvrSettings = Field(
+        default_factory=IvrSettings,
+        description="FastAGI: the satisfaction survey, the progress query (docs/ivr.md).",
     )
 
 

@@ -16,6 +16,7 @@ import pytest
 from cti import cli
 from cti.dialplan import (
     CONTEXT_CONNECT,
+    CONTEXT_DIAL_SEAT,
     CONTEXT_FROM_TRUNK,
     CONTEXT_HOLD,
     CONTEXT_INBOUND,
@@ -139,7 +140,9 @@ def test_every_line_and_seat_has_its_extension() -> None:
         "_X!",
         "_+X!",
         "s",
+        "1234500",  # dialplan.progress_number: the self-service progress query
     }
+    assert apps(dp, CONTEXT_INBOUND, "1234500")[-2] == "AGI(agi://127.0.0.1:4573/progress)"
     assert set(dp[CONTEXT_CONNECT]) == {seat.id for seat in plan.seats} | {"_[0-9A-Za-z]!"}
     for seat in plan.seats:
         assert f"Set(CTI_SEAT_DIAL={seat.endpoint})" in apps(dp, CONTEXT_CONNECT, seat.id)
@@ -405,3 +408,21 @@ def test_cli_dialplan_config_errors(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert cli.main(["dialplan", "-c", str(cfg)]) == 2
     assert "config error: line 12366: a subcentre line needs a trunk" in capsys.readouterr().err
     assert cli.main(["dialplan", "-c", str(tmp_path / "nope.yaml")]) == 2
+
+
+def test_the_survey_keeps_the_caller_after_the_seat_hangs_up() -> None:
+    settings = sample_settings()
+    dp = parse(generate_dialplan(settings.numberplan, settings.dialplan, source=SOURCE))
+    seat = apps(dp, CONTEXT_DIAL_SEAT, "s")
+    assert "Dial(${CTI_SEAT_DIAL},${CTI_RING},mtg)" in seat  # g: go on when the seat hangs up
+    assert seat[-3:] == [
+        'GotoIf($["${CTI_NO_SURVEY}" = "1"]?end)',
+        "AGI(agi://127.0.0.1:4573/survey,${CHANNEL(linkedid)})",
+        "Hangup()",
+    ]
+    off = settings.dialplan.model_copy(update={"survey": False})
+    seat = apps(
+        parse(generate_dialplan(settings.numberplan, off, source=SOURCE)), CONTEXT_DIAL_SEAT, "s"
+    )
+    assert "Dial(${CTI_SEAT_DIAL},${CTI_RING},mt)" in seat
+    assert seat[-1] == "Hangup()"

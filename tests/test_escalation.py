@@ -137,7 +137,13 @@ def test_threeway_originates_110_into_the_callers_bridge_then_the_agent_leaves()
         other_channel_id=ids[1],
         timeout_s=60.0,
     )
-    [originate] = escalation_actions(leg)
+    no_survey, originate = escalation_actions(leg)
+    # the caller is not asked to rate 12345 after a call that ends with 110
+    assert (no_survey["Action"], no_survey["Channel"], no_survey["Variable"]) == (
+        "Setvar",
+        HELD,
+        "CTI_NO_SURVEY",
+    )
     assert (originate["Application"], originate["Data"]) == ("BridgeAdd", HELD)
     assert (originate["ChannelId"], originate["OtherChannelId"]) == ids
     assert seat_states(out) == []  # the agent stays (the first platform keeps the case)

@@ -53,6 +53,8 @@ CALL_RECORDS: Final = Table(
     Column("linkedid", String(64), nullable=False),
     Column("caller", String(64), nullable=False, index=True),
     Column("caller_name", String(128), nullable=False),
+    # the caller's rating from the survey after the call (满意度评价), when given
+    Column("satisfaction", String(16)),
     Column("dialed", String(64), nullable=False),
     Column("line", String(64), nullable=False, index=True),
     Column("started_at", Float, nullable=False, index=True),
@@ -88,6 +90,7 @@ SEAT_EVENTS: Final = Table(
 def summary_row(summary: CallSummary, stored_at: float) -> dict[str, Any]:
     data = summary.to_json()
     return {
+        "satisfaction": None,  # set by the survey (RecordWriter.add, Store.rate_call)
         "call_id": f"{summary.node}:{summary.call_id}",
         "node": summary.node,
         "linkedid": summary.call_id,
@@ -156,8 +159,11 @@ class Store:
             if rows:
                 dialect = sqlite if self.is_sqlite else postgresql
                 stmt = dialect.insert(CALL_RECORDS)
+                # the survey's rating comes after the record: a rewrite must not erase it
                 update = {
-                    c.name: stmt.excluded[c.name] for c in CALL_RECORDS.c if c.name != "call_id"
+                    c.name: stmt.excluded[c.name]
+                    for c in CALL_RECORDS.c
+                    if c.name not in ("call_id", "satisfaction")
                 }
                 stmt = stmt.on_conflict_do_update(index_elements=["call_id"], set_=update)
                 await conn.execute(stmt, list(rows))
@@ -168,6 +174,23 @@ class Store:
                 from cti.workorders.outbox import write_rows  # noqa: PLC0415 - import cycle
 
                 await write_rows(conn, outbox_rows)
+
+    async def rate_call(
+        self, call_id: str, satisfaction: str, outbox_rows: Sequence[dict[str, Any]]
+    ) -> bool:
+        """The caller's rating on the call record, and its ticket operation queued, in one
+        transaction. False when there is no such call record (its row is queued anyway:
+        the ticket is what counts)."""
+        async with self.engine.begin() as conn:
+            res = await conn.execute(
+                CALL_RECORDS.update()
+                .where(CALL_RECORDS.c.call_id == call_id)
+                .values(satisfaction=satisfaction)
+            )
+            from cti.workorders.outbox import write_rows  # noqa: PLC0415 - import cycle
+
+            await write_rows(conn, outbox_rows)
+        return bool(res.rowcount)
 
     async def latest_seat_states(self) -> dict[str, tuple[str, str | None, float]]:
         """Each seat's last stored state: `seat -> (status, reason, at)` (restart)."""
@@ -232,9 +255,16 @@ class RecordWriter:
     def pending(self) -> int:
         return len(self._pending)
 
-    def add(self, summary: CallSummary, outbox_rows: Sequence[dict[str, Any]] = ()) -> None:
+    def add(
+        self,
+        summary: CallSummary,
+        outbox_rows: Sequence[dict[str, Any]] = (),
+        *,
+        satisfaction: str | None = None,
+    ) -> None:
         """A finished call (stored by upsert on its call_id), with its ticket operations
-        (outbox rows), which are stored in the same transaction."""
+        (outbox rows), which are stored in the same transaction; `satisfaction`: the
+        caller's survey rating, when it came before the call ended."""
         if len(self._pending) >= self._max:
             self._pending.popleft()
             self.dropped += 1
@@ -244,7 +274,9 @@ class RecordWriter:
                 max_pending=self._max,
                 hint="the database has been failing for a long time",
             )
-        self._pending.append(("call", summary_row(summary, self._clock())))
+        row = summary_row(summary, self._clock())
+        row["satisfaction"] = satisfaction
+        self._pending.append(("call", row))
         self._pending.extend(("outbox", r) for r in outbox_rows)
         self._idle.clear()
         self._wake.set()

@@ -8,7 +8,9 @@ channel variable `CTI_TRANSFER_ID`), else by the caller's number within
 Feedback to 110, per transfer, in this order: `accepted` (the push was taken), `answered`
 (a seat has the caller), `ticket` (the ticket number — reported once the call is answered
 and the number known, so 110 hears "agent X took it, ticket N"), `ended` (outcome and
-durations). A `data` transfer reports `accepted` then `ticket`. The only exception to the
+durations). Before `ended`, when the agent sends the call on: `transferred_back` (to 110)
+or `escalated` (to 119/120/122). A `data` transfer reports `accepted` then `ticket`. The
+only exception to the
 order: when the work-order backend was down until after the call ended, `ticket` comes
 after `ended` — it is never skipped.
 """
@@ -171,6 +173,15 @@ class TransferBook:
         if entry.transfer.mode is TransferMode.DATA:
             entry.status = "ticket"
         return self._ticket_if_due(entry, at)
+
+    def call_escalated(self, call_id: str, to: str, mode: str, at: float) -> list[Feedback110]:
+        """The agent sent the call on (docs/escalation.md): back to 110 is
+        `transferred_back`; to 119/120/122 `escalated`."""
+        entry = self._entry_of(call_id)
+        if entry is None or entry.ended:
+            return []
+        event = "transferred_back" if to == "110" else "escalated"
+        return [self._event(entry, event, at, to=to, mode=mode, seat=entry.seat)]
 
     def call_ended(
         self,

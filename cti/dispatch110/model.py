@@ -16,7 +16,14 @@ __all__ = [
 
 FEEDBACK_SCHEMA_VERSION: Final = 1
 
-FEEDBACK_EVENTS: Final = ("accepted", "answered", "ticket", "ended")
+FEEDBACK_EVENTS: Final = (
+    "accepted",
+    "answered",
+    "ticket",
+    "transferred_back",
+    "escalated",
+    "ended",
+)
 """In the order 110 receives them for one transfer (a `data` transfer: accepted, ticket)."""
 
 

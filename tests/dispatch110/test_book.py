@@ -143,3 +143,18 @@ def test_forget_undoes_a_push_that_was_not_stored() -> None:
     assert book.transfer_of("c1") is None
     again = book.push(push(), T0 + 2)  # 110 pushes again: new, and finds its call again
     assert (again.result, again.matched_call) == ("new", "c1")
+
+
+def test_sent_back_to_110_is_reported_before_the_end() -> None:
+    book = TransferBook()
+    book.push(push(), T0)
+    book.call_arrived("c1", "13800138000", None, T0 + 1)
+    book.call_answered("c1", "1001", T0 + 2)
+    fb = book.call_escalated("c1", "110", "threeway", T0 + 5)
+    assert [(f.event, f.body["to"], f.body["mode"]) for f in fb] == [
+        ("transferred_back", "110", "threeway")
+    ]
+    assert events(book.call_escalated("c1", "120", "blind", T0 + 6)) == ["escalated"]
+    assert events(book.call_ended("c1", T0 + 9, outcome="answered", wait_s=1, talk_s=7)) == [
+        "ended"
+    ]

@@ -203,6 +203,8 @@ class Harness:
         *,
         taken: bool = True,
         variables: dict[str, str] | None = None,
+        context: str = "customer",
+        exten: str = "s",
     ) -> str:
         """A citizen calls `number`; returns the call id (the Linkedid). With `taken`,
         waits until the daemon has taken it. `variables` are set on the calling channel
@@ -217,8 +219,8 @@ class Harness:
                 **extra,
                 "Action": "Originate",
                 "Channel": f"Local/{number}@cti-inbound",
-                "Context": "customer",
-                "Exten": "s",
+                "Context": context,  # where the citizen's side runs (DTMF senders)
+                "Exten": exten,
                 "Priority": "1",
                 "Async": "true",
                 "ChannelId": a,

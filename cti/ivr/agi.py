@@ -1,0 +1,267 @@
+"""FastAGI on panoramisk 1.4, hardened, and the small typed AGI API the flows use.
+
+panoramisk's `Application.handler` reads the AGI header block with `reader.read(100)` until
+a blank line: a peer that closes first (a port probe, a health check, Asterisk giving up)
+makes it spin on `b""` without yielding, and the whole event loop freezes. Its
+`Request.send_command` waits for an answer without a deadline, and a hung-up channel's
+`HANGUP` or an EOF comes back as a dict the caller must remember to inspect. Here:
+
+* the header block is read with `readuntil` under a deadline and a size limit; a probe, a
+  half-sent header or a silent client costs one task, never the loop (tests/ivr);
+* each command has a deadline; every answer is checked: a hang-up (`HANGUP`, EOF,
+  `result=-1`) raises :class:`AgiHangup`, any other failure :class:`AgiError`;
+* sessions are bounded (`max_sessions`); one flow failing is logged and closes its own
+  connection only.
+
+Flows are plain async functions ``flow(agi: Agi) -> None`` over :class:`Agi`; their
+decisions are testable with a fake (tests/ivr/test_flows.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+import structlog
+from panoramisk.fast_agi import Application, Request
+from panoramisk.utils import parse_agi_result
+
+__all__ = [
+    "Agi",
+    "AgiError",
+    "AgiHangup",
+    "AgiSession",
+    "FastAgiServer",
+    "Flow",
+]
+
+MAX_HEADER_BYTES: Final = 16 * 1024
+_QUOTE: Final = re.compile(r'["\\\n\r]')
+
+
+class AgiHangup(Exception):  # noqa: N818 - it is the caller hanging up, not an error
+    """The channel hung up (or Asterisk closed the session): stop the flow."""
+
+
+class AgiError(Exception):
+    """An AGI command failed, timed out, or was refused."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgiResult:
+    code: int
+    result: str
+    data: str
+
+
+class Agi(Protocol):
+    """What a flow may do with the caller's channel."""
+
+    headers: Mapping[str, str]
+    peer: str
+
+    async def answer(self) -> None: ...
+
+    async def stream(self, prompt: str, escape: str = "") -> str | None:
+        """Play a sound file; the digit that interrupted it, if any."""
+        ...
+
+    async def get_digits(self, prompt: str, *, timeout_s: float, max_digits: int) -> str | None:
+        """Play `prompt` and collect up to `max_digits` (ended by `#`); `None` on timeout."""
+        ...
+
+    async def say_digits(self, digits: str) -> None: ...
+
+    async def get_variable(self, name: str) -> str | None: ...
+
+    async def set_variable(self, name: str, value: str) -> None: ...
+
+
+Flow = Callable[[Agi], Awaitable[None]]
+
+
+class AgiSession:
+    """:class:`Agi` over one FastAGI connection (panoramisk's `Request` underneath)."""
+
+    def __init__(self, request: Request, *, command_timeout_s: float) -> None:
+        self._request = request
+        self._timeout = command_timeout_s
+        self.headers: Mapping[str, str] = request.headers
+        peer = request.writer.get_extra_info("peername")
+        self.peer: str = str(peer[0]) if peer else ""  # which Asterisk asked
+
+    async def command(self, line: str, *, timeout_s: float | None = None) -> AgiResult:
+        """Send one AGI command and check its answer."""
+        if "\n" in line or "\r" in line:
+            raise AgiError(f"a command is one line: {line!r}")
+        verb = line.split(maxsplit=1)[0]
+        try:
+            async with asyncio.timeout(timeout_s or self._timeout):
+                raw = await self._exchange(line)
+        except TimeoutError:
+            raise AgiError(f"{verb}: no answer within {timeout_s or self._timeout} s") from None
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            raise AgiHangup(f"{verb}: connection lost ({exc})") from exc
+        parsed: dict[str, Any] = parse_agi_result(raw)
+        error = parsed.get("error")
+        if error in ("AGIResultHangup", "AGIAppError"):
+            # result=-1: "error executing application, or hangup" — on a live channel the
+            # next command will tell; treat it as the channel gone, which it nearly always is
+            raise AgiHangup(f"{verb}: {parsed.get('msg', error)}")
+        if error is not None:
+            raise AgiError(f"{verb}: {error} {parsed.get('msg', '')}".strip())
+        value, data = parsed.get("result", ("", ""))
+        return AgiResult(code=int(parsed.get("status_code", 0)), result=value, data=data)
+
+    async def _exchange(self, line: str) -> str:
+        writer: asyncio.StreamWriter = self._request.writer
+        reader: asyncio.StreamReader = self._request.reader
+        writer.write(line.encode() + b"\n")
+        await writer.drain()
+        while True:
+            raw = await reader.readline()
+            if not raw:
+                raise asyncio.IncompleteReadError(b"", None)  # EOF: the session is over
+            text: str = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if text.startswith("100 "):
+                continue  # "100 result=0 Trying..." precedes the real answer
+            if text.startswith("520-"):
+                # a usage error spans lines up to "520 End of proper usage."
+                while raw and not raw.startswith(b"520 "):
+                    raw = await reader.readline()
+                return text
+            return text
+
+    async def answer(self) -> None:
+        await self.command("ANSWER")
+
+    async def stream(self, prompt: str, escape: str = "") -> str | None:
+        # "200 result=0 endpos=N": played to the end; "result=<ASCII code>": interrupted
+        res = await self.command(f'STREAM FILE {_arg(prompt)} "{_digits(escape)}"')
+        return chr(int(res.result)) if res.result not in ("", "0") else None
+
+    async def get_digits(self, prompt: str, *, timeout_s: float, max_digits: int) -> str | None:
+        ms = int(timeout_s * 1000)
+        res = await self.command(
+            f"GET DATA {_arg(prompt)} {ms} {max_digits}", timeout_s=timeout_s + 60
+        )
+        # "result=123": the digits; "result=123 (timeout)": digits, then no "#"; "result="
+        # with "(timeout)" or nothing: none pressed
+        return res.result or None
+
+    async def say_digits(self, digits: str) -> None:
+        await self.command(f'SAY DIGITS {_digits(digits)} ""')
+
+    async def get_variable(self, name: str) -> str | None:
+        res = await self.command(f"GET VARIABLE {_arg(name)}")
+        return res.data if res.result == "1" else None
+
+    async def set_variable(self, name: str, value: str) -> None:
+        await self.command(f'SET VARIABLE {_arg(name)} "{_QUOTE.sub("", value)}"')
+
+
+def _arg(value: str) -> str:
+    if not value or not re.fullmatch(r"[A-Za-z0-9_./:-]+", value):
+        raise AgiError(f"not a safe AGI argument: {value!r}")
+    return value
+
+
+def _digits(value: str) -> str:
+    return "".join(c for c in value if c in "0123456789*#")
+
+
+class FastAgiServer(Application):  # type: ignore[misc]  # panoramisk is untyped
+    """panoramisk's FastAGI `Application` with a handler that cannot freeze the loop.
+
+    Routes are flows by script name (`agi://host:port/<name>`)."""
+
+    def __init__(
+        self,
+        routes: Mapping[str, Flow],
+        *,
+        header_timeout_s: float = 5.0,
+        command_timeout_s: float = 30.0,
+        max_sessions: int = 200,
+        log: Any = None,
+    ) -> None:
+        super().__init__(default_encoding="utf-8", loop=asyncio.get_running_loop())
+        self._flows = dict(routes)
+        self._header_timeout = header_timeout_s
+        self._command_timeout = command_timeout_s
+        self._slots = asyncio.Semaphore(max_sessions)
+        self._log = log or structlog.get_logger("cti.ivr")
+        self.sessions = 0
+        self.refused = 0
+        self.failed = 0
+
+    async def serve(
+        self, host: str, port: int, *, on_listening: Callable[[int], None] | None = None
+    ) -> None:
+        """Listen until cancelled."""
+        server = await asyncio.start_server(self.handler, host, port, limit=MAX_HEADER_BYTES)
+        bound = server.sockets[0].getsockname()[1]
+        self._log.info("agi_listening", host=host, port=bound)
+        if on_listening is not None:
+            on_listening(bound)
+        async with server:
+            await server.serve_forever()
+
+    async def handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            headers = await self._headers(reader)
+            if headers is None:
+                return
+            script = headers.get("agi_network_script", "")
+            flow = self._flows.get(script)
+            linkedid = headers.get("agi_uniqueid", "")
+            if flow is None:
+                self.refused += 1
+                self._log.error("agi_no_route", script=script, linkedid=linkedid)
+                return
+            if self._slots.locked():
+                self.refused += 1
+                self._log.error("agi_too_many_sessions", script=script, linkedid=linkedid)
+                return
+            async with self._slots:
+                self.sessions += 1
+                request = Request(
+                    app=self, headers=headers, reader=reader, writer=writer, encoding="utf-8"
+                )
+                session = AgiSession(request, command_timeout_s=self._command_timeout)
+                try:
+                    await flow(session)
+                except AgiHangup as exc:
+                    self._log.info("agi_hangup", script=script, linkedid=linkedid, detail=str(exc))
+                except AgiError as exc:
+                    self.failed += 1
+                    self._log.warning(
+                        "agi_failed", script=script, linkedid=linkedid, error=str(exc)
+                    )
+                except Exception:  # noqa: BLE001 - a flow's bug ends its own session only
+                    self.failed += 1
+                    self._log.exception("agi_flow_crashed", script=script, linkedid=linkedid)
+        finally:
+            writer.close()
+
+    async def _headers(self, reader: asyncio.StreamReader) -> dict[str, str] | None:
+        try:
+            async with asyncio.timeout(self._header_timeout):
+                raw = await reader.readuntil(b"\n\n")
+        except (
+            TimeoutError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ConnectionError,
+        ):
+            # a port probe, a half-sent header, a silent client: drop it, alone
+            self._log.debug("agi_headers_incomplete")
+            return None
+        headers: dict[str, str] = {}
+        for line in raw.decode("utf-8", "replace").split("\n"):
+            name, sep, value = line.partition(": ")
+            if sep:
+                headers[name.strip()] = value.strip()
+        return headers

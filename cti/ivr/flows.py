@@ -1,0 +1,105 @@
+"""IVR flows: plain async functions over `Agi`, with their decisions as pure functions.
+
+GB/T 33358 prefers no menu in front of a person, so these serve the caller around the
+call: the one-key satisfaction survey after it (一次一评), and the self-service progress
+query on its own number (自助查询进度). No flow touches the network or the database: what
+they need (a ticket lookup) is passed in, and what they decide is returned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from cti.ivr.agi import Agi, AgiHangup
+from cti.settings import ProgressQuerySettings, SurveySettings
+
+__all__ = [
+    "Rating",
+    "progress_query",
+    "rating_for",
+    "survey",
+    "ticket_number_from_digits",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rating:
+    key: int
+    label: str  # as configured, e.g. 满意; stored on the ticket and the call record
+    unsatisfied: bool  # flags the ticket: a return visit is owed
+
+
+def rating_for(digit: str | None, cfg: SurveySettings) -> Rating | None:
+    """The rating a key stands for; `None` for no key or one off the scale."""
+    if digit is None or len(digit) != 1 or not digit.isdigit():
+        return None
+    key = int(digit)
+    label = cfg.scale.get(key)
+    if label is None:
+        return None
+    return Rating(key=key, label=label, unsatisfied=key in cfg.unsatisfied)
+
+
+async def survey(agi: Agi, cfg: SurveySettings) -> Rating | None:
+    """Ask for one key, up to `attempts` times; thank the caller for a valid one."""
+    for attempt in range(cfg.attempts):
+        digit = await agi.get_digits(cfg.prompt, timeout_s=cfg.timeout_s, max_digits=1)
+        rating = rating_for(digit, cfg)
+        if rating is not None:
+            with contextlib.suppress(AgiHangup):  # rated, then hung up on the thanks: kept
+                await agi.stream(cfg.thanks)
+            return rating
+        if attempt + 1 < cfg.attempts:
+            await agi.stream(cfg.invalid)
+    return None
+
+
+_NUMBER = re.compile(r"^(?P<prefix>[0-9]{1,16}?)(?P<day>20[0-9]{6})(?P<seq>[0-9]{6})$")
+
+
+def ticket_number_from_digits(digits: str, *, prefix: str) -> str | None:
+    """A ticket number typed on a keypad: ``1234520261127000042`` →
+    ``12345-20261127-000042`` (the embedded backend's form, `prefix` first). Digits that
+    do not fit that form are passed as they are (a city backend's own numbers)."""
+    if not digits or not digits.isdigit():
+        return None
+    m = _NUMBER.match(digits)
+    if m is not None and m["prefix"] == prefix:
+        return f"{m['prefix']}-{m['day']}-{m['seq']}"
+    return digits
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueryOutcome:
+    number: str | None
+    status: str | None  # None: not found (or nothing entered)
+
+
+async def progress_query(
+    agi: Agi,
+    cfg: ProgressQuerySettings,
+    lookup: Callable[[str], Awaitable[str | None]],
+    *,
+    prefix: str,
+) -> QueryOutcome:
+    """Ask for a ticket number, read its status back; `lookup(number)` gives the status
+    (or `None`: no such ticket)."""
+    await agi.answer()
+    number: str | None = None
+    for _ in range(cfg.attempts):
+        digits = await agi.get_digits(cfg.prompt, timeout_s=cfg.timeout_s, max_digits=24)
+        number = ticket_number_from_digits(digits or "", prefix=prefix)
+        if number is None:
+            continue
+        status = await lookup(number)
+        if status is None:
+            await agi.stream(cfg.not_found)
+            continue
+        await agi.stream(cfg.status_prompts.get(status, cfg.unknown_status))
+        await agi.stream(cfg.goodbye)
+        return QueryOutcome(number=number, status=status)
+    await agi.stream(cfg.goodbye)
+    return QueryOutcome(number=number, status=None)

@@ -1,0 +1,126 @@
+"""The IVR over FastAGI against the real testbed: Asterisk runs the generated dialplan's
+AGI() against the daemon, the caller's side presses keys (SendDTMF from the calling Local
+channel, as in the testbed recipe)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.real.daemon_harness import Harness, write_config
+
+pytestmark = [pytest.mark.realserver, pytest.mark.usefixtures("testbed")]
+
+# a seat that talks 3 s and hangs up first (asterisk-sample/extensions.conf [seats-brief])
+SEATS = [
+    {
+        "id": "1001",
+        "endpoint": "Local/1001@seats-brief",
+        "skills": {"general": 5, "market": 3, "hr": 1, "env": 1, "health": 1, "dialect": 1},
+    }
+]
+QUEUE = {"ring_timeout_s": 5, "wrapup_s": 0, "overflow": [], "sticky_window_s": 0}
+
+
+def config(tmp_path: Path) -> tuple[Path, str]:
+    """config/cti.yaml with a progress query that gives up quickly (tests wait less)."""
+    path, prefix = write_config(tmp_path, seats=SEATS, queue=QUEUE)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["ivr"]["progress_query"].update(timeout_s=5, attempts=2)
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path, prefix
+
+
+async def until(cond: Any, timeout: float, what: str) -> Any:
+    """Poll (the database changes without the daemon saying so)."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not (got := cond()):
+                await asyncio.sleep(0.1)
+            return got
+    except TimeoutError:
+        msg = f"timed out after {timeout} s waiting for {what}"
+        raise AssertionError(msg) from None
+
+
+def rows(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+async def test_survey_rating_reaches_the_ticket_and_the_status_is_read_back(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "cti.db"
+    async with Harness(*config(tmp_path)) as h:
+        await h.wait(lambda: h.log("agi_listening"), 10, "the FastAGI server")
+        await h.seat("1001", {"cmd": "login", "ready": True})
+        # the citizen presses 4 (不满意) once the seat has hung up and the survey asks
+        call = await h.call("12345", "13800000901", "郑十一", context="survey-caller", exten="4")
+        rated = await h.wait(lambda: h.log("ivr_survey_rated", linkedid=call), 25, "a rating")
+        assert (rated["rating"], rated["key"], rated["flagged"]) == ("不满意", 4, True)
+        event = await h.wait(
+            lambda: h.published("calls/events", call_id=call, type="rated"), 5, "rated event"
+        )
+        assert event[0]["satisfaction"] == "不满意"
+        ticket = await until(
+            lambda: rows(
+                db,
+                "select number, satisfaction, flagged, status from tickets "
+                "where create_key = ? and satisfaction is not null",
+                f"main:{call}:create",
+            ),
+            15,
+            "the rating on the ticket",
+        )
+        number, satisfaction, flagged, status = ticket[0]
+        assert (satisfaction, flagged, status) == ("不满意", 1, "受理")
+        # the survey over, the dialplan hangs up: the call record carries the rating too
+        await h.wait(
+            lambda: h.published("calls/events", call_id=call, type="ended"), 10, "call ended"
+        )
+        record = await until(
+            lambda: rows(
+                db,
+                "select satisfaction from call_records where linkedid = ? "
+                "and satisfaction is not null",
+                call,
+            ),
+            10,
+            "the rating on the call record",
+        )
+        assert record == [("不满意",)]
+        # 自助查询进度: the same citizen dials the progress number and types the ticket
+        digits = number.replace("-", "")
+        await h.call("1234500", "13800000901", context="dtmf-caller", exten=digits, taken=False)
+        query = await h.wait(lambda: h.log("ivr_progress_query"), 30, "the progress query")
+        assert (query["ticket"], query["status"]) == (number, "受理")
+
+
+async def test_a_port_probe_and_a_half_sent_header_do_not_hold_up_a_caller(
+    tmp_path: Path,
+) -> None:
+    async with Harness(*config(tmp_path)) as h:
+        up = await h.wait(lambda: h.log("agi_listening"), 10, "the FastAGI server")
+        port = up["port"]
+        # a port probe, a header cut short and left open, a client that says nothing
+        _, probe = await asyncio.open_connection("127.0.0.1", port)
+        probe.close()
+        _, half = await asyncio.open_connection("127.0.0.1", port)
+        half.write(b"agi_network: yes\nagi_network_script: prog")
+        await half.drain()
+        _, silent = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            # meanwhile a citizen's progress query runs through Asterisk as usual
+            await h.call("1234500", "13800000911", context="dtmf-caller", exten="999", taken=False)
+            query = await h.wait(lambda: h.log("ivr_progress_query"), 40, "the progress query")
+            assert query["status"] is None  # no such ticket: told so, then goodbye
+            assert h.log("agi_flow_crashed") is None
+        finally:
+            half.close()
+            silent.close()
