@@ -30,6 +30,7 @@ import structlog
 
 from cti import __version__
 from cti.adapters.ami import AmiClient, AmiError, AmiLoginError, EventQueue, QueueItem
+from cti.adapters.callbacks import callback_row, callbacks_router, get_callback, mark_callback
 from cti.adapters.dispatch110 import (
     Dispatch110Store,
     FeedbackDeliverer,
@@ -44,9 +45,13 @@ from cti.adapters.pops import PopPublisher
 from cti.adapters.store import RecordWriter, Store
 from cti.adapters.workorders import build_workorders
 from cti.core import (
+    CallbackDone,
+    CallbackReply,
+    CallbackRequested,
     Core,
     Effect,
     MarkTaken,
+    OriginateCallback,
     Pop,
     Publish,
     RedirectToSeat,
@@ -63,7 +68,13 @@ from cti.core import (
     Transfer110Pushed,
     call_event,
 )
-from cti.dialplan import CONTEXT_CONNECT, CONTEXT_HOLD, LEASE_VARIABLE, TAKEN_VARIABLE
+from cti.dialplan import (
+    CONTEXT_CALLBACK,
+    CONTEXT_CONNECT,
+    CONTEXT_HOLD,
+    LEASE_VARIABLE,
+    TAKEN_VARIABLE,
+)
 from cti.escalation import AddEmergencyLeg, EscalationEffect, escalation_actions
 from cti.events import AmiConnected, AmiDisconnected, AmiEvent, AmiEventsLost
 from cti.ivr.agi import Agi, FastAgiServer
@@ -80,7 +91,9 @@ __all__ = ["EXIT_AMI_LOGIN", "EXIT_DATABASE", "AmiExecutor", "Daemon", "Shutdown
 EXIT_CONFIG = 2
 EXIT_AMI_LOGIN = 3
 EXIT_DATABASE = 4
-AmiEffect = MarkTaken | RedirectToSeat | ReturnToHold | RenewLease | EscalationEffect
+AmiEffect = (
+    MarkTaken | RedirectToSeat | ReturnToHold | RenewLease | OriginateCallback | EscalationEffect
+)
 
 
 class ShutdownError(Exception):
@@ -121,11 +134,11 @@ class AmiExecutor:
         async with asyncio.TaskGroup() as tg:
             while True:
                 effect = await q.get()
-                if isinstance(effect, AddEmergencyLeg):
+                if isinstance(effect, AddEmergencyLeg | OriginateCallback):
                     # an async Originate is answered when the operator answers (or not):
                     # seconds later; the effects behind it must not wait for that
                     tg.create_task(
-                        self._execute(client, node, effect, effect.action_timeout_s),
+                        self._execute(client, node, effect, _originate_timeout(effect)),
                         name=f"adapter.ami[{node}].originate",
                     )
                 else:
@@ -148,8 +161,32 @@ class AmiExecutor:
             )
 
 
+def _originate_timeout(effect: AddEmergencyLeg | OriginateCallback) -> float:
+    if isinstance(effect, AddEmergencyLeg):
+        return effect.action_timeout_s
+    return effect.timeout_s + 10.0  # an async Originate answers when the seat does
+
+
 def _actions(effect: AmiEffect) -> list[dict[str, str]]:
     """The AMI actions of one effect (Redirect carries no variables: Setvar first)."""
+    if isinstance(effect, OriginateCallback):
+        # 漏接电话回拨: the seat's phone first; once it answers, cti-callback dials the
+        # citizen. ChannelId: the callback call's linkedid, which the core follows.
+        return [
+            {
+                "Action": "Originate",
+                "Channel": effect.endpoint,
+                "Context": CONTEXT_CALLBACK,
+                "Exten": effect.number,
+                "Priority": "1",
+                "Timeout": str(round(effect.timeout_s * 1000)),
+                "CallerID": f"<{effect.number}>",
+                "Variable": f"__CTI_CALLBACK_OF={effect.callback_id},__CTI_SEAT={effect.seat_id}",
+                "ChannelId": effect.channel_id,
+                "OtherChannelId": effect.other_channel_id,
+                "Async": "true",
+            }
+        ]
     if not isinstance(effect, MarkTaken | RedirectToSeat | ReturnToHold | RenewLease):
         return escalation_actions(effect)  # 110/119/120/122: cti/escalation.py
     if isinstance(effect, RenewLease):
@@ -259,6 +296,7 @@ class Daemon:
         # survey ratings of calls still up (the caller rates before hanging up): they go
         # into the call record when it is written
         self._ratings: dict[str, str] = {}
+        self._callback_tasks: list[asyncio.Future[None]] = []
         self.settings = settings  # HTTP facade: the http section, the API's tokens
         self.store = store  # HTTP facade: call records for GET /api/v1/calls
 
@@ -336,7 +374,12 @@ class Daemon:
 
     def feed(
         self,
-        item: QueueItem | Tick | SeatCommandReceived | Transfer110Pushed | TicketNumberKnown,
+        item: QueueItem
+        | Tick
+        | SeatCommandReceived
+        | Transfer110Pushed
+        | TicketNumberKnown
+        | CallbackRequested,
         *,
         keep: Callable[[Effect], bool] | None = None,
     ) -> list[Effect]:
@@ -385,15 +428,22 @@ class Daemon:
                 history_complete=s.history_complete,
             )
             rating = self._ratings.pop(f"{s.node}:{s.call_id}", None)
-            self.records.add(s, outbox_rows(effect.ticket_ops, time.time()), satisfaction=rating)
+            self.records.add(
+                s,
+                outbox_rows(effect.ticket_ops, time.time()),
+                satisfaction=rating,
+                callback=callback_row(s) if effect.missed else None,
+            )
         elif isinstance(effect, Pop):
             self.pops.submit(effect)
         elif isinstance(effect, StoreTicketOp):
             self.records.add_outbox(outbox_rows([effect.op], time.time()))
         elif isinstance(effect, Report110):
             self._reports.put_nowait(effect)  # stored, then published (_save_reports)
-        elif isinstance(effect, Reply110):
-            pass  # only a push makes one, and push110 keeps it
+        elif isinstance(effect, Reply110 | CallbackReply):
+            pass  # only a push / a callback request makes one, and its caller keeps it
+        elif isinstance(effect, CallbackDone):
+            self._callback_tasks.append(asyncio.ensure_future(self._close_callback(effect)))
         elif isinstance(effect, StoreSeatState):
             self._log.info(
                 "seat_state",
@@ -547,6 +597,56 @@ class Daemon:
             status=outcome.status,
         )
 
+    # ---- the missed-call callback list (cti/adapters/callbacks.py)
+
+    async def call_back(self, call_id: str, seat: str) -> tuple[int, dict[str, Any]]:
+        """One-click callback of a missed call from `seat` (HTTP)."""
+        entry = await get_callback(self.store, call_id)
+        if entry is None:
+            return 404, _err("not_found", f"no missed call {call_id!r} on the callback list")
+        if entry["status"] != "open":
+            return 409, _err("not_open", f"the entry is {entry['status']}")
+        kept = self.feed(
+            CallbackRequested(
+                callback_id=call_id,
+                node=entry["node"],
+                seat=seat,
+                number=entry["caller"],
+                at=time.time(),
+            ),
+            keep=lambda e: isinstance(e, CallbackReply),
+        )
+        reply = next(e for e in kept if isinstance(e, CallbackReply))
+        if not reply.ok:
+            status = 404 if reply.code == "unknown_seat" else 409
+            return status, _err(reply.code, reply.message)
+        await mark_callback(
+            self.store,
+            call_id,
+            status="calling",
+            attempts=entry["attempts"] + 1,
+            last_seat=seat,
+            last_at=time.time(),
+        )
+        return 202, {"ok": True, "call_id": call_id, "seat": seat, "status": "calling"}
+
+    async def _close_callback(self, done: CallbackDone) -> None:
+        answered = done.outcome == "answered"
+        try:
+            await mark_callback(
+                self.store,
+                done.callback_id,
+                status="done" if answered else "open",
+                last_outcome=done.outcome,
+                last_at=done.at,
+                callback_call_id=done.call_id,
+            )
+        except Exception:  # noqa: BLE001 - the list is an aid; the call record has it all
+            self._log.exception("callback_mark_failed", linkedid=done.call_id)
+        self._log.info(
+            "callback_ended", linkedid=done.call_id, seat=done.seat_id, outcome=done.outcome
+        )
+
     # ---- HTTP facade
     # What the HTTP API (cti/adapters/http.py, `ApiFacade`) reads and does. Every method
     # runs on the event loop between two inputs, so the core is never seen half-way.
@@ -555,7 +655,8 @@ class Daemon:
         http = self.settings.http
         if http.enabled:
             log = structlog.get_logger("cti.http")
-            api = build_api(self, http, log=log, routers=[transfers_router(self)])
+            routers = [transfers_router(self), callbacks_router(self)]
+            api = build_api(self, http, log=log, routers=routers)
             yield serve_http(api, http, log=log), "adapter.http"
 
     # ------------------------------------------------------------------ 110
@@ -882,3 +983,7 @@ async def run(
         exit_code=code,
     )
     return code
+
+
+def _err(code: str, message: str) -> dict[str, Any]:
+    return {"ok": False, "error": {"code": code, "message": message, "fields": []}}

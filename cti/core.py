@@ -83,7 +83,7 @@ from cti.seats.commands import (
     WrapupDone,
     WrapupExtend,
 )
-from cti.seats.model import SeatStatus
+from cti.seats.model import Reason, SeatStatus
 from cti.workorders.model import Origin, OutboxOp, TicketCallFacts, TicketDraft
 
 __all__ = [
@@ -137,6 +137,18 @@ class Transfer110Pushed:
     transfer: Transfer110
     at: float
     request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallbackRequested:
+    """Call back the citizen of a missed call (`callback_id`, "<node>:<linkedid>") from
+    `seat`, whose phone rings first; `node` is where to place the call."""
+
+    callback_id: str
+    node: str
+    seat: str
+    number: str
+    at: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -207,6 +219,43 @@ class StoreCall:
 
     summary: CallSummary
     ticket_ops: tuple[OutboxOp, ...] = ()
+    missed: bool = False  # abandoned in the queue: onto the callback list (漏接电话回拨)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OriginateCallback:
+    """Ring the seat's `endpoint`; once it answers, `cti-callback,<number>,1` dials the
+    citizen. `channel_id` becomes the callback call's linkedid."""
+
+    node: str
+    seat_id: str
+    endpoint: str
+    number: str
+    callback_id: str
+    channel_id: str
+    other_channel_id: str
+    timeout_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallbackDone:
+    """A callback call ended: close the list entry (answered) or reopen it."""
+
+    callback_id: str
+    seat_id: str
+    call_id: str
+    outcome: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallbackReply:
+    """The answer to a `CallbackRequested` (kept by the HTTP API)."""
+
+    callback_id: str
+    ok: bool
+    code: str = ""
+    message: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -263,7 +312,13 @@ class StoreSeatState:
 
 
 CoreInput = (
-    AmiEvent | ConnectionEvent | Tick | SeatCommandReceived | Transfer110Pushed | TicketNumberKnown
+    AmiEvent
+    | ConnectionEvent
+    | Tick
+    | SeatCommandReceived
+    | Transfer110Pushed
+    | TicketNumberKnown
+    | CallbackRequested
 )
 
 Effect = (
@@ -278,6 +333,9 @@ Effect = (
     | Pop
     | Reply110
     | Report110
+    | OriginateCallback
+    | CallbackDone
+    | CallbackReply
     | EscalateBlind
     | AddEmergencyLeg
     | HangupLeg
@@ -330,6 +388,9 @@ class Core:
         # escalation to 110/119/120/122 (docs/escalation.md)
         self._seat_legs: dict[str, str] = {}  # call_id -> the channel of the seat it rings
         self._escalations: dict[str, Escalation] = {}
+        # callbacks in progress: the callback call's linkedid -> (list entry, seat, was ready)
+        self._callbacks: dict[str, tuple[str, str, bool]] = {}
+        self._callback_seq = 0
 
     # ------------------------------------------------------------------ API
 
@@ -344,6 +405,8 @@ class Core:
             self._on_push(item, out)
         elif isinstance(item, TicketNumberKnown):
             self._on_ticket_number(item, out)
+        elif isinstance(item, CallbackRequested):
+            self._on_callback(item, out)
         else:
             self._ami(item, out)
         return out
@@ -420,52 +483,57 @@ class Core:
                     )
                 )
             elif isinstance(note, CallEnded):
-                s = note.summary
-                self._held.pop(s.call_id, None)
-                popped = self._popped.pop(s.call_id, None)
-                if popped is not None:
-                    out.append(
-                        self._pop(
-                            popped[0],
-                            "end",
-                            s.call_id,
-                            popped[1],
-                            outcome=s.outcome,
-                            wait_s=s.wait_s,
-                            talk_s=s.talk_s,
-                            hangup_by=s.hangup_by,
-                            transfers=list(s.to_json()["transfers"]),
-                            recording=self._recording.format(call_id=s.call_id)
-                            if s.answered_by
-                            else None,
-                        )
-                    )
-                self._drafts.pop(s.call_id, None)
-                self._queue_marks.pop(s.call_id, None)
-                self._talking.pop(s.call_id, None)
-                self._numbers.pop(s.call_id, None)
-                self._seat_legs.pop(s.call_id, None)
-                esc = self._escalations.pop(s.call_id, None)
-                if esc is None or not esc.released:  # a released seat is in wrap-up already
-                    self._route(self.dispatcher.on_hangup(s.call_id, s.ended_at), out)
-                transfer = self.transfers.transfer_of(s.call_id)
-                self._report(
-                    self.transfers.call_ended(
-                        s.call_id, s.ended_at, outcome=s.outcome, wait_s=s.wait_s, talk_s=s.talk_s
-                    ),
-                    out,
+                self._call_ended(note.summary, out)
+
+    def _call_ended(self, s: CallSummary, out: list[Effect]) -> None:
+        self._held.pop(s.call_id, None)
+        popped = self._popped.pop(s.call_id, None)
+        if popped is not None:
+            out.append(
+                self._pop(
+                    popped[0],
+                    "end",
+                    s.call_id,
+                    popped[1],
+                    outcome=s.outcome,
+                    wait_s=s.wait_s,
+                    talk_s=s.talk_s,
+                    hangup_by=s.hangup_by,
+                    transfers=list(s.to_json()["transfers"]),
+                    recording=self._recording.format(call_id=s.call_id) if s.answered_by else None,
                 )
-                ops: tuple[OutboxOp, ...] = ()
-                if s.call_id in self._tickets:
-                    self._tickets.discard(s.call_id)
-                    rec = self._recording.format(call_id=s.call_id) if s.answered_by else None
-                    ref = transfer.transfer_id if transfer is not None else None
-                    facts = TicketCallFacts.from_summary(s, recording=rec, external_ref=ref)
-                    ops = (OutboxOp.update(facts),)
-                out.append(StoreCall(summary=s, ticket_ops=ops))
-                body = s.to_json()
-                del body["call_id"]
-                out.append(call_event("ended", s.call_id, **body))
+            )
+        self._drafts.pop(s.call_id, None)
+        self._queue_marks.pop(s.call_id, None)
+        self._talking.pop(s.call_id, None)
+        self._numbers.pop(s.call_id, None)
+        self._seat_legs.pop(s.call_id, None)
+        esc = self._escalations.pop(s.call_id, None)
+        if esc is None or not esc.released:  # a released seat is in wrap-up already
+            self._route(self.dispatcher.on_hangup(s.call_id, s.ended_at), out)
+        transfer = self.transfers.transfer_of(s.call_id)
+        self._report(
+            self.transfers.call_ended(
+                s.call_id, s.ended_at, outcome=s.outcome, wait_s=s.wait_s, talk_s=s.talk_s
+            ),
+            out,
+        )
+        ops: tuple[OutboxOp, ...] = ()
+        taken = s.call_id in self._tickets
+        callback = self._callbacks.pop(s.call_id, None)
+        if callback is not None:
+            self._callback_done(callback, s, out)
+        if s.call_id in self._tickets:
+            self._tickets.discard(s.call_id)
+            rec = self._recording.format(call_id=s.call_id) if s.answered_by else None
+            ref = transfer.transfer_id if transfer is not None else None
+            facts = TicketCallFacts.from_summary(s, recording=rec, external_ref=ref)
+            ops = (OutboxOp.update(facts),)
+        missed = taken and s.outcome == "abandoned" and bool(s.caller)
+        out.append(StoreCall(summary=s, ticket_ops=ops, missed=missed))
+        body = s.to_json()
+        del body["call_id"]
+        out.append(call_event("ended", s.call_id, **body))
 
     def _on_newexten(self, ev: Newexten, out: list[Effect]) -> None:
         ctx = ev.chan.context
@@ -570,6 +638,76 @@ class Core:
             created_at=at,
             **_from_110(transfer),
         )
+
+    # ------------------------------------------------------------------ callbacks
+
+    def _on_callback(self, item: CallbackRequested, out: list[Effect]) -> None:
+        """漏接电话回拨: the seat goes not-ready (callback) and its phone rings first; when
+        the callback call ends, a seat that was ready is ready again."""
+        state = self.dispatcher.seats.get(item.seat)
+        refuse = None
+        if item.seat not in self._seats or state is None:
+            refuse = ("unknown_seat", f"no seat {item.seat!r} in the number plan")
+        elif state.status not in (SeatStatus.READY, SeatStatus.NOT_READY):
+            refuse = ("seat_busy", f"seat {item.seat} is {state.status.value}")
+        elif any(cb[0] == item.callback_id for cb in self._callbacks.values()):
+            refuse = ("already_calling", "this citizen is being called back")
+        if refuse is not None:
+            out.append(
+                CallbackReply(
+                    callback_id=item.callback_id, ok=False, code=refuse[0], message=refuse[1]
+                )
+            )
+            return
+        assert state is not None
+        was_ready = state.status is SeatStatus.READY
+        self._route(self.dispatcher.on_seat_not_ready(item.seat, Reason.CALLBACK, item.at), out)
+        profile = next(p for p in self.plan.seats if p.id == item.seat)
+        self._callback_seq += 1
+        channel_id = f"cb{int(item.at * 1000):x}{self._callback_seq:04x}"
+        self._callbacks[channel_id] = (item.callback_id, item.seat, was_ready)
+        self._log.info(
+            "callback_started", linkedid=channel_id, seat=item.seat, missed=item.callback_id
+        )
+        out.append(
+            OriginateCallback(
+                node=item.node,
+                seat_id=item.seat,
+                endpoint=profile.endpoint,
+                number=item.number,
+                callback_id=item.callback_id,
+                channel_id=channel_id,
+                other_channel_id=channel_id + "b",
+            )
+        )
+        out.append(
+            call_event(
+                "callback",
+                channel_id,
+                seat=item.seat,
+                missed_call=item.callback_id,
+                number=item.number,
+                at=item.at,
+            )
+        )
+        out.append(CallbackReply(callback_id=item.callback_id, ok=True))
+
+    def _callback_done(self, cb: tuple[str, str, bool], s: CallSummary, out: list[Effect]) -> None:
+        callback_id, seat, was_ready = cb
+        # the seat's phone is the "caller" of this call: answered = the citizen picked up
+        outcome = s.outcome
+        out.append(
+            CallbackDone(
+                callback_id=callback_id,
+                seat_id=seat,
+                call_id=s.call_id,
+                outcome=outcome,
+                at=s.ended_at,
+            )
+        )
+        state = self.dispatcher.seats.get(seat)
+        if was_ready and state is not None and state.reason is Reason.CALLBACK:
+            self._route(self.dispatcher.on_seat_ready(seat, s.ended_at), out)
 
     # ------------------------------------------------------------------ 110
 

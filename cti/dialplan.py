@@ -31,6 +31,7 @@ from cti.numberplan import (
 from cti.settings import DialplanSettings
 
 __all__ = [
+    "CONTEXT_CALLBACK",
     "CONTEXT_CONNECT",
     "CONTEXT_DIAL_SEAT",
     "CONTEXT_ESCALATE",
@@ -62,6 +63,8 @@ CONTEXT_FALLBACK: Final = "cti-fallback"
 CONTEXT_CONNECT: Final = "cti-connect"
 """Redirect target of the daemon: exten = seat id, priority 1."""
 CONTEXT_DIAL_SEAT: Final = "cti-dial-seat"
+CONTEXT_CALLBACK: Final = "cti-callback"
+"""Originate target of a callback: the seat answered, now dial the citizen (<number>)."""
 """Common part of cti-connect: record, Dial the seat, back to holding on no answer."""
 CONTEXT_RECORD: Final = "cti-record"
 """Gosub: start MixMonitor once per call."""
@@ -191,6 +194,7 @@ def generate_dialplan(plan: NumberPlan, settings: DialplanSettings, *, source: s
     _connect(conf, plan)
     _dial_seat(conf, plan, settings)
     _record(conf, settings)
+    _callback(conf, plan, settings)
     if plan.emergency:
         _escalate(conf, plan)
     return conf.text()
@@ -344,6 +348,28 @@ def _subcentre(plan: NumberPlan, line: Line, timeout: int) -> list[str]:
         f"Goto({CONTEXT_LINE},s,1)",
         "(done)Hangup()",
     ]
+
+
+def _callback(conf: _Conf, plan: NumberPlan, settings: DialplanSettings) -> None:
+    dial = settings.callback_dial
+    if dial is None and plan.trunks:
+        dial = _trunk_dial(plan.trunks[0].endpoint, "${EXTEN}")
+    if dial is None:
+        return  # no way out to citizens: no callbacks
+    conf.section(
+        CONTEXT_CALLBACK,
+        _RULE,
+        "A callback (漏接电话回拨): the daemon Originates the seat's phone into here; once the",
+        "agent answers, the citizen (<exten>) is dialled and the call recorded.",
+    )
+    conf.exten(
+        "_X!",
+        "NoOp(CTI callback of ${CTI_CALLBACK_OF} by seat ${CTI_SEAT} to ${EXTEN})",
+        "Set(__CTI_CALL_ID=${CHANNEL(linkedid)})",
+        f"Gosub({CONTEXT_RECORD},s,1)",
+        f"Dial({dial},45)",
+        "Hangup()",
+    )
 
 
 def _trunk_dial(endpoint: str, number: str) -> str:

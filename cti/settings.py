@@ -340,6 +340,13 @@ class DialplanSettings(BaseModel):
         description="After the agent hangs up, keep the caller for the one-key satisfaction "
         "survey (满意度评价): Dial gets the g option, then AGI(<ivr_url>/survey).",
     )
+    callback_dial: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9/@._${}-]*\$\{EXTEN\}[A-Za-z0-9/@._${}-]*$",
+        max_length=128,
+        description="How a callback (漏接电话回拨) dials the citizen, ${EXTEN} = the number: "
+        "PJSIP/${EXTEN}@carrier; none = over the number plan's first trunk.",
+    )
     progress_number: str | None = Field(
         default=None,
         pattern=r"^[0-9]{3,20}$",

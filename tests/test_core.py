@@ -8,9 +8,13 @@ from typing import Any
 import structlog
 
 from cti.core import (
+    CallbackDone,
+    CallbackReply,
+    CallbackRequested,
     Core,
     Effect,
     MarkTaken,
+    OriginateCallback,
     Pop,
     Publish,
     RedirectToSeat,
@@ -370,3 +374,34 @@ def test_device_states_listed_at_resync_reconcile_the_seats() -> None:
         ("not_ready", "device_unavailable")
     ]
     assert c.dispatcher.ready_seat_ids() == []
+
+
+def test_a_callback_rings_the_seat_first_and_gives_it_back_when_done() -> None:
+    c = core(wrapup_s=0)
+    ask = CallbackRequested(
+        callback_id="main:m1", node="main", seat="1002", number="13900000001", at=200.0
+    )
+    [refused] = [e for e in c.handle(ask) if isinstance(e, CallbackReply)]
+    assert (refused.ok, refused.code) == (False, "seat_busy")  # logged out
+    cmd(c, "1002", b'{"cmd":"login","ready":true}', 201.0)
+    out = c.handle(ask)
+    [orig] = [e for e in out if isinstance(e, OriginateCallback)]
+    assert (orig.endpoint, orig.number, orig.callback_id) == (
+        "PJSIP/1002",
+        "13900000001",
+        "main:m1",
+    )
+    assert [(e.status, e.reason) for e in out if isinstance(e, StoreSeatState)] == [
+        ("not_ready", "callback")
+    ]
+    [again] = [e for e in c.handle(ask) if isinstance(e, CallbackReply)]
+    assert again.code == "already_calling"  # one callback of a citizen at a time
+    # the callback call (its linkedid is the originated channel's id) rings and ends
+    seat_chan = "PJSIP/1002-00000042"
+    c.handle(ev("Newchannel", 202.0, **chan(seat_chan, orig.channel_id, orig.channel_id)))
+    out = c.handle(
+        ev("Hangup", 210.0, **chan(seat_chan, orig.channel_id, orig.channel_id, Cause="16"))
+    )
+    [done] = [e for e in out if isinstance(e, CallbackDone)]
+    assert (done.callback_id, done.seat_id, done.call_id) == ("main:m1", "1002", orig.channel_id)
+    assert [(e.status, e.reason) for e in out if isinstance(e, StoreSeatState)] == [("ready", None)]

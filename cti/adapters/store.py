@@ -151,6 +151,7 @@ class Store:
         rows: Sequence[dict[str, Any]],
         seat_rows: Sequence[dict[str, Any]] = (),
         outbox_rows: Sequence[dict[str, Any]] = (),
+        callback_rows: Sequence[dict[str, Any]] = (),
     ) -> None:
         """Insert or replace call records by `call_id`, append seat events and queue
         ticket operations (`cti.workorders.outbox.outbox_row`, kept once per key), in one
@@ -174,6 +175,10 @@ class Store:
                 from cti.workorders.outbox import write_rows  # noqa: PLC0415 - import cycle
 
                 await write_rows(conn, outbox_rows)
+            if callback_rows:
+                from cti.adapters.callbacks import write_callback_rows  # noqa: PLC0415
+
+                await write_callback_rows(conn, list(callback_rows))
 
     async def rate_call(
         self, call_id: str, satisfaction: str, outbox_rows: Sequence[dict[str, Any]]
@@ -261,10 +266,12 @@ class RecordWriter:
         outbox_rows: Sequence[dict[str, Any]] = (),
         *,
         satisfaction: str | None = None,
+        callback: dict[str, Any] | None = None,
     ) -> None:
         """A finished call (stored by upsert on its call_id), with its ticket operations
         (outbox rows), which are stored in the same transaction; `satisfaction`: the
-        caller's survey rating, when it came before the call ended."""
+        caller's survey rating, when it came before the call ended; `callback`: its entry
+        on the missed-call list (cti/adapters/callbacks.py), same transaction."""
         if len(self._pending) >= self._max:
             self._pending.popleft()
             self.dropped += 1
@@ -277,6 +284,8 @@ class RecordWriter:
         row = summary_row(summary, self._clock())
         row["satisfaction"] = satisfaction
         self._pending.append(("call", row))
+        if callback is not None:
+            self._pending.append(("callback", callback))
         self._pending.extend(("outbox", r) for r in outbox_rows)
         self._idle.clear()
         self._wake.set()
@@ -315,6 +324,7 @@ class RecordWriter:
                     [r for kind, r in rows if kind == "call"],
                     [r for kind, r in rows if kind == "seat"],
                     [r for kind, r in rows if kind == "outbox"],
+                    [r for kind, r in rows if kind == "callback"],
                 )
             except asyncio.CancelledError:
                 # shutdown mid-batch: keep the rows for the final flush (the upsert is

@@ -65,6 +65,8 @@ class Reason(enum.StrEnum):
     """Ring no answer: the seat was offered a call and did not answer in time."""
     DEVICE_UNAVAILABLE = "device_unavailable"
     """Asterisk reports the seat's endpoint unavailable (unregistered phone)."""
+    CALLBACK = "callback"
+    """Calling a citizen back from the missed-call list (漏接电话回拨)."""
     RESTART = "restart"
     """The daemon restarted while the seat was on a call: not offered calls until the agent
     says ready (the call may still be going on, and the daemon has lost its history)."""

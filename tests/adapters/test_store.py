@@ -85,12 +85,14 @@ async def test_failed_batches_are_retried_not_lost(store: Store) -> None:
     real = store.upsert_calls
     failures = 2
 
-    async def flaky(rows: Any, seat_rows: Any = (), outbox_rows: Any = ()) -> None:
+    async def flaky(
+        rows: Any, seat_rows: Any = (), outbox_rows: Any = (), callback_rows: Any = ()
+    ) -> None:
         nonlocal failures
         if failures:
             failures -= 1
             raise OperationalError("INSERT", {}, Exception("database is locked"))
-        await real(rows, seat_rows, outbox_rows)
+        await real(rows, seat_rows, outbox_rows, callback_rows)
 
     store.upsert_calls = flaky  # type: ignore[method-assign]
     writer = RecordWriter(store)
@@ -109,10 +111,12 @@ async def test_a_batch_cut_by_shutdown_is_kept_for_the_final_flush(store: Store)
     entered = asyncio.Event()
     real = store.upsert_calls
 
-    async def slow(rows: Any, seat_rows: Any = (), outbox_rows: Any = ()) -> None:
+    async def slow(
+        rows: Any, seat_rows: Any = (), outbox_rows: Any = (), callback_rows: Any = ()
+    ) -> None:
         entered.set()
         await asyncio.sleep(10)
-        await real(rows, seat_rows, outbox_rows)
+        await real(rows, seat_rows, outbox_rows, callback_rows)
 
     store.upsert_calls = slow  # type: ignore[method-assign]
     writer = RecordWriter(store)
