@@ -78,7 +78,7 @@ from cti.dialplan import (
 from cti.escalation import AddEmergencyLeg, EscalationEffect, escalation_actions
 from cti.events import AmiConnected, AmiDisconnected, AmiEvent, AmiEventsLost
 from cti.ivr.agi import Agi, FastAgiServer
-from cti.ivr.flows import progress_query, survey
+from cti.ivr.flows import announce, announcement, progress_query, survey
 from cti.seats.commands import parse_seat_command
 from cti.seats.model import SeatStatus
 from cti.settings import Settings
@@ -511,7 +511,7 @@ class Daemon:
     async def _serve_agi(self) -> None:
         ivr = self.settings.ivr
         server = FastAgiServer(
-            {"survey": self._survey, "progress": self._progress},
+            {"survey": self._survey, "progress": self._progress, "announce": self._announce},
             header_timeout_s=ivr.header_timeout_s,
             command_timeout_s=ivr.command_timeout_s,
             max_sessions=ivr.max_sessions,
@@ -576,6 +576,23 @@ class Daemon:
                 flagged=rating.unsatisfied,
             )
         )
+
+    async def _announce(self, agi: Agi) -> None:
+        """A waiting caller's place in the line and expected wait, from the dispatcher."""
+        linkedid = agi.headers.get("agi_arg_1") or agi.headers.get("agi_uniqueid", "")
+        d = self.core.dispatcher
+        pos = d.position(linkedid)
+        ewt = d.expected_wait(linkedid, time.time())
+        steps = announcement(
+            pos.overall if pos is not None else None, ewt, self.settings.ivr.announce
+        )
+        self._log.info(
+            "ivr_announced",
+            linkedid=linkedid,
+            position=pos.overall if pos is not None else None,
+            ewt_s=None if ewt is None else round(ewt, 1),
+        )
+        await announce(agi, steps)
 
     async def _progress(self, agi: Agi) -> None:
         """自助查询进度: a ticket number by DTMF, its status read back."""

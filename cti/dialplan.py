@@ -189,7 +189,7 @@ def generate_dialplan(plan: NumberPlan, settings: DialplanSettings, *, source: s
     _from_trunk(conf)
     _inbound(conf, plan, settings)
     _line(conf, settings)
-    _hold(conf)
+    _hold(conf, settings)
     _fallback(conf, plan, settings)
     _connect(conf, plan)
     _dial_seat(conf, plan, settings)
@@ -402,7 +402,7 @@ def _line(conf: _Conf, settings: DialplanSettings) -> None:
     conf.exten("s", *apps)
 
 
-def _hold(conf: _Conf) -> None:
+def _hold(conf: _Conf, settings: DialplanSettings) -> None:
     conf.section(
         CONTEXT_HOLD,
         _RULE,
@@ -412,16 +412,41 @@ def _hold(conf: _Conf) -> None:
         f"{LEASE_VARIABLE}, epoch s) has run out. Sleeps until the next deadline: no",
         "polling, a handful of AMI events per call.",
     )
-    conf.exten(
-        "s",
-        "StartMusicOnHold()",
+    check = [
         "(check)Set(CTI_HOLD_LEFT=$[0${CTI_HOLD_UNTIL} - ${EPOCH}])",
         "GotoIf($[${CTI_HOLD_LEFT} > 0]?wait)",
         f'GotoIf($["${{{TAKEN_VARIABLE}}}" != "1"]?fallback)',
         f"Set(CTI_HOLD_LEFT=$[0${{GLOBAL({LEASE_VARIABLE})}} - ${{EPOCH}}])",
         "GotoIf($[${CTI_HOLD_LEFT} > 0]?wait)",
         f"(fallback)Goto({CONTEXT_FALLBACK},s,1)",
-        "(wait)Wait(${CTI_HOLD_LEFT})",
+    ]
+    every = settings.announce_every_s
+    if not every:
+        conf.exten("s", "StartMusicOnHold()", *check, "(wait)Wait(${CTI_HOLD_LEFT})", "Goto(check)")
+        return
+    conf.comment(
+        "Waiting announcements: a call the daemon has taken hears its place in the line and",
+        f"the expected wait after {settings.announce_first_s} s, then every {every} s "
+        "(AGI announce; no",
+        "Redirect, so the daemon's view of the hold is unchanged). If the daemon is down the",
+        "AGI fails at once and the call waits on.",
+    )
+    conf.exten(
+        "s",
+        "StartMusicOnHold()",
+        'Set(CTI_NEXT_ANNOUNCE=${IF($["${CTI_NEXT_ANNOUNCE}" = ""]?'
+        f"$[${{EPOCH}} + {settings.announce_first_s}]:${{CTI_NEXT_ANNOUNCE}})}})",
+        *check,
+        f'(wait)GotoIf($["${{{TAKEN_VARIABLE}}}" != "1"]?sleep)',
+        "GotoIf($[${EPOCH} < ${CTI_NEXT_ANNOUNCE}]?sleep)",
+        f"Set(CTI_NEXT_ANNOUNCE=$[${{EPOCH}} + {every}])",
+        f"AGI({settings.ivr_url}/announce,${{CHANNEL(linkedid)}})",
+        "StartMusicOnHold()",
+        "Goto(check)",
+        # sleep until the next announcement or the next deadline, whichever comes first
+        "(sleep)Set(CTI_SLEEP=$[${CTI_NEXT_ANNOUNCE} - ${EPOCH}])",
+        "Wait(${IF($[${CTI_SLEEP} < ${CTI_HOLD_LEFT} & ${CTI_SLEEP} > 0]"
+        "?${CTI_SLEEP}:${CTI_HOLD_LEFT})})",
         "Goto(check)",
     )
 

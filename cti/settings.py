@@ -347,6 +347,16 @@ class DialplanSettings(BaseModel):
         description="How a callback (漏接电话回拨) dials the citizen, ${EXTEN} = the number: "
         "PJSIP/${EXTEN}@carrier; none = over the number plan's first trunk.",
     )
+    announce_every_s: int = Field(
+        default=0,
+        ge=0,
+        le=3600,
+        description="Waiting announcements (position and expected wait) every this many "
+        "seconds to a call the daemon holds; 0 = none.",
+    )
+    announce_first_s: int = Field(
+        default=30, ge=1, le=3600, description="The first announcement after this wait, s."
+    )
     progress_number: str | None = Field(
         default=None,
         pattern=r"^[0-9]{3,20}$",
@@ -672,6 +682,25 @@ class ProgressQuerySettings(BaseModel):
     attempts: int = Field(default=3, ge=1, le=5)
 
 
+class AnnounceSettings(BaseModel):
+    """What a waiting caller hears (dialplan.announce_every_s turns it on)."""
+
+    model_config = _FROZEN
+
+    ahead: Prompt = Field(default="queue-thereare", description='"There are …"')
+    calls_waiting: Prompt = Field(
+        default="queue-callswaiting", description='"… calls waiting ahead of you"'
+    )
+    you_are_next: Prompt = Field(default="queue-youarenext", description="First in line.")
+    hold_time: Prompt = Field(default="queue-holdtime", description='"The expected wait is …"')
+    minutes: Prompt = Field(default="queue-minutes")
+    less_than: Prompt = Field(default="queue-less-than", description='"less than" (1 minute)')
+    thanks: Prompt = Field(default="queue-thankyou", description="Thanks for waiting.")
+    max_wait_minutes: int = Field(
+        default=30, ge=1, le=600, description="Longer expected waits are not announced."
+    )
+
+
 class IvrSettings(BaseModel):
     """The daemon's FastAGI server and its flows (docs/ivr.md)."""
 
@@ -687,6 +716,7 @@ class IvrSettings(BaseModel):
     max_sessions: int = Field(default=200, ge=1, le=10_000, description="Concurrent sessions.")
     survey: SurveySettings = Field(default_factory=SurveySettings)
     progress_query: ProgressQuerySettings = Field(default_factory=ProgressQuerySettings)
+    announce: AnnounceSettings = Field(default_factory=AnnounceSettings)
 
 
 class Dispatch110FeedbackSettings(BaseModel):

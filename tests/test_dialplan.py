@@ -253,7 +253,15 @@ def test_hold_loop_falls_back_only_when_not_taken_or_lease_expired() -> None:
         "Set(CTI_HOLD_LEFT=$[0${GLOBAL(CTI_LEASE_UNTIL)} - ${EPOCH}])"
     )
     assert text[labels.index("fallback")] == "Goto(cti-fallback,s,1)"
-    assert text[labels.index("wait")] == "Wait(${CTI_HOLD_LEFT})"
+    # waiting announcements on (the sample): only for a taken call, then back to the check
+    assert text[labels.index("wait")] == 'GotoIf($["${CTI_TAKEN}" != "1"]?sleep)'
+    assert "AGI(agi://127.0.0.1:4573/announce,${CHANNEL(linkedid)})" in text
+    assert text[labels.index("sleep") + 1].startswith("Wait(${IF($[${CTI_SLEEP} < ${CTI_HOLD")
+    # ... and off: the plain loop sleeps until the deadline
+    off = settings.dialplan.model_copy(update={"announce_every_s": 0})
+    plain = parse(generate_dialplan(settings.numberplan, off, source=SOURCE))[CONTEXT_HOLD]["s"]
+    assert {label: app for label, app in plain if label}["wait"] == "Wait(${CTI_HOLD_LEFT})"
+    assert not [app for _, app in plain if "AGI(" in app]
 
 
 # --------------------------------------------------------------------------- safety

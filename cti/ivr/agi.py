@@ -75,6 +75,8 @@ class Agi(Protocol):
 
     async def say_digits(self, digits: str) -> None: ...
 
+    async def say_number(self, number: int) -> None: ...
+
     async def get_variable(self, name: str) -> str | None: ...
 
     async def set_variable(self, name: str, value: str) -> None: ...
@@ -154,6 +156,9 @@ class AgiSession:
 
     async def say_digits(self, digits: str) -> None:
         await self.command(f'SAY DIGITS {_digits(digits)} ""')
+
+    async def say_number(self, number: int) -> None:
+        await self.command(f'SAY NUMBER {int(number)} ""')
 
     async def get_variable(self, name: str) -> str | None:
         res = await self.command(f"GET VARIABLE {_arg(name)}")

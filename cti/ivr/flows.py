@@ -14,10 +14,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from cti.ivr.agi import Agi, AgiHangup
-from cti.settings import ProgressQuerySettings, SurveySettings
+from cti.settings import AnnounceSettings, ProgressQuerySettings, SurveySettings
 
 __all__ = [
     "Rating",
+    "announce",
+    "announcement",
     "progress_query",
     "rating_for",
     "survey",
@@ -103,3 +105,37 @@ async def progress_query(
         return QueryOutcome(number=number, status=status)
     await agi.stream(cfg.goodbye)
     return QueryOutcome(number=number, status=None)
+
+
+Step = tuple[str, str | int]  # ("play", prompt) | ("number", n)
+
+
+def announcement(position: int | None, ewt_s: float | None, cfg: AnnounceSettings) -> list[Step]:
+    """What a waiting caller hears: its place in the line, then the expected wait (in
+    whole minutes, rounded up; "less than 1 minute"; nothing when unknown or very long).
+    Nothing at all for a call that is not waiting (being offered, or unknown)."""
+    if position is None:
+        return []
+    steps: list[Step] = []
+    if position <= 1:
+        steps.append(("play", cfg.you_are_next))
+    else:
+        steps += [("play", cfg.ahead), ("number", position - 1), ("play", cfg.calls_waiting)]
+    if ewt_s is not None and ewt_s >= 0:
+        minutes = int(-(-ewt_s // 60))  # ceil
+        if minutes <= 1:
+            steps += [("play", cfg.hold_time), ("play", cfg.less_than), ("number", 1),
+                      ("play", cfg.minutes)]  # fmt: skip
+        elif minutes <= cfg.max_wait_minutes:
+            steps += [("play", cfg.hold_time), ("number", minutes), ("play", cfg.minutes)]
+    steps.append(("play", cfg.thanks))
+    return steps
+
+
+async def announce(agi: Agi, steps: list[Step]) -> None:
+    """Play an announcement (see `announcement`)."""
+    for kind, value in steps:
+        if kind == "number":
+            await agi.say_number(int(value))
+        else:
+            await agi.stream(str(value))

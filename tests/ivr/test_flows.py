@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from cti.ivr.flows import (
+    announce,
+    announcement,
     progress_query,
     rating_for,
     survey,
     ticket_number_from_digits,
 )
-from cti.settings import ProgressQuerySettings, SurveySettings
+from cti.settings import AnnounceSettings, ProgressQuerySettings, SurveySettings
 
 
 class FakeAgi:
@@ -35,6 +37,9 @@ class FakeAgi:
 
     async def say_digits(self, digits: str) -> None:
         self.played.append(f"<digits {digits}>")
+
+    async def say_number(self, number: int) -> None:
+        self.played.append(f"<number {number}>")
 
     async def get_variable(self, name: str) -> str | None:
         return None
@@ -114,3 +119,34 @@ async def test_progress_query_gives_up_after_the_attempts() -> None:
     assert outcome.status is None
     assert agi.played[-1] == "vm-goodbye"
     assert agi.played.count("vm-enter-num-to-call") == 3
+
+
+def test_what_a_waiting_caller_hears() -> None:
+    cfg = AnnounceSettings()
+    assert announcement(None, 120.0, cfg) == []  # not waiting (being offered): nothing
+    assert announcement(1, None, cfg) == [("play", "queue-youarenext"), ("play", "queue-thankyou")]
+    assert announcement(4, 150.0, cfg) == [
+        ("play", "queue-thereare"),
+        ("number", 3),
+        ("play", "queue-callswaiting"),
+        ("play", "queue-holdtime"),
+        ("number", 3),  # 2.5 minutes, rounded up
+        ("play", "queue-minutes"),
+        ("play", "queue-thankyou"),
+    ]
+    assert ("play", "queue-less-than") in announcement(2, 20.0, cfg)
+    assert ("play", "queue-holdtime") not in announcement(2, 3600.0, cfg)  # too long to promise
+
+
+async def test_announce_plays_the_steps() -> None:
+    agi = FakeAgi([])
+    await announce(agi, announcement(3, 90.0, AnnounceSettings()))
+    assert agi.played == [
+        "queue-thereare",
+        "<number 2>",
+        "queue-callswaiting",
+        "queue-holdtime",
+        "<number 2>",
+        "queue-minutes",
+        "queue-thankyou",
+    ]

@@ -171,6 +171,10 @@ class Harness:
                 return rec
         return None
 
+    def logs_of(self, event: str) -> list[dict[str, Any]]:
+        """Every daemon log record of `event`, in order."""
+        return [rec for rec in self.logs if rec.get("event") == event]
+
     def published(self, topic: str, **match: Any) -> list[Any]:
         return [
             b

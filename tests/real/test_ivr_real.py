@@ -124,3 +124,26 @@ async def test_a_port_probe_and_a_half_sent_header_do_not_hold_up_a_caller(
         finally:
             half.close()
             silent.close()
+
+
+async def test_a_waiting_caller_hears_its_place_in_the_line(tmp_path: Path) -> None:
+    """The sample dialplan announces after 15 s, then every 30 s (dialplan.announce_*)."""
+    async with Harness(*config(tmp_path)) as h:
+        await h.wait(lambda: h.log("agi_listening"), 10, "the FastAGI server")
+        first = await h.call("12345", "13800000921", "褚十三")  # nobody is logged in
+        second = await h.call("12345", "13800000922", "卫十四")
+        heard = await h.wait(
+            lambda: len(h.logs_of("ivr_announced")) >= 2 and h.logs_of("ivr_announced"),
+            25,
+            "both callers' announcements",
+        )
+        by_call = {e["linkedid"]: e for e in heard}
+        assert by_call[first]["position"] == 1
+        assert by_call[second]["position"] == 2
+        assert h.log("agi_flow_crashed") is None
+        assert h.log("agi_failed") is None  # every prompt played, every answer checked
+        # still held by the daemon, not fallen back to the plain queue
+        chans = await h.channels()
+        held = [c for c in chans.values() if c.get("Linkedid") in (first, second)
+                and c.get("Context") == "cti-hold"]  # fmt: skip
+        assert len(held) == 2
