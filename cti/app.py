@@ -46,6 +46,7 @@ from cti.adapters.store import RecordWriter, Store
 from cti.adapters.workorders import build_workorders
 from cti.core import (
     CallbackDone,
+    CallbackKeepPlace,
     CallbackReply,
     CallbackRequested,
     Core,
@@ -78,7 +79,14 @@ from cti.dialplan import (
 from cti.escalation import AddEmergencyLeg, EscalationEffect, escalation_actions
 from cti.events import AmiConnected, AmiDisconnected, AmiEvent, AmiEventsLost
 from cti.ivr.agi import Agi, FastAgiServer
-from cti.ivr.flows import announce, announcement, progress_query, survey
+from cti.ivr.flows import (
+    announce,
+    announcement,
+    offer_callback,
+    progress_query,
+    should_offer_callback,
+    survey,
+)
 from cti.seats.commands import parse_seat_command
 from cti.seats.model import SeatStatus
 from cti.settings import Settings
@@ -379,7 +387,8 @@ class Daemon:
         | SeatCommandReceived
         | Transfer110Pushed
         | TicketNumberKnown
-        | CallbackRequested,
+        | CallbackRequested
+        | CallbackKeepPlace,
         *,
         keep: Callable[[Effect], bool] | None = None,
     ) -> list[Effect]:
@@ -593,6 +602,17 @@ class Daemon:
             ewt_s=None if ewt is None else round(ewt, 1),
         )
         await announce(agi, steps)
+        draft = self.core.drafts.get(linkedid)
+        offer = self.settings.ivr.callback_offer
+        number = draft is not None and bool(draft.caller)
+        if not should_offer_callback(
+            pos.overall if pos is not None else None, ewt, offer, has_number=number
+        ):
+            return
+        if await offer_callback(agi, offer):
+            self.feed(CallbackKeepPlace(call_id=linkedid, at=time.time()))
+            await agi.set_variable("CTI_CALLBACK_KEEP", "1")  # the dialplan clears the line
+            self._log.info("ivr_callback_requested", linkedid=linkedid)
 
     async def _progress(self, agi: Agi) -> None:
         """自助查询进度: a ticket number by DTMF, its status read back."""

@@ -152,6 +152,15 @@ class CallbackRequested:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CallbackKeepPlace:
+    """A waiting caller asked to be called back, keeping its place (the IVR's offer): the
+    call stays in the line without a channel; a seat that picks it calls the citizen."""
+
+    call_id: str  # the waiting call's linkedid
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TicketNumberKnown:
     """The work-order backend created a ticket: `call_id` in the outbox's form
     (``<node>:<linkedid>``, or ``110:<transfer id>`` for a 110 data transfer)."""
@@ -319,6 +328,7 @@ CoreInput = (
     | Transfer110Pushed
     | TicketNumberKnown
     | CallbackRequested
+    | CallbackKeepPlace
 )
 
 Effect = (
@@ -379,6 +389,7 @@ class Core:
         self._recording = recording  # where cti-record puts a call's recording
         self._tickets: set[str] = set()  # calls whose ticket draft was written
         self._drafts: dict[str, TicketDraft] = {}  # call_id -> what a pop shows of it
+        self.drafts = self._drafts  # read-only view for the IVR (who is calling)
         self._queue_marks: dict[str, list[dict[str, Any]]] = {}  # call_id -> its wait so far
         self._popped: dict[str, tuple[str, int]] = {}  # call_id -> (seat, attempt) popped
         # 110 ⇄ 12345: pushed transfers, matched to the calls on 110 lines
@@ -391,6 +402,10 @@ class Core:
         # callbacks in progress: the callback call's linkedid -> (list entry, seat, was ready)
         self._callbacks: dict[str, tuple[str, str, bool]] = {}
         self._callback_seq = 0
+        # callers who asked to be called back keeping their place: call id -> (node, number);
+        # and the callback call placed for one, by its linkedid -> the waiting call's id
+        self._virtual: dict[str, tuple[str, str]] = {}
+        self._virtual_cb: dict[str, str] = {}
 
     # ------------------------------------------------------------------ API
 
@@ -407,6 +422,8 @@ class Core:
             self._on_ticket_number(item, out)
         elif isinstance(item, CallbackRequested):
             self._on_callback(item, out)
+        elif isinstance(item, CallbackKeepPlace):
+            self._keep_place(item, out)
         else:
             self._ami(item, out)
         return out
@@ -451,6 +468,9 @@ class Core:
 
     def _notes(self, notes: list[CallNotification], out: list[Effect]) -> None:
         for note in notes:
+            if _note_call_id(note) in self._virtual_cb:
+                self._virtual_note(note, out)
+                continue
             if isinstance(note, CallConnected):
                 if note.call_id in self._escalations:
                     continue  # the operator's leg: the seat answered long ago
@@ -503,13 +523,15 @@ class Core:
                     recording=self._recording.format(call_id=s.call_id) if s.answered_by else None,
                 )
             )
-        self._drafts.pop(s.call_id, None)
-        self._queue_marks.pop(s.call_id, None)
+        virtual = s.call_id in self._virtual  # hung up to be called back: keeps its place
+        if not virtual:
+            self._drafts.pop(s.call_id, None)
+            self._queue_marks.pop(s.call_id, None)
         self._talking.pop(s.call_id, None)
         self._numbers.pop(s.call_id, None)
         self._seat_legs.pop(s.call_id, None)
         esc = self._escalations.pop(s.call_id, None)
-        if esc is None or not esc.released:  # a released seat is in wrap-up already
+        if (esc is None or not esc.released) and not virtual:  # released: wrap-up already
             self._route(self.dispatcher.on_hangup(s.call_id, s.ended_at), out)
         transfer = self.transfers.transfer_of(s.call_id)
         self._report(
@@ -529,7 +551,7 @@ class Core:
             ref = transfer.transfer_id if transfer is not None else None
             facts = TicketCallFacts.from_summary(s, recording=rec, external_ref=ref)
             ops = (OutboxOp.update(facts),)
-        missed = taken and s.outcome == "abandoned" and bool(s.caller)
+        missed = taken and s.outcome == "abandoned" and bool(s.caller) and not virtual
         out.append(StoreCall(summary=s, ticket_ops=ops, missed=missed))
         body = s.to_json()
         del body["call_id"]
@@ -708,6 +730,84 @@ class Core:
         state = self.dispatcher.seats.get(seat)
         if was_ready and state is not None and state.reason is Reason.CALLBACK:
             self._route(self.dispatcher.on_seat_ready(seat, s.ended_at), out)
+
+    # ------------------------------------------------------------------ callback, keeping the place
+
+    def _keep_place(self, item: CallbackKeepPlace, out: list[Effect]) -> None:
+        """The caller will hang up; its call stays in the line, and the seat that picks it
+        calls the citizen back (seat first), like a callback from the missed-call list."""
+        held = self._held.get(item.call_id)
+        draft = self._drafts.get(item.call_id)
+        if held is None or draft is None or not draft.caller:
+            self.counts["keep_place_unknown_call"] += 1
+            return
+        if self.dispatcher.offered_to(item.call_id) is not None:
+            return  # a seat is already ringing for it: no need
+        self._virtual[item.call_id] = (held.node, draft.caller)
+        self.counts["callback_kept_place"] += 1
+        self._log.info("callback_kept_place", linkedid=item.call_id, caller=draft.caller)
+        out.append(call_event("callback_requested", item.call_id, node=held.node, at=item.at))
+
+    def _connect_virtual(
+        self, c: rc.ConnectCall, virtual: tuple[str, str], out: list[Effect]
+    ) -> None:
+        node, number = virtual
+        self._callback_seq += 1
+        channel_id = f"cb{int(c.ring_timeout_s * 1000):x}{self._callback_seq:06x}{c.call_id[-6:]}"
+        channel_id = "".join(ch for ch in channel_id if ch.isalnum())
+        self._virtual_cb[channel_id] = c.call_id
+        self._log.info(
+            "call_offered_callback", linkedid=c.call_id, seat=c.seat_id, callback=channel_id
+        )
+        out.append(
+            OriginateCallback(
+                node=node,
+                seat_id=c.seat_id,
+                endpoint=c.endpoint,
+                number=number,
+                callback_id=f"{node}:{c.call_id}",
+                channel_id=channel_id,
+                other_channel_id=channel_id + "b",
+                timeout_s=c.ring_timeout_s,
+            )
+        )
+        self._popped[c.call_id] = (c.seat_id, c.attempt)
+        if c.queue_positions:
+            self._queue_marks[c.call_id] = [m.to_json() for m in c.queue_positions]
+        out.append(self._pop(c.seat_id, "offer", c.call_id, c.attempt, step=c.step, callback=True))
+
+    def _virtual_note(self, note: CallNotification, out: list[Effect]) -> None:
+        """The callback call of a caller who kept its place: for the dispatcher and the
+        pops it is that waiting call (answered = the citizen picked up)."""
+        cb_id = _note_call_id(note)
+        call_id = self._virtual_cb[cb_id]
+        if isinstance(note, CallConnected):
+            self._route(self.dispatcher.on_answer(call_id, note.at), out)
+            popped = self._popped.get(call_id)
+            if popped is not None:
+                self._talking[call_id] = popped[0]
+                out.append(self._pop(popped[0], "answer", call_id, popped[1], answered_at=note.at))
+        elif isinstance(note, CallEnded):
+            s = note.summary
+            del self._virtual_cb[cb_id]
+            # answered: the agent talked to the citizen; not: the citizen did not pick up —
+            # either way this caller's wait is over
+            self._virtual.pop(call_id, None)
+            popped = self._popped.pop(call_id, None)
+            if popped is not None:
+                out.append(
+                    self._pop(
+                        popped[0], "end", call_id, popped[1], outcome=s.outcome, talk_s=s.talk_s
+                    )
+                )
+            self._talking.pop(call_id, None)
+            self._route(self.dispatcher.on_hangup(call_id, s.ended_at), out)
+            self._drafts.pop(call_id, None)
+            self._queue_marks.pop(call_id, None)
+            out.append(StoreCall(summary=s))
+            body = s.to_json()
+            del body["call_id"]
+            out.append(call_event("ended", s.call_id, callback_of=call_id, **body))
 
     # ------------------------------------------------------------------ 110
 
@@ -1187,6 +1287,10 @@ class Core:
             # StartTimer: the driver asks next_deadline(); CommandRejected: replied above
 
     def _connect(self, c: rc.ConnectCall, out: list[Effect]) -> None:
+        virtual = self._virtual.get(c.call_id)
+        if virtual is not None:
+            self._connect_virtual(c, virtual, out)
+            return
         held = self._held.get(c.call_id)
         if held is None:
             self.counts["connect_unknown_call"] += 1
@@ -1211,6 +1315,11 @@ class Core:
         out.append(self._pop(c.seat_id, "offer", c.call_id, c.attempt, step=c.step))
 
     def _cancel_ring(self, c: rc.CancelRing, out: list[Effect]) -> None:
+        if c.call_id in self._virtual:
+            # the seat did not answer the callback in time: that attempt is no longer this
+            # call's (the waiting call is back in the line for the next seat)
+            for cb_id in [k for k, v in self._virtual_cb.items() if v == c.call_id]:
+                del self._virtual_cb[cb_id]
         popped = self._popped.pop(c.call_id, None)
         if popped is not None:
             out.append(self._pop(popped[0], "end", c.call_id, popped[1], reason=c.reason))
@@ -1263,6 +1372,10 @@ def call_event(kind: str, call_id: str, *, event: str | None = None, **body: Any
 
 
 MAIN_LINE: Final = "12345"
+
+
+def _note_call_id(note: CallNotification) -> str:
+    return note.summary.call_id if isinstance(note, CallEnded) else note.call_id
 
 
 def _from_110(t: Transfer110 | None) -> dict[str, Any]:

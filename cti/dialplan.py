@@ -441,6 +441,8 @@ def _hold(conf: _Conf, settings: DialplanSettings) -> None:
         "GotoIf($[${EPOCH} < ${CTI_NEXT_ANNOUNCE}]?sleep)",
         f"Set(CTI_NEXT_ANNOUNCE=$[${{EPOCH}} + {every}])",
         f"AGI({settings.ivr_url}/announce,${{CHANNEL(linkedid)}})",
+        # the caller pressed for a callback: the daemon keeps its place, the line is cleared
+        'GotoIf($["${CTI_CALLBACK_KEEP}" = "1"]?bye)',
         "StartMusicOnHold()",
         "Goto(check)",
         # sleep until the next announcement or the next deadline, whichever comes first
@@ -448,6 +450,7 @@ def _hold(conf: _Conf, settings: DialplanSettings) -> None:
         "Wait(${IF($[${CTI_SLEEP} < ${CTI_HOLD_LEFT} & ${CTI_SLEEP} > 0]"
         "?${CTI_SLEEP}:${CTI_HOLD_LEFT})})",
         "Goto(check)",
+        "(bye)Hangup()",
     )
 
 

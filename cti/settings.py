@@ -701,6 +701,23 @@ class AnnounceSettings(BaseModel):
     )
 
 
+class CallbackOfferSettings(BaseModel):
+    """After a waiting announcement: "press 1 to be called back, keeping your place"."""
+
+    model_config = _FROZEN
+
+    enabled: bool = Field(default=False, description="Offer it (needs announcements).")
+    min_ewt_s: Seconds = Field(
+        default=120.0,
+        description="Offer it when the expected wait is at least this long, or unknown (no "
+        "staffed seat can take the call), s.",
+    )
+    prompt: Prompt = Field(default="vm-tocallback", description='"Press 1 to be called back"')
+    key: str = Field(default="1", pattern=r"^[0-9*#]$")
+    confirm: Prompt = Field(default="auth-thankyou", description="Before the line is cleared.")
+    timeout_s: Seconds = Field(default=4.0, description="Wait for the key, s.")
+
+
 class IvrSettings(BaseModel):
     """The daemon's FastAGI server and its flows (docs/ivr.md)."""
 
@@ -717,6 +734,7 @@ class IvrSettings(BaseModel):
     survey: SurveySettings = Field(default_factory=SurveySettings)
     progress_query: ProgressQuerySettings = Field(default_factory=ProgressQuerySettings)
     announce: AnnounceSettings = Field(default_factory=AnnounceSettings)
+    callback_offer: CallbackOfferSettings = Field(default_factory=CallbackOfferSettings)
 
 
 class Dispatch110FeedbackSettings(BaseModel):

@@ -14,14 +14,21 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from cti.ivr.agi import Agi, AgiHangup
-from cti.settings import AnnounceSettings, ProgressQuerySettings, SurveySettings
+from cti.settings import (
+    AnnounceSettings,
+    CallbackOfferSettings,
+    ProgressQuerySettings,
+    SurveySettings,
+)
 
 __all__ = [
     "Rating",
     "announce",
     "announcement",
+    "offer_callback",
     "progress_query",
     "rating_for",
+    "should_offer_callback",
     "survey",
     "ticket_number_from_digits",
 ]
@@ -139,3 +146,23 @@ async def announce(agi: Agi, steps: list[Step]) -> None:
             await agi.say_number(int(value))
         else:
             await agi.stream(str(value))
+
+
+def should_offer_callback(
+    position: int | None, ewt_s: float | None, cfg: CallbackOfferSettings, *, has_number: bool
+) -> bool:
+    """Offer "press 1 to be called back" to a waiting caller whose number is known, when
+    its wait promises to be long (or cannot be estimated: no staffed seat can take it)."""
+    if not cfg.enabled or not has_number or position is None:
+        return False
+    return ewt_s is None or ewt_s >= cfg.min_ewt_s
+
+
+async def offer_callback(agi: Agi, cfg: CallbackOfferSettings) -> bool:
+    """Ask; True when the caller pressed the key (then it is thanked)."""
+    digit = await agi.get_digits(cfg.prompt, timeout_s=cfg.timeout_s, max_digits=1)
+    if digit != cfg.key:
+        return False
+    with contextlib.suppress(AgiHangup):
+        await agi.stream(cfg.confirm)
+    return True

@@ -147,3 +147,67 @@ async def test_a_waiting_caller_hears_its_place_in_the_line(tmp_path: Path) -> N
         held = [c for c in chans.values() if c.get("Linkedid") in (first, second)
                 and c.get("Context") == "cti-hold"]  # fmt: skip
         assert len(held) == 2
+
+
+async def test_a_callback_request_keeps_the_place_and_connects_caller_and_seat(
+    tmp_path: Path,
+) -> None:
+    """Nobody can take the call (no seat logged in: the wait is unknown), so after the
+    first announcement the caller is offered a callback and presses 1; the line is cleared
+    but the call keeps its place. When 1001 logs in, its phone rings first, then the
+    citizen is dialled: caller and seat talk."""
+    seats = [{**SEATS[0], "endpoint": "Local/1001@seats"}]
+    path, prefix = write_config(tmp_path, seats=seats, queue=QUEUE)
+    async with Harness(path, prefix) as h:
+        await h.wait(lambda: h.log("agi_listening"), 10, "the FastAGI server")
+        number = "13800000931"
+        call = await h.call("12345", number, "蒋十五", context="callback-caller", exten="1")
+        await h.wait(lambda: h.log("ivr_callback_requested", linkedid=call), 35, "the request")
+        # the caller's line is cleared; the call keeps its place in the line
+        await h.wait(
+            lambda: h.published("calls/events", call_id=call, type="ended"), 10, "line cleared"
+        )
+        assert h.log("call_abandoned", linkedid=call) is None
+        await h.seat("1001", {"cmd": "login", "ready": True})
+        offers = await h.wait(
+            lambda: [
+                p
+                for p in h.published("seats/1001/pop", type="offer")
+                if p["call"]["call_id"] == call
+            ],
+            10,
+            "the kept call offered to 1001",
+        )
+        assert offers[0]["call"]["callback"] is True
+        await h.wait(lambda: ("talking", None) in h.seat_states("1001"), 20, "1001 talking")
+
+        async def citizen() -> Any:
+            chans = await h.channels()
+            return [
+                c
+                for c in chans.values()
+                if c["Channel"].startswith(f"Local/{number}@citizen") and c.get("BridgeId")
+            ]
+
+        [leg, *_] = await until_async(citizen, 10, "the citizen on the line with 1001")
+        await h.driver_action({"Action": "Hangup", "Channel": leg["Channel"]})
+        await h.wait(lambda: h.seat_states("1001")[-1] == ("ready", None), 15, "1001 free")
+        ends = await h.wait(
+            lambda: [
+                p for p in h.published("seats/1001/pop", type="end") if p["call"]["call_id"] == call
+            ],
+            10,
+            "the end pop",
+        )
+        assert ends[0]["call"]["outcome"] == "answered"
+
+
+async def until_async(cond: Any, timeout: float, what: str) -> Any:
+    try:
+        async with asyncio.timeout(timeout):
+            while not (got := await cond()):
+                await asyncio.sleep(0.2)
+            return got
+    except TimeoutError:
+        msg = f"timed out after {timeout} s waiting for {what}"
+        raise AssertionError(msg) from None
