@@ -665,6 +665,28 @@ class ProgressQuerySettings(BaseModel):
     attempts: int = Field(default=3, ge=1, le=5)
 
 
+class VoicemailSettings(BaseModel):
+    """After hours (留言): a line outside its business hours takes a message, which becomes
+    a ticket with the recording (docs/ivr.md)."""
+
+    model_config = _FROZEN
+
+    greeting: Prompt = Field(
+        default="vm-intro", description='"We are closed; leave a message after the tone"'
+    )
+    goodbye: Prompt = Field(default="vm-goodbye", description="After the message.")
+    max_s: int = Field(default=120, ge=5, le=600, description="Longest message, s.")
+    silence_s: int = Field(
+        default=5, ge=0, le=60, description="Silence that ends the message, s (0 = never)."
+    )
+    min_s: Seconds = Field(
+        default=1.0,
+        le=60,
+        description="A message shorter than this (the caller hung up at the tone) makes no "
+        "ticket, s.",
+    )
+
+
 class IvrSettings(BaseModel):
     """The daemon's FastAGI server and its flows (docs/ivr.md)."""
 
@@ -680,6 +702,7 @@ class IvrSettings(BaseModel):
     max_sessions: int = Field(default=200, ge=1, le=10_000, description="Concurrent sessions.")
     survey: SurveySettings = Field(default_factory=SurveySettings)
     progress_query: ProgressQuerySettings = Field(default_factory=ProgressQuerySettings)
+    voicemail: VoicemailSettings = Field(default_factory=VoicemailSettings)
 
 
 class Dispatch110FeedbackSettings(BaseModel):
