@@ -31,6 +31,7 @@ from cti.numberplan import (
 from cti.settings import DialplanSettings
 
 __all__ = [
+    "AFTER_HOURS_VARIABLE",
     "CONTEXT_CONNECT",
     "CONTEXT_DIAL_SEAT",
     "CONTEXT_ESCALATE",
@@ -76,6 +77,9 @@ LEASE_VARIABLE: Final = "CTI_LEASE_UNTIL"
 """Global variable: epoch seconds until which a running daemon answers for taken calls. The
 daemon renews it with AMI ``Setvar`` (no ``Channel``) while it runs."""
 
+AFTER_HOURS_VARIABLE: Final = "CTI_AFTER_HOURS"
+"""Channel variable: ``1`` set by the daemon when it found the line closed and takes a
+message; the call record's outcome is then ``voicemail`` (not ``abandoned``)."""
 VOICEMAIL_VARIABLE: Final = "CTI_VOICEMAIL"
 """Channel variable: ``1`` once the daemon's after-hours flow has dealt with the call (a
 message taken, or the caller said nothing): the line's extension then hangs up instead of

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
-from cti.dialplan import VOICEMAIL_VARIABLE
+from cti.dialplan import AFTER_HOURS_VARIABLE, VOICEMAIL_VARIABLE
 from cti.ivr.agi import Agi, AgiHangup, Recorded
 from cti.numberplan import NumberPlan
 from cti.settings import ProgressQuerySettings, SurveySettings, VoicemailSettings
@@ -174,6 +174,8 @@ async def voicemail(
     (`None`: the caller hung up before the tone)."""
     await agi.answer()
     try:
+        # the call record says voicemail, not abandoned (cti/calls/tracker.py)
+        await agi.set_variable(AFTER_HOURS_VARIABLE, "1")
         await agi.stream(cfg.greeting)
         recorded: Recorded = await agi.record_file(
             path,
