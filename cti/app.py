@@ -68,6 +68,7 @@ from cti.core import (
     TicketNumberKnown,
     Transfer110Pushed,
     call_event,
+    ticket_origin,
 )
 from cti.dialplan import (
     CONTEXT_CALLBACK,
@@ -80,17 +81,22 @@ from cti.escalation import AddEmergencyLeg, EscalationEffect, escalation_actions
 from cti.events import AmiConnected, AmiDisconnected, AmiEvent, AmiEventsLost
 from cti.ivr.agi import Agi, FastAgiServer
 from cti.ivr.flows import (
+    Message,
+    after_hours,
     announce,
     announcement,
+    message_content,
     offer_callback,
     progress_query,
     should_offer_callback,
     survey,
+    voicemail,
+    worth_a_ticket,
 )
 from cti.seats.commands import parse_seat_command
 from cti.seats.model import SeatStatus
 from cti.settings import Settings
-from cti.workorders import OutboxOp, TicketRating
+from cti.workorders import OutboxOp, TicketDraft, TicketRating
 from cti.workorders.backend import WorkOrderError
 from cti.workorders.outbox import OutboxDeliverer, outbox_rows
 
@@ -515,12 +521,17 @@ class Daemon:
             if client is not None:
                 client.request_resync()
 
-    # ---- IVR over FastAGI: the survey after a call, the progress query
+    # ---- IVR over FastAGI: the survey after a call, the progress query, after hours
 
     async def _serve_agi(self) -> None:
         ivr = self.settings.ivr
         server = FastAgiServer(
-            {"survey": self._survey, "progress": self._progress, "announce": self._announce},
+            {
+                "survey": self._survey,
+                "progress": self._progress,
+                "announce": self._announce,
+                "hours": self._hours,
+            },
             header_timeout_s=ivr.header_timeout_s,
             command_timeout_s=ivr.command_timeout_s,
             max_sessions=ivr.max_sessions,
@@ -683,6 +694,62 @@ class Daemon:
         self._log.info(
             "callback_ended", linkedid=done.call_id, seat=done.seat_id, outcome=done.outcome
         )
+
+    async def _hours(self, agi: Agi) -> None:
+        """Asked by a line with `hours:` before it holds the call: open, return at once (the
+        call is queued); closed, take a message (留言) that becomes a ticket."""
+        number = agi.headers.get("agi_arg_1", "")
+        linkedid = agi.headers.get("agi_arg_2") or agi.headers.get("agi_uniqueid", "")
+        now = time.time()
+        if not after_hours(self.core.plan, number, now):
+            return
+        node = self._node_of(agi.peer)
+        call_id = f"{node}:{linkedid}"
+        self._log.info("ivr_after_hours", linkedid=linkedid, line=number)
+        dialplan = self.settings.dialplan
+
+        async def keep(message: Message) -> None:
+            line = self.core.plan.line(number)
+            caller = agi.headers.get("agi_callerid", "")
+            name = agi.headers.get("agi_calleridname", "")
+            draft = TicketDraft(
+                call_id=call_id,
+                node=node,
+                caller="" if caller == "unknown" else caller,
+                caller_name="" if name == "unknown" else name,
+                line=number,
+                line_name=line.name if line is not None else number,
+                department=line.department if line is not None else "",
+                origin=ticket_origin(line, number),
+                skill=(line.skill if line is not None else None) or self.core.plan.general_skill,
+                created_at=now,
+                recording=message.recording,
+                content=message_content(message),
+            )
+            # the idempotency key is the call id's: a retried AGI makes no second ticket
+            await self.store.queue_ops(outbox_rows([OutboxOp.create(draft)], time.time()))
+            self.tickets.notify()
+            self._log.info(
+                "ivr_voicemail_kept",
+                linkedid=linkedid,
+                line=number,
+                recording=message.recording,
+                seconds=message.seconds,
+            )
+
+        message = await voicemail(
+            agi,
+            self.settings.ivr.voicemail,
+            path=f"{dialplan.recording_dir}/{linkedid}",
+            fmt=dialplan.recording_format,
+            keep=keep,
+        )
+        if message is None or not worth_a_ticket(message, self.settings.ivr.voicemail):
+            self._log.info(
+                "ivr_voicemail_empty",
+                linkedid=linkedid,
+                seconds=None if message is None else message.seconds,
+            )
 
     # ---- HTTP facade
     # What the HTTP API (cti/adapters/http.py, `ApiFacade`) reads and does. Every method

@@ -105,6 +105,7 @@ __all__ = [
     "TicketNumberKnown",
     "Transfer110Pushed",
     "call_event",
+    "ticket_origin",
 ]
 
 SCHEMA_VERSION: Final = 1
@@ -1385,6 +1386,11 @@ def _from_110(t: Transfer110 | None) -> dict[str, Any]:
         return {}
     head = f"【110转办 {t.category}】" if t.category else "【110转办】"
     return {"content": head + t.summary, "address": t.address, "external_ref": t.transfer_id}
+
+
+def ticket_origin(line: Line | None, number: str) -> Origin:
+    """The ticket's `origin` of a call to *number* (its plan line, if any)."""
+    return _origin(line, number)
 
 
 def _origin(line: Line | None, number: str) -> Origin:

@@ -31,6 +31,7 @@ from cti.numberplan import (
 from cti.settings import DialplanSettings
 
 __all__ = [
+    "AFTER_HOURS_VARIABLE",
     "CONTEXT_CALLBACK",
     "CONTEXT_CONNECT",
     "CONTEXT_DIAL_SEAT",
@@ -43,6 +44,7 @@ __all__ = [
     "CONTEXT_RECORD",
     "LEASE_VARIABLE",
     "TAKEN_VARIABLE",
+    "VOICEMAIL_VARIABLE",
     "DialplanError",
     "emergency_dial",
     "fallback_queue",
@@ -78,7 +80,16 @@ LEASE_VARIABLE: Final = "CTI_LEASE_UNTIL"
 """Global variable: epoch seconds until which a running daemon answers for taken calls. The
 daemon renews it with AMI ``Setvar`` (no ``Channel``) while it runs."""
 
+AFTER_HOURS_VARIABLE: Final = "CTI_AFTER_HOURS"
+"""Channel variable: ``1`` set by the daemon when it found the line closed and takes a
+message; the call record's outcome is then ``voicemail`` (not ``abandoned``)."""
+VOICEMAIL_VARIABLE: Final = "CTI_VOICEMAIL"
+"""Channel variable: ``1`` once the daemon's after-hours flow has dealt with the call (a
+message taken, or the caller said nothing): the line's extension then hangs up instead of
+holding. Unset (the daemon is down, or failed): the call is held and queued as usual."""
+
 _QUEUE_PREFIX: Final = "cti-"
+_CLOSED: Final = "closed"
 # Characters that mean something to the config parser (`;`), to application argument
 # splitting (`,` `(` `)` `|`), to IF/ExecIf (`?` `:`) or to substitution (`$` `[` `]` `{` `}`)
 # are replaced in free text (names, departments) so a name can never change the dialplan.
@@ -240,7 +251,7 @@ def _inbound(conf: _Conf, plan: NumberPlan, settings: DialplanSettings) -> None:
         if classes.get(name, 0):  # the fallback Queue() serves higher QUEUE_PRIO first
             apps.append(f"Set(QUEUE_PRIO={classes[name]})")
         if line.hours is not None:
-            apps.append(f"Set(__CTI_HOURS={line.hours})")
+            apps += _after_hours(line, settings)
         goto = f"Goto({CONTEXT_LINE},s,1)"
         if line.dispatch110:
             apps += [
@@ -261,6 +272,8 @@ def _inbound(conf: _Conf, plan: NumberPlan, settings: DialplanSettings) -> None:
             ]
             goto = "(line)" + goto
         apps.append(goto)
+        if line.hours is not None:
+            apps.append(f"({_CLOSED})Hangup()")
         conf.exten(line.number, *apps)
     conf.blank()
     conf.comment("A number that is not in the plan: the general skill, default class.")
@@ -294,6 +307,17 @@ def _inbound(conf: _Conf, plan: NumberPlan, settings: DialplanSettings) -> None:
             f"AGI({settings.ivr_url}/progress)",
             "Hangup()",
         )
+
+
+def _after_hours(line: Line, settings: DialplanSettings) -> list[str]:
+    """A line with business hours asks the daemon before holding: open, the AGI returns at
+    once; closed, it takes a message (留言) and sets CTI_VOICEMAIL. The daemon down (AGI
+    fails) or the message not taken: on to cti-line, queued like any call (docs/ivr.md)."""
+    return [
+        f"Set(__CTI_HOURS={line.hours})",
+        f"AGI({settings.ivr_url}/hours,${{CTI_LINE}},${{CHANNEL(linkedid)}})",
+        f'GotoIf($["${{{VOICEMAIL_VARIABLE}}}" = "1"]?{_CLOSED})',
+    ]
 
 
 def _line_title(line: Line) -> str:

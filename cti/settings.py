@@ -718,6 +718,28 @@ class CallbackOfferSettings(BaseModel):
     timeout_s: Seconds = Field(default=4.0, description="Wait for the key, s.")
 
 
+class VoicemailSettings(BaseModel):
+    """After hours (留言): a line outside its business hours takes a message, which becomes
+    a ticket with the recording (docs/ivr.md)."""
+
+    model_config = _FROZEN
+
+    greeting: Prompt = Field(
+        default="vm-intro", description='"We are closed; leave a message after the tone"'
+    )
+    goodbye: Prompt = Field(default="vm-goodbye", description="After the message.")
+    max_s: int = Field(default=120, ge=5, le=600, description="Longest message, s.")
+    silence_s: int = Field(
+        default=5, ge=0, le=60, description="Silence that ends the message, s (0 = never)."
+    )
+    min_s: Seconds = Field(
+        default=1.0,
+        le=60,
+        description="A message shorter than this (the caller hung up at the tone) makes no "
+        "ticket, s.",
+    )
+
+
 class IvrSettings(BaseModel):
     """The daemon's FastAGI server and its flows (docs/ivr.md)."""
 
@@ -735,6 +757,7 @@ class IvrSettings(BaseModel):
     progress_query: ProgressQuerySettings = Field(default_factory=ProgressQuerySettings)
     announce: AnnounceSettings = Field(default_factory=AnnounceSettings)
     callback_offer: CallbackOfferSettings = Field(default_factory=CallbackOfferSettings)
+    voicemail: VoicemailSettings = Field(default_factory=VoicemailSettings)
 
 
 class Dispatch110FeedbackSettings(BaseModel):

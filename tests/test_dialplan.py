@@ -233,9 +233,14 @@ def test_hold_connect_and_recording_settings() -> None:
     assert "AGI(agi://10.0.0.5:4573/line)" in line
     assert "Dial(${CTI_SEAT_DIAL},${CTI_RING},t)" in apps(dp, "cti-dial-seat", "s")
     assert "Set(__CTI_RECORDING=/srv/rec/${CTI_CALL_ID}.gsm)" in apps(dp, "cti-record", "s")
-    # no AGI unless configured
+    # no AGI unless configured (besides the hours check of lines with hours: test_voicemail)
     default = generate_dialplan(plan, DialplanSettings(), source=SOURCE)
-    assert "AGI(" not in default
+    agis = [line for line in default.splitlines() if "AGI(" in line]
+    assert agis == [
+        " same => n,AGI(agi://127.0.0.1:4573/hours,${CTI_LINE},${CHANNEL(linkedid)})"
+        for line in plan.lines
+        if line.hours is not None
+    ]
     # the ring timeout is the plan's RONA timeout, in whole seconds, never shorter
     ring = plan_with(queue={"ring_timeout_s": 12.2})
     assert '"]?13:${CTI_RING_TIMEOUT}' in generate_dialplan(ring, dp_settings, source=SOURCE)

@@ -197,6 +197,14 @@ class Store:
             await write_rows(conn, outbox_rows)
         return bool(res.rowcount)
 
+    async def queue_ops(self, outbox_rows: Sequence[dict[str, Any]]) -> None:
+        """Ticket operations queued on their own, e.g. an after-hours message's create (a
+        key already queued is left alone: a retried AGI makes no second ticket)."""
+        async with self.engine.begin() as conn:
+            from cti.workorders.outbox import write_rows  # noqa: PLC0415 - import cycle
+
+            await write_rows(conn, outbox_rows)
+
     async def latest_seat_states(self) -> dict[str, tuple[str, str | None, float]]:
         """Each seat's last stored state: `seat -> (status, reason, at)` (restart)."""
         last = (

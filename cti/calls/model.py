@@ -22,7 +22,7 @@ __all__ = [
     "next_state",
 ]
 
-Outcome = Literal["answered", "abandoned", "busy", "no_answer", "rejected", "failed"]
+Outcome = Literal["answered", "abandoned", "busy", "no_answer", "rejected", "failed", "voicemail"]
 HangupBy = Literal["caller", "callee", "system"]
 TransferType = Literal["blind", "attended", "redirect", "escalation_blind", "escalation_threeway"]
 

@@ -75,6 +75,9 @@ _RECENTLY_GONE_MAX: Final = 50_000
 _LINE_VARIABLE: Final = "CTI_LINE"
 # the 110 transfer id the 110 trunk carried (X-Transfer-Id), set on 110 lines (cti/dialplan.py)
 _TRANSFER_VARIABLE: Final = "CTI_TRANSFER_ID"
+# set by the after-hours flow (cti/ivr/flows.py) once the daemon found the line closed: an
+# unanswered call is then a message taken (voicemail), not an abandoned call
+_AFTER_HOURS_VARIABLE: Final = "CTI_AFTER_HOURS"
 _SOFTHANGUP_SHUTDOWN: Final = 4
 
 
@@ -149,6 +152,7 @@ class _Call:
     dialed: str = ""
     line: str = ""
     transfer_id: str = ""
+    after_hours: bool = False
     answered_at: float | None = None
     answered_by: str | None = None
     connected: str | None = None  # the callee party the caller talks to (or last did)
@@ -423,6 +427,8 @@ class CallTracker:
         outcome: Outcome
         if answered:
             outcome = "answered"
+        elif call.after_hours:
+            outcome = "voicemail"
         elif hangup_by == "caller":
             outcome = "abandoned"
         else:
@@ -537,6 +543,10 @@ class CallTracker:
             chan = self._chan(ev.node, ev.chan, ev.time)
             if chan is not None:
                 chan.call.transfer_id = ev.value
+        elif name == _AFTER_HOURS_VARIABLE and ev.value == "1":
+            chan = self._chan(ev.node, ev.chan, ev.time)
+            if chan is not None:
+                chan.call.after_hours = True
         return []
 
     def _on_local_bridge(self, ev: LocalBridge) -> list[CallNotification]:

@@ -36,10 +36,15 @@ __all__ = [
     "AgiSession",
     "FastAgiServer",
     "Flow",
+    "Recorded",
 ]
 
 MAX_HEADER_BYTES: Final = 16 * 1024
 _QUOTE: Final = re.compile(r'["\\\n\r]')
+# RECORD FILE's answer: "200 result=<n> (<why>) endpos=<samples>"; <why> is dtmf, timeout
+# (also silence), hangup (result=-1), writefile (result=-1: the file could not be opened),
+# waitfor or randomerror
+_RECORDED: Final = re.compile(r"^200 result=(-?[0-9]+)(?: \(([a-z]+)\))?(?: endpos=([0-9]+))?")
 
 
 class AgiHangup(Exception):  # noqa: N818 - it is the caller hanging up, not an error
@@ -55,6 +60,15 @@ class AgiResult:
     code: int
     result: str
     data: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Recorded:
+    """How a RECORD FILE ended. The file is written (and closed) in every case here."""
+
+    ended: str  # "dtmf", "timeout" (the time limit or the silence), "hangup"
+    digit: str | None  # the escape digit that ended it
+    samples: int | None  # endpos: samples written (8000 a second); None if not reported
 
 
 class Agi(Protocol):
@@ -80,6 +94,21 @@ class Agi(Protocol):
     async def get_variable(self, name: str) -> str | None: ...
 
     async def set_variable(self, name: str, value: str) -> None: ...
+
+    async def record_file(
+        self,
+        path: str,
+        fmt: str,
+        *,
+        escape_digits: str,
+        timeout_ms: int,
+        silence_s: int = 0,
+        beep: bool = True,
+    ) -> Recorded:
+        """Record the caller to `path`.`fmt` until an escape digit, `timeout_ms`, `silence_s`
+        of silence (0: not checked) or the caller hanging up — which is a normal end here:
+        the message is on disk. Raises `AgiError` when the file cannot be written."""
+        ...
 
 
 Flow = Callable[[Agi], Awaitable[None]]
@@ -166,6 +195,58 @@ class AgiSession:
 
     async def set_variable(self, name: str, value: str) -> None:
         await self.command(f'SET VARIABLE {_arg(name)} "{_QUOTE.sub("", value)}"')
+
+    async def record_file(
+        self,
+        path: str,
+        fmt: str,
+        *,
+        escape_digits: str,
+        timeout_ms: int,
+        silence_s: int = 0,
+        beep: bool = True,
+    ) -> Recorded:
+        # RECORD FILE "<file>" "<format>" "<escape>" <timeout> [offset] [BEEP] [s=<silence>]
+        # The offset must be given for BEEP to be read as such (res_agi counts arguments).
+        escape = _digits(escape_digits)
+        line = f'RECORD FILE {_arg(path)} {_arg(fmt)} "{escape}" {int(timeout_ms)} 0'
+        if beep:
+            line += " BEEP"
+        if silence_s > 0:
+            line += f" s={int(silence_s)}"
+        if "\n" in line or "\r" in line:
+            raise AgiError(f"a command is one line: {line!r}")
+        # not `command()`: a hang-up while recording answers "result=-1 (hangup)", which is
+        # how most messages end (the caller speaks, then hangs up), not a failure
+        deadline = (timeout_ms / 1000 if timeout_ms > 0 else 3600) + 60
+        try:
+            async with asyncio.timeout(deadline):
+                raw = await self._exchange(line)
+                if raw == "HANGUP":  # FastAGI's hang-up notice may come before the answer
+                    raw = await self._exchange_next()
+        except TimeoutError:
+            raise AgiError(f"RECORD FILE: no answer within {deadline} s") from None
+        except (ConnectionError, asyncio.IncompleteReadError):
+            # the session ended with no answer: the file may or may not hold a message
+            return Recorded(ended="hangup", digit=None, samples=None)
+        m = _RECORDED.match(raw)
+        if m is None:
+            raise AgiError(f"RECORD FILE: {raw}")
+        result, why, endpos = int(m[1]), m[2] or "", m[3]
+        samples = int(endpos) if endpos is not None else None
+        if why == "hangup":
+            return Recorded(ended="hangup", digit=None, samples=samples)
+        if result < 0 or why not in ("dtmf", "timeout", ""):
+            raise AgiError(f"RECORD FILE: {raw}")
+        digit = chr(result) if why == "dtmf" and result > 0 else None
+        return Recorded(ended=why or "timeout", digit=digit, samples=samples)
+
+    async def _exchange_next(self) -> str:
+        reader: asyncio.StreamReader = self._request.reader
+        raw = await reader.readline()
+        if not raw:
+            raise asyncio.IncompleteReadError(b"", None)
+        return str(raw.decode("utf-8", "replace").rstrip("\r\n"))
 
 
 def _arg(value: str) -> str:

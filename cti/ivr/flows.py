@@ -1,8 +1,9 @@
 """IVR flows: plain async functions over `Agi`, with their decisions as pure functions.
 
 GB/T 33358 prefers no menu in front of a person, so these serve the caller around the
-call: the one-key satisfaction survey after it (一次一评), and the self-service progress
-query on its own number (自助查询进度). No flow touches the network or the database: what
+call: the one-key satisfaction survey after it (一次一评), the self-service progress
+query on its own number (自助查询进度), and the message a caller leaves after hours (留言).
+No flow touches the network or the database: what
 they need (a ticket lookup) is passed in, and what they decide is returned.
 """
 
@@ -12,25 +13,36 @@ import contextlib
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Final
 
-from cti.ivr.agi import Agi, AgiHangup
+from cti.dialplan import AFTER_HOURS_VARIABLE, VOICEMAIL_VARIABLE
+from cti.ivr.agi import Agi, AgiHangup, Recorded
+from cti.numberplan import NumberPlan
 from cti.settings import (
     AnnounceSettings,
     CallbackOfferSettings,
     ProgressQuerySettings,
     SurveySettings,
+    VoicemailSettings,
 )
 
 __all__ = [
+    "SAMPLES_PER_S",
+    "VOICEMAIL_DONE",
+    "Message",
     "Rating",
+    "after_hours",
     "announce",
     "announcement",
+    "message_content",
     "offer_callback",
     "progress_query",
     "rating_for",
     "should_offer_callback",
     "survey",
     "ticket_number_from_digits",
+    "voicemail",
+    "worth_a_ticket",
 ]
 
 
@@ -166,3 +178,85 @@ async def offer_callback(agi: Agi, cfg: CallbackOfferSettings) -> bool:
     with contextlib.suppress(AgiHangup):
         await agi.stream(cfg.confirm)
     return True
+
+
+# ---------------------------------------------------------------------- after hours (留言)
+
+SAMPLES_PER_S: Final = 8000
+"""RECORD FILE's `endpos` is in samples; every `dialplan.recording_format` (wav, gsm,
+wav49, sln) is 8 kHz."""
+VOICEMAIL_DONE: Final = VOICEMAIL_VARIABLE
+"""Set (to ``1``) once the flow has dealt with the call: the dialplan hangs up instead of
+queueing. Unset (the daemon down, the flow failed): queued, so no citizen is lost."""
+
+
+def after_hours(plan: NumberPlan, number: str, now: float) -> bool:
+    """Whether a call to line *number* at *now* (epoch seconds) is outside the line's
+    business hours (its `hours:` entry, holidays included). A line without hours, an
+    unknown line or unknown hours: open."""
+    line = plan.line(number)
+    if line is None or line.hours is None:
+        return False
+    hours = next((h for h in plan.hours if h.name == line.hours), None)
+    return hours is not None and not hours.is_open(now)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Message:
+    """A message as recorded: the file (on the Asterisk host) and its length."""
+
+    recording: str  # <path>.<format>
+    seconds: float | None  # None: Asterisk did not say (the session broke off)
+    ended: str  # dtmf | timeout | hangup
+
+
+def worth_a_ticket(message: Message, cfg: VoicemailSettings) -> bool:
+    """A message shorter than `min_s` (the caller hung up at the tone) makes no ticket; one
+    of unknown length does (better a ticket for silence than a lost message)."""
+    return message.seconds is None or message.seconds >= cfg.min_s
+
+
+def message_content(message: Message) -> str:
+    """The ticket's content for a message: marked 【留言】 so the agent calls back."""
+    length = "" if message.seconds is None else f" {round(message.seconds)} 秒"
+    return f"【留言】非工作时间来电留言{length}; 录音见附件"
+
+
+async def voicemail(
+    agi: Agi,
+    cfg: VoicemailSettings,
+    *,
+    path: str,
+    fmt: str,
+    keep: Callable[[Message], Awaitable[None]],
+) -> Message | None:
+    """Greet, record a message to `path`.`fmt`, hand it to `keep` (the ticket), say goodbye.
+
+    `keep` runs before anything else is said, even when the caller has hung up already,
+    and only for a message `worth_a_ticket`. When `keep` raises, the flow stops without
+    setting `VOICEMAIL_DONE`: a caller still on the line is queued. Returns the message
+    (`None`: the caller hung up before the tone)."""
+    await agi.answer()
+    try:
+        # the call record says voicemail, not abandoned (cti/calls/tracker.py)
+        await agi.set_variable(AFTER_HOURS_VARIABLE, "1")
+        await agi.stream(cfg.greeting)
+        recorded: Recorded = await agi.record_file(
+            path,
+            fmt,
+            escape_digits="#",
+            timeout_ms=cfg.max_s * 1000,
+            silence_s=cfg.silence_s,
+            beep=True,
+        )
+    except AgiHangup:
+        return None
+    seconds = None if recorded.samples is None else recorded.samples / SAMPLES_PER_S
+    message = Message(recording=f"{path}.{fmt}", seconds=seconds, ended=recorded.ended)
+    if worth_a_ticket(message, cfg):
+        await keep(message)
+    if recorded.ended != "hangup":
+        with contextlib.suppress(AgiHangup):  # the message is kept; the goodbye is courtesy
+            await agi.set_variable(VOICEMAIL_DONE, "1")
+            await agi.stream(cfg.goodbye)
+    return message

@@ -176,3 +176,19 @@ def test_attended_transfer_target_gone_before_the_event_still_names_it() -> None
     summaries = ended(CallTracker(), moved)
     transfers = [t for s in summaries for t in s["transfers"]]
     assert [(t["type"], t["by"], t["to"]) for t in transfers] == [("attended", "1001", "1002")]
+
+
+def test_a_message_taken_after_hours_is_voicemail_not_abandoned() -> None:
+    t = CallTracker()
+    trunk = chan("PJSIP/trunk-1", "1.1", "1.1", CallerIDNum="13800138000", Exten="12348")
+    t.handle(ev("Newchannel", 100.0, **trunk))
+    t.handle(ev("VarSet", 101.0, **trunk, Variable="CTI_AFTER_HOURS", Value="1"))
+    t.handle(ev("HangupRequest", 110.0, **trunk, Cause="16"))
+    [s] = ended(t, [ev("Hangup", 110.0, **trunk, Cause="16")])
+    assert (s["outcome"], s["answered_by"]) == ("voicemail", None)
+    # without the mark the same call is an abandoned one
+    t = CallTracker()
+    t.handle(ev("Newchannel", 100.0, **trunk))
+    t.handle(ev("HangupRequest", 110.0, **trunk, Cause="16"))
+    [s] = ended(t, [ev("Hangup", 110.0, **trunk, Cause="16")])
+    assert s["outcome"] == "abandoned"

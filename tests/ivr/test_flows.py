@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from cti.ivr.agi import Recorded
 from cti.ivr.flows import (
     announce,
     announcement,
@@ -45,7 +46,20 @@ class FakeAgi:
         return None
 
     async def set_variable(self, name: str, value: str) -> None:
-        pass
+        self.played.append(f"<set {name}={value}>")
+
+    async def record_file(
+        self,
+        path: str,
+        fmt: str,
+        *,
+        escape_digits: str,
+        timeout_ms: int,
+        silence_s: int = 0,
+        beep: bool = True,
+    ) -> Recorded:
+        self.played.append(f"<record {path}.{fmt}>")
+        return Recorded(ended="timeout", digit=None, samples=0)
 
 
 SURVEY = SurveySettings()
