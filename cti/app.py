@@ -52,10 +52,12 @@ from cti.core import (
     Core,
     Effect,
     MarkTaken,
+    NotifyEscalation,
     OriginateCallback,
     Pop,
     Publish,
     RedirectToSeat,
+    RejectCall,
     RenewLease,
     Reply110,
     Report110,
@@ -71,6 +73,7 @@ from cti.core import (
     ticket_origin,
 )
 from cti.dialplan import (
+    CONTEXT_BLOCKED,
     CONTEXT_CALLBACK,
     CONTEXT_CONNECT,
     CONTEXT_HOLD,
@@ -106,7 +109,13 @@ EXIT_CONFIG = 2
 EXIT_AMI_LOGIN = 3
 EXIT_DATABASE = 4
 AmiEffect = (
-    MarkTaken | RedirectToSeat | ReturnToHold | RenewLease | OriginateCallback | EscalationEffect
+    MarkTaken
+    | RedirectToSeat
+    | ReturnToHold
+    | RenewLease
+    | OriginateCallback
+    | RejectCall
+    | EscalationEffect
 )
 
 
@@ -181,8 +190,8 @@ def _originate_timeout(effect: AddEmergencyLeg | OriginateCallback) -> float:
     return effect.timeout_s + 10.0  # an async Originate answers when the seat does
 
 
-def _actions(effect: AmiEffect) -> list[dict[str, str]]:
-    """The AMI actions of one effect (Redirect carries no variables: Setvar first)."""
+def _call_actions(effect: OriginateCallback | RejectCall) -> list[dict[str, str]]:
+    """A callback's Originate, or a blacklisted caller's Redirect."""
     if isinstance(effect, OriginateCallback):
         # 漏接电话回拨: the seat's phone first; once it answers, cti-callback dials the
         # citizen. ChannelId: the callback call's linkedid, which the core follows.
@@ -201,6 +210,24 @@ def _actions(effect: AmiEffect) -> list[dict[str, str]]:
                 "Async": "true",
             }
         ]
+    if isinstance(effect, RejectCall):
+        # the blacklist's reject: the prompt, then the line is cleared (cti-blocked)
+        return [
+            {
+                "Action": "Redirect",
+                "Channel": effect.channel,
+                "Context": CONTEXT_BLOCKED,
+                "Exten": "s",
+                "Priority": "1",
+            }
+        ]
+    raise AssertionError(effect)
+
+
+def _actions(effect: AmiEffect) -> list[dict[str, str]]:
+    """The AMI actions of one effect (Redirect carries no variables: Setvar first)."""
+    if isinstance(effect, OriginateCallback | RejectCall):
+        return _call_actions(effect)
     if not isinstance(effect, MarkTaken | RedirectToSeat | ReturnToHold | RenewLease):
         return escalation_actions(effect)  # 110/119/120/122: cti/escalation.py
     if isinstance(effect, RenewLease):
@@ -295,9 +322,11 @@ class Daemon:
         # 110 ⇄ 12345: transfers and their feedback, stored before anyone is told
         feedback = settings.dispatch110.feedback
         self.store110 = Dispatch110Store(store, webhook=feedback is not None)
+        # the webhooks: 110's feedback, and the escalation targets' notify_url
+        notify = any(t.notify_url for t in settings.numberplan.emergency)
         self.feedback110 = (
             FeedbackDeliverer(store, feedback, log=structlog.get_logger("cti.dispatch110"))
-            if feedback is not None
+            if feedback is not None or notify
             else None
         )
         self._reports: asyncio.Queue[Report110] = asyncio.Queue()
@@ -310,7 +339,8 @@ class Daemon:
         # survey ratings of calls still up (the caller rates before hanging up): they go
         # into the call record when it is written
         self._ratings: dict[str, str] = {}
-        self._callback_tasks: list[asyncio.Future[None]] = []
+        # short background writes (callback list, escalation notices), kept until done
+        self._background: set[asyncio.Future[None]] = set()
         self.settings = settings  # HTTP facade: the http section, the API's tokens
         self.store = store  # HTTP facade: call records for GET /api/v1/calls
 
@@ -455,10 +485,12 @@ class Daemon:
             self.records.add_outbox(outbox_rows([effect.op], time.time()))
         elif isinstance(effect, Report110):
             self._reports.put_nowait(effect)  # stored, then published (_save_reports)
+        elif isinstance(effect, NotifyEscalation):
+            self._spawn(self._notify(effect))
         elif isinstance(effect, Reply110 | CallbackReply):
             pass  # only a push / a callback request makes one, and its caller keeps it
         elif isinstance(effect, CallbackDone):
-            self._callback_tasks.append(asyncio.ensure_future(self._close_callback(effect)))
+            self._spawn(self._close_callback(effect))
         elif isinstance(effect, StoreSeatState):
             self._log.info(
                 "seat_state",
@@ -677,6 +709,23 @@ class Daemon:
             last_at=time.time(),
         )
         return 202, {"ok": True, "call_id": call_id, "seat": seat, "status": "calling"}
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _notify(self, effect: NotifyEscalation) -> None:
+        """An escalation's data for the receiving side: stored, then the webhook wakes."""
+        for attempt in itertools.count():
+            try:
+                await self.store110.save_notification(effect.event_id, effect.url, effect.payload)
+                break
+            except Exception as exc:  # noqa: BLE001 - the database: keep trying
+                self._log.warning("escalation_notify_store_failed", error=repr(exc))
+                await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+        if self.feedback110 is not None:
+            self.feedback110.notify()
 
     async def _close_callback(self, done: CallbackDone) -> None:
         answered = done.outcome == "answered"

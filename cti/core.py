@@ -233,6 +233,26 @@ class StoreCall:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RejectCall:
+    """A blacklisted caller (treatment reject): Redirect to ``cti-blocked,s,1``, which
+    plays dialplan.blocked_prompt and clears the line."""
+
+    node: str
+    channel: str
+    call_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NotifyEscalation:
+    """POST an escalation's call and ticket data to the receiving side's `url` (durable,
+    retried, in order; `event_id` is the idempotency key)."""
+
+    url: str
+    event_id: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OriginateCallback:
     """Ring the seat's `endpoint`; once it answers, `cti-callback,<number>,1` dials the
     citizen. `channel_id` becomes the callback call's linkedid."""
@@ -345,6 +365,8 @@ Effect = (
     | Reply110
     | Report110
     | OriginateCallback
+    | NotifyEscalation
+    | RejectCall
     | CallbackDone
     | CallbackReply
     | EscalateBlind
@@ -582,6 +604,19 @@ class Core:
             self._log.info(
                 "call_taken", linkedid=call_id, node=node, line=line, caller=caller, adopted=adopted
             )
+            blocked = self.plan.blocked(caller) if caller else None
+            if blocked is not None:
+                self.counts[f"blacklisted_{blocked.treatment}"] += 1
+                self._log.warning(
+                    "call_blacklisted",
+                    linkedid=call_id,
+                    caller=caller,
+                    treatment=blocked.treatment,
+                    reason=blocked.reason,
+                )
+                if blocked.treatment == "reject":
+                    out.append(RejectCall(node=node, channel=chan.channel, call_id=call_id))
+                    return
             # the ticket is opened before the agent says a word; after a restart the same
             # idempotency key makes an adopted call's draft a no-op
             self._tickets.add(call_id)
@@ -603,7 +638,13 @@ class Core:
             out.append(StoreTicketOp(op=OutboxOp.create(draft)))
             self._route(
                 self.dispatcher.on_call_waiting(
-                    IncomingCall(call_id=call_id, line=line, at=at, caller=caller)
+                    IncomingCall(
+                        call_id=call_id,
+                        line=line,
+                        at=at,
+                        caller=caller,
+                        demoted=blocked is not None and blocked.treatment == "last",
+                    )
                 ),
                 out,
             )
@@ -1106,9 +1147,28 @@ class Core:
         self._log.info(
             "call_escalated", linkedid=call_id, seat=seat, target=target.number, mode=str(mode)
         )
-        out.append(self._escalation_event("escalated", esc, now, target_name=target.name))
+        event = self._escalation_event("escalated", esc, now, target_name=target.name)
+        out.append(event)
         # a transfer from 110 going back to 110 (or on to 119/120/122): 110 hears of it
         self._report(self.transfers.call_escalated(call_id, target.number, str(mode), now), out)
+        if target.notify_url is not None:
+            # the receiving side gets the call and the ticket (工单推送 in the other direction)
+            draft = self._drafts.get(call_id)
+            transfer = self.transfers.transfer_of(call_id)
+            payload = {
+                **event.payload,
+                "event_id": f"escalation:{held.node}:{call_id}:{target.number}:{mode}",
+                "ticket": self._numbers.get(call_id),
+                "ticket_content": draft.content if draft is not None else "",
+                "address": draft.address if draft is not None else "",
+                "department": draft.department if draft is not None else "",
+                "transfer110": transfer.transfer_id if transfer is not None else None,
+            }
+            out.append(
+                NotifyEscalation(
+                    url=target.notify_url, event_id=payload["event_id"], payload=payload
+                )
+            )
         return cmd
 
     def _release(self, esc: Escalation, now: float, out: list[Effect], *, reason: str) -> None:

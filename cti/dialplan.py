@@ -32,6 +32,7 @@ from cti.settings import DialplanSettings
 
 __all__ = [
     "AFTER_HOURS_VARIABLE",
+    "CONTEXT_BLOCKED",
     "CONTEXT_CALLBACK",
     "CONTEXT_CONNECT",
     "CONTEXT_DIAL_SEAT",
@@ -65,6 +66,8 @@ CONTEXT_FALLBACK: Final = "cti-fallback"
 CONTEXT_CONNECT: Final = "cti-connect"
 """Redirect target of the daemon: exten = seat id, priority 1."""
 CONTEXT_DIAL_SEAT: Final = "cti-dial-seat"
+CONTEXT_BLOCKED: Final = "cti-blocked"
+"""Redirect target of a blacklisted caller (treatment reject): a prompt, then hang up."""
 CONTEXT_CALLBACK: Final = "cti-callback"
 """Originate target of a callback: the seat answered, now dial the citizen (<number>)."""
 """Common part of cti-connect: record, Dial the seat, back to holding on no answer."""
@@ -206,6 +209,19 @@ def generate_dialplan(plan: NumberPlan, settings: DialplanSettings, *, source: s
     _dial_seat(conf, plan, settings)
     _record(conf, settings)
     _callback(conf, plan, settings)
+    conf.section(
+        CONTEXT_BLOCKED,
+        _RULE,
+        "A blacklisted caller (numberplan.blacklist, treatment reject): the daemon Redirects",
+        "it here from the holding loop: one prompt, then the line is cleared.",
+    )
+    conf.exten(
+        "s",
+        "NoOp(CTI call ${CTI_CALL_ID} from a blacklisted number)",
+        "StopMusicOnHold()",
+        f"Playback({settings.blocked_prompt})",
+        "Hangup()",
+    )
     if plan.emergency:
         _escalate(conf, plan)
     return conf.text()

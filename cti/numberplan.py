@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import re
 from datetime import datetime
-from typing import Annotated, Final, Self
+from typing import Annotated, Final, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -404,6 +404,31 @@ class EscalationMode(enum.StrEnum):
     """三方通话: the operator joins the caller and the agent; the agent may leave later."""
 
 
+class BlockedNumber(BaseModel):
+    """A nuisance or abusive caller (骚扰电话) and what its calls get."""
+
+    model_config = _FROZEN
+
+    number: Digits = Field(description="The caller's number (+86 and 0086 are ignored).")
+    treatment: Literal["reject", "last"] = Field(
+        default="reject",
+        description="reject: a prompt (dialplan.blocked_prompt), then the line is cleared; "
+        "last: queued behind every other call.",
+    )
+    reason: str = Field(default="", max_length=64, description="Why (logged).")
+
+
+def number_key(number: str) -> str:
+    """A caller number in one form: digits only, without China's country code before a
+    mobile number (+86 138…, 0086 138…, 86 138… → 138…)."""
+    digits = "".join(c for c in number if c.isdigit())
+    for prefix in ("0086", "86"):
+        rest = digits.removeprefix(prefix)
+        if rest != digits and len(rest) == 11 and rest.startswith("1"):
+            return rest
+    return digits
+
+
 class EmergencyTarget(BaseModel):
     """An emergency service an agent can escalate a call to (``numberplan.emergency``).
 
@@ -419,6 +444,12 @@ class EmergencyTarget(BaseModel):
         default=None, description="Dial string, e.g. PJSIP/110@police-trunk (TECH/resource)."
     )
     trunk: Slug | None = Field(default=None, description="Or: dial `number` over this trunk.")
+    notify_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/?#@]+(/[^\s?#]*)?$",
+        description="The receiving side's endpoint: each escalation's call and ticket data is "
+        "POSTed here (stored first, retried until taken).",
+    )
     modes: tuple[EscalationMode, ...] = Field(
         default=(EscalationMode.BLIND, EscalationMode.THREEWAY),
         min_length=1,
@@ -474,6 +505,16 @@ class NumberPlan(BaseModel):
     emergency: tuple[EmergencyTarget, ...] = Field(
         default=(), description="Emergency services agents may escalate calls to."
     )
+    blacklist: tuple[BlockedNumber, ...] = Field(
+        default=(), description="Nuisance callers and their treatment (logged)."
+    )
+
+    def blocked(self, caller: str) -> BlockedNumber | None:
+        """The blacklist entry of `caller`, if any."""
+        key = number_key(caller)
+        return (
+            next((b for b in self.blacklist if number_key(b.number) == key), None) if key else None
+        )
 
     @model_validator(mode="after")
     def _check_plan(self) -> Self:

@@ -340,6 +340,13 @@ class DialplanSettings(BaseModel):
         description="After the agent hangs up, keep the caller for the one-key satisfaction "
         "survey (满意度评价): Dial gets the g option, then AGI(<ivr_url>/survey).",
     )
+    blocked_prompt: str = Field(
+        default="vm-goodbye",
+        pattern=r"^[A-Za-z0-9_./-]+$",
+        max_length=128,
+        description="What a blacklisted caller (treatment reject) hears before the line is "
+        "cleared (a sound file, no extension).",
+    )
     callback_dial: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9/@._${}-]*\$\{EXTEN\}[A-Za-z0-9/@._${}-]*$",

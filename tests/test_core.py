@@ -18,6 +18,7 @@ from cti.core import (
     Pop,
     Publish,
     RedirectToSeat,
+    RejectCall,
     RenewLease,
     ReturnToHold,
     SeatCommandReceived,
@@ -27,6 +28,7 @@ from cti.core import (
     Tick,
 )
 from cti.events import AmiConnected, parse_event
+from cti.numberplan import BlockedNumber
 from cti.seats.commands import parse_seat_command
 from tests.routing.plans import make_plan
 
@@ -405,3 +407,30 @@ def test_a_callback_rings_the_seat_first_and_gives_it_back_when_done() -> None:
     [done] = [e for e in out if isinstance(e, CallbackDone)]
     assert (done.callback_id, done.seat_id, done.call_id) == ("main:m1", "1002", orig.channel_id)
     assert [(e.status, e.reason) for e in out if isinstance(e, StoreSeatState)] == [("ready", None)]
+
+
+def test_blacklisted_callers_are_rejected_or_served_last() -> None:
+    plan = make_plan(wrapup_s=0)
+    blocked = plan.model_copy(
+        update={
+            "blacklist": (
+                BlockedNumber(number="+8613800138000", treatment="reject", reason="骚扰"),
+            )
+        }
+    )
+    c = Core(blocked, log=structlog.get_logger("test"))
+    out = start_call(c, "c1", 100.0)  # the caller of start_call is 13800138000
+    # taken (the fallback must not answer it either), then sent to cti-blocked
+    assert [type(e).__name__ for e in out] == ["MarkTaken", "RejectCall"]
+    assert isinstance(out[1], RejectCall)
+    assert out[1].channel == HELD
+    assert len(c.dispatcher.queue) == 0  # never queued, no ticket draft
+    last = plan.model_copy(
+        update={"blacklist": (BlockedNumber(number="13800138000", treatment="last"),)}
+    )
+    c = Core(last, log=structlog.get_logger("test"))
+    start_call(c, "c2", 100.0)
+    queued = c.dispatcher.queue.get("c2")
+    assert queued is not None
+    lowest = min(plan.priority_classes, key=lambda p: p.priority).name
+    assert queued.priority_class == lowest

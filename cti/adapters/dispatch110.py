@@ -184,6 +184,8 @@ FEEDBACK110: Final = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text),
     Column("parked", Boolean, nullable=False, default=False),
+    # where to POST it; none = dispatch110.feedback.url (escalations carry their target's)
+    Column("url", String(512)),
 )
 
 
@@ -237,6 +239,23 @@ class Dispatch110Store:
             if ticket_ops:
                 await write_ops(conn, ticket_ops, now=now)
 
+    async def save_notification(self, event_id: str, url: str, payload: dict[str, Any]) -> None:
+        """An escalation's data for the receiving side, queued for the webhook deliverer."""
+        async with self._store.engine.begin() as conn:
+            await conn.execute(
+                _insert(conn.dialect.name, FEEDBACK110)
+                .values(
+                    event_id=event_id[:100],
+                    transfer_id=str(payload.get("transfer110") or "")[:64],
+                    payload=payload,
+                    created_at=self._clock(),
+                    attempts=0,
+                    parked=False,
+                    url=url,
+                )
+                .on_conflict_do_nothing(index_elements=["event_id"])
+            )
+
     async def status(self, transfer_id: str) -> dict[str, Any] | None:
         q = select(TRANSFERS110.c.status).where(TRANSFERS110.c.transfer_id == transfer_id)
         async with self._store.engine.connect() as conn:
@@ -268,21 +287,21 @@ class FeedbackDeliverer:
     def __init__(
         self,
         store: Store,
-        settings: Dispatch110FeedbackSettings,
+        settings: Dispatch110FeedbackSettings | None,
         *,
         log: Any = None,
         transport: httpx.AsyncBaseTransport | None = None,
         poll_s: float = 5.0,
     ) -> None:
         self._store = store
-        self._settings = settings
+        self._url = settings.url if settings is not None else None
+        self._token = settings.token if settings is not None else None
+        self._retry_max_s = settings.retry_max_s if settings is not None else 60.0
         self._log = log or structlog.get_logger("cti.dispatch110")
         headers = {"User-Agent": f"hotline-cti/{__version__}", "Content-Type": "application/json"}
-        if settings.token is not None:
-            headers["Authorization"] = f"Bearer {settings.token.get_secret_value()}"
         self._client = httpx.AsyncClient(
             headers=headers,
-            timeout=settings.timeout_s,
+            timeout=settings.timeout_s if settings is not None else 5.0,
             transport=transport,
             follow_redirects=False,
         )
@@ -307,9 +326,7 @@ class FeedbackDeliverer:
                 self._log.warning("feedback110_db_error", error=repr(exc))
                 sent = False
             if not sent and self.failures:
-                delay = backoff_delay(
-                    min(self.failures, 8), 0.5, self._settings.retry_max_s, self._rng
-                )
+                delay = backoff_delay(min(self.failures, 8), 0.5, self._retry_max_s, self._rng)
                 await asyncio.sleep(delay)
                 continue
             try:
@@ -333,7 +350,7 @@ class FeedbackDeliverer:
                 self.failures = 0
                 return True
             for row in rows:
-                outcome, error = await self._post(row.event_id, row.payload)
+                outcome, error = await self._post(row.event_id, row.payload, row.url)
                 values: dict[str, Any] = {"attempts": row.attempts + 1, "last_error": error}
                 if outcome == "delivered":
                     values["delivered_at"] = time.time()
@@ -363,11 +380,15 @@ class FeedbackDeliverer:
                 if outcome == "delivered":
                     self.delivered += 1
 
-    async def _post(self, event_id: str, payload: Any) -> tuple[str, str | None]:
+    async def _post(self, event_id: str, payload: Any, url: str | None) -> tuple[str, str | None]:
+        target = url or self._url
+        if target is None:
+            return "parked", "no URL: dispatch110.feedback.url is not configured"
+        headers = {"Idempotency-Key": event_id}
+        if url is None and self._token is not None:  # 110's token goes to 110's URL only
+            headers["Authorization"] = f"Bearer {self._token.get_secret_value()}"
         try:
-            resp = await self._client.post(
-                self._settings.url, json=payload, headers={"Idempotency-Key": event_id}
-            )
+            resp = await self._client.post(target, json=payload, headers=headers)
         except httpx.HTTPError as exc:
             return "retry", f"{type(exc).__name__}: {exc}"[:500]
         if 200 <= resp.status_code < 300:

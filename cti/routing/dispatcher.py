@@ -110,6 +110,7 @@ class IncomingCall:
     repeat_caller: bool = False
     callback: bool = False
     escalated: bool = False
+    demoted: bool = False  # a blacklisted caller treated "last": the lowest class
 
 
 @dataclass(slots=True)
@@ -522,6 +523,8 @@ class Dispatcher:
         if incoming.callback:
             names.append(q.callback_class)
         name = max(names, key=lambda n: classes.get(n, 0))
+        if incoming.demoted:  # behind every other call, whatever its line
+            name = min(classes, key=lambda n: classes[n])
         skill = (
             incoming.skill or (line.skill if line is not None else None) or self.plan.general_skill
         )

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from tests.http_sink import HttpSink
 from tests.real.daemon_harness import Harness, settle, write_config
 
 pytestmark = [pytest.mark.realserver, pytest.mark.usefixtures("testbed")]
@@ -322,3 +324,45 @@ async def test_blind_escalation_to_a_busy_110_brings_the_caller_back_first_in_li
     assert ended["answered_by"] == "1002"
     assert ended["rang"] == ["1002", "110", "1001"]
     assert [(t["type"], t["to"]) for t in ended["transfers"]] == [("escalation_blind", "110")]
+
+
+async def test_the_receiving_side_gets_the_call_and_ticket_data(tmp_path: Path) -> None:
+    """numberplan.emergency[].notify_url: the escalation's data is POSTed there (stored
+    first; the receiver was down at first and gets it once it is up)."""
+    sink = HttpSink()
+    await sink.start()
+    await sink.stop()  # 110's endpoint is down when the agent escalates
+    path, prefix = write_config(tmp_path, seats=SEATS, queue=QUEUE)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for target in data["numberplan"]["emergency"]:
+        if target["number"] == "110":
+            target["notify_url"] = f"{sink.url}/12345/escalations"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    try:
+        async with Harness(path, prefix) as h:
+            call = await answered_call(h, "13800000068", "韩十六")
+            reply = await h.seat("1002", {"cmd": "escalate", "target": "110", "mode": "blind"})
+            assert reply["ok"] is True, reply
+            await asyncio.sleep(1.5)
+            await sink.start()
+            async with asyncio.timeout(15):
+                while not sink.received:
+                    await asyncio.sleep(0.1)
+        [got] = sink.received
+        assert got.path == "/12345/escalations"
+        body = got.body
+        assert (body["call_id"], body["target"], body["mode"], body["seat"]) == (
+            call,
+            "110",
+            "blind",
+            "1002",
+        )
+        assert (body["caller"], body["caller_name"], body["line"]) == (
+            "13800000068",
+            "韩十六",
+            "12345",
+        )
+        assert got.headers["idempotency-key"] == body["event_id"]
+        assert "authorization" not in got.headers  # 110's feedback token is not sent here
+    finally:
+        await sink.stop()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
+import yaml
 
 from cti.adapters.pops import PopMessage
 from tests.conftest import MQTT_HOST, MQTT_PORT, SEAT_PASSWORD, unique
@@ -319,3 +320,28 @@ async def test_the_seat_console_drives_a_seat(config: tuple[Path, str]) -> None:
         console.stdin.write(b"quit\n")
         async with asyncio.timeout(10):
             assert await console.wait() == 0
+
+
+async def test_a_blacklisted_caller_hears_the_prompt_and_is_never_offered(
+    tmp_path: Path,
+) -> None:
+    path, prefix = write_config(tmp_path, seats=SEATS, queue=QUEUE)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["numberplan"]["blacklist"] = [
+        {"number": "13800000666", "treatment": "reject", "reason": "骚扰"}
+    ]
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    async with Harness(path, prefix) as h:
+        await h.seat("1001", {"cmd": "login", "ready": True})
+        call = await h.call("12345", "13800000666", "骚扰者", taken=False)
+        logged = await h.wait(lambda: h.log("call_blacklisted", linkedid=call), 10, "the log")
+        assert (logged["treatment"], logged["reason"]) == ("reject", "骚扰")
+        ended = await h.wait(
+            lambda: h.published("calls/events", call_id=call, type="ended"), 15, "line cleared"
+        )
+        assert ended[0]["answered_by"] is None
+        assert h.published("seats/1001/pop") == []  # never offered to a seat
+        # the next caller is served as usual
+        other = await h.call("12345", "13800000667", "市民")
+        await h.wait(lambda: h.answered_by(other), 10, "the next call answered")
+        await h.hang_up(other)
