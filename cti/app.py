@@ -96,6 +96,7 @@ from cti.ivr.flows import (
     voicemail,
     worth_a_ticket,
 )
+from cti.ivr.prompts import PromptCheck, configured_prompts, run_check
 from cti.seats.commands import parse_seat_command
 from cti.seats.model import SeatStatus
 from cti.settings import Settings
@@ -341,6 +342,7 @@ class Daemon:
         self._ratings: dict[str, str] = {}
         # short background writes (callback list, escalation notices), kept until done
         self._background: set[asyncio.Future[None]] = set()
+        self._prompt_checks: dict[str, PromptCheck] = {}  # check id -> the check running
         self.settings = settings  # HTTP facade: the http section, the API's tokens
         self.store = store  # HTTP facade: call records for GET /api/v1/calls
 
@@ -391,6 +393,9 @@ class Daemon:
             item = await self.events.get()
             if not isinstance(item, AmiEvent):
                 self._connection_event(item)
+            elif item.name == "UserEvent" and self._prompt_checks:
+                for check in self._prompt_checks.values():
+                    check.feed(item.headers)
             self.feed(item)
 
     async def _ticker(self) -> None:
@@ -533,6 +538,8 @@ class Daemon:
         )
 
     def _connection_event(self, item: QueueItem) -> None:
+        if isinstance(item, AmiConnected) and not item.reconnect:
+            self._spawn(self._check_prompts(item.node))
         if isinstance(item, AmiConnected):
             since = self._gap_since.pop(item.node, None)
             gap = round(item.time - since, 3) if since is not None else None
@@ -714,6 +721,34 @@ class Daemon:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def _check_prompts(self, node: str) -> None:
+        """Are the configured prompts on this Asterisk? Missing ones are a warning: the
+        IVR would say nothing where they should be (docs/ivr.md)."""
+        client = self.clients.get(node)
+        if client is None:
+            return
+        prompts = configured_prompts(self.settings)
+        try:
+            check = await run_check(client, prompts)
+            self._prompt_checks[check.check_id] = check
+            async with asyncio.timeout(30):
+                await check.done.wait()
+            missing = check.missing()
+        except Exception as exc:  # noqa: BLE001 - a check, not a reason to stop
+            self._log.warning("prompts_check_failed", node=node, error=repr(exc))
+            return
+        finally:
+            self._prompt_checks.clear()
+        if missing:
+            self._log.warning(
+                "prompts_missing",
+                node=node,
+                missing=missing,
+                hint="record them or fix the names in ivr: (cti check-config --live)",
+            )
+        else:
+            self._log.info("prompts_checked", node=node, prompts=len(prompts))
 
     async def _notify(self, effect: NotifyEscalation) -> None:
         """An escalation's data for the receiving side: stored, then the webhook wakes."""

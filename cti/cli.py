@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_CONFIG
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "config-schema": _config_schema,
-        "check-config": lambda a: _check_config(a.config),
+        "check-config": lambda a: _check_config(a.config, live=a.live),
         "run": lambda a: _run(a.config),
         "dialplan": _dialplan,
         "replay": _replay,
@@ -159,7 +159,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("run", parents=[config], help="run the daemon")
-    sub.add_parser("check-config", parents=[config], help="validate the configuration and exit")
+    check = sub.add_parser(
+        "check-config", parents=[config], help="validate the configuration and exit"
+    )
+    check.add_argument(
+        "--live",
+        action="store_true",
+        help="also log in to every Asterisk node and check that the IVR's prompts exist "
+        "there (exit 1 when some are missing, 3 when a node cannot be reached)",
+    )
     record = sub.add_parser("record", parents=[config], help="record AMI traffic (JSON Lines)")
     record.add_argument("-o", "--output", type=Path, required=True, metavar="OUT")
     record.add_argument("--node", metavar="NAME", help="only this AMI node (default: all)")
@@ -250,14 +258,33 @@ def _load(config: Path | None, env: Mapping[str, str] | None = None) -> Settings
         return None
 
 
-def _check_config(config: Path | None) -> int:
+def _check_config(config: Path | None, *, live: bool = False) -> int:
     path = resolve_config_path(config)
     settings = _load(path)
     if settings is None:
         return EXIT_CONFIG
     nodes = ", ".join(f"{n.name}@{n.host}:{n.port}" for n in settings.ami.nodes)
     print(f"OK: {path}: {len(settings.ami.nodes)} Asterisk node(s): {nodes}")
-    return EXIT_OK
+    if not live:
+        return EXIT_OK
+    from cti.adapters.ami import AmiError  # noqa: PLC0415 - lazy
+    from cti.ivr.prompts import check_live, configured_prompts  # noqa: PLC0415
+
+    try:
+        result = asyncio.run(check_live(settings))
+    except (TimeoutError, OSError, AmiError) as exc:
+        print(f"error: cannot ask Asterisk: {exc or 'timed out'}", file=sys.stderr)
+        return EXIT_AMI_UNREACHABLE
+    code = EXIT_OK
+    total = len(configured_prompts(settings))
+    for node, missing in result.items():
+        if not missing:
+            print(f"OK: node {node}: all {total} prompts exist")
+            continue
+        code = EXIT_DIFFERS
+        for setting, name in sorted(missing.items()):
+            print(f"missing on node {node}: {setting}: {name}")
+    return code
 
 
 def _run(config: Path | None) -> int:

@@ -529,6 +529,8 @@ class Core:
                 self._call_ended(note.summary, out)
 
     def _call_ended(self, s: CallSummary, out: list[Effect]) -> None:
+        if s.call_id.startswith("ctiprompts"):
+            return  # the daemon's prompt check (cti/ivr/prompts.py), not a citizen's call
         self._held.pop(s.call_id, None)
         popped = self._popped.pop(s.call_id, None)
         if popped is not None:

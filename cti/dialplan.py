@@ -42,8 +42,10 @@ __all__ = [
     "CONTEXT_HOLD",
     "CONTEXT_INBOUND",
     "CONTEXT_LINE",
+    "CONTEXT_PROMPT_CHECK",
     "CONTEXT_RECORD",
     "LEASE_VARIABLE",
+    "PROMPT_FORMATS",
     "TAKEN_VARIABLE",
     "VOICEMAIL_VARIABLE",
     "DialplanError",
@@ -68,6 +70,9 @@ CONTEXT_CONNECT: Final = "cti-connect"
 CONTEXT_DIAL_SEAT: Final = "cti-dial-seat"
 CONTEXT_BLOCKED: Final = "cti-blocked"
 """Redirect target of a blacklisted caller (treatment reject): a prompt, then hang up."""
+CONTEXT_PROMPT_CHECK: Final = "cti-prompt-check"
+"""Originated by the daemon at start-up: reports which IVR prompts exist (UserEvents)."""
+PROMPT_FORMATS: Final = ("gsm", "wav", "ulaw", "alaw", "sln", "g722", "wav16")
 CONTEXT_CALLBACK: Final = "cti-callback"
 """Originate target of a callback: the seat answered, now dial the citizen (<number>)."""
 """Common part of cti-connect: record, Dial the seat, back to holding on no answer."""
@@ -209,6 +214,7 @@ def generate_dialplan(plan: NumberPlan, settings: DialplanSettings, *, source: s
     _dial_seat(conf, plan, settings)
     _record(conf, settings)
     _callback(conf, plan, settings)
+    _prompt_check(conf)
     conf.section(
         CONTEXT_BLOCKED,
         _RULE,
@@ -408,6 +414,29 @@ def _callback(conf: _Conf, plan: NumberPlan, settings: DialplanSettings) -> None
         "Set(__CTI_CALL_ID=${CHANNEL(linkedid)})",
         f"Gosub({CONTEXT_RECORD},s,1)",
         f"Dial({dial},45)",
+        "Hangup()",
+    )
+
+
+def _prompt_check(conf: _Conf) -> None:
+    conf.section(
+        CONTEXT_PROMPT_CHECK,
+        _RULE,
+        "The daemon's check of the IVR prompts (cti/ivr/prompts.py): it Originates a Local",
+        "channel here with CTI_PROMPT_FILES = file bases joined by ^; one UserEvent per file",
+        "with a 0/1 per format. STAT() runs here, in a channel: over AMI it is refused.",
+    )
+    found = "".join(f"${{STAT(e,${{F}}.{fmt})}}" for fmt in PROMPT_FORMATS)
+    conf.exten(
+        "s",
+        "Answer()",  # the Originate reports success once the channel is answered
+        "Set(I=1)",
+        "(next)Set(F=${CUT(CTI_PROMPT_FILES,^,${I})})",
+        'GotoIf($["${F}" = ""]?done)',
+        f"UserEvent(CtiPromptCheck,Base: ${{F}},Found: {found})",
+        "Set(I=$[${I} + 1])",
+        "Goto(next)",
+        "(done)UserEvent(CtiPromptCheckDone,Checked: $[${I} - 1])",
         "Hangup()",
     )
 

@@ -5,13 +5,16 @@ channel, as in the testbed recipe)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.conftest import AMI_SECRET
 from tests.real.daemon_harness import Harness, write_config
 
 pytestmark = [pytest.mark.realserver, pytest.mark.usefixtures("testbed")]
@@ -211,3 +214,30 @@ async def until_async(cond: Any, timeout: float, what: str) -> Any:
     except TimeoutError:
         msg = f"timed out after {timeout} s waiting for {what}"
         raise AssertionError(msg) from None
+
+
+async def test_missing_prompts_are_reported_at_start_and_by_check_config(
+    tmp_path: Path,
+) -> None:
+    path, prefix = config(tmp_path)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["ivr"]["survey"]["prompt"] = "hotline/no-such-survey-prompt"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    async with Harness(path, prefix) as h:
+        missing = await h.wait(lambda: h.log("prompts_missing"), 20, "the start-up check")
+        assert missing["missing"] == {"ivr.survey.prompt": "hotline/no-such-survey-prompt"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cti", "check-config", "--live", "-c", str(path),
+        stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "CTI_AMI_SECRET": AMI_SECRET},
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    assert proc.returncode == 1
+    assert b"missing on node main: ivr.survey.prompt: hotline/no-such-survey-prompt" in out
+
+
+async def test_the_sample_prompts_all_exist(tmp_path: Path) -> None:
+    async with Harness(*config(tmp_path)) as h:
+        checked = await h.wait(lambda: h.log("prompts_checked"), 20, "the start-up check")
+        assert checked["prompts"] >= 20
+        assert h.log("prompts_missing") is None
