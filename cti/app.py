@@ -29,7 +29,14 @@ from typing import Any, Literal
 import structlog
 
 from cti import __version__
-from cti.adapters.ami import AmiClient, AmiError, AmiLoginError, EventQueue, QueueItem
+from cti.adapters.ami import (
+    AmiActionError,
+    AmiClient,
+    AmiError,
+    AmiLoginError,
+    EventQueue,
+    QueueItem,
+)
 from cti.adapters.callbacks import callback_row, callbacks_router, get_callback, mark_callback
 from cti.adapters.dispatch110 import (
     Dispatch110Store,
@@ -173,7 +180,17 @@ class AmiExecutor:
     ) -> None:
         try:
             for action in _actions(effect):
-                await client.action(action, timeout=timeout)
+                try:
+                    await client.action(action, timeout=timeout)
+                except AmiActionError as exc:
+                    if not isinstance(effect, RedirectToSeat | ReturnToHold):
+                        raise
+                    # a held caller leaving a Dial (our ReturnToHold, or the Dial's own
+                    # timeout, then at once the offer to the next seat) can be refused for
+                    # a moment; the actions are idempotent: once more, a moment later
+                    self._log.info("ami_effect_retry", effect=type(effect).__name__, error=str(exc))
+                    await asyncio.sleep(0.3)
+                    await client.action(action, timeout=timeout)
         except AmiError as exc:
             self.failed += 1
             self._log.warning(

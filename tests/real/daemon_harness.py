@@ -191,7 +191,8 @@ class Harness:
                 return result
         except TimeoutError:
             tail = [
-                r.get("event") if r.get("event") != "unparsed" else r.get("line")
+                str(r.get("event") if r.get("event") != "unparsed" else r.get("line"))
+                + (f" ({r['error']})" if r.get("error") else "")
                 for r in self.logs[-15:]
             ]
             msg = f"timed out after {timeout} s waiting for {what}; last daemon logs: {tail}"
