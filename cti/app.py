@@ -59,6 +59,7 @@ from cti.core import (
     Core,
     Effect,
     MarkTaken,
+    MessageLeft,
     NotifyEscalation,
     OriginateCallback,
     Pop,
@@ -89,7 +90,7 @@ from cti.dialplan import (
 )
 from cti.escalation import AddEmergencyLeg, EscalationEffect, escalation_actions
 from cti.events import AmiConnected, AmiDisconnected, AmiEvent, AmiEventsLost
-from cti.ivr.agi import Agi, FastAgiServer
+from cti.ivr.agi import Agi, AgiHangup, FastAgiServer
 from cti.ivr.flows import (
     Message,
     after_hours,
@@ -446,7 +447,8 @@ class Daemon:
         | Transfer110Pushed
         | TicketNumberKnown
         | CallbackRequested
-        | CallbackKeepPlace,
+        | CallbackKeepPlace
+        | MessageLeft,
         *,
         keep: Callable[[Effect], bool] | None = None,
     ) -> list[Effect]:
@@ -676,10 +678,36 @@ class Daemon:
             pos.overall if pos is not None else None, ewt, offer, has_number=number
         ):
             return
-        if await offer_callback(agi, offer):
+        choice = await offer_callback(agi, offer)
+        if choice == "callback":
             self.feed(CallbackKeepPlace(call_id=linkedid, at=time.time()))
             await agi.set_variable("CTI_CALLBACK_KEEP", "1")  # the dialplan clears the line
             self._log.info("ivr_callback_requested", linkedid=linkedid)
+        elif choice == "message":
+            await self._message_while_waiting(agi, linkedid)
+
+    async def _message_while_waiting(self, agi: Agi, linkedid: str) -> None:
+        """Overload voicemail (留言): the message goes on the call's own ticket (the call
+        record's ticket update carries it as the recording); the caller's wait ends."""
+        dialplan = self.settings.dialplan
+
+        async def keep(message: Message) -> None:
+            self.feed(MessageLeft(call_id=linkedid, recording=message.recording, at=time.time()))
+
+        message = await voicemail(
+            agi,
+            self.settings.ivr.voicemail,
+            path=f"{dialplan.recording_dir}/{linkedid}-message",
+            fmt=dialplan.recording_format,
+            keep=keep,
+        )
+        self._log.info(
+            "ivr_overload_message",
+            linkedid=linkedid,
+            seconds=None if message is None else message.seconds,
+        )
+        with contextlib.suppress(AgiHangup):
+            await agi.set_variable("CTI_CALLBACK_KEEP", "1")  # the line is cleared
 
     async def _progress(self, agi: Agi) -> None:
         """自助查询进度: a ticket number by DTMF, its status read back."""

@@ -162,6 +162,16 @@ class CallbackKeepPlace:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MessageLeft:
+    """A waiting caller left a message instead (overload voicemail): it goes on the call's
+    ticket as its recording when the call ends."""
+
+    call_id: str
+    recording: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TicketNumberKnown:
     """The work-order backend created a ticket: `call_id` in the outbox's form
     (``<node>:<linkedid>``, or ``110:<transfer id>`` for a 110 data transfer)."""
@@ -350,6 +360,7 @@ CoreInput = (
     | TicketNumberKnown
     | CallbackRequested
     | CallbackKeepPlace
+    | MessageLeft
 )
 
 Effect = (
@@ -429,6 +440,7 @@ class Core:
         # and the callback call placed for one, by its linkedid -> the waiting call's id
         self._virtual: dict[str, tuple[str, str]] = {}
         self._virtual_cb: dict[str, str] = {}
+        self._messages: dict[str, str] = {}  # call id -> a message left while waiting
 
     # ------------------------------------------------------------------ API
 
@@ -447,6 +459,9 @@ class Core:
             self._on_callback(item, out)
         elif isinstance(item, CallbackKeepPlace):
             self._keep_place(item, out)
+        elif isinstance(item, MessageLeft):
+            self._messages[item.call_id] = item.recording
+            self._log.info("call_message_left", linkedid=item.call_id, recording=item.recording)
         else:
             self._ami(item, out)
         return out
@@ -573,6 +588,7 @@ class Core:
         if s.call_id in self._tickets:
             self._tickets.discard(s.call_id)
             rec = self._recording.format(call_id=s.call_id) if s.answered_by else None
+            rec = self._messages.pop(s.call_id, rec)  # overload voicemail: the message
             ref = transfer.transfer_id if transfer is not None else None
             facts = TicketCallFacts.from_summary(s, recording=rec, external_ref=ref)
             ops = (OutboxOp.update(facts),)

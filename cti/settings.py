@@ -721,6 +721,13 @@ class CallbackOfferSettings(BaseModel):
     )
     prompt: Prompt = Field(default="vm-tocallback", description='"Press 1 to be called back"')
     key: str = Field(default="1", pattern=r"^[0-9*#]$")
+    message_key: str | None = Field(
+        default=None,
+        pattern=r"^[0-9*#]$",
+        description="Overload voicemail: this key leaves a message instead (ivr.voicemail "
+        "prompts); it goes on the call's ticket and the caller's wait ends. None = no "
+        "such option. The prompt should name both keys.",
+    )
     confirm: Prompt = Field(default="auth-thankyou", description="Before the line is cleared.")
     timeout_s: Seconds = Field(default=4.0, description="Wait for the key, s.")
 

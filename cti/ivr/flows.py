@@ -170,14 +170,17 @@ def should_offer_callback(
     return ewt_s is None or ewt_s >= cfg.min_ewt_s
 
 
-async def offer_callback(agi: Agi, cfg: CallbackOfferSettings) -> bool:
-    """Ask; True when the caller pressed the key (then it is thanked)."""
+async def offer_callback(agi: Agi, cfg: CallbackOfferSettings) -> str | None:
+    """Ask; "callback" when the caller pressed the key (then it is thanked), "message"
+    for `message_key` (overload voicemail, recorded by the caller), else None."""
     digit = await agi.get_digits(cfg.prompt, timeout_s=cfg.timeout_s, max_digits=1)
+    if cfg.message_key is not None and digit == cfg.message_key:
+        return "message"
     if digit != cfg.key:
-        return False
+        return None
     with contextlib.suppress(AgiHangup):
         await agi.stream(cfg.confirm)
-    return True
+    return "callback"
 
 
 # ---------------------------------------------------------------------- after hours (留言)

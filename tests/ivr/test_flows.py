@@ -8,12 +8,18 @@ from cti.ivr.agi import Recorded
 from cti.ivr.flows import (
     announce,
     announcement,
+    offer_callback,
     progress_query,
     rating_for,
     survey,
     ticket_number_from_digits,
 )
-from cti.settings import AnnounceSettings, ProgressQuerySettings, SurveySettings
+from cti.settings import (
+    AnnounceSettings,
+    CallbackOfferSettings,
+    ProgressQuerySettings,
+    SurveySettings,
+)
 
 
 class FakeAgi:
@@ -164,3 +170,12 @@ async def test_announce_plays_the_steps() -> None:
         "queue-minutes",
         "queue-thankyou",
     ]
+
+
+async def test_the_offer_takes_the_callback_or_the_message_key() -> None:
+    cfg = CallbackOfferSettings(enabled=True, message_key="2")
+    assert await offer_callback(FakeAgi(["1"]), cfg) == "callback"
+    assert await offer_callback(FakeAgi(["2"]), cfg) == "message"
+    assert await offer_callback(FakeAgi(["9"]), cfg) is None
+    assert await offer_callback(FakeAgi([None]), cfg) is None
+    assert await offer_callback(FakeAgi(["2"]), CallbackOfferSettings(enabled=True)) is None

@@ -241,3 +241,32 @@ async def test_the_sample_prompts_all_exist(tmp_path: Path) -> None:
         checked = await h.wait(lambda: h.log("prompts_checked"), 20, "the start-up check")
         assert checked["prompts"] >= 20
         assert h.log("prompts_missing") is None
+
+
+async def test_a_waiting_caller_leaves_a_message_on_its_ticket(tmp_path: Path) -> None:
+    """Overload voicemail: after the first announcement the caller presses 2, speaks and
+    hangs up; the message is the recording of the call's own ticket, and the call is a
+    voicemail, not a missed call."""
+    db = tmp_path / "cti.db"
+    async with Harness(*config(tmp_path)) as h:
+        await h.wait(lambda: h.log("agi_listening"), 10, "the FastAGI server")
+        call = await h.call("12345", "13800000941", "沈十七", context="message-caller", exten="2")
+        left = await h.wait(lambda: h.log("call_message_left", linkedid=call), 40, "a message")
+        assert left["recording"].endswith(f"/{call}-message.wav")
+        ended = await h.wait(
+            lambda: h.published("calls/events", call_id=call, type="ended"), 15, "the end"
+        )
+        assert ended[0]["outcome"] == "voicemail"
+        ticket = await until(
+            lambda: rows(
+                db,
+                "select recording from tickets where create_key = ? and recording is not null",
+                f"main:{call}:create",
+            ),
+            15,
+            "the message on the ticket",
+        )
+        assert ticket == [(left["recording"],)]
+        assert rows(db, "select count(*) from callbacks") == [(0,)]  # not a missed call
+        on_host = Path("/var/tmp/hotline-cti-testbed/root" + left["recording"])
+        assert on_host.stat().st_size > 1000
