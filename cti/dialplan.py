@@ -425,14 +425,16 @@ def _prompt_check(conf: _Conf) -> None:
         "The daemon's check of the IVR prompts (cti/ivr/prompts.py): it Originates a Local",
         "channel here with CTI_PROMPT_FILES = file bases joined by ^; one UserEvent per file",
         "with a 0/1 per format. STAT() runs here, in a channel: over AMI it is refused.",
+        "A relative name is looked for in CTI_PROMPT_DIR (<data dir>/sounds/<language>).",
     )
-    found = "".join(f"${{STAT(e,${{F}}.{fmt})}}" for fmt in PROMPT_FORMATS)
+    found = "".join(f"${{STAT(e,${{P}}.{fmt})}}" for fmt in PROMPT_FORMATS)
     conf.exten(
         "s",
         "Answer()",  # the Originate reports success once the channel is answered
         "Set(I=1)",
         "(next)Set(F=${CUT(CTI_PROMPT_FILES,^,${I})})",
         'GotoIf($["${F}" = ""]?done)',
+        'Set(P=${IF($["${F:0:1}" = "/"]?${F}:${CTI_PROMPT_DIR}/${F})})',
         f"UserEvent(CtiPromptCheck,Base: ${{F}},Found: {found})",
         "Set(I=$[${I} + 1])",
         "Goto(next)",

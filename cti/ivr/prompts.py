@@ -27,7 +27,10 @@ __all__ = ["PREFIX", "PromptCheck", "ami_cli", "check_live", "configured_prompts
 Cli = Callable[[str], Awaitable[str]]  # runs one CLI command, returns its output
 
 
-_NOT_PROMPTS: Final = frozenset({"key"})  # str fields of these sections that are not sounds
+# str fields of these sections that are not sounds
+_NOT_PROMPTS: Final = frozenset({"key", "message_key"})
+# an AMI line is at most 1024 bytes: the prompt list goes in chunks, one channel each
+_CHUNK: Final = 700
 
 
 def configured_prompts(settings: Settings) -> dict[str, str]:
@@ -57,24 +60,33 @@ class PromptCheck:
         datadir = _setting(settings_text, "Data directory") or "/usr/share/asterisk"
         lang = _setting(settings_text, "Default language") or "en"
         self.check_id = check_id
-        self.by_base: dict[str, list[tuple[str, str]]] = {}
+        self.directory = f"{datadir}/sounds/{lang}"  # where a relative name is looked for
+        self.by_base: dict[str, list[tuple[str, str]]] = {}  # the name as configured
         for path, name in prompts.items():
-            base = name if name.startswith("/") else f"{datadir}/sounds/{lang}/{name}"
-            self.by_base.setdefault(base, []).append((path, name))
+            self.by_base.setdefault(name, []).append((path, name))
         self.found: dict[str, bool] = {}
         self.done = asyncio.Event()
 
-    def originate(self) -> dict[str, str]:
-        return {
-            "Action": "Originate",
-            "Channel": f"Local/s@{CONTEXT_PROMPT_CHECK}",
-            "Application": "Wait",
-            "Data": "30",
-            "Async": "true",
-            "Variable": "CTI_PROMPT_FILES=" + "^".join(self.by_base),
-            "ChannelId": self.check_id,
-            "OtherChannelId": self.check_id + "b",
-        }
+    def originates(self) -> list[dict[str, str]]:
+        """One Originate per chunk of names (an AMI line has at most 1024 bytes)."""
+        chunks: list[list[str]] = [[]]
+        for name in self.by_base:
+            if chunks[-1] and len("^".join([*chunks[-1], name])) > _CHUNK:
+                chunks.append([])
+            chunks[-1].append(name)
+        return [
+            {
+                "Action": "Originate",
+                "Channel": f"Local/s@{CONTEXT_PROMPT_CHECK}",
+                "Application": "Wait",
+                "Data": "30",
+                "Async": "true",
+                "Variable": f"CTI_PROMPT_DIR={self.directory},CTI_PROMPT_FILES=" + "^".join(names),
+                "ChannelId": f"{self.check_id}{n}",
+                "OtherChannelId": f"{self.check_id}{n}b",
+            }
+            for n, names in enumerate(chunks)
+        ]
 
     def feed(self, headers: Mapping[str, str]) -> None:
         kind = headers.get("UserEvent")
@@ -105,7 +117,8 @@ async def run_check(
     if not check.by_base:
         check.done.set()
         return check
-    await client.action(check.originate(), timeout=timeout_s)
+    for action in check.originates():
+        await client.action(action, timeout=timeout_s)
     return check
 
 
