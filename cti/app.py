@@ -46,7 +46,7 @@ from cti.adapters.dispatch110 import (
     reply_json,
     transfers_router,
 )
-from cti.adapters.http import Metric, ReadyPart, build_api, serve_http
+from cti.adapters.http import Metric, ReadyPart, build_api, error_envelope, serve_http
 from cti.adapters.mqtt import Incoming, MqttAdapter
 from cti.adapters.pops import PopPublisher
 from cti.adapters.store import RecordWriter, Store
@@ -229,18 +229,16 @@ def _call_actions(effect: OriginateCallback | RejectCall) -> list[dict[str, str]
                 "Async": "true",
             }
         ]
-    if isinstance(effect, RejectCall):
-        # the blacklist's reject: the prompt, then the line is cleared (cti-blocked)
-        return [
-            {
-                "Action": "Redirect",
-                "Channel": effect.channel,
-                "Context": CONTEXT_BLOCKED,
-                "Exten": "s",
-                "Priority": "1",
-            }
-        ]
-    raise AssertionError(effect)
+    # the blacklist's reject: the prompt, then the line is cleared (cti-blocked)
+    return [
+        {
+            "Action": "Redirect",
+            "Channel": effect.channel,
+            "Context": CONTEXT_BLOCKED,
+            "Exten": "s",
+            "Priority": "1",
+        }
+    ]
 
 
 def _actions(effect: AmiEffect) -> list[dict[str, str]]:
@@ -735,9 +733,11 @@ class Daemon:
         """One-click callback of a missed call from `seat` (HTTP)."""
         entry = await get_callback(self.store, call_id)
         if entry is None:
-            return 404, _err("not_found", f"no missed call {call_id!r} on the callback list")
+            return 404, error_envelope(
+                "not_found", f"no missed call {call_id!r} on the callback list"
+            )
         if entry["status"] != "open":
-            return 409, _err("not_open", f"the entry is {entry['status']}")
+            return 409, error_envelope("not_open", f"the entry is {entry['status']}")
         kept = self.feed(
             CallbackRequested(
                 callback_id=call_id,
@@ -751,7 +751,7 @@ class Daemon:
         reply = next(e for e in kept if isinstance(e, CallbackReply))
         if not reply.ok:
             status = 404 if reply.code == "unknown_seat" else 409
-            return status, _err(reply.code, reply.message)
+            return status, error_envelope(reply.code, reply.message)
         await mark_callback(
             self.store,
             call_id,
@@ -955,11 +955,7 @@ class Daemon:
                 self._log.exception("push110_failed", transfer_id=parsed.transfer_id)
                 self.mqtt.publish(
                     "110/transfers/reply",
-                    {
-                        "ok": False,
-                        "request_id": parsed.request_id,
-                        "error": {"code": "internal", "message": repr(exc), "fields": []},
-                    },
+                    error_envelope("internal", repr(exc), request_id=parsed.request_id),
                 )
                 continue
             self.mqtt.publish("110/transfers/reply", reply_json(reply)[1])
@@ -1216,7 +1212,3 @@ async def run(
         exit_code=code,
     )
     return code
-
-
-def _err(code: str, message: str) -> dict[str, Any]:
-    return {"ok": False, "error": {"code": code, "message": message, "fields": []}}

@@ -41,7 +41,13 @@ from cti.calls.model import (
     CallSummary,
 )
 from cti.calls.tracker import CallTracker
-from cti.dialplan import CONTEXT_CONNECT, CONTEXT_HOLD, DialplanError, emergency_dial
+from cti.dialplan import (
+    CONTEXT_CONNECT,
+    CONTEXT_HOLD,
+    PROMPT_CHECK_ID_PREFIX,
+    DialplanError,
+    emergency_dial,
+)
 from cti.dispatch110 import Feedback110, Transfer110, TransferBook, TransferMode
 from cti.dispatch110.book import data_call_id
 from cti.escalation import (
@@ -544,7 +550,7 @@ class Core:
                 self._call_ended(note.summary, out)
 
     def _call_ended(self, s: CallSummary, out: list[Effect]) -> None:
-        if s.call_id.startswith("ctiprompts"):
+        if s.call_id.startswith(PROMPT_CHECK_ID_PREFIX):
             return  # the daemon's prompt check (cti/ivr/prompts.py), not a citizen's call
         self._held.pop(s.call_id, None)
         popped = self._popped.pop(s.call_id, None)
@@ -831,10 +837,7 @@ class Core:
                 timeout_s=c.ring_timeout_s,
             )
         )
-        self._popped[c.call_id] = (c.seat_id, c.attempt)
-        if c.queue_positions:
-            self._queue_marks[c.call_id] = [m.to_json() for m in c.queue_positions]
-        out.append(self._pop(c.seat_id, "offer", c.call_id, c.attempt, step=c.step, callback=True))
+        self._offered(c, out, callback=True)
 
     def _virtual_note(self, note: CallNotification, out: list[Effect]) -> None:
         """The callback call of a caller who kept its place: for the dispatcher and the
@@ -1388,10 +1391,14 @@ class Core:
                 ring_timeout_s=c.ring_timeout_s,
             )
         )
+        self._offered(c, out)
+
+    def _offered(self, c: rc.ConnectCall, out: list[Effect], **extra: Any) -> None:
+        """The seat's screen: the offer pop, with where the call stood while it waited."""
         self._popped[c.call_id] = (c.seat_id, c.attempt)
         if c.queue_positions:
             self._queue_marks[c.call_id] = [m.to_json() for m in c.queue_positions]
-        out.append(self._pop(c.seat_id, "offer", c.call_id, c.attempt, step=c.step))
+        out.append(self._pop(c.seat_id, "offer", c.call_id, c.attempt, step=c.step, **extra))
 
     def _cancel_ring(self, c: rc.CancelRing, out: list[Effect]) -> None:
         if c.call_id in self._virtual:

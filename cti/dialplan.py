@@ -45,6 +45,7 @@ __all__ = [
     "CONTEXT_PROMPT_CHECK",
     "CONTEXT_RECORD",
     "LEASE_VARIABLE",
+    "PROMPT_CHECK_ID_PREFIX",
     "PROMPT_FORMATS",
     "TAKEN_VARIABLE",
     "VOICEMAIL_VARIABLE",
@@ -73,6 +74,8 @@ CONTEXT_BLOCKED: Final = "cti-blocked"
 CONTEXT_PROMPT_CHECK: Final = "cti-prompt-check"
 """Originated by the daemon at start-up: reports which IVR prompts exist (UserEvents)."""
 PROMPT_FORMATS: Final = ("gsm", "wav", "ulaw", "alaw", "sln", "g722", "wav16")
+PROMPT_CHECK_ID_PREFIX: Final = "ctiprompts"
+"""The check channel's ids: its "call" is not a citizen's and is not recorded."""
 CONTEXT_CALLBACK: Final = "cti-callback"
 """Originate target of a callback: the seat answered, now dial the citizen (<number>)."""
 """Common part of cti-connect: record, Dial the seat, back to holding on no answer."""

@@ -146,7 +146,7 @@ def callbacks_router(daemon: CallbackHandler) -> APIRouter:
         dependencies=[Depends(require_scope("calls"))],
     )
     async def callbacks(
-        status: Annotated[Literal["open", "calling", "done"] | None, Query()] = "open",
+        status: Annotated[Status | None, Query()] = "open",
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
         rows = await list_callbacks(daemon.store, status=status, limit=limit)

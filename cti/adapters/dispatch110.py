@@ -40,7 +40,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cti import __version__
 from cti.adapters.backoff import backoff_delay
-from cti.adapters.http import API_PREFIX, ApiError, require_scope
+from cti.adapters.http import API_PREFIX, ApiError, error_envelope, require_scope
 from cti.adapters.store import METADATA, Store
 from cti.core import Reply110, Report110
 from cti.dispatch110 import Transfer110, TransferMode
@@ -112,11 +112,11 @@ class TransferPush(BaseModel):
 def parse_push(payload: bytes) -> TransferPush | dict[str, Any]:
     """A push from MQTT, or the error reply (same codes and `fields` as the HTTP 422)."""
     if len(payload) > MAX_PUSH_BYTES:
-        return _error(None, "too_large", f"over {MAX_PUSH_BYTES} bytes", [])
+        return error_envelope("too_large", f"over {MAX_PUSH_BYTES} bytes")
     try:
         data = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return _error(None, "bad_json", f"not UTF-8 JSON: {exc}", [])
+        return error_envelope("bad_json", f"not UTF-8 JSON: {exc}")
     request_id = data.get("request_id") if isinstance(data, dict) else None
     try:
         return TransferPush.model_validate(data)
@@ -125,30 +125,21 @@ def parse_push(payload: bytes) -> TransferPush | dict[str, Any]:
             f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()
         ]
         rid = request_id if isinstance(request_id, str) else None
-        return _error(rid, "invalid_request", "; ".join(fields), fields)
+        return error_envelope("invalid_request", "; ".join(fields), fields, request_id=rid)
 
 
 MAX_PUSH_BYTES: Final = 16 * 1024
-
-
-def _error(rid: str | None, code: str, message: str, fields: list[str]) -> dict[str, Any]:
-    return {
-        "ok": False,
-        "request_id": rid,
-        "error": {"code": code, "message": message, "fields": fields},
-    }
 
 
 def reply_json(reply: Reply110) -> tuple[int, dict[str, Any]]:
     """HTTP status and body of a push's reply (MQTT carries the same body)."""
     if reply.result == "conflict":
         return 409, {
-            **_error(
-                reply.request_id,
+            **error_envelope(
                 "conflict",
                 f"transfer {reply.transfer_id!r} was already pushed with other content; "
                 "a transfer id is pushed once (repeat it unchanged, or use a new id)",
-                [],
+                request_id=reply.request_id,
             ),
             "transfer": reply.status,
         }
@@ -399,15 +390,6 @@ class FeedbackDeliverer:
         if 300 <= resp.status_code < 400:
             return "retry", error + " (redirects are not followed: check the url)"
         return "parked", error
-
-
-async def pending_feedback(store: Store) -> int:
-    """Feedback events not yet taken by the 110 side (a health metric)."""
-    q = select(FEEDBACK110.c.id).where(
-        FEEDBACK110.c.delivered_at.is_(None), FEEDBACK110.c.parked.is_(False)
-    )
-    async with store.engine.connect() as conn:
-        return len(list(await conn.execute(q)))
 
 
 # ------------------------------------------------------------------ HTTP

@@ -57,6 +57,7 @@ __all__ = [
     "ReadyPart",
     "TokenAuth",
     "build_api",
+    "error_envelope",
     "render_metrics",
     "require_scope",
     "serve_http",
@@ -155,17 +156,22 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
 
-def _envelope(code: str, message: str, fields: Sequence[str] = ()) -> dict[str, Any]:
+def error_envelope(
+    code: str, message: str, fields: Sequence[str] = (), *, request_id: str | None = None
+) -> dict[str, Any]:
+    """The error reply every interface uses (HTTP, MQTT replies): ok false, the error."""
     return {
         "ok": False,
-        "request_id": None,
+        "request_id": request_id,
         "error": {"code": code, "message": message, "fields": list(fields)},
     }
 
 
 def _error_response(err: ApiError) -> JSONResponse:
     return JSONResponse(
-        _envelope(err.code, err.message, err.fields), status_code=err.status, headers=err.headers
+        error_envelope(err.code, err.message, err.fields),
+        status_code=err.status,
+        headers=err.headers,
     )
 
 
@@ -612,13 +618,13 @@ def _install_error_handlers(app: FastAPI, log: Any) -> None:
             if bad_json
             else ("invalid_request", "; ".join(fields))
         )
-        return JSONResponse(_envelope(code, message, fields), status_code=422)
+        return JSONResponse(error_envelope(code, message, fields), status_code=422)
 
     async def http_error(_request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         return JSONResponse(
-            _envelope(code, str(exc.detail)),
+            error_envelope(code, str(exc.detail)),
             status_code=exc.status_code,
             headers=dict(exc.headers or {}),
         )
@@ -631,7 +637,7 @@ def _install_error_handlers(app: FastAPI, log: Any) -> None:
             error=repr(exc),
             exc_info=exc,
         )
-        return JSONResponse(_envelope("internal", "internal error (logged)"), status_code=500)
+        return JSONResponse(error_envelope("internal", "internal error (logged)"), status_code=500)
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, validation_error)

@@ -17,27 +17,14 @@ after `ended` — it is never skipped.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from cti.dispatch110.model import Feedback110, Transfer110, TransferMode
+from cti.numberplan import number_key
 
-__all__ = ["PushOutcome", "TransferBook", "caller_key", "data_call_id"]
-
-_DIGITS = re.compile(r"\D")
-
-
-def caller_key(number: str) -> str:
-    """A caller number in one form for matching: digits only, without China's country code
-    in front of a mobile number (+86 138…, 0086 138…, 86 138… → 138…)."""
-    digits = _DIGITS.sub("", number)
-    for prefix in ("0086", "86"):
-        rest = digits.removeprefix(prefix)
-        if rest != digits and len(rest) == 11 and rest.startswith("1"):
-            return rest
-    return digits
+__all__ = ["PushOutcome", "TransferBook", "data_call_id"]
 
 
 def data_call_id(transfer_id: str) -> str:
@@ -150,7 +137,7 @@ class TransferBook:
             entry = self._pending_for_caller(caller, at)
         if entry is None:
             self._unmatched[call_id] = _Call(
-                caller=caller_key(caller), transfer_id=transfer_id, at=at
+                caller=number_key(caller), transfer_id=transfer_id, at=at
             )
             return None
         self._bind(entry, call_id)
@@ -248,7 +235,7 @@ class TransferBook:
             del self._by_call[call_id]
             if entry.call_id == call_id and not call_id.startswith("110:"):
                 self._unmatched[call_id] = _Call(
-                    caller=caller_key(entry.transfer.caller), transfer_id=None, at=entry.received_at
+                    caller=number_key(entry.transfer.caller), transfer_id=None, at=entry.received_at
                 )
 
     # ------------------------------------------------------------------ internals
@@ -268,7 +255,7 @@ class TransferBook:
         for call_id, call in self._unmatched.items():
             if call.transfer_id == transfer.transfer_id:
                 return call_id
-        key = caller_key(transfer.caller)
+        key = number_key(transfer.caller)
         best: tuple[float, str] | None = None
         for call_id, call in self._unmatched.items():
             if call.transfer_id or call.caller != key or at - call.at > self.match_window_s:
@@ -278,7 +265,7 @@ class TransferBook:
         return None if best is None else best[1]
 
     def _pending_for_caller(self, caller: str, at: float) -> _Entry | None:
-        key = caller_key(caller)
+        key = number_key(caller)
         best: _Entry | None = None
         for entry in self._by_id.values():
             t = entry.transfer
@@ -286,7 +273,7 @@ class TransferBook:
                 entry.call_id is not None
                 or t.mode is not TransferMode.VOICE
                 or at - entry.received_at > self.match_window_s
-                or caller_key(t.caller) != key
+                or number_key(t.caller) != key
             ):
                 continue
             if best is None or entry.received_at > best.received_at:

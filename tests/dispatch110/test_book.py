@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from cti.dispatch110 import Transfer110, TransferBook, TransferMode
-from cti.dispatch110.book import caller_key, data_call_id
+from cti.dispatch110.book import data_call_id
+from cti.numberplan import number_key
 
 T0 = 1_800_000_000.0
 
@@ -127,11 +128,11 @@ def test_restore_keeps_duplicates_and_the_sequence() -> None:
     assert [(f.event, f.seq) for f in fb] == [("ended", 3)]
 
 
-def test_caller_key() -> None:
-    assert caller_key("+86 138 0013 8000") == "13800138000"
-    assert caller_key("008613800138000") == "13800138000"
-    assert caller_key("8613800138000") == "13800138000"
-    assert caller_key("02988880000") == "02988880000"  # a landline keeps its area code
+def test_caller_numbers_compare_as_one_form() -> None:
+    assert number_key("+86 138 0013 8000") == "13800138000"
+    assert number_key("008613800138000") == "13800138000"
+    assert number_key("8613800138000") == "13800138000"
+    assert number_key("02988880000") == "02988880000"  # a landline keeps its area code
 
 
 def test_forget_undoes_a_push_that_was_not_stored() -> None:
