@@ -9,7 +9,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Self
 
@@ -271,6 +271,32 @@ class Harness:
 
     def seat_states(self, seat: str) -> list[tuple[str, str | None]]:
         return [(b["status"], b["reason"]) for b in self.published(f"seats/{seat}/state")]
+
+
+async def poll(cond: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Wait for `cond()` to be true by polling it: for what changes without the daemon
+    saying so (the database, a webhook receiver). Returns its value."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not (got := cond()):
+                await asyncio.sleep(0.05)
+            return got
+    except TimeoutError:
+        msg = f"timed out after {timeout} s waiting for {what}"
+        raise AssertionError(msg) from None
+
+
+async def poll_async(probe: Callable[[], Awaitable[Any]], timeout: float, what: str) -> Any:
+    """`poll` for a condition that must be asked for (Asterisk's channels over AMI)."""
+    last: Any = None
+    try:
+        async with asyncio.timeout(timeout):
+            while not (last := await probe()):
+                await asyncio.sleep(0.2)
+            return last
+    except TimeoutError:
+        msg = f"timed out after {timeout} s waiting for {what}; last seen: {last!r}"
+        raise AssertionError(msg) from None
 
 
 async def settle(seconds: float) -> None:

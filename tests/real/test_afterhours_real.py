@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from tests.real.daemon_harness import Harness, write_config
+from tests.real.daemon_harness import poll as until
 
 pytestmark = [pytest.mark.realserver, pytest.mark.usefixtures("testbed")]
 
@@ -62,17 +63,6 @@ def config(tmp_path: Path, *, open_now: bool) -> tuple[Path, str, dict[str, Any]
 def rows(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
     with sqlite3.connect(db) as conn:
         return conn.execute(sql, args).fetchall()
-
-
-async def until(cond: Any, timeout: float, what: str) -> Any:
-    try:
-        async with asyncio.timeout(timeout):
-            while not (got := cond()):
-                await asyncio.sleep(0.1)
-            return got
-    except TimeoutError:
-        msg = f"timed out after {timeout} s waiting for {what}"
-        raise AssertionError(msg) from None
 
 
 async def test_an_after_hours_call_leaves_a_message_with_a_ticket(tmp_path: Path) -> None:

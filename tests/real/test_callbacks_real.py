@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.real.daemon_harness import Harness, write_config
+from tests.real.daemon_harness import poll_async as until
 
 pytestmark = [pytest.mark.realserver, pytest.mark.usefixtures("testbed")]
 
@@ -34,17 +35,6 @@ def configure(tmp_path: Path) -> tuple[Path, str]:
     data["http"]["tokens"] = [{"name": "supervisor", "token": TOKEN, "scopes": ["seats", "calls"]}]
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return path, prefix
-
-
-async def until(cond: Any, timeout: float, what: str) -> Any:
-    try:
-        async with asyncio.timeout(timeout):
-            while not (got := await cond()):
-                await asyncio.sleep(0.2)
-            return got
-    except TimeoutError:
-        msg = f"timed out after {timeout} s waiting for {what}"
-        raise AssertionError(msg) from None
 
 
 async def test_an_abandoned_call_is_called_back_from_a_seat(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import yaml
 
 from tests.http_sink import HttpSink
 from tests.real.daemon_harness import Harness, settle, write_config
+from tests.real.daemon_harness import poll_async as until
 
 pytestmark = [pytest.mark.realserver, pytest.mark.usefixtures("testbed")]
 
@@ -36,20 +36,6 @@ SEAT = "Local/1002@seats"
 @pytest.fixture
 def config(tmp_path: Path) -> tuple[Path, str]:
     return write_config(tmp_path, seats=SEATS, queue=QUEUE)
-
-
-async def until(
-    probe: Callable[[], Awaitable[Any]], timeout: float, what: str
-) -> Any:  # an Asterisk-side condition, polled
-    last: Any = None
-    try:
-        async with asyncio.timeout(timeout):
-            while not (last := await probe()):
-                await asyncio.sleep(0.2)
-            return last
-    except TimeoutError:
-        msg = f"timed out after {timeout} s waiting for {what}; last seen: {last!r}"
-        raise AssertionError(msg) from None
 
 
 async def callers_bridge(h: Harness, call: str) -> list[str]:

@@ -16,6 +16,8 @@ import yaml
 
 from tests.conftest import AMI_SECRET
 from tests.real.daemon_harness import Harness, write_config
+from tests.real.daemon_harness import poll as until
+from tests.real.daemon_harness import poll_async as until_async
 
 pytestmark = [pytest.mark.realserver, pytest.mark.usefixtures("testbed")]
 
@@ -37,18 +39,6 @@ def config(tmp_path: Path) -> tuple[Path, str]:
     data["ivr"]["progress_query"].update(timeout_s=5, attempts=2)
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return path, prefix
-
-
-async def until(cond: Any, timeout: float, what: str) -> Any:
-    """Poll (the database changes without the daemon saying so)."""
-    try:
-        async with asyncio.timeout(timeout):
-            while not (got := cond()):
-                await asyncio.sleep(0.1)
-            return got
-    except TimeoutError:
-        msg = f"timed out after {timeout} s waiting for {what}"
-        raise AssertionError(msg) from None
 
 
 def rows(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
@@ -203,17 +193,6 @@ async def test_a_callback_request_keeps_the_place_and_connects_caller_and_seat(
             "the end pop",
         )
         assert ends[0]["call"]["outcome"] == "answered"
-
-
-async def until_async(cond: Any, timeout: float, what: str) -> Any:
-    try:
-        async with asyncio.timeout(timeout):
-            while not (got := await cond()):
-                await asyncio.sleep(0.2)
-            return got
-    except TimeoutError:
-        msg = f"timed out after {timeout} s waiting for {what}"
-        raise AssertionError(msg) from None
 
 
 async def test_missing_prompts_are_reported_at_start_and_by_check_config(

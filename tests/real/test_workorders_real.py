@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.real.daemon_harness import Harness, write_config
+from tests.real.daemon_harness import poll as until
 from tests.workorder_server import WorkOrderServer
 
 pytestmark = [pytest.mark.realserver, pytest.mark.usefixtures("testbed")]
@@ -45,17 +46,6 @@ def http_backend(srv: WorkOrderServer) -> dict[str, Any]:
 def outbox(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
     with sqlite3.connect(db) as conn:
         return conn.execute(sql, args).fetchall()
-
-
-async def until(cond: Any, timeout: float, what: str) -> Any:
-    try:
-        async with asyncio.timeout(timeout):
-            while not (got := cond()):
-                await asyncio.sleep(0.05)
-            return got
-    except TimeoutError:
-        msg = f"timed out after {timeout} s waiting for {what}"
-        raise AssertionError(msg) from None
 
 
 async def test_backend_down_while_calls_arrive_then_back(tmp_path: Path) -> None:
