@@ -128,11 +128,16 @@ async def test_a_dead_phone_is_noticed_within_seconds_and_its_seat_gets_no_call(
                 10,
                 "seat 1002 not ready: its phone is gone",
             )
+            published_s = time.time() - killed_at  # the seat's state received (upper bound)
             asterisk_s = unreachable.time - killed_at
             daemon_s = states[0]["since"] - killed_at
-            print(f"dead phone: Unreachable after {asterisk_s:.2f} s, seat after {daemon_s:.2f} s")
+            print(
+                f"dead phone: Unreachable after {asterisk_s:.2f} s, seat not ready after "
+                f"{daemon_s:.2f} s, its state published within {published_s:.2f} s"
+            )
             assert asterisk_s < DEAD_PHONE_DETECTED_S
             assert daemon_s < DEAD_PHONE_DETECTED_S
+            assert published_s < DEAD_PHONE_DETECTED_S + 1
             assert states[0]["device"] == "UNAVAILABLE"
             # a call now is not offered to the dead phone's seat: it waits for a live one
             caller = await sip.call("12345", "13800138001", talk_s=8)
