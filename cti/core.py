@@ -40,6 +40,7 @@ from cti.calls.model import (
     CallNotification,
     CallSummary,
 )
+from cti.calls.seatnames import seat_namer
 from cti.calls.tracker import CallTracker
 from cti.dialplan import (
     CONTEXT_CONNECT,
@@ -415,7 +416,11 @@ class Core:
     ) -> None:
         self._log = log
         self.plan = plan
-        self.tracker = CallTracker(logger=log)
+        # a seat's channel is named by the seat, not its phone (PJSIP/6001 -> seat 1001):
+        # answered_by, rang and transfers of records, events and tickets hold seat ids
+        self.tracker = CallTracker(
+            logger=log, name_of=seat_namer({s.endpoint: s.id for s in plan.seats})
+        )
         self.dispatcher = Dispatcher(plan, log)
         self._seats = {s.id for s in plan.seats}
         self._held: dict[str, _Held] = {}  # call_id -> the caller's held channel

@@ -203,8 +203,11 @@ class CallTracker:
     calls left without channels end with ``hangup_by="system"``.
     """
 
-    def __init__(self, *, logger: Any = None) -> None:
+    def __init__(self, *, logger: Any = None, name_of: Callable[[str], str] = party_name) -> None:
         self._log = logger if logger is not None else structlog.get_logger("cti.calls")
+        # channel name -> party name; the core gives the plan's seat lookup
+        # (cti/calls/seatnames.py), so a seat's SIP phone is recorded as the seat
+        self._name_of = name_of
         self._channels: dict[_Key, _Channel] = {}
         self._calls: dict[_Key, _Call] = {}
         self._call_alias: dict[_Key, _Key] = {}  # merged consultation linkedid -> call key
@@ -324,7 +327,7 @@ class CallTracker:
         party = call.party(pkey)
         origin = ch.uniqueid == call.call_id
         if party is None:
-            party = _Party(key=pkey, name=party_name(ch.channel), is_caller=False)
+            party = _Party(key=pkey, name=self._name_of(ch.channel), is_caller=False)
             call.parties[pkey] = party
         if (origin or not call.caller_party) and not party.is_caller:
             # the origin channel may show up after another one (adoption order)
@@ -650,7 +653,7 @@ class CallTracker:
         by = ""
         if transferer is not None:
             party = transferer.call.party(transferer.party)
-            by = party.name if party is not None else party_name(transferer.name)
+            by = party.name if party is not None else self._name_of(transferer.name)
         call.transfers.append(Transfer(type="blind", by=by, to=ev.extension, at=ev.time))
         call.connected = None  # the transferer is out; whoever answers next is connected
         self._move(call, Trigger.TRANSFER)
@@ -671,7 +674,7 @@ class CallTracker:
         by = ""
         if transferer is not None:
             p = transferer.call.party(transferer.party)
-            by = p.name if p is not None else party_name(transferer.name)
+            by = p.name if p is not None else self._name_of(transferer.name)
         to = ""
         if target is not None:
             tp = call.party(target.party)
@@ -681,7 +684,7 @@ class CallTracker:
         if not to and ev.transfer_target is not None:
             # the target's channel may be gone already (a Local pair optimised away, seen
             # live about one run in ten): its name in the event still says who it was
-            to = party_name(ev.transfer_target.channel)
+            to = self._name_of(ev.transfer_target.channel)
         if not to:
             # Asterisk 22 sometimes sends no TransferTarget* headers at all (with the
             # transferer's Local pair optimised, both Orig- and SecondTransferer name the
@@ -703,7 +706,7 @@ class CallTracker:
             if ch is None or ch.party in skip:
                 continue
             party = call.party(ch.party) or ch.call.party(ch.party)
-            return party.name if party is not None else party_name(ch.name)
+            return party.name if party is not None else self._name_of(ch.name)
         return ""
 
     def _merge(self, call: _Call, other: _Call) -> None:
