@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
-from cti.dialplan import CONTEXT_PROMPT_CHECK, PROMPT_CHECK_ID_PREFIX
+from cti.dialplan.contract import CONTEXT_PROMPT_CHECK, PROMPT_CHECK_ID_PREFIX
 from cti.settings import Settings
 
 __all__ = ["PREFIX", "PromptCheck", "ami_cli", "check_live", "configured_prompts", "run_check"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from cti.ivr.agi import Recorded
+from cti.adapters.fastagi import Recorded
 from cti.ivr.flows import (
     announce,
     announcement,
