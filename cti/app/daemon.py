@@ -46,7 +46,7 @@ from cti.adapters.dispatch110 import (
     reply_json,
     transfers_router,
 )
-from cti.adapters.fastagi import Agi, AgiHangup, FastAgiServer
+from cti.adapters.fastagi import FastAgiServer
 from cti.adapters.http import Metric, ReadyPart, build_api, error_envelope, serve_http
 from cti.adapters.mqtt import Incoming, MqttAdapter
 from cti.adapters.pops import PopPublisher
@@ -90,6 +90,7 @@ from cti.ivr.flows import (
     worth_a_ticket,
 )
 from cti.ivr.prompts import PromptCheck, configured_prompts, run_check
+from cti.ivr.session import Agi, AgiHangup
 from cti.seats.commands import parse_seat_command
 from cti.seats.model import SeatStatus
 from cti.settings import Settings
