@@ -268,7 +268,7 @@ def _check_config(config: Path | None, *, live: bool = False) -> int:
     if not live:
         return EXIT_OK
     from cti.adapters.ami import AmiError  # noqa: PLC0415 - lazy
-    from cti.ivr.prompts import check_live, configured_prompts  # noqa: PLC0415
+    from cti.adapters.prompt_check import check_live, configured_prompts  # noqa: PLC0415
 
     try:
         result = asyncio.run(check_live(settings))

@@ -50,6 +50,7 @@ from cti.adapters.fastagi import FastAgiServer
 from cti.adapters.http import Metric, ReadyPart, build_api, error_envelope, serve_http
 from cti.adapters.mqtt import Incoming, MqttAdapter
 from cti.adapters.pops import PopPublisher
+from cti.adapters.prompt_check import PromptCheck, configured_prompts, run_check
 from cti.adapters.workorders import build_workorders
 from cti.adapters.workorders.outbox import OutboxDeliverer, outbox_rows
 from cti.core import (
@@ -89,7 +90,6 @@ from cti.ivr.flows import (
     voicemail,
     worth_a_ticket,
 )
-from cti.ivr.prompts import PromptCheck, configured_prompts, run_check
 from cti.ivr.session import Agi, AgiHangup
 from cti.seats.commands import parse_seat_command
 from cti.seats.model import SeatStatus

@@ -275,7 +275,7 @@ class Core:
 
     def _call_ended(self, s: CallSummary, out: list[Effect]) -> None:
         if s.call_id.startswith(PROMPT_CHECK_ID_PREFIX):
-            return  # the daemon's prompt check (cti/ivr/prompts.py), not a citizen's call
+            return  # the daemon's prompt check (cti/adapters/prompt_check.py), not a citizen's call
         self._held.pop(s.call_id, None)
         popped = self._popped.pop(s.call_id, None)
         if popped is not None:

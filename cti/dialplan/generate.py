@@ -363,7 +363,7 @@ def _prompt_check(conf: _Conf) -> None:
     conf.section(
         CONTEXT_PROMPT_CHECK,
         _RULE,
-        "The daemon's check of the IVR prompts (cti/ivr/prompts.py): it Originates a Local",
+        "The IVR prompt check (cti/adapters/prompt_check.py): the daemon Originates a Local",
         "channel here with CTI_PROMPT_FILES = file bases joined by ^; one UserEvent per file",
         "with a 0/1 per format. STAT() runs here, in a channel: over AMI it is refused.",
         "A relative name is looked for in CTI_PROMPT_DIR (<data dir>/sounds/<language>).",
