@@ -119,8 +119,8 @@ def _outbox(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     # lazy, like `run`; the tables must be known before the store opens
     import cti.adapters.workorders.embedded  # noqa: F401, PLC0415
-    from cti.adapters.store import Store  # noqa: PLC0415
-    from cti.workorders.operator import outbox_list, outbox_requeue  # noqa: PLC0415
+    from cti.adapters.db.store import Store  # noqa: PLC0415
+    from cti.adapters.workorders.operator import outbox_list, outbox_requeue  # noqa: PLC0415
 
     async def go() -> int:
         store = Store(settings.database.url)
@@ -268,7 +268,7 @@ def _check_config(config: Path | None, *, live: bool = False) -> int:
     if not live:
         return EXIT_OK
     from cti.adapters.ami import AmiError  # noqa: PLC0415 - lazy
-    from cti.ivr.prompts import check_live, configured_prompts  # noqa: PLC0415
+    from cti.adapters.prompt_check import check_live, configured_prompts  # noqa: PLC0415
 
     try:
         result = asyncio.run(check_live(settings))
@@ -326,11 +326,8 @@ def _dialplan(args: argparse.Namespace) -> int:
     settings = _load(path)
     if settings is None:
         return EXIT_CONFIG
-    from cti.dialplan import (  # noqa: PLC0415 -- lazy, like `run`
-        DialplanError,
-        generate_dialplan,
-        generate_queues,
-    )
+    from cti.dialplan.dialstrings import DialplanError  # noqa: PLC0415 -- lazy, like `run`
+    from cti.dialplan.generate import generate_dialplan, generate_queues  # noqa: PLC0415
 
     generate = generate_queues if args.queues else generate_dialplan
     try:

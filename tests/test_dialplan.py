@@ -14,16 +14,15 @@ from typing import Any
 import pytest
 
 from cti import cli
-from cti.dialplan import (
+from cti.dialplan.contract import (
     CONTEXT_CONNECT,
     CONTEXT_DIAL_SEAT,
     CONTEXT_FROM_TRUNK,
     CONTEXT_HOLD,
     CONTEXT_INBOUND,
-    DialplanError,
-    generate_dialplan,
-    generate_queues,
 )
+from cti.dialplan.dialstrings import DialplanError
+from cti.dialplan.generate import generate_dialplan, generate_queues
 from cti.numberplan import NumberPlan
 from cti.settings import ConfigError, DialplanSettings, Settings, load_settings
 

@@ -9,15 +9,11 @@ import pytest
 import structlog
 from pydantic import ValidationError
 
+from cti.adapters.ami_actions import escalation_actions
 from cti.core import Core, Effect, Pop, Publish, RedirectToSeat, StoreCall
-from cti.dialplan import generate_dialplan
-from cti.escalation import (
-    AddEmergencyLeg,
-    EscalateBlind,
-    HangupLeg,
-    escalation_actions,
-    leg_ids,
-)
+from cti.core.escalation import leg_ids
+from cti.core.messages import AddEmergencyLeg, EscalateBlind, HangupLeg
+from cti.dialplan.generate import generate_dialplan
 from cti.numberplan import NumberPlan
 from cti.settings import DialplanSettings
 from tests.routing.plans import make_plan

@@ -21,8 +21,8 @@ from sqlalchemy import Column, Float, Integer, String, Table, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from cti.adapters.db.store import METADATA, Store
 from cti.adapters.http import API_PREFIX, ApiError, require_scope
-from cti.adapters.store import METADATA, Store
 from cti.calls.model import CallSummary
 
 __all__ = [

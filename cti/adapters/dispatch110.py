@@ -40,13 +40,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cti import __version__
 from cti.adapters.backoff import backoff_delay
+from cti.adapters.db.store import METADATA, Store
 from cti.adapters.http import API_PREFIX, ApiError, error_envelope, require_scope
-from cti.adapters.store import METADATA, Store
-from cti.core import Reply110, Report110
+from cti.adapters.workorders.outbox import write_ops
+from cti.core.messages import Reply110, Report110
 from cti.dispatch110 import Transfer110, TransferMode
 from cti.settings import Dispatch110FeedbackSettings
 from cti.workorders.model import OutboxOp
-from cti.workorders.outbox import write_ops
 
 __all__ = [
     "FEEDBACK110",

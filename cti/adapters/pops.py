@@ -18,9 +18,9 @@ from typing import Any, Final
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
+from cti.adapters.db.store import Store
 from cti.adapters.mqtt import MqttAdapter
-from cti.adapters.store import Store
-from cti.core import Pop
+from cti.core.messages import Pop
 from cti.workorders.backend import WorkOrderBackend, WorkOrderError
 
 __all__ = ["POP_SCHEMA_VERSION", "PopMessage", "PopPublisher", "pop_json_schema"]

@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
-from cti.dialplan import AFTER_HOURS_VARIABLE, VOICEMAIL_VARIABLE
-from cti.ivr.agi import Agi, AgiHangup, Recorded
+from cti.dialplan.contract import AFTER_HOURS_VARIABLE, VOICEMAIL_VARIABLE
+from cti.ivr.session import Agi, AgiHangup, Recorded
 from cti.numberplan import NumberPlan
 from cti.settings import (
     AnnounceSettings,

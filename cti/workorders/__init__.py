@@ -1,7 +1,7 @@
 """Tickets (工单): the model, the backend port and the outbox.
 
 Only the pure parts are re-exported here, so the core can import `cti.workorders`
-without pulling in SQLAlchemy; the I/O parts are `cti.workorders.outbox` (durable
+without pulling in SQLAlchemy; the I/O parts are `cti.adapters.workorders.outbox` (durable
 delivery) and the backends in `cti.adapters.workorders` (`embedded`, the default, on the
 Store's database). Import the outbox and the embedded backend before `Store.open()` so
 their tables are created (they live on the Store's METADATA).

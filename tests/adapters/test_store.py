@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from cti.adapters.store import RecordWriter, Store
+from cti.adapters.db.store import RecordWriter, Store
 from cti.calls.model import CallSummary, Transfer
 
 

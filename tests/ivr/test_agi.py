@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from cti.ivr.agi import Agi, AgiError, AgiHangup, FastAgiServer, Flow
+from cti.adapters.fastagi import Agi, AgiError, AgiHangup, FastAgiServer, Flow
 
 HEADERS = (
     b"agi_network: yes\nagi_network_script: echo\nagi_request: agi://127.0.0.1/echo\n"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from cti.ivr.agi import Recorded
 from cti.ivr.flows import (
     announce,
     announcement,
@@ -14,6 +13,7 @@ from cti.ivr.flows import (
     survey,
     ticket_number_from_digits,
 )
+from cti.ivr.session import Recorded
 from cti.settings import (
     AnnounceSettings,
     CallbackOfferSettings,

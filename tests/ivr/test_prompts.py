@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cti.ivr.prompts import PromptCheck, configured_prompts
+from cti.adapters.prompt_check import PromptCheck, configured_prompts
 from cti.settings import load_settings
 
 REPO = Path(__file__).resolve().parent.parent.parent

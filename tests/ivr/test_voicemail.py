@@ -10,8 +10,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from cti.dialplan import VOICEMAIL_VARIABLE, generate_dialplan
-from cti.ivr.agi import AgiError, AgiHangup, AgiSession, Recorded
+from cti.adapters.fastagi import AgiError, AgiHangup, AgiSession, Recorded
+from cti.dialplan.contract import VOICEMAIL_VARIABLE
+from cti.dialplan.generate import generate_dialplan
 from cti.ivr.flows import Message, after_hours, message_content, voicemail, worth_a_ticket
 from cti.numberplan import NumberPlan
 from cti.settings import DialplanSettings, VoicemailSettings

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from cti.adapters.ami import AmiClient, EventQueue
-from cti.dialplan import CONTEXT_CONNECT, CONTEXT_FALLBACK, CONTEXT_HOLD, LEASE_VARIABLE
+from cti.dialplan.contract import CONTEXT_CONNECT, CONTEXT_FALLBACK, CONTEXT_HOLD, LEASE_VARIABLE
 from cti.events import AmiEvent
 from cti.settings import Settings, load_settings
 from tests.conftest import PROJECT, bed_cli, bed_node, unique

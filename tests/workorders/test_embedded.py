@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from cti.adapters.store import Store
+from cti.adapters.db.store import Store
 from cti.adapters.workorders.embedded import CHINA, TICKETS, EmbeddedWorkOrders
 from cti.workorders import (
     RequestType,

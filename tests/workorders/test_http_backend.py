@@ -19,10 +19,11 @@ import pytest
 from sqlalchemy import select
 
 from cti import __version__
-from cti.adapters.store import Store
+from cti.adapters.db.store import Store
 from cti.adapters.workorders import EmbeddedWorkOrders, HttpWorkOrders, build_workorders
 from cti.adapters.workorders.embedded import CHINA
 from cti.adapters.workorders.http import retry_after_s
+from cti.adapters.workorders.outbox import OUTBOX, OutboxDeliverer, outbox_rows, parked_rows
 from cti.settings import WorkOrdersSettings
 from cti.workorders import (
     OutboxOp,
@@ -36,7 +37,6 @@ from cti.workorders import (
     WorkOrderRejected,
     WorkOrderUnavailable,
 )
-from cti.workorders.outbox import OUTBOX, OutboxDeliverer, outbox_rows, parked_rows
 from tests.workorder_server import WorkOrderServer
 
 # 2026-11-27 10:00 in the hotline's time zone = 02:00 UTC

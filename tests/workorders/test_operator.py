@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import update
 
 import cti.adapters.workorders.embedded  # noqa: F401 -- its tables, before Store.open()
-from cti.adapters.store import Store
+from cti.adapters.db.store import Store
+from cti.adapters.workorders.outbox import OUTBOX, outbox_rows, parked_rows, pending_count
 from cti.cli import main
 from cti.workorders import OutboxOp
-from cti.workorders.outbox import OUTBOX, outbox_rows, parked_rows, pending_count
 from tests.workorders.test_outbox import draft, facts
 
 

@@ -13,8 +13,17 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from cti.adapters.store import CALL_RECORDS, Store, summary_row
+from cti.adapters.db.store import CALL_RECORDS, Store, summary_row
 from cti.adapters.workorders.embedded import TICKETS, EmbeddedWorkOrders
+from cti.adapters.workorders.outbox import (
+    OUTBOX,
+    OutboxDeliverer,
+    outbox_rows,
+    parked_rows,
+    pending_count,
+    requeue_parked,
+    write_ops,
+)
 from cti.calls.model import CallSummary
 from cti.workorders import (
     OutboxOp,
@@ -26,15 +35,6 @@ from cti.workorders import (
     WorkOrderBackend,
     WorkOrderRejected,
     WorkOrderUnavailable,
-)
-from cti.workorders.outbox import (
-    OUTBOX,
-    OutboxDeliverer,
-    outbox_rows,
-    parked_rows,
-    pending_count,
-    requeue_parked,
-    write_ops,
 )
 
 T0 = 1795744800.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cti.adapters.store import Store
+from cti.adapters.db.store import Store
 from cti.adapters.workorders.embedded import EmbeddedWorkOrders
 from cti.adapters.workorders.http import HttpWorkOrders
 from cti.settings import WorkOrdersSettings

@@ -33,7 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cti.adapters.store import METADATA, Store
+from cti.adapters.db.store import METADATA, Store
 from cti.workorders.backend import WorkOrderRejected, WorkOrderUnavailable
 from cti.workorders.model import (
     RequestType,

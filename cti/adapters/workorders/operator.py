@@ -13,8 +13,8 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import TextIO
 
-from cti.adapters.store import Store
-from cti.workorders.outbox import parked_rows, pending_count, requeue_parked
+from cti.adapters.db.store import Store
+from cti.adapters.workorders.outbox import parked_rows, pending_count, requeue_parked
 
 __all__ = ["outbox_list", "outbox_requeue"]
 

@@ -9,7 +9,8 @@ with what the configuration generates.
 * :func:`generate_queues` -> ``queues_cti.conf`` (``#include``-d by queues.conf)
 
 The contexts, the variables the daemon sets and reads, and the fallback rule are the contract
-with the daemon; their names are the constants below and docs/dialplan.md describes them.
+with the daemon; their names are in :mod:`cti.dialplan.contract` and docs/dialplan.md
+describes them.
 """
 
 from __future__ import annotations
@@ -19,85 +20,34 @@ import re
 from dataclasses import dataclass, field
 from typing import Final
 
+from cti.dialplan.contract import (
+    CONTEXT_BLOCKED,
+    CONTEXT_CALLBACK,
+    CONTEXT_CONNECT,
+    CONTEXT_DIAL_SEAT,
+    CONTEXT_ESCALATE,
+    CONTEXT_FALLBACK,
+    CONTEXT_FROM_TRUNK,
+    CONTEXT_HOLD,
+    CONTEXT_INBOUND,
+    CONTEXT_LINE,
+    CONTEXT_PROMPT_CHECK,
+    CONTEXT_RECORD,
+    LEASE_VARIABLE,
+    PROMPT_FORMATS,
+    TAKEN_VARIABLE,
+    VOICEMAIL_VARIABLE,
+)
+from cti.dialplan.dialstrings import DialplanError, dial_string, emergency_dial, trunk_dial
 from cti.numberplan import (
-    EmergencyTarget,
-    EndpointTech,
     EscalationMode,
     Line,
     LineMode,
     NumberPlan,
-    endpoint_tech,
 )
 from cti.settings import DialplanSettings
 
-__all__ = [
-    "AFTER_HOURS_VARIABLE",
-    "CONTEXT_BLOCKED",
-    "CONTEXT_CALLBACK",
-    "CONTEXT_CONNECT",
-    "CONTEXT_DIAL_SEAT",
-    "CONTEXT_ESCALATE",
-    "CONTEXT_FALLBACK",
-    "CONTEXT_FROM_TRUNK",
-    "CONTEXT_HOLD",
-    "CONTEXT_INBOUND",
-    "CONTEXT_LINE",
-    "CONTEXT_PROMPT_CHECK",
-    "CONTEXT_RECORD",
-    "LEASE_VARIABLE",
-    "PROMPT_CHECK_ID_PREFIX",
-    "PROMPT_FORMATS",
-    "TAKEN_VARIABLE",
-    "VOICEMAIL_VARIABLE",
-    "DialplanError",
-    "emergency_dial",
-    "fallback_queue",
-    "generate_dialplan",
-    "generate_queues",
-]
-
-CONTEXT_FROM_TRUNK: Final = "cti-from-trunk"
-"""Context of a trunk endpoint (pjsip.conf ``context = cti-from-trunk``)."""
-CONTEXT_INBOUND: Final = "cti-inbound"
-"""One extension per number of the plan (and patterns for unknown numbers)."""
-CONTEXT_LINE: Final = "cti-line"
-"""Common part of every answered line: answer, call id, hold deadline, optional AGI."""
-CONTEXT_HOLD: Final = "cti-hold"
-"""The holding loop (music); ``s``, priority 1. RONA returns here."""
-CONTEXT_FALLBACK: Final = "cti-fallback"
-"""Plain Asterisk ``Queue()`` for calls the daemon has not taken."""
-CONTEXT_CONNECT: Final = "cti-connect"
-"""Redirect target of the daemon: exten = seat id, priority 1."""
-CONTEXT_DIAL_SEAT: Final = "cti-dial-seat"
-CONTEXT_BLOCKED: Final = "cti-blocked"
-"""Redirect target of a blacklisted caller (treatment reject): a prompt, then hang up."""
-CONTEXT_PROMPT_CHECK: Final = "cti-prompt-check"
-"""Originated by the daemon at start-up: reports which IVR prompts exist (UserEvents)."""
-PROMPT_FORMATS: Final = ("gsm", "wav", "ulaw", "alaw", "sln", "g722", "wav16")
-PROMPT_CHECK_ID_PREFIX: Final = "ctiprompts"
-"""The check channel's ids: its "call" is not a citizen's and is not recorded."""
-CONTEXT_CALLBACK: Final = "cti-callback"
-"""Originate target of a callback: the seat answered, now dial the citizen (<number>)."""
-"""Common part of cti-connect: record, Dial the seat, back to holding on no answer."""
-CONTEXT_RECORD: Final = "cti-record"
-"""Gosub: start MixMonitor once per call."""
-CONTEXT_ESCALATE: Final = "cti-escalate"
-"""Redirect target of a blind escalation: exten = the emergency number (110), priority 1."""
-
-TAKEN_VARIABLE: Final = "CTI_TAKEN"
-"""Channel variable: ``1`` once the daemon has taken the call (set by cti-connect, or by the
-daemon with AMI ``Setvar``). A taken call stays held while the lease is valid."""
-LEASE_VARIABLE: Final = "CTI_LEASE_UNTIL"
-"""Global variable: epoch seconds until which a running daemon answers for taken calls. The
-daemon renews it with AMI ``Setvar`` (no ``Channel``) while it runs."""
-
-AFTER_HOURS_VARIABLE: Final = "CTI_AFTER_HOURS"
-"""Channel variable: ``1`` set by the daemon when it found the line closed and takes a
-message; the call record's outcome is then ``voicemail`` (not ``abandoned``)."""
-VOICEMAIL_VARIABLE: Final = "CTI_VOICEMAIL"
-"""Channel variable: ``1`` once the daemon's after-hours flow has dealt with the call (a
-message taken, or the caller said nothing): the line's extension then hangs up instead of
-holding. Unset (the daemon is down, or failed): the call is held and queued as usual."""
+__all__ = ["fallback_queue", "generate_dialplan", "generate_queues"]
 
 _QUEUE_PREFIX: Final = "cti-"
 _CLOSED: Final = "closed"
@@ -105,12 +55,7 @@ _CLOSED: Final = "closed"
 # splitting (`,` `(` `)` `|`), to IF/ExecIf (`?` `:`) or to substitution (`$` `[` `]` `{` `}`)
 # are replaced in free text (names, departments) so a name can never change the dialplan.
 _UNSAFE_TEXT: Final = re.compile(r"""[\x00-\x1f\x7f;,()|?:$\[\]{}\\"'^]""")
-_DIAL_SAFE: Final = re.compile(r"^[A-Za-z0-9/@._+-]+$")
 _RULE: Final = "-" * 88
-
-
-class DialplanError(ValueError):
-    """The configuration cannot be turned into a dialplan (names the item)."""
 
 
 def fallback_queue(skill: str) -> str:
@@ -166,13 +111,6 @@ def _header(conf: _Conf, *, source: str, what: str, regenerate: str) -> None:
 def _text(value: str) -> str:
     """Free text made safe to appear in an application argument."""
     return _UNSAFE_TEXT.sub("_", value).strip()
-
-
-def _dial_string(endpoint: str, where: str) -> str:
-    if not _DIAL_SAFE.match(endpoint):
-        msg = f"{where}: endpoint {endpoint!r} has characters a dial string cannot carry"
-        raise DialplanError(msg)
-    return endpoint
 
 
 def _seconds(value: float) -> int:
@@ -384,7 +322,7 @@ def _subcentre(plan: NumberPlan, line: Line, timeout: int) -> list[str]:
     if trunk is None or line.transfer_to is None:
         msg = f"{where}: a subcentre line needs a trunk to transfer by (trunk:)"
         raise DialplanError(msg)
-    dial = _dial_string(_trunk_dial(trunk.endpoint, line.transfer_to), f"{where} trunk")
+    dial = dial_string(trunk_dial(trunk.endpoint, line.transfer_to), f"{where} trunk")
     return [
         f"NoOp({_line_title(line)}: to the sub-centre {line.transfer_to})",
         *_line_vars(line, None, line.priority_class),
@@ -402,7 +340,7 @@ def _subcentre(plan: NumberPlan, line: Line, timeout: int) -> list[str]:
 def _callback(conf: _Conf, plan: NumberPlan, settings: DialplanSettings) -> None:
     dial = settings.callback_dial
     if dial is None and plan.trunks:
-        dial = _trunk_dial(plan.trunks[0].endpoint, "${EXTEN}")
+        dial = trunk_dial(plan.trunks[0].endpoint, "${EXTEN}")
     if dial is None:
         return  # no way out to citizens: no callbacks
     conf.section(
@@ -425,7 +363,7 @@ def _prompt_check(conf: _Conf) -> None:
     conf.section(
         CONTEXT_PROMPT_CHECK,
         _RULE,
-        "The daemon's check of the IVR prompts (cti/ivr/prompts.py): it Originates a Local",
+        "The IVR prompt check (cti/adapters/prompt_check.py): the daemon Originates a Local",
         "channel here with CTI_PROMPT_FILES = file bases joined by ^; one UserEvent per file",
         "with a 0/1 per format. STAT() runs here, in a channel: over AMI it is refused.",
         "A relative name is looked for in CTI_PROMPT_DIR (<data dir>/sounds/<language>).",
@@ -444,17 +382,6 @@ def _prompt_check(conf: _Conf) -> None:
         "(done)UserEvent(CtiPromptCheckDone,Checked: $[${I} - 1])",
         "Hangup()",
     )
-
-
-def _trunk_dial(endpoint: str, number: str) -> str:
-    """The dial string of *number* over a trunk whose endpoint is *endpoint*."""
-    tech = endpoint_tech(endpoint)
-    resource = endpoint.partition("/")[2]
-    if tech is EndpointTech.PJSIP:
-        return f"PJSIP/{number}@{resource}"
-    if tech is EndpointTech.LOCAL:  # Local/<context> or Local/<anything>@<context>
-        return f"Local/{number}@{resource.rpartition('@')[2]}"
-    return f"{endpoint}/{number}"  # SIP/peer/n, IAX2/peer/n, DAHDI/g1/n
 
 
 def _line(conf: _Conf, settings: DialplanSettings) -> None:
@@ -569,7 +496,7 @@ def _connect(conf: _Conf, plan: NumberPlan) -> None:
         "the plan's), CTI_RING_TIMEOUT (s), __CTI_CALL_ID, __CTI_TICKET.",
     )
     for seat in sorted(plan.seats, key=lambda s: s.id):
-        dial = _dial_string(seat.endpoint, f"seat {seat.id}")
+        dial = dial_string(seat.endpoint, f"seat {seat.id}")
         conf.exten(
             seat.id,
             f"Set(__CTI_SEAT={seat.id})",
@@ -648,23 +575,6 @@ def _record(conf: _Conf, settings: DialplanSettings) -> None:
     )
 
 
-def emergency_dial(plan: NumberPlan, target: EmergencyTarget) -> str:
-    """The dial string of an emergency service: its endpoint, or its number over its trunk.
-
-    Raises:
-        DialplanError: a trunk that is not in the plan, or characters a dial string cannot
-            carry.
-    """
-    where = f"emergency {target.number}"
-    if target.endpoint is not None:
-        return _dial_string(target.endpoint, where)
-    trunk = next((t for t in plan.trunks if t.name == target.trunk), None)
-    if trunk is None:
-        msg = f"{where}: unknown trunk {target.trunk!r}"
-        raise DialplanError(msg)
-    return _dial_string(_trunk_dial(trunk.endpoint, target.number), f"{where} trunk")
-
-
 def _escalate(conf: _Conf, plan: NumberPlan) -> None:
     conf.section(
         CONTEXT_ESCALATE,
@@ -731,6 +641,6 @@ def generate_queues(plan: NumberPlan, settings: DialplanSettings, *, source: str
         ]
         for seat in sorted(plan.seats, key=lambda s: s.id):
             if skill in seat.skills:
-                dial = _dial_string(seat.endpoint, f"seat {seat.id}")
+                dial = dial_string(seat.endpoint, f"seat {seat.id}")
                 conf.out.append(f"member => {dial},0,{seat.id}")
     return conf.text()

@@ -18,7 +18,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
-from cti.dialplan import CONTEXT_PROMPT_CHECK, PROMPT_CHECK_ID_PREFIX
+from cti.adapters.ami import AmiClient, EventQueue
+from cti.dialplan.contract import CONTEXT_PROMPT_CHECK, PROMPT_CHECK_ID_PREFIX
+from cti.events import AmiEvent
 from cti.settings import Settings
 
 __all__ = ["PREFIX", "PromptCheck", "ami_cli", "check_live", "configured_prompts", "run_check"]
@@ -133,9 +135,6 @@ async def check_live(settings: Settings, *, timeout_s: float = 20.0) -> dict[str
     Raises:
         TimeoutError: a node could not be reached and asked within `timeout_s`.
     """
-    from cti.adapters.ami import AmiClient, EventQueue  # noqa: PLC0415 - lazy
-    from cti.events import AmiEvent  # noqa: PLC0415
-
     prompts = configured_prompts(settings)
     result: dict[str, dict[str, str]] = {}
     for node in settings.ami.nodes:

@@ -154,7 +154,7 @@ class Store:
         callback_rows: Sequence[dict[str, Any]] = (),
     ) -> None:
         """Insert or replace call records by `call_id`, append seat events and queue
-        ticket operations (`cti.workorders.outbox.outbox_row`, kept once per key), in one
+        ticket operations (`cti.adapters.workorders.outbox.outbox_row`, kept once per key), in one
         transaction: a call record is never stored without its ticket operations."""
         async with self.engine.begin() as conn:
             if rows:
@@ -172,7 +172,7 @@ class Store:
                 await conn.execute(SEAT_EVENTS.insert(), list(seat_rows))
             if outbox_rows:
                 # the outbox table is defined with its deliverer, on this module's METADATA
-                from cti.workorders.outbox import write_rows  # noqa: PLC0415 - import cycle
+                from cti.adapters.workorders.outbox import write_rows  # noqa: PLC0415 - import cycle
 
                 await write_rows(conn, outbox_rows)
             if callback_rows:
@@ -192,7 +192,7 @@ class Store:
                 .where(CALL_RECORDS.c.call_id == call_id)
                 .values(satisfaction=satisfaction)
             )
-            from cti.workorders.outbox import write_rows  # noqa: PLC0415 - import cycle
+            from cti.adapters.workorders.outbox import write_rows  # noqa: PLC0415 - import cycle
 
             await write_rows(conn, outbox_rows)
         return bool(res.rowcount)
@@ -201,7 +201,7 @@ class Store:
         """Ticket operations queued on their own, e.g. an after-hours message's create (a
         key already queued is left alone: a retried AGI makes no second ticket)."""
         async with self.engine.begin() as conn:
-            from cti.workorders.outbox import write_rows  # noqa: PLC0415 - import cycle
+            from cti.adapters.workorders.outbox import write_rows  # noqa: PLC0415 - import cycle
 
             await write_rows(conn, outbox_rows)
 

@@ -30,14 +30,14 @@ import structlog
 
 from cti import __version__
 from cti.adapters.ami import (
-    AmiActionError,
     AmiClient,
-    AmiError,
     AmiLoginError,
     EventQueue,
     QueueItem,
 )
+from cti.adapters.ami_executor import AmiExecutor
 from cti.adapters.callbacks import callback_row, callbacks_router, get_callback, mark_callback
+from cti.adapters.db.store import RecordWriter, Store
 from cti.adapters.dispatch110 import (
     Dispatch110Store,
     FeedbackDeliverer,
@@ -46,11 +46,13 @@ from cti.adapters.dispatch110 import (
     reply_json,
     transfers_router,
 )
+from cti.adapters.fastagi import FastAgiServer
 from cti.adapters.http import Metric, ReadyPart, build_api, error_envelope, serve_http
 from cti.adapters.mqtt import Incoming, MqttAdapter
 from cti.adapters.pops import PopPublisher
-from cti.adapters.store import RecordWriter, Store
+from cti.adapters.prompt_check import PromptCheck, configured_prompts, run_check
 from cti.adapters.workorders import build_workorders
+from cti.adapters.workorders.outbox import OutboxDeliverer, outbox_rows
 from cti.core import (
     CallbackDone,
     CallbackKeepPlace,
@@ -58,18 +60,12 @@ from cti.core import (
     CallbackRequested,
     Core,
     Effect,
-    MarkTaken,
     MessageLeft,
     NotifyEscalation,
-    OriginateCallback,
     Pop,
     Publish,
-    RedirectToSeat,
-    RejectCall,
-    RenewLease,
     Reply110,
     Report110,
-    ReturnToHold,
     SeatCommandReceived,
     StoreCall,
     StoreSeatState,
@@ -80,17 +76,7 @@ from cti.core import (
     call_event,
     ticket_origin,
 )
-from cti.dialplan import (
-    CONTEXT_BLOCKED,
-    CONTEXT_CALLBACK,
-    CONTEXT_CONNECT,
-    CONTEXT_HOLD,
-    LEASE_VARIABLE,
-    TAKEN_VARIABLE,
-)
-from cti.escalation import AddEmergencyLeg, EscalationEffect, escalation_actions
 from cti.events import AmiConnected, AmiDisconnected, AmiEvent, AmiEventsLost
-from cti.ivr.agi import Agi, AgiHangup, FastAgiServer
 from cti.ivr.flows import (
     Message,
     after_hours,
@@ -104,28 +90,18 @@ from cti.ivr.flows import (
     voicemail,
     worth_a_ticket,
 )
-from cti.ivr.prompts import PromptCheck, configured_prompts, run_check
+from cti.ivr.session import Agi, AgiHangup
 from cti.seats.commands import parse_seat_command
 from cti.seats.model import SeatStatus
 from cti.settings import Settings
 from cti.workorders import OutboxOp, TicketDraft, TicketRating
 from cti.workorders.backend import WorkOrderError
-from cti.workorders.outbox import OutboxDeliverer, outbox_rows
 
 __all__ = ["EXIT_AMI_LOGIN", "EXIT_DATABASE", "AmiExecutor", "Daemon", "ShutdownError", "run"]
 
 EXIT_CONFIG = 2
 EXIT_AMI_LOGIN = 3
 EXIT_DATABASE = 4
-AmiEffect = (
-    MarkTaken
-    | RedirectToSeat
-    | ReturnToHold
-    | RenewLease
-    | OriginateCallback
-    | RejectCall
-    | EscalationEffect
-)
 
 
 class ShutdownError(Exception):
@@ -135,163 +111,6 @@ class ShutdownError(Exception):
 async def _raise_shutdown(trigger: Callable[[], Awaitable[object]]) -> None:
     await trigger()
     raise ShutdownError
-
-
-class AmiExecutor:
-    """Carries out the core's AMI effects, in order, one queue per Asterisk node.
-
-    A failed action (the caller hung up meanwhile, the node is down) is logged with the
-    call id and dropped: the core learns what really happened from the events, and an
-    action is never re-sent blindly.
-    """
-
-    def __init__(self, clients: dict[str, AmiClient], *, log: Any) -> None:
-        self._clients = clients
-        self._log = log
-        self._queues: dict[str, asyncio.Queue[AmiEffect]] = {n: asyncio.Queue() for n in clients}
-        self.failed = 0
-
-    def submit(self, effect: AmiEffect) -> None:
-        q = self._queues.get(effect.node)
-        if q is None:
-            self._log.error(
-                "ami_effect_unknown_node", node=effect.node, effect=type(effect).__name__
-            )
-            return
-        q.put_nowait(effect)
-
-    async def run(self, node: str) -> None:
-        q = self._queues[node]
-        client = self._clients[node]
-        async with asyncio.TaskGroup() as tg:
-            while True:
-                effect = await q.get()
-                if isinstance(effect, AddEmergencyLeg | OriginateCallback):
-                    # an async Originate is answered when the operator answers (or not):
-                    # seconds later; the effects behind it must not wait for that
-                    tg.create_task(
-                        self._execute(client, node, effect, _originate_timeout(effect)),
-                        name=f"adapter.ami[{node}].originate",
-                    )
-                else:
-                    await self._execute(client, node, effect)
-
-    async def _execute(
-        self, client: AmiClient, node: str, effect: AmiEffect, timeout: float | None = None
-    ) -> None:
-        try:
-            for action in _actions(effect):
-                try:
-                    await client.action(action, timeout=timeout)
-                except AmiActionError as exc:
-                    if not isinstance(effect, RedirectToSeat | ReturnToHold):
-                        raise
-                    # a held caller leaving a Dial (our ReturnToHold, or the Dial's own
-                    # timeout, then at once the offer to the next seat) can be refused for
-                    # a moment; the actions are idempotent: once more, a moment later
-                    self._log.info("ami_effect_retry", effect=type(effect).__name__, error=str(exc))
-                    await asyncio.sleep(0.3)
-                    await client.action(action, timeout=timeout)
-        except AmiError as exc:
-            self.failed += 1
-            self._log.warning(
-                "ami_effect_failed",
-                effect=type(effect).__name__,
-                node=node,
-                linkedid=getattr(effect, "call_id", None),
-                error=str(exc),
-            )
-
-
-def _originate_timeout(effect: AddEmergencyLeg | OriginateCallback) -> float:
-    if isinstance(effect, AddEmergencyLeg):
-        return effect.action_timeout_s
-    return effect.timeout_s + 10.0  # an async Originate answers when the seat does
-
-
-def _call_actions(effect: OriginateCallback | RejectCall) -> list[dict[str, str]]:
-    """A callback's Originate, or a blacklisted caller's Redirect."""
-    if isinstance(effect, OriginateCallback):
-        # 漏接电话回拨: the seat's phone first; once it answers, cti-callback dials the
-        # citizen. ChannelId: the callback call's linkedid, which the core follows.
-        return [
-            {
-                "Action": "Originate",
-                "Channel": effect.endpoint,
-                "Context": CONTEXT_CALLBACK,
-                "Exten": effect.number,
-                "Priority": "1",
-                "Timeout": str(round(effect.timeout_s * 1000)),
-                "CallerID": f"<{effect.number}>",
-                "Variable": f"__CTI_CALLBACK_OF={effect.callback_id},__CTI_SEAT={effect.seat_id}",
-                "ChannelId": effect.channel_id,
-                "OtherChannelId": effect.other_channel_id,
-                "Async": "true",
-            }
-        ]
-    # the blacklist's reject: the prompt, then the line is cleared (cti-blocked)
-    return [
-        {
-            "Action": "Redirect",
-            "Channel": effect.channel,
-            "Context": CONTEXT_BLOCKED,
-            "Exten": "s",
-            "Priority": "1",
-        }
-    ]
-
-
-def _actions(effect: AmiEffect) -> list[dict[str, str]]:
-    """The AMI actions of one effect (Redirect carries no variables: Setvar first)."""
-    if isinstance(effect, OriginateCallback | RejectCall):
-        return _call_actions(effect)
-    if not isinstance(effect, MarkTaken | RedirectToSeat | ReturnToHold | RenewLease):
-        return escalation_actions(effect)  # 110/119/120/122: cti/escalation.py
-    if isinstance(effect, RenewLease):
-        # no Channel: a global variable, read by every holding loop as GLOBAL(...)
-        return [{"Action": "Setvar", "Variable": LEASE_VARIABLE, "Value": str(int(effect.until))}]
-    if isinstance(effect, MarkTaken):
-        return [
-            {
-                "Action": "Setvar",
-                "Channel": effect.channel,
-                "Variable": TAKEN_VARIABLE,
-                "Value": "1",
-            }
-        ]
-    if isinstance(effect, RedirectToSeat):
-        # the daemon's plan is authoritative: the endpoint goes along, so a seat added to
-        # cti.yaml works before the generated dialplan is reloaded
-        return [
-            {
-                "Action": "Setvar",
-                "Channel": effect.channel,
-                "Variable": "CTI_SEAT_ENDPOINT",
-                "Value": effect.endpoint,
-            },
-            {
-                "Action": "Setvar",
-                "Channel": effect.channel,
-                "Variable": "CTI_RING_TIMEOUT",
-                "Value": str(round(effect.ring_timeout_s)),
-            },
-            {
-                "Action": "Redirect",
-                "Channel": effect.channel,
-                "Context": CONTEXT_CONNECT,
-                "Exten": effect.seat_id,
-                "Priority": "1",
-            },
-        ]
-    return [
-        {
-            "Action": "Redirect",
-            "Channel": effect.channel,
-            "Context": CONTEXT_HOLD,
-            "Exten": "s",
-            "Priority": "1",
-        }
-    ]
 
 
 class Daemon:

@@ -13,7 +13,8 @@ makes it spin on `b""` without yielding, and the whole event loop freezes. Its
 * sessions are bounded (`max_sessions`); one flow failing is logged and closes its own
   connection only.
 
-Flows are plain async functions ``flow(agi: Agi) -> None`` over :class:`Agi`; their
+Flows (cti/ivr/) are plain async functions ``flow(agi: Agi) -> None`` over the pure
+session type :class:`cti.ivr.session.Agi`, which :class:`AgiSession` implements; their
 decisions are testable with a fake (tests/ivr/test_flows.py).
 """
 
@@ -21,13 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import structlog
 from panoramisk.fast_agi import Application, Request
 from panoramisk.utils import parse_agi_result
+
+from cti.ivr.session import Agi, AgiError, AgiHangup, Flow, Recorded
 
 __all__ = [
     "Agi",
@@ -47,71 +50,11 @@ _QUOTE: Final = re.compile(r'["\\\n\r]')
 _RECORDED: Final = re.compile(r"^200 result=(-?[0-9]+)(?: \(([a-z]+)\))?(?: endpos=([0-9]+))?")
 
 
-class AgiHangup(Exception):  # noqa: N818 - it is the caller hanging up, not an error
-    """The channel hung up (or Asterisk closed the session): stop the flow."""
-
-
-class AgiError(Exception):
-    """An AGI command failed, timed out, or was refused."""
-
-
 @dataclass(frozen=True, slots=True)
 class AgiResult:
     code: int
     result: str
     data: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Recorded:
-    """How a RECORD FILE ended. The file is written (and closed) in every case here."""
-
-    ended: str  # "dtmf", "timeout" (the time limit or the silence), "hangup"
-    digit: str | None  # the escape digit that ended it
-    samples: int | None  # endpos: samples written (8000 a second); None if not reported
-
-
-class Agi(Protocol):
-    """What a flow may do with the caller's channel."""
-
-    headers: Mapping[str, str]
-    peer: str
-
-    async def answer(self) -> None: ...
-
-    async def stream(self, prompt: str, escape: str = "") -> str | None:
-        """Play a sound file; the digit that interrupted it, if any."""
-        ...
-
-    async def get_digits(self, prompt: str, *, timeout_s: float, max_digits: int) -> str | None:
-        """Play `prompt` and collect up to `max_digits` (ended by `#`); `None` on timeout."""
-        ...
-
-    async def say_digits(self, digits: str) -> None: ...
-
-    async def say_number(self, number: int) -> None: ...
-
-    async def get_variable(self, name: str) -> str | None: ...
-
-    async def set_variable(self, name: str, value: str) -> None: ...
-
-    async def record_file(
-        self,
-        path: str,
-        fmt: str,
-        *,
-        escape_digits: str,
-        timeout_ms: int,
-        silence_s: int = 0,
-        beep: bool = True,
-    ) -> Recorded:
-        """Record the caller to `path`.`fmt` until an escape digit, `timeout_ms`, `silence_s`
-        of silence (0: not checked) or the caller hanging up — which is a normal end here:
-        the message is on disk. Raises `AgiError` when the file cannot be written."""
-        ...
-
-
-Flow = Callable[[Agi], Awaitable[None]]
 
 
 class AgiSession:

@@ -38,7 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cti.adapters.backoff import backoff_delay
-from cti.adapters.store import METADATA, Store
+from cti.adapters.db.store import METADATA, Store
 from cti.workorders.backend import WorkOrderBackend, WorkOrderRejected, WorkOrderUnavailable
 from cti.workorders.model import OutboxOp, TicketCallFacts, TicketDraft, TicketRating, op_key
 

@@ -42,22 +42,41 @@ from cti.calls.model import (
 )
 from cti.calls.seatnames import seat_namer
 from cti.calls.tracker import CallTracker
-from cti.dialplan import (
-    CONTEXT_CONNECT,
-    CONTEXT_HOLD,
-    PROMPT_CHECK_ID_PREFIX,
-    DialplanError,
-    emergency_dial,
+from cti.core.escalation import Escalation, leg_ids
+from cti.core.messages import (
+    AddEmergencyLeg,
+    CallbackDone,
+    CallbackKeepPlace,
+    CallbackReply,
+    CallbackRequested,
+    CoreInput,
+    Effect,
+    EscalateBlind,
+    HangupLeg,
+    MarkTaken,
+    MessageLeft,
+    NotifyEscalation,
+    OriginateCallback,
+    Pop,
+    Publish,
+    RedirectToSeat,
+    RejectCall,
+    RenewLease,
+    Reply110,
+    Report110,
+    ReturnToHold,
+    SeatCommandReceived,
+    StoreCall,
+    StoreSeatState,
+    StoreTicketOp,
+    Tick,
+    TicketNumberKnown,
+    Transfer110Pushed,
 )
+from cti.dialplan.contract import CONTEXT_CONNECT, CONTEXT_HOLD, PROMPT_CHECK_ID_PREFIX
+from cti.dialplan.dialstrings import DialplanError, emergency_dial
 from cti.dispatch110 import Feedback110, Transfer110, TransferBook, TransferMode
 from cti.dispatch110.book import data_call_id
-from cti.escalation import (
-    AddEmergencyLeg,
-    EscalateBlind,
-    Escalation,
-    HangupLeg,
-    leg_ids,
-)
 from cti.events import (
     AmiConnected,
     AmiDisconnected,
@@ -93,304 +112,9 @@ from cti.seats.commands import (
 from cti.seats.model import Reason, SeatStatus
 from cti.workorders.model import Origin, OutboxOp, TicketCallFacts, TicketDraft
 
-__all__ = [
-    "Core",
-    "Effect",
-    "MarkTaken",
-    "Pop",
-    "Publish",
-    "RedirectToSeat",
-    "RenewLease",
-    "Reply110",
-    "Report110",
-    "ReturnToHold",
-    "SeatCommandReceived",
-    "StoreCall",
-    "StoreSeatState",
-    "StoreTicketOp",
-    "Tick",
-    "TicketNumberKnown",
-    "Transfer110Pushed",
-    "call_event",
-    "ticket_origin",
-]
+__all__ = ["Core", "call_event", "ticket_origin"]
 
 SCHEMA_VERSION: Final = 1
-
-
-# ------------------------------------------------------------------------ inputs
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Tick:
-    """Time passes: fire the dispatcher's timers, renew the lease."""
-
-    at: float
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SeatCommandReceived:
-    """An agent command (parsed, or the reason it could not be) for `seat`."""
-
-    seat: str
-    command: SeatCommand | CommandError
-    at: float
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Transfer110Pushed:
-    """The 110 system pushed a transfer (validated at the edge); `request_id` is echoed in
-    the reply."""
-
-    transfer: Transfer110
-    at: float
-    request_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CallbackRequested:
-    """Call back the citizen of a missed call (`callback_id`, "<node>:<linkedid>") from
-    `seat`, whose phone rings first; `node` is where to place the call."""
-
-    callback_id: str
-    node: str
-    seat: str
-    number: str
-    at: float
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CallbackKeepPlace:
-    """A waiting caller asked to be called back, keeping its place (the IVR's offer): the
-    call stays in the line without a channel; a seat that picks it calls the citizen."""
-
-    call_id: str  # the waiting call's linkedid
-    at: float
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MessageLeft:
-    """A waiting caller left a message instead (overload voicemail): it goes on the call's
-    ticket as its recording when the call ends."""
-
-    call_id: str
-    recording: str
-    at: float
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TicketNumberKnown:
-    """The work-order backend created a ticket: `call_id` in the outbox's form
-    (``<node>:<linkedid>``, or ``110:<transfer id>`` for a 110 data transfer)."""
-
-    call_id: str
-    number: str
-    at: float
-
-
-# ------------------------------------------------------------------------ effects
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MarkTaken:
-    """Setvar ``CTI_TAKEN=1`` on the held channel: the daemon has this call."""
-
-    node: str
-    channel: str
-    call_id: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RedirectToSeat:
-    """Setvar ``CTI_RING_TIMEOUT`` (and the endpoint), then Redirect the held channel to
-    ``cti-connect,<seat>,1``."""
-
-    node: str
-    channel: str
-    call_id: str
-    seat_id: str
-    endpoint: str
-    ring_timeout_s: float
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ReturnToHold:
-    """Redirect the caller's channel back to ``cti-hold,s,1`` (ends a ringing Dial)."""
-
-    node: str
-    channel: str
-    call_id: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RenewLease:
-    """Set the global ``CTI_LEASE_UNTIL`` (epoch s) on `node`."""
-
-    node: str
-    until: float
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Publish:
-    """An MQTT message; `topic` is relative to the configured prefix."""
-
-    topic: str
-    payload: dict[str, Any]
-    retain: bool = False
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StoreCall:
-    """A finished call's record, and its ticket update, in one transaction."""
-
-    summary: CallSummary
-    ticket_ops: tuple[OutboxOp, ...] = ()
-    missed: bool = False  # abandoned in the queue: onto the callback list (漏接电话回拨)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RejectCall:
-    """A blacklisted caller (treatment reject): Redirect to ``cti-blocked,s,1``, which
-    plays dialplan.blocked_prompt and clears the line."""
-
-    node: str
-    channel: str
-    call_id: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NotifyEscalation:
-    """POST an escalation's call and ticket data to the receiving side's `url` (durable,
-    retried, in order; `event_id` is the idempotency key)."""
-
-    url: str
-    event_id: str
-    payload: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OriginateCallback:
-    """Ring the seat's `endpoint`; once it answers, `cti-callback,<number>,1` dials the
-    citizen. `channel_id` becomes the callback call's linkedid."""
-
-    node: str
-    seat_id: str
-    endpoint: str
-    number: str
-    callback_id: str
-    channel_id: str
-    other_channel_id: str
-    timeout_s: float = 30.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CallbackDone:
-    """A callback call ended: close the list entry (answered) or reopen it."""
-
-    callback_id: str
-    seat_id: str
-    call_id: str
-    outcome: str
-    at: float
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CallbackReply:
-    """The answer to a `CallbackRequested` (kept by the HTTP API)."""
-
-    callback_id: str
-    ok: bool
-    code: str = ""
-    message: str = ""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StoreTicketOp:
-    """A ticket operation for the durable outbox (the draft when a call is taken)."""
-
-    op: OutboxOp
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Reply110:
-    """The answer to a 110 push: `result` new | duplicate | conflict, and the transfer's
-    status. The HTTP API returns it; on MQTT it goes to ``110/transfers/reply``."""
-
-    transfer_id: str
-    request_id: str | None
-    result: str
-    status: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Report110:
-    """A feedback event for 110 (``110/feedback/{transfer_id}``, and the webhook) with the
-    transfer's status after it — store both before telling anyone."""
-
-    feedback: Feedback110
-    status: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Pop:
-    """A screen-pop (弹屏) for `seat` about `call_id`: `kind` is offer (ringing), answer
-    (connected), end (hung up, or the offer withdrawn). `call` is what the core knows;
-    the adapter adds the caller's history and the ticket number."""
-
-    seat: str
-    kind: str
-    call_id: str
-    attempt: int
-    call: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StoreSeatState:
-    """A seat state change (the raw material of seat KPIs)."""
-
-    seat_id: str
-    status: str
-    reason: str | None
-    previous: str
-    cause: str
-    call_id: str | None
-    at: float
-
-
-CoreInput = (
-    AmiEvent
-    | ConnectionEvent
-    | Tick
-    | SeatCommandReceived
-    | Transfer110Pushed
-    | TicketNumberKnown
-    | CallbackRequested
-    | CallbackKeepPlace
-    | MessageLeft
-)
-
-Effect = (
-    MarkTaken
-    | RedirectToSeat
-    | ReturnToHold
-    | RenewLease
-    | Publish
-    | StoreCall
-    | StoreSeatState
-    | StoreTicketOp
-    | Pop
-    | Reply110
-    | Report110
-    | OriginateCallback
-    | NotifyEscalation
-    | RejectCall
-    | CallbackDone
-    | CallbackReply
-    | EscalateBlind
-    | AddEmergencyLeg
-    | HangupLeg
-)
 
 
 @dataclass(slots=True)
@@ -556,7 +280,7 @@ class Core:
 
     def _call_ended(self, s: CallSummary, out: list[Effect]) -> None:
         if s.call_id.startswith(PROMPT_CHECK_ID_PREFIX):
-            return  # the daemon's prompt check (cti/ivr/prompts.py), not a citizen's call
+            return  # the daemon's prompt check (cti/adapters/prompt_check.py), not a citizen's call
         self._held.pop(s.call_id, None)
         popped = self._popped.pop(s.call_id, None)
         if popped is not None:

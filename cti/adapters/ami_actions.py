@@ -1,0 +1,162 @@
+"""The one place where the core's AMI effects become AMI actions (dicts of header names and
+values, as panoramisk sends them). Every action an effect needs is here, in order; the
+executor (cti.app.daemon.AmiExecutor) sends them and never re-sends one blindly."""
+
+from __future__ import annotations
+
+from cti.core.messages import (
+    AddEmergencyLeg,
+    AmiEffect,
+    EscalateBlind,
+    EscalationEffect,
+    MarkTaken,
+    OriginateCallback,
+    RedirectToSeat,
+    RejectCall,
+    RenewLease,
+    ReturnToHold,
+)
+from cti.dialplan.contract import (
+    CONTEXT_BLOCKED,
+    CONTEXT_CALLBACK,
+    CONTEXT_CONNECT,
+    CONTEXT_ESCALATE,
+    CONTEXT_HOLD,
+    LEASE_VARIABLE,
+    TAKEN_VARIABLE,
+)
+
+__all__ = ["actions", "escalation_actions", "originate_timeout"]
+
+
+def originate_timeout(effect: AddEmergencyLeg | OriginateCallback) -> float:
+    if isinstance(effect, AddEmergencyLeg):
+        return effect.action_timeout_s
+    return effect.timeout_s + 10.0  # an async Originate answers when the seat does
+
+
+def _call_actions(effect: OriginateCallback | RejectCall) -> list[dict[str, str]]:
+    """A callback's Originate, or a blacklisted caller's Redirect."""
+    if isinstance(effect, OriginateCallback):
+        # 漏接电话回拨: the seat's phone first; once it answers, cti-callback dials the
+        # citizen. ChannelId: the callback call's linkedid, which the core follows.
+        return [
+            {
+                "Action": "Originate",
+                "Channel": effect.endpoint,
+                "Context": CONTEXT_CALLBACK,
+                "Exten": effect.number,
+                "Priority": "1",
+                "Timeout": str(round(effect.timeout_s * 1000)),
+                "CallerID": f"<{effect.number}>",
+                "Variable": f"__CTI_CALLBACK_OF={effect.callback_id},__CTI_SEAT={effect.seat_id}",
+                "ChannelId": effect.channel_id,
+                "OtherChannelId": effect.other_channel_id,
+                "Async": "true",
+            }
+        ]
+    # the blacklist's reject: the prompt, then the line is cleared (cti-blocked)
+    return [
+        {
+            "Action": "Redirect",
+            "Channel": effect.channel,
+            "Context": CONTEXT_BLOCKED,
+            "Exten": "s",
+            "Priority": "1",
+        }
+    ]
+
+
+def actions(effect: AmiEffect) -> list[dict[str, str]]:
+    """The AMI actions of one effect (Redirect carries no variables: Setvar first)."""
+    if isinstance(effect, OriginateCallback | RejectCall):
+        return _call_actions(effect)
+    if not isinstance(effect, MarkTaken | RedirectToSeat | ReturnToHold | RenewLease):
+        return escalation_actions(effect)  # 110/119/120/122: cti/escalation.py
+    if isinstance(effect, RenewLease):
+        # no Channel: a global variable, read by every holding loop as GLOBAL(...)
+        return [{"Action": "Setvar", "Variable": LEASE_VARIABLE, "Value": str(int(effect.until))}]
+    if isinstance(effect, MarkTaken):
+        return [
+            {
+                "Action": "Setvar",
+                "Channel": effect.channel,
+                "Variable": TAKEN_VARIABLE,
+                "Value": "1",
+            }
+        ]
+    if isinstance(effect, RedirectToSeat):
+        # the daemon's plan is authoritative: the endpoint goes along, so a seat added to
+        # cti.yaml works before the generated dialplan is reloaded
+        return [
+            {
+                "Action": "Setvar",
+                "Channel": effect.channel,
+                "Variable": "CTI_SEAT_ENDPOINT",
+                "Value": effect.endpoint,
+            },
+            {
+                "Action": "Setvar",
+                "Channel": effect.channel,
+                "Variable": "CTI_RING_TIMEOUT",
+                "Value": str(round(effect.ring_timeout_s)),
+            },
+            {
+                "Action": "Redirect",
+                "Channel": effect.channel,
+                "Context": CONTEXT_CONNECT,
+                "Exten": effect.seat_id,
+                "Priority": "1",
+            },
+        ]
+    return [
+        {
+            "Action": "Redirect",
+            "Channel": effect.channel,
+            "Context": CONTEXT_HOLD,
+            "Exten": "s",
+            "Priority": "1",
+        }
+    ]
+
+
+def escalation_actions(effect: EscalationEffect) -> list[dict[str, str]]:
+    """The AMI actions of one escalation effect."""
+    if isinstance(effect, EscalateBlind):
+        return [
+            {
+                "Action": "Redirect",
+                "Channel": effect.channel,
+                "Context": CONTEXT_ESCALATE,
+                "Exten": effect.number,
+                "Priority": "1",
+            }
+        ]
+    if isinstance(effect, AddEmergencyLeg):
+        originate = {
+            "Action": "Originate",
+            "Channel": effect.endpoint,
+            # BridgeAdd(<channel>) joins the bridge that channel is in; it runs on the
+            # originated channel once the operator answers
+            "Application": "BridgeAdd",
+            "Data": effect.caller_channel,
+            "Timeout": str(round(effect.timeout_s * 1000)),
+            "CallerID": effect.caller_id,
+            # the operator's leg carries the call's id, like every other leg of it
+            "Variable": f"__CTI_CALL_ID={effect.call_id},__CTI_ESCALATED_TO={effect.number}",
+            "ChannelId": effect.channel_id,
+            "OtherChannelId": effect.other_channel_id,
+            "Async": "true",
+        }
+        if not effect.caller_id:
+            del originate["CallerID"]
+        # no 12345 satisfaction survey when the caller's Dial ends in a call with 110
+        # - see cti-dial-seat and dialplan.survey
+        no_survey = {
+            "Action": "Setvar",
+            "Channel": effect.caller_channel,
+            "Variable": "CTI_NO_SURVEY",
+            "Value": "1",
+        }
+        return [no_survey, originate]
+    return [{"Action": "Hangup", "Channel": effect.channel}]

@@ -1,0 +1,1 @@
+"""The database: every table, the store, and the record writer."""

@@ -1,0 +1,71 @@
+"""The dialplan contract: the contexts the daemon sends calls to and the variables it sets
+and reads. The generated dialplan (:mod:`cti.dialplan.generate`), the core and the AMI
+adapter all use these names; docs/dialplan.md describes them. Imports nothing."""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "AFTER_HOURS_VARIABLE",
+    "CONTEXT_BLOCKED",
+    "CONTEXT_CALLBACK",
+    "CONTEXT_CONNECT",
+    "CONTEXT_DIAL_SEAT",
+    "CONTEXT_ESCALATE",
+    "CONTEXT_FALLBACK",
+    "CONTEXT_FROM_TRUNK",
+    "CONTEXT_HOLD",
+    "CONTEXT_INBOUND",
+    "CONTEXT_LINE",
+    "CONTEXT_PROMPT_CHECK",
+    "CONTEXT_RECORD",
+    "LEASE_VARIABLE",
+    "PROMPT_CHECK_ID_PREFIX",
+    "PROMPT_FORMATS",
+    "TAKEN_VARIABLE",
+    "VOICEMAIL_VARIABLE",
+]
+
+CONTEXT_FROM_TRUNK: Final = "cti-from-trunk"
+"""Context of a trunk endpoint (pjsip.conf ``context = cti-from-trunk``)."""
+CONTEXT_INBOUND: Final = "cti-inbound"
+"""One extension per number of the plan (and patterns for unknown numbers)."""
+CONTEXT_LINE: Final = "cti-line"
+"""Common part of every answered line: answer, call id, hold deadline, optional AGI."""
+CONTEXT_HOLD: Final = "cti-hold"
+"""The holding loop (music); ``s``, priority 1. RONA returns here."""
+CONTEXT_FALLBACK: Final = "cti-fallback"
+"""Plain Asterisk ``Queue()`` for calls the daemon has not taken."""
+CONTEXT_CONNECT: Final = "cti-connect"
+"""Redirect target of the daemon: exten = seat id, priority 1."""
+CONTEXT_DIAL_SEAT: Final = "cti-dial-seat"
+CONTEXT_BLOCKED: Final = "cti-blocked"
+"""Redirect target of a blacklisted caller (treatment reject): a prompt, then hang up."""
+CONTEXT_PROMPT_CHECK: Final = "cti-prompt-check"
+"""Originated by the daemon at start-up: reports which IVR prompts exist (UserEvents)."""
+PROMPT_FORMATS: Final = ("gsm", "wav", "ulaw", "alaw", "sln", "g722", "wav16")
+PROMPT_CHECK_ID_PREFIX: Final = "ctiprompts"
+"""The check channel's ids: its "call" is not a citizen's and is not recorded."""
+CONTEXT_CALLBACK: Final = "cti-callback"
+"""Originate target of a callback: the seat answered, now dial the citizen (<number>)."""
+"""Common part of cti-connect: record, Dial the seat, back to holding on no answer."""
+CONTEXT_RECORD: Final = "cti-record"
+"""Gosub: start MixMonitor once per call."""
+CONTEXT_ESCALATE: Final = "cti-escalate"
+"""Redirect target of a blind escalation: exten = the emergency number (110), priority 1."""
+
+TAKEN_VARIABLE: Final = "CTI_TAKEN"
+"""Channel variable: ``1`` once the daemon has taken the call (set by cti-connect, or by the
+daemon with AMI ``Setvar``). A taken call stays held while the lease is valid."""
+LEASE_VARIABLE: Final = "CTI_LEASE_UNTIL"
+"""Global variable: epoch seconds until which a running daemon answers for taken calls. The
+daemon renews it with AMI ``Setvar`` (no ``Channel``) while it runs."""
+
+AFTER_HOURS_VARIABLE: Final = "CTI_AFTER_HOURS"
+"""Channel variable: ``1`` set by the daemon when it found the line closed and takes a
+message; the call record's outcome is then ``voicemail`` (not ``abandoned``)."""
+VOICEMAIL_VARIABLE: Final = "CTI_VOICEMAIL"
+"""Channel variable: ``1`` once the daemon's after-hours flow has dealt with the call (a
+message taken, or the caller said nothing): the line's extension then hangs up instead of
+holding. Unset (the daemon is down, or failed): the call is held and queued as usual."""
