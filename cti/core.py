@@ -40,7 +40,7 @@ from cti.calls.model import (
     CallNotification,
     CallSummary,
 )
-from cti.calls.tracker import CallTracker
+from cti.calls.tracker import DEFAULT_MAX_CHANNELS, CallTracker
 from cti.dialplan import (
     CONTEXT_CONNECT,
     CONTEXT_HOLD,
@@ -412,10 +412,11 @@ class Core:
         lease_every_s: float = 5.0,
         recording: str = "/var/spool/asterisk/monitor/hotline-cti/{call_id}.wav",
         match_window_s: float = 300.0,
+        max_channels: int = DEFAULT_MAX_CHANNELS,
     ) -> None:
         self._log = log
         self.plan = plan
-        self.tracker = CallTracker(logger=log)
+        self.tracker = CallTracker(logger=log, max_channels=max_channels)
         self.dispatcher = Dispatcher(plan, log)
         self._seats = {s.id for s in plan.seats}
         self._held: dict[str, _Held] = {}  # call_id -> the caller's held channel
@@ -619,6 +620,12 @@ class Core:
         call_id = chan.linkedid
         held = self._held.get(call_id)
         if held is None:
+            if self.tracker.call(node, call_id) is None:
+                # the tracker refused its channels (table full, `call_tracker_full`): a call
+                # whose end would never be seen must not take a place in the queue; left
+                # untaken, the holding loop times out into the dialplan's Queue()
+                self.counts["untracked_not_taken"] += 1
+                return
             held = self._held[call_id] = _Held(node=node, channel=chan.channel)
             out.append(MarkTaken(node=node, channel=chan.channel, call_id=call_id))
             active = self.tracker.call(node, call_id)
