@@ -19,6 +19,7 @@ import resource
 from dataclasses import dataclass
 from typing import Final
 
+from cti.adapters.httpguard import refusing_slots
 from cti.settings import Settings
 
 __all__ = ["FD_RESERVE", "FdBudget", "fd_budget", "raise_nofile_limit"]
@@ -49,7 +50,8 @@ class FdBudget:
     def problem(self) -> str:
         return (
             f"the file descriptor limit (RLIMIT_NOFILE) is {self.limit}, but "
-            f"http.max_connections ({self.http}) + ivr.max_sessions ({self.fastagi}) + "
+            f"http.max_connections and its refusals ({self.http}) + "
+            f"ivr.max_sessions ({self.fastagi}) + "
             f"{self.reserve} kept for AMI, MQTT and the database need {self.needed}: raise "
             "LimitNOFILE= in the systemd unit (deploy/hotline-cti.service) or lower "
             "http.max_connections"
@@ -70,8 +72,9 @@ def raise_nofile_limit() -> int:
 
 def fd_budget(settings: Settings, limit: int) -> FdBudget:
     """The descriptors *settings* may hold open, against *limit*."""
+    cap = settings.http.max_connections
     return FdBudget(
-        http=settings.http.max_connections if settings.http.enabled else 0,
+        http=cap + refusing_slots(cap) if settings.http.enabled else 0,
         fastagi=settings.ivr.max_sessions if settings.ivr.enabled else 0,
         reserve=FD_RESERVE,
         limit=limit,

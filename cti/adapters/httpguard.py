@@ -34,10 +34,20 @@ from typing import Any, ClassVar, Final
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["GuardStats", "guarded_protocol"]
+__all__ = ["GuardStats", "guarded_protocol", "refusing_slots"]
 
 # the refusals are logged at warning, at most once per this many seconds
 _LOG_EVERY_S: Final = 10.0
+# A refused connection is half-closed after its 503 and kept up to this long to drain
+# what the client already sent: closing a socket with unread input sends a RST, and a RST
+# can make the client's kernel drop the 503 before the client read it.
+_LINGER_S: Final = 1.0
+
+
+def refusing_slots(max_connections: int) -> int:
+    """How many refused connections may linger (above) at once; past it they are closed
+    at once, 503 or not. Part of the descriptor budget (cti/adapters/fdlimit.py)."""
+    return min(64, max(4, max_connections // 4))
 
 
 def _canned(status: int, reason: str, code: str, message: str) -> bytes:
@@ -66,6 +76,7 @@ class GuardStats:
     """What the guard did, for /metrics and the tests."""
 
     refused: int = 0  # connections past max_connections
+    lingering: int = 0  # refused connections draining now (see _LINGER_S)
     header_timeouts: int = 0  # connections closed for slow headers (or idle past them)
     open: int = 0  # connections open now (admitted ones)
     _logged_at: float = float("-inf")
@@ -76,6 +87,7 @@ class GuardStats:
 class _Limits:
     max_connections: int
     header_timeout_s: float
+    refusing: int
 
 
 def guarded_protocol(
@@ -88,7 +100,11 @@ def guarded_protocol(
     """
 
     class _Guarded(_GuardedH11):
-        limits = _Limits(max_connections=max_connections, header_timeout_s=header_timeout_s)
+        limits = _Limits(
+            max_connections=max_connections,
+            header_timeout_s=header_timeout_s,
+            refusing=refusing_slots(max_connections),
+        )
         guard_stats = stats
         guard_log = log
 
@@ -101,6 +117,7 @@ class _GuardedH11(H11Protocol):
     guard_log: ClassVar[Any]
 
     _refused: bool = False
+    _lingering: bool = False
     _header_timer: asyncio.TimerHandle | None = None
     _got_bytes: bool = False
 
@@ -112,7 +129,13 @@ class _GuardedH11(H11Protocol):
             stats.refused += 1
             self._log_refusal(transport)
             transport.write(_BUSY)
-            transport.close()
+            if stats.lingering < self.limits.refusing:
+                stats.lingering += 1
+                self._lingering = True
+                transport.write_eof()  # FIN after the 503; the client's EOF closes it
+                self._header_timer = self.loop.call_later(_LINGER_S, transport.close)
+            else:
+                transport.close()
             return
         stats.open += 1
         super().connection_made(transport)
@@ -120,6 +143,9 @@ class _GuardedH11(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._refused:
+            if self._lingering:
+                self.guard_stats.lingering -= 1
+                self._disarm_header_deadline()
             return  # uvicorn never saw it
         self.guard_stats.open -= 1
         self._disarm_header_deadline()
@@ -127,7 +153,7 @@ class _GuardedH11(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
-            return
+            return  # drained and dropped
         if self.conn.their_state is h11.IDLE:
             self._got_bytes = True
         super().data_received(data)

@@ -108,11 +108,15 @@ async def test_past_the_cap_new_connections_get_503_and_normal_ones_work_again(
     await asyncio.sleep(0.05)
     assert stats.open == 20
     reader, writer = await asyncio.open_connection(host, port)
+    # it already sent its request: the 503 must still reach it (no RST before it is read)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
     answer = await _read_all(reader)
     assert answer.startswith(b"HTTP/1.1 503 "), answer
     assert b"retry-after: 1" in answer
     assert stats.refused == 1
     writer.close()
+    await asyncio.sleep(0.05)
+    assert stats.lingering == 0  # our side closed once the client did
     # the hogs are timed out by the header deadline; then a normal request is served
     for r, _w in hogs:
         assert await _read_all(r) == b""
