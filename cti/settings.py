@@ -183,6 +183,14 @@ class AmiSettings(BaseModel):
         ge=100,
         description="Bound of the queue between panoramisk's callback and the core.",
     )
+    max_channels: int = Field(
+        default=20000,
+        ge=100,
+        le=1_000_000,
+        description="Channels tracked per node at most: past it a new call's channels are "
+        "refused (counted, logged as call_tracker_full; the call falls back to the "
+        "dialplan's Queue()). Legs of calls already tracked get 25 % more room.",
+    )
 
     @field_validator("nodes")
     @classmethod
@@ -459,6 +467,38 @@ class HttpSettings(BaseModel):
         ge=1024,
         le=1048576,
         description="Larger request bodies get 413.",
+    )
+    # Slow clients (issue 16): a connection that trickles its headers or body must not
+    # hold a file descriptor for ever, nor starve AMI and FastAGI of theirs.
+    max_connections: int = Field(
+        default=256,
+        ge=1,
+        le=100_000,
+        description="Open HTTP connections at most; past it a new connection gets 503 and "
+        "is closed at once. Must fit RLIMIT_NOFILE with room for AMI and FastAGI (checked "
+        "at start).",
+    )
+    header_timeout_s: Seconds = Field(
+        default=10.0,
+        le=300,
+        description="A request's line and headers must arrive within this, from the "
+        "connection (or the previous response); else 408 and the connection is closed.",
+    )
+    body_timeout_s: Seconds = Field(
+        default=10.0,
+        le=300,
+        description="The request body must arrive within this once the headers did; else 408.",
+    )
+    keepalive_timeout_s: Seconds = Field(
+        default=5.0,
+        le=300,
+        description="An idle keep-alive connection is closed after this.",
+    )
+    max_header_bytes: int = Field(
+        default=16384,
+        ge=1024,
+        le=1048576,
+        description="Request line and headers larger than this get 400.",
     )
 
     @field_validator("tokens")

@@ -40,12 +40,14 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
 from pydantic import Field, TypeAdapter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cti import __version__
 from cti.adapters.backoff import backoff_delay
+from cti.adapters.httpguard import GuardStats, guarded_protocol
 from cti.seats.commands import SeatCommand
 from cti.settings import HttpScope, HttpSettings, HttpToken
 
@@ -64,6 +66,9 @@ __all__ = [
 ]
 
 API_PREFIX: Final = "/api/v1"
+# The largest page of a list endpoint: 120,000 active calls in one response were 16 MB and
+# held the event loop (and so every call) for 1.7 s (issue 16); a page of 1000 is <1 MB.
+MAX_PAGE: Final = 1000
 METRICS_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 # the reply codes of cti.seats.commands.CommandError (and the core's "rejected")
 _COMMAND_STATUS: Final[Mapping[str, int]] = {
@@ -124,9 +129,13 @@ class ApiFacade(Protocol):
 
     def queue_snapshot(self) -> dict[str, Any]: ...
 
-    def active_calls(self) -> list[dict[str, Any]]: ...
+    def active_calls(self, *, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """One page of the calls in progress (oldest first) and how many there are."""
+        ...
 
-    async def call_records(self, *, caller: str | None, limit: int) -> list[dict[str, Any]]: ...
+    async def call_records(
+        self, *, caller: str | None, limit: int, offset: int = 0
+    ) -> list[dict[str, Any]]: ...
 
     def readiness(self) -> list[ReadyPart]: ...
 
@@ -326,16 +335,23 @@ def _number(value: float) -> str:
 
 
 class _Edge:
-    """Pure ASGI: the body size limit (413) and one access-log line per request.
+    """Pure ASGI: the body size limit (413), the body deadline (408) and one access-log
+    line per request.
 
     The body is read here, up to the limit, before the app sees it: a chunked upload
-    without Content-Length is cut off as soon as it passes the limit.
+    without Content-Length is cut off as soon as it passes the limit, and one that
+    trickles in is cut off at ``body_timeout_s`` (the headers' deadline is the protocol's,
+    :mod:`cti.adapters.httpguard`). A client gone before its body is complete is not
+    served a half body.
     """
 
-    def __init__(self, app: ASGIApp, *, max_body: int, log: Any) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body: int, log: Any, body_timeout_s: float = 10.0
+    ) -> None:
         self.app = app
         self.max_body = max_body
         self.log = log
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -350,7 +366,23 @@ class _Edge:
                 status = int(message["status"])
             await send(message)
 
-        body = await self._read_body(scope, receive)
+        try:
+            async with asyncio.timeout(self.body_timeout_s):
+                body = await self._read_body(scope, receive)
+        except TimeoutError:
+            status = 408
+            await _error_response(
+                ApiError(
+                    408,
+                    "request_timeout",
+                    f"the request body did not arrive within {self.body_timeout_s:g} s",
+                    headers={"Connection": "close"},
+                )
+            )(scope, receive, send)
+            self._access(scope, status, started)
+            return
+        if body is _GONE:
+            return  # the client left mid-body: nobody to answer, nothing to act on
         if body is None:
             status = 413
             await _error_response(
@@ -387,7 +419,7 @@ class _Edge:
         while True:
             message = await receive()
             if message["type"] != "http.request":  # http.disconnect: nothing more comes
-                break
+                return _GONE
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
@@ -415,6 +447,9 @@ class _Edge:
             self.log.debug("http_request", **facts)  # probes and dashboards poll often
         else:
             self.log.info("http_request", **facts)
+
+
+_GONE: Final = b"\0gone"  # _read_body's answer when the client disconnected mid-body
 
 
 def _client(scope: Scope) -> str | None:
@@ -446,10 +481,13 @@ def build_api(
         log: structlog logger (default ``cti.http``).
     """
     log = log or structlog.get_logger("cti.http")
-    app = FastAPI(
+    # /docs and /redoc from files in the package, not from a public CDN: the centre's
+    # network reaches none (issue 16). The validator badge would call validator.swagger.io.
+    app = FastAPIOffline(
         title="hotline-cti",
         version=__version__,
         description="CTI server of the 12345 hotline: seats, queue, calls. docs/http-api.md",
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.cti_auth = TokenAuth(settings.tokens)
     app.state.cti_log = log
@@ -460,7 +498,9 @@ def build_api(
         app.include_router(router)
     _add_probes(app, facade, settings)
     _add_command_schemas(app)
-    app.add_middleware(_Edge, max_body=settings.max_body_bytes, log=log)
+    app.add_middleware(
+        _Edge, max_body=settings.max_body_bytes, log=log, body_timeout_s=settings.body_timeout_s
+    )
     return app
 
 
@@ -521,19 +561,39 @@ def _api_router(facade: ApiFacade, log: Any) -> APIRouter:
     calls_scope = Depends(require_scope("calls"))
 
     @api.get(
-        "/calls/active", summary="Calls in progress (scope: calls)", dependencies=[calls_scope]
+        "/calls/active",
+        summary="Calls in progress, one page, oldest first (scope: calls)",
+        description="A live view: `total` is the count now; follow `next_offset` until it "
+        f"is null (`limit` at most {MAX_PAGE}). A call that ends between two pages shifts "
+        "the rest by one, so a page may repeat or skip one call.",
+        dependencies=[calls_scope],
     )
-    async def calls_active() -> dict[str, Any]:
-        return {"calls": facade.active_calls()}
+    async def calls_active(
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")] = 100,
+        offset: Annotated[
+            int, Query(ge=0, le=10_000_000, description="Calls to skip (`next_offset`).")
+        ] = 0,
+    ) -> dict[str, Any]:
+        rows, total = facade.active_calls(offset=offset, limit=limit)
+        following = offset + len(rows)
+        return {
+            "calls": rows,
+            "total": total,
+            "offset": offset,
+            "limit": limit,
+            "next_offset": following if following < total else None,
+        }
 
     @api.get(
         "/calls", summary="Call records, newest first (scope: calls)", dependencies=[calls_scope]
     )
     async def calls(
         caller: Annotated[str | None, Query(max_length=64, description="Caller number.")] = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+        offset: Annotated[int, Query(ge=0, le=10_000_000, description="Records to skip.")] = 0,
     ) -> dict[str, Any]:
-        return {"calls": await facade.call_records(caller=caller, limit=limit)}
+        rows = await facade.call_records(caller=caller, limit=limit, offset=offset)
+        return {"calls": rows, "offset": offset, "limit": limit}
 
     return api
 
@@ -664,6 +724,7 @@ class _Server(uvicorn.Server):
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # asyncio's create_server(sock=...) makes it non-blocking
+    # the backlog holds no descriptor of ours: connections waiting there cost nothing
     return socket.create_server((host, port), family=family, backlog=128)
 
 
@@ -675,6 +736,7 @@ async def serve_http(
     bound: asyncio.Future[tuple[str, int]] | None = None,
     retry_min: float = 1.0,
     retry_max: float = 30.0,
+    stats: GuardStats | None = None,
 ) -> None:
     """Serve *app* on ``settings.host:settings.port`` until cancelled (one TaskGroup task).
 
@@ -684,8 +746,15 @@ async def serve_http(
     to 3 s to finish. uvicorn's own logs go to the standard library (warnings and up,
     rendered by structlog); its access log is off: :class:`_Edge` logs each request.
 
+    Slow clients are bounded (docs/http-api.md, "Limits"): at most
+    ``http.max_connections`` connections (past it 503 and closed), the headers within
+    ``header_timeout_s`` (:mod:`cti.adapters.httpguard`), the body within
+    ``body_timeout_s`` (:class:`_Edge`), idle keep-alive ``keepalive_timeout_s``, headers
+    at most ``max_header_bytes``.
+
     Args:
         bound: resolved with the bound ``(host, port)`` once listening (tests; port 0).
+        stats: the connection guard's counters (the daemon shows them in /metrics).
     """
     log = log or structlog.get_logger("cti.http")
     attempt = 0
@@ -709,6 +778,17 @@ async def serve_http(
     host, port = sock.getsockname()[:2]
     config = uvicorn.Config(
         app,
+        # the h11 protocol with the connection cap and the header deadline: uvicorn's own
+        # limit_concurrency only counts connections once a request is complete, which a
+        # slow client never sends (see cti/adapters/httpguard.py)
+        http=guarded_protocol(
+            max_connections=settings.max_connections,
+            header_timeout_s=settings.header_timeout_s,
+            stats=stats if stats is not None else GuardStats(),
+            log=log,
+        ),
+        timeout_keep_alive=settings.keepalive_timeout_s,  # type: ignore[arg-type]  # float works
+        h11_max_incomplete_event_size=settings.max_header_bytes,
         log_config=None,
         access_log=False,
         lifespan="off",

@@ -47,7 +47,9 @@ from cti.adapters.dispatch110 import (
     transfers_router,
 )
 from cti.adapters.fastagi import FastAgiServer
+from cti.adapters.fdlimit import fd_budget, raise_nofile_limit
 from cti.adapters.http import Metric, ReadyPart, build_api, error_envelope, serve_http
+from cti.adapters.httpguard import GuardStats
 from cti.adapters.mqtt import Incoming, MqttAdapter
 from cti.adapters.pops import PopPublisher
 from cti.adapters.prompt_check import PromptCheck, configured_prompts, run_check
@@ -154,6 +156,7 @@ class Daemon:
             log=structlog.get_logger("cti.core"),
             recording=f"{dp.recording_dir}/{{call_id}}.{dp.recording_format}",
             match_window_s=settings.dispatch110.match_window_s,
+            max_channels=settings.ami.max_channels,
         )
         # 110 ⇄ 12345: transfers and their feedback, stored before anyone is told
         feedback = settings.dispatch110.feedback
@@ -171,6 +174,7 @@ class Daemon:
         self._wake = asyncio.Event()
         self.handled = 0
         self.calls_ended = 0
+        self.http_guard = GuardStats()  # the HTTP connection guard's counters (/metrics)
         self.agi: FastAgiServer | None = None  # the IVR's FastAGI server, once serving
         # survey ratings of calls still up (the caller rates before hanging up): they go
         # into the call record when it is written
@@ -709,7 +713,7 @@ class Daemon:
             log = structlog.get_logger("cti.http")
             routers = [transfers_router(self), callbacks_router(self)]
             api = build_api(self, http, log=log, routers=routers)
-            yield serve_http(api, http, log=log), "adapter.http"
+            yield serve_http(api, http, log=log, stats=self.http_guard), "adapter.http"
 
     # ------------------------------------------------------------------ 110
 
@@ -819,10 +823,12 @@ class Daemon:
             )
         return {"schema_version": 1, **dataclasses.asdict(d.snapshot(now)), "calls": calls}
 
-    def active_calls(self) -> list[dict[str, Any]]:
+    def active_calls(self, *, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        # one page only: the table may hold ami.max_channels calls per node
         d = self.core.dispatcher
         out = []
-        for call in self.core.tracker.active_calls():
+        tracker = self.core.tracker
+        for call in tracker.active_page(offset, limit):
             row = dataclasses.asdict(call)
             row["state"] = call.state.value
             row["channels"] = list(call.channels)
@@ -830,10 +836,12 @@ class Daemon:
             row["queue_position"] = pos.overall if pos is not None else None
             row["offered_to"] = d.offered_to(call.call_id)
             out.append(row)
-        return out
+        return out, tracker.call_count()
 
-    async def call_records(self, *, caller: str | None, limit: int) -> list[dict[str, Any]]:
-        return await self.store.calls(caller=caller, limit=limit)
+    async def call_records(
+        self, *, caller: str | None, limit: int, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        return await self.store.calls(caller=caller, limit=limit, offset=offset)
 
     def readiness(self) -> list[ReadyPart]:
         parts = [
@@ -900,7 +908,11 @@ class Daemon:
             one("cti_calls_waiting", "gauge", "Calls waiting for a seat.", snap.waiting),
             one("cti_calls_offered", "gauge", "Calls ringing a seat.", snap.offered),
             one("cti_calls_active", "gauge", "Calls in progress.",
-                len(self.core.tracker.active_calls())),
+                self.core.tracker.call_count()),
+            per("cti_tracker_channels", "gauge", "Channels tracked, per node.", "node",
+                {n: self.core.tracker.channel_count(n) for n in cl}),
+            one("cti_tracker_max_channels", "gauge", "Channels tracked per node at most.",
+                self.core.tracker.max_channels),
             one("cti_calls_longest_wait_seconds", "gauge", "Longest current wait.",
                 snap.longest_wait_s),
             one("cti_calls_ended_total", "counter", "Calls ended.", self.calls_ended),
@@ -924,6 +936,13 @@ class Daemon:
                 self.core.counts),
             per("cti_tracker_anomalies_total", "counter", "Call tracker anomalies.", "kind",
                 self.core.tracker.anomalies),
+            one("cti_http_connections", "gauge", "HTTP connections open.",
+                self.http_guard.open),
+            one("cti_http_connections_refused_total", "counter",
+                "HTTP connections refused: http.max_connections open.", self.http_guard.refused),
+            one("cti_http_header_timeouts_total", "counter",
+                "HTTP connections closed: headers not in within http.header_timeout_s.",
+                self.http_guard.header_timeouts),
             per("cti_dispatcher_events_total", "counter", "Dispatcher events and anomalies.",
                 "kind", self.core.dispatcher.stats),
         ]  # fmt: skip
@@ -945,8 +964,20 @@ async def _flush_records(records: RecordWriter, log: Any) -> None:
             await writer
 
 
+def _fds_fit(settings: Settings, log: Any) -> bool:
+    """Before any socket: the HTTP and FastAGI caps must leave AMI its descriptors."""
+    budget = fd_budget(settings, raise_nofile_limit())
+    if not budget.fits:
+        log.error("cti_fatal", error=f"configuration: {budget.problem()}")
+        return False
+    log.info("fd_budget", limit=budget.limit, needed=budget.needed, http=budget.http)
+    return True
+
+
 async def _open(settings: Settings, log: Any) -> tuple[Store, Daemon] | int:
     """The database and the daemon built on it, or the exit code of why not."""
+    if not _fds_fit(settings, log):
+        return EXIT_CONFIG
     store = Store(settings.database.url)
     try:
         await store.open()

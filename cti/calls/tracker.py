@@ -16,8 +16,9 @@ Time only comes from events (`AmiEvent.time`: Asterisk's Timestamp, or receive t
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Final
 
 import structlog
@@ -63,7 +64,7 @@ from cti.events import (
     VarSet,
 )
 
-__all__ = ["CallTracker", "party_name"]
+__all__ = ["DEFAULT_MAX_CHANNELS", "CallTracker", "party_name"]
 
 Event = Any  # an AmiEvent or a ConnectionEvent; anything else is ignored
 _Key = tuple[str, str]  # (node, uniqueid) / (node, linkedid)
@@ -79,6 +80,15 @@ _TRANSFER_VARIABLE: Final = "CTI_TRANSFER_ID"
 # unanswered call is then a message taken (voicemail), not an abandoned call
 _AFTER_HOURS_VARIABLE: Final = "CTI_AFTER_HOURS"
 _SOFTHANGUP_SHUTDOWN: Final = 4
+# The table is bounded (issue 16): 120,000 Newchannel events without a Hangup (a broken
+# or hostile AMI peer) grew the daemon by 200 MB and made a reconnect write 120,000 bogus
+# call records. Past `max_channels` a node's new calls are refused; legs of calls already
+# tracked get this much more room, so a call being tracked is not cut in half at the brim.
+_LEG_HEADROOM: Final = 0.25
+DEFAULT_MAX_CHANNELS: Final = 20_000
+# the refusals are logged at error, but at most once per this many seconds per node (a
+# flood must not become a log flood); the count in between goes in the next line
+_FULL_LOG_EVERY_S: Final = 10.0
 
 
 def _party_key(ch: ChannelSnapshot) -> str:
@@ -201,13 +211,31 @@ class CallTracker:
     Unknown listed channels are adopted (their calls get ``history_complete=False``);
     channels of that node not listed (and born before the resync started) are gone, and
     calls left without channels end with ``hangup_by="system"``.
+
+    The table is bounded: at most `max_channels` channels per node start new calls; a
+    call already tracked may add legs up to 25 % beyond. A refused channel is counted
+    (``anomalies["channel_refused_table_full"]``), logged as ``call_tracker_full`` (error,
+    at most once per 10 s per node) and otherwise ignored: its later events are unknown
+    channels, its call is not taken (the dialplan's fallback answers it).
     """
 
-    def __init__(self, *, logger: Any = None, name_of: Callable[[str], str] = party_name) -> None:
+    def __init__(
+        self,
+        *,
+        logger: Any = None,
+        name_of: Callable[[str], str] = party_name,
+        max_channels: int = DEFAULT_MAX_CHANNELS,
+    ) -> None:
         self._log = logger if logger is not None else structlog.get_logger("cti.calls")
         # channel name -> party name; the core gives the plan's seat lookup
         # (cti/calls/seatnames.py), so a seat's SIP phone is recorded as the seat
         self._name_of = name_of
+        self.max_channels = max_channels
+        self._max_legs = max_channels + int(max_channels * _LEG_HEADROOM)
+        self._per_node: Counter[str] = Counter()  # live channels per node
+        self._full_logged: dict[str, float] = {}  # node -> when call_tracker_full was logged
+        self._refused_unlogged: Counter[str] = Counter()
+        self._now = 0.0  # the time of the event being handled
         self._channels: dict[_Key, _Channel] = {}
         self._calls: dict[_Key, _Call] = {}
         self._call_alias: dict[_Key, _Key] = {}  # merged consultation linkedid -> call key
@@ -251,6 +279,7 @@ class CallTracker:
         if handler is None:
             return []
         self._seq += 1
+        self._now = float(getattr(ev, "time", self._now) or self._now)
         try:
             return handler(ev)
         except Exception as exc:  # noqa: BLE001 - a bug must not stop call tracking
@@ -262,6 +291,16 @@ class CallTracker:
     def active_calls(self, node: str | None = None) -> list[ActiveCall]:
         """Snapshots of the calls in progress (all nodes, or one)."""
         return [_snapshot(c) for c in self._calls.values() if node is None or c.node == node]
+
+    def active_page(self, offset: int, limit: int) -> list[ActiveCall]:
+        """Snapshots of at most `limit` calls in progress from position `offset`, oldest
+        tracked first: a page costs its own size, not the table's (HTTP paging)."""
+        calls: Iterator[_Call] = islice(self._calls.values(), max(0, offset), None)
+        return [_snapshot(c) for c in islice(calls, max(0, limit))]
+
+    def call_count(self) -> int:
+        """Calls in progress, every node (O(1): /metrics asks on every scrape)."""
+        return len(self._calls)
 
     def call(self, node: str, call_id: str) -> ActiveCall | None:
         """The snapshot of one call in progress, or None."""
@@ -290,9 +329,9 @@ class CallTracker:
         for uid in uniqueids:
             self._call_alias[(node, uid)] = key
 
-    def channel_count(self, node: str) -> int:
-        """Live channels of a node (compare with `core show channels`)."""
-        return sum(1 for (n, _u) in self._channels if n == node)
+    def channel_count(self, node: str | None = None) -> int:
+        """Live channels of a node, or of every node (compare with `core show channels`)."""
+        return len(self._channels) if node is None else self._per_node[node]
 
     # ------------------------------------------------------------------ helpers
 
@@ -321,7 +360,36 @@ class CallTracker:
             self._calls[key] = call
         return call
 
-    def _add_channel(self, node: str, ch: ChannelSnapshot, t: float, *, complete: bool) -> _Channel:
+    def _room_for(self, node: str, ch: ChannelSnapshot) -> bool:
+        """Whether the table takes one more channel of `node` (see the class docstring)."""
+        count = self._per_node[node]
+        if count < self.max_channels:
+            return True
+        key = (node, ch.linkedid or ch.uniqueid)
+        if count < self._max_legs and self._call_alias.get(key, key) in self._calls:
+            return True  # a leg of a call already tracked
+        self.anomalies["channel_refused_table_full"] += 1
+        self._refused_unlogged[node] += 1
+        now, last = self._now, self._full_logged.get(node)
+        if last is None or now - last >= _FULL_LOG_EVERY_S or now < last:
+            self._full_logged[node] = now
+            self._log.error(
+                "call_tracker_full",
+                node=node,
+                channels=count,
+                max_channels=self.max_channels,
+                refused=self._refused_unlogged.pop(node, 0),
+                uniqueid=ch.uniqueid,
+                hint="an AMI peer reporting channels it never hangs up, or ami.max_channels "
+                "too low for this centre; refused calls fall back to the dialplan's Queue()",
+            )
+        return False
+
+    def _add_channel(
+        self, node: str, ch: ChannelSnapshot, t: float, *, complete: bool
+    ) -> _Channel | None:
+        if not self._room_for(node, ch):
+            return None
         call = self._call_for(node, ch.linkedid or ch.uniqueid, t, complete=complete)
         pkey = _party_key(ch)
         party = call.party(pkey)
@@ -341,6 +409,7 @@ class CallTracker:
         )
         call.channels[ch.uniqueid] = chan
         self._channels[(node, ch.uniqueid)] = chan
+        self._per_node[node] += 1
         # an adopted channel's exten is where it is now, not what the caller dialled
         if complete and party.is_caller and not call.dialed and ch.exten not in {"", "s"}:
             call.dialed = ch.exten
@@ -360,7 +429,8 @@ class CallTracker:
             "unknown_channel_adopted", node=node, uniqueid=ch.uniqueid, channel=ch.channel
         )
         chan = self._add_channel(node, ch, t, complete=False)
-        chan.call.history_complete = False
+        if chan is not None:
+            chan.call.history_complete = False
         return chan
 
     def _update_caller(self, call: _Call, chan: _Channel, ch: ChannelSnapshot) -> None:
@@ -399,6 +469,7 @@ class CallTracker:
         chan = self._channels.pop((node, uid), None)
         if chan is None:
             return
+        self._per_node[node] -= 1
         chan.call.channels.pop(uid, None)
         if chan.bridge:
             members = self._bridges.get((node, chan.bridge))
@@ -794,7 +865,10 @@ class CallTracker:
         out: list[CallNotification] = []
         if chan is None:
             started = ev.time - _duration_s(ev.duration)
-            chan = self._add_channel(node, ch, started, complete=False)
+            added = self._add_channel(node, ch, started, complete=False)
+            if added is None:
+                return []
+            chan = added
             call = chan.call
             call.history_complete = False
             call.started_at = min(call.started_at, started)

@@ -41,7 +41,7 @@ from cti.calls.model import (
     CallSummary,
 )
 from cti.calls.seatnames import seat_namer
-from cti.calls.tracker import CallTracker
+from cti.calls.tracker import DEFAULT_MAX_CHANNELS, CallTracker
 from cti.core.escalation import Escalation, leg_ids
 from cti.core.messages import (
     AddEmergencyLeg,
@@ -137,13 +137,16 @@ class Core:
         lease_every_s: float = 5.0,
         recording: str = "/var/spool/asterisk/monitor/hotline-cti/{call_id}.wav",
         match_window_s: float = 300.0,
+        max_channels: int = DEFAULT_MAX_CHANNELS,
     ) -> None:
         self._log = log
         self.plan = plan
         # a seat's channel is named by the seat, not its phone (PJSIP/6001 -> seat 1001):
         # answered_by, rang and transfers of records, events and tickets hold seat ids
         self.tracker = CallTracker(
-            logger=log, name_of=seat_namer({s.endpoint: s.id for s in plan.seats})
+            logger=log,
+            name_of=seat_namer({s.endpoint: s.id for s in plan.seats}),
+            max_channels=max_channels,
         )
         self.dispatcher = Dispatcher(plan, log)
         self._seats = {s.id for s in plan.seats}
@@ -348,6 +351,12 @@ class Core:
         call_id = chan.linkedid
         held = self._held.get(call_id)
         if held is None:
+            if self.tracker.call(node, call_id) is None:
+                # the tracker refused its channels (table full, `call_tracker_full`): a call
+                # whose end would never be seen must not take a place in the queue; left
+                # untaken, the holding loop times out into the dialplan's Queue()
+                self.counts["untracked_not_taken"] += 1
+                return
             held = self._held[call_id] = _Held(node=node, channel=chan.channel)
             out.append(MarkTaken(node=node, channel=chan.channel, call_id=call_id))
             active = self.tracker.call(node, call_id)

@@ -67,11 +67,14 @@ class FakeFacade:
     def queue_snapshot(self) -> dict[str, Any]:
         return {"waiting": 1, "offered": 0, "calls": [{"call_id": "c1", "position": 1}]}
 
-    def active_calls(self) -> list[dict[str, Any]]:
-        return [{"call_id": "c1", "state": "waiting"}]
+    def active_calls(self, *, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        calls = [{"call_id": f"c{i}", "state": "waiting"} for i in range(1, 4)]
+        return calls[offset : offset + limit], len(calls)
 
-    async def call_records(self, *, caller: str | None, limit: int) -> list[dict[str, Any]]:
-        return [{"call_id": "old", "caller": caller, "limit": limit}]
+    async def call_records(
+        self, *, caller: str | None, limit: int, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        return [{"call_id": "old", "caller": caller, "limit": limit, "offset": offset}]
 
     def readiness(self) -> list[ReadyPart]:
         return [
@@ -277,11 +280,30 @@ async def test_queue(client: httpx.AsyncClient) -> None:
 
 async def test_calls(client: httpx.AsyncClient) -> None:
     active = await client.get("/api/v1/calls/active", headers=_auth(SUPERVISOR))
-    assert active.json() == {"calls": [{"call_id": "c1", "state": "waiting"}]}
-    records = await client.get(
-        "/api/v1/calls", params={"caller": "13800000001", "limit": 5}, headers=_auth(SUPERVISOR)
+    assert active.json()["calls"][0] == {"call_id": "c1", "state": "waiting"}
+    assert (active.json()["total"], active.json()["next_offset"]) == (3, None)
+    # paged: follow next_offset until it is null
+    seen: list[str] = []
+    offset: int | None = 0
+    while offset is not None:
+        page = await client.get(
+            "/api/v1/calls/active", params={"limit": 2, "offset": offset}, headers=_auth(SUPERVISOR)
+        )
+        seen += [c["call_id"] for c in page.json()["calls"]]
+        offset = page.json()["next_offset"]
+    assert seen == ["c1", "c2", "c3"]
+    too_big = await client.get(
+        "/api/v1/calls/active", params={"limit": 1001}, headers=_auth(SUPERVISOR)
     )
-    assert records.json() == {"calls": [{"call_id": "old", "caller": "13800000001", "limit": 5}]}
+    assert too_big.status_code == 422
+    records = await client.get(
+        "/api/v1/calls",
+        params={"caller": "13800000001", "limit": 5, "offset": 10},
+        headers=_auth(SUPERVISOR),
+    )
+    assert records.json()["calls"] == [
+        {"call_id": "old", "caller": "13800000001", "limit": 5, "offset": 10}
+    ]
     default = await client.get("/api/v1/calls", headers=_auth(SUPERVISOR))
     assert default.json()["calls"][0]["limit"] == 100
 

@@ -226,9 +226,16 @@ class Store:
         async with self.engine.connect() as conn:
             return [dict(r._mapping) for r in await conn.execute(q)]  # noqa: SLF001 - SQLAlchemy's public row API
 
-    async def calls(self, *, caller: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        """Recent call records, newest first (optionally of one caller)."""
-        q = select(CALL_RECORDS).order_by(CALL_RECORDS.c.started_at.desc()).limit(limit)
+    async def calls(
+        self, *, caller: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        """Recent call records, newest first (optionally of one caller), one page."""
+        q = (
+            select(CALL_RECORDS)
+            .order_by(CALL_RECORDS.c.started_at.desc())
+            .limit(limit)
+            .offset(offset)
+        )
         if caller is not None:
             q = q.where(CALL_RECORDS.c.caller == caller)
         async with self.engine.connect() as conn:
