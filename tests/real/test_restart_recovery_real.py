@@ -31,8 +31,9 @@ from tests.real.daemon_harness import poll as until
 pytestmark = [pytest.mark.realserver, pytest.mark.usefixtures("testbed")]
 
 GENERAL = {"general": 5, "market": 3, "env": 1, "health": 1, "hr": 1, "dialect": 1}
-SEATS = [
-    {"id": f"100{i}", "endpoint": f"Local/100{i}@seats", "skills": GENERAL} for i in range(1, 5)
+SEAT_IDS = [f"100{i}" for i in range(1, 5)]
+SEATS: list[dict[str, Any]] = [
+    {"id": s, "endpoint": f"Local/{s}@seats", "skills": GENERAL} for s in SEAT_IDS
 ]
 WRAPUP_S = 3.0
 QUEUE = {"ring_timeout_s": 5, "wrapup_s": WRAPUP_S, "overflow": [], "sticky_window_s": 0}
@@ -105,11 +106,11 @@ async def test_sigkill_calls_end_during_the_outage(tmp_path: Path) -> None:
         # --- item 3: the seats whose call ended are ready again within one wrap-up
         t0 = time.monotonic()
         for call in ended:
-            seat = seat_of[call]
+            seat_id = seat_of[call]
             await h.wait(
-                lambda s=seat: h.seat_states(s)[-1:] == [("ready", None)],  # type: ignore[misc]
+                lambda s=seat_id: h.seat_states(s)[-1:] == [("ready", None)],  # type: ignore[misc]
                 WRAPUP_S + 3,
-                f"seat {seat} ready again",
+                f"seat {seat_id} ready again",
             )
         assert time.monotonic() - t0 <= WRAPUP_S + 3
         for seat in SEATS:
