@@ -365,6 +365,13 @@ class QueueSettings(BaseModel):
         description="A seat made not-ready because its device was unavailable becomes ready "
         "when the device comes back.",
     )
+    after_restart: Literal["wrap_up", "ready", "not_ready"] = Field(
+        default="wrap_up",
+        description="A seat that was on a call when the daemon stopped, once that call is "
+        "found over at the restart: wrap_up (its wrap-up, then what the agent last chose), "
+        "ready (what the agent last chose, at once) or not_ready (reason restart, until the "
+        "agent acts).",
+    )
     ewt_alpha: float = Field(
         default=0.1, gt=0, le=1, description="EWMA weight of the newest handling time."
     )

@@ -441,7 +441,11 @@ class _Edge:
             "client": _client(scope),
             "token": state.get("principal"),
         }
-        if status >= 500:
+        if path == "/readyz" and method in {"GET", "HEAD"}:
+            # a probe: its 503 is the answer, not an error; the daemon logs each change of
+            # readiness once (readiness_changed), not each of the probes that saw it
+            self.log.debug("http_request", **facts)
+        elif status >= 500:
             self.log.error("http_request", **facts)
         elif method in {"GET", "HEAD"} and status < 400:
             self.log.debug("http_request", **facts)  # probes and dashboards poll often

@@ -53,6 +53,7 @@ from cti.adapters.httpguard import GuardStats
 from cti.adapters.mqtt import Incoming, MqttAdapter
 from cti.adapters.pops import PopPublisher
 from cti.adapters.prompt_check import PromptCheck, configured_prompts, run_check
+from cti.adapters.restart import Heartbeat, load_restart
 from cti.adapters.workorders import build_workorders
 from cti.adapters.workorders.outbox import OutboxDeliverer, outbox_rows
 from cti.core import (
@@ -184,6 +185,15 @@ class Daemon:
         self._prompt_checks: dict[str, PromptCheck] = {}  # check id -> the check running
         self.settings = settings  # HTTP facade: the http section, the API's tokens
         self.store = store  # HTTP facade: call records for GET /api/v1/calls
+        # liveness row + database health (cti/adapters/restart.py)
+        self.heartbeat = Heartbeat(
+            store,
+            [n.name for n in settings.ami.nodes],
+            interval_s=settings.database.heartbeat_s,
+            degraded_after=settings.database.degraded_after_failures,
+            log=structlog.get_logger("cti.store"),
+        )
+        self._readiness_seen: tuple[str, ...] | None = None
 
     async def aclose(self) -> None:
         """Close the HTTP clients (work-order backend, 110 webhook)."""
@@ -195,10 +205,30 @@ class Daemon:
         """What the database remembers, at start-up: the seats' states, and the 110
         transfers of the last 30 days (a push repeated after a restart is still a
         duplicate; an open transfer's feedback goes on from where it stopped)."""
-        self.restore(await self.store.latest_seat_states())
+        await self._load_restart()
         rows = await self.store110.load(time.time() - 30 * 86_400)
         self.core.transfers.restore(rows)
         self._log.info("transfers110_restored", transfers=len(rows))
+
+    async def _load_restart(self) -> None:
+        """Seats and calls from before a restart (cti/recovery.py): the seats' last states
+        (a seat that was on a call comes back on it), and the calls taken whose end was
+        never written — settled when each node's first channel list is in."""
+        now = time.time()
+        state = await load_restart(self.store, [n.name for n in self.settings.ami.nodes], now)
+        saved = await self.store.latest_seat_states()
+        if self.settings.numberplan.queue.after_restart != "not_ready":
+            saved = {k: v for k, v in saved.items() if k not in state.busy}
+        self.restore(saved)
+        self.core.restore_calls(state.taken, state.last_alive)
+        for effect in self.core.restore_busy_seats(state.busy):
+            self._effect(effect)
+        self._log.info(
+            "restart_state_loaded",
+            unfinished_calls=len(state.taken),
+            busy_seats=len(state.busy),
+            last_alive={n: round(t, 3) for n, t in state.last_alive.items()},
+        )
 
     def restore(self, saved: dict[str, tuple[str, str | None, float]]) -> None:
         """Seat states from before a restart (the seat_events table)."""
@@ -213,6 +243,8 @@ class Daemon:
             yield self.ami.run(name), f"adapter.ami[{name}].actions"
         yield self.mqtt.run(), "adapter.mqtt"
         yield self.records.run(), "adapter.store.records"
+        yield self.heartbeat.run(), "adapter.store.heartbeat"
+        yield self._watch_readiness(), "adapter.http.readiness"
         yield self.tickets.run(), "adapter.workorders.outbox"
         yield self.pops.run(), "adapter.pops"
         yield self._save_reports(), "adapter.dispatch110.reports"
@@ -852,13 +884,18 @@ class Daemon:
             )
             for name, client in self.clients.items()
         ]
-        # the daemon only exists once the database opened (run() exits with 4 otherwise)
-        w = self.records
+        # the daemon only exists once the database opened (run() exits with 4 otherwise);
+        # it is degraded after database.degraded_after_failures failed writes in a row
+        w, hb = self.records, self.heartbeat
+        limit = self.settings.database.degraded_after_failures
+        failing = max(w.failing, hb.failing)
         parts.append(
             ReadyPart(
                 name="database",
-                ready=True,
-                detail=f"open; {w.pending} record(s) pending, {w.failures} write failure(s)",
+                ready=failing < limit,
+                detail=("open" if failing < limit else f"degraded: {failing} failed writes")
+                + f"; {w.pending} record(s) pending, {w.failures} write failure(s)"
+                + (f": {hb.last_error}" if hb.last_error else ""),
             )
         )
         parts.append(
@@ -871,6 +908,27 @@ class Daemon:
             )
         )
         return parts
+
+    async def _watch_readiness(self) -> None:
+        """Log each change of /readyz's answer once (not each probe): which parts went
+        down, and when all are back."""
+        while True:
+            parts = self.readiness()
+            down = tuple(p.name for p in parts if p.required and not p.ready)
+            if down != self._readiness_seen:
+                if self._readiness_seen is None:
+                    pass  # the first look, at start-up (AMI still connecting): no change
+                elif down:
+                    self._log.warning(
+                        "readiness_changed",
+                        ready=False,
+                        not_ready=list(down),
+                        detail={p.name: p.detail for p in parts if p.name in down},
+                    )
+                else:
+                    self._log.info("readiness_changed", ready=True, not_ready=[])
+                self._readiness_seen = down
+            await asyncio.sleep(0.25)
 
     def metrics(self) -> list[Metric]:
         def one(name: str, kind: Literal["counter", "gauge"], text: str, v: float) -> Metric:

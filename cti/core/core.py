@@ -38,6 +38,7 @@ from cti.calls.model import (
     CallConnected,
     CallEnded,
     CallNotification,
+    CallState,
     CallSummary,
 )
 from cti.calls.seatnames import seat_namer
@@ -85,6 +86,7 @@ from cti.events import (
     ChannelSnapshot,
     ConnectionEvent,
     CoreShowChannel,
+    CoreShowChannelsComplete,
     DeviceStateChange,
     DialBegin,
     Hangup,
@@ -93,6 +95,7 @@ from cti.events import (
     OriginateResponse,
 )
 from cti.numberplan import EscalationMode, Line, NumberPlan
+from cti.recovery import TakenCall, reconstruct
 from cti.routing import commands as rc
 from cti.routing.dispatcher import Dispatcher, IncomingCall
 from cti.seats.commands import (
@@ -109,7 +112,7 @@ from cti.seats.commands import (
     WrapupDone,
     WrapupExtend,
 )
-from cti.seats.model import Reason, SeatStatus
+from cti.seats.model import Pending, Reason, SeatStatus
 from cti.workorders.model import Origin, OutboxOp, TicketCallFacts, TicketDraft
 
 __all__ = ["Core", "call_event", "ticket_origin"]
@@ -179,6 +182,12 @@ class Core:
         self._virtual: dict[str, tuple[str, str]] = {}
         self._virtual_cb: dict[str, str] = {}
         self._messages: dict[str, str] = {}  # call id -> a message left while waiting
+        # after a restart (cti/recovery.py): the calls taken before it, by node, until the
+        # node's first channel list; the daemon's last sign of life per node
+        self._restart_calls: dict[str, dict[str, TakenCall]] = {}
+        self._restart_call_node: dict[str, str] = {}  # linkedid -> node
+        self._last_alive: dict[str, float] = {}
+        self._listed: set[str] = set()  # nodes whose first channel list is complete
 
     # ------------------------------------------------------------------ API
 
@@ -212,6 +221,66 @@ class Core:
         self._route(self.dispatcher.restore_seats(saved, now), out)
         return out
 
+    def restore_calls(self, taken: list[TakenCall], last_alive: dict[str, float]) -> None:
+        """The calls taken before a restart whose end was never written, and when the
+        daemon was last known alive per node: settled at each node's first channel list."""
+        for call in taken:
+            self._restart_calls.setdefault(call.node, {})[call.linkedid] = call
+            self._restart_call_node[call.linkedid] = call.node
+        self._last_alive.update(last_alive)
+
+    def restore_busy_seats(
+        self, busy: dict[str, tuple[str, str | None, float, str, Pending | None]]
+    ) -> list[Effect]:
+        """Seats that were on a call at the stop (see `Dispatcher.restore_busy_seats`)."""
+        out: list[Effect] = []
+        self._route(self.dispatcher.restore_busy_seats(busy), out)
+        return out
+
+    def _recover(self, node: str, at: float, out: list[Effect]) -> None:
+        """The node's first channel list after the start is in: every call taken before the
+        restart is either still up (followed from now on: its end writes its ticket's facts)
+        or ended during the outage (its record and facts reconstructed); every seat restored
+        on a call goes on accordingly."""
+        since = self._last_alive.get(node, at)
+        for linkedid, call in self._restart_calls.pop(node, {}).items():
+            if self.tracker.call(node, linkedid) is not None:
+                self._tickets.add(linkedid)
+                self._drafts.setdefault(linkedid, call.draft)
+                continue
+            summary, facts = reconstruct(
+                call,
+                ended_after=min(since, at),
+                ended_before=at,
+                recording=self._recording.format(call_id=linkedid),
+            )
+            self.counts["reconstructed"] += 1
+            self._log.info(
+                "call_reconstructed",
+                linkedid=linkedid,
+                node=node,
+                seat=summary.answered_by,
+                ended_after=facts.ended_at,
+                ended_before=facts.ended_before,
+            )
+            missed = summary.answered_by is None and bool(summary.caller)
+            ops = (OutboxOp.update(facts),)
+            out.append(StoreCall(summary=summary, ticket_ops=ops, missed=missed))
+            body = summary.to_json()
+            del body["call_id"]
+            out.append(
+                call_event(
+                    "ended", linkedid, reconstructed=True, ended_before=facts.ended_before, **body
+                )
+            )
+        for seat_id, call_id in self.dispatcher.resuming().items():
+            owner = self._restart_call_node.get(call_id, node)
+            if owner != node:
+                continue
+            active = self.tracker.call(node, call_id)
+            talking = active is not None and active.state is CallState.TALKING
+            self._route(self.dispatcher.resume_seat(seat_id, talking=talking, now=at), out)
+
     def next_deadline(self) -> float:
         """When :meth:`handle` wants the next :class:`Tick` at the latest."""
         due = self.dispatcher.next_deadline()
@@ -241,6 +310,9 @@ class Core:
         ):
             self._escalation_event_in(ev, out)
         self._notes(notes, out)
+        if isinstance(ev, CoreShowChannelsComplete) and ev.node not in self._listed:
+            self._listed.add(ev.node)
+            self._recover(ev.node, ev.time, out)
 
     def _notes(self, notes: list[CallNotification], out: list[Effect]) -> None:
         for note in notes:
@@ -1066,7 +1138,11 @@ class Core:
                     StoreSeatState(
                         seat_id=st.seat_id,
                         status=str(st.status),
-                        reason=_str(st.reason),
+                        reason=_str(
+                            st.pending.reason
+                            if c.cause == "pending_not_ready" and st.pending is not None
+                            else st.reason
+                        ),
                         previous=c.previous,
                         cause=c.cause,
                         call_id=st.call_id,

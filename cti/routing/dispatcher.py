@@ -61,6 +61,7 @@ from cti.seats.model import (
     Logout,
     OfferCancelled,
     OfferFailed,
+    Pending,
     Reason,
     Reserve,
     Ring,
@@ -80,6 +81,7 @@ __all__ = ["RING_TIMER", "Dispatcher", "IncomingCall"]
 RING_TIMER: Final = "ring"
 OVERFLOW_TIMER: Final = "overflow"
 MAX_POSITION_MARKS: Final = 16  # per call, in the pop's queue-position history
+_BUSY: Final = frozenset({"reserved", "ringing", "talking", "wrap_up"})
 _STAFFED: Final = frozenset(
     {
         SeatStatus.READY,
@@ -172,6 +174,10 @@ class Dispatcher:
         self._timer_seq = 0
         self._dirty = True
         self.stats: Counter[str] = Counter()
+        # after a restart: seats restored on a call (seat -> call) until the first channel
+        # list says whether it is up; then the calls still talked (call -> seat)
+        self._resuming: dict[str, str] = {}
+        self._restored_talks: dict[str, str] = {}
 
     # ================================================================ calls
 
@@ -302,6 +308,10 @@ class Dispatcher:
             self._wrapups[talk.seat_id] = talk
             self._apply(talk.seat_id, Hangup(call_id=call_id), now, out)
             self._route_seat(talk.seat_id, now, out)  # ready at once when wrapup_s is 0
+        elif call_id in self._restored_talks:  # talked before a restart, ended after it
+            seat_id = self._restored_talks.pop(call_id)
+            self._apply(seat_id, Hangup(call_id=call_id), now, out)
+            self._route_seat(seat_id, now, out)
         else:
             self.stats["hangup_unknown_call"] += 1
         return out
@@ -407,6 +417,79 @@ class Dispatcher:
             self._sync_ready(restored)
             self._dirty = True
             out.append(PublishSeatState(state=restored, previous=status, cause="restart"))
+        return out
+
+    # ================================================================ restart (cti/recovery.py)
+
+    def restore_busy_seats(
+        self, busy: dict[str, tuple[str, str | None, float, str, Pending | None]]
+    ) -> list[Command]:
+        """Seats that were on a call when the daemon stopped: `seat -> (status, reason,
+        since, call_id, pending)` from the stored state changes. Unless
+        `numberplan.queue.after_restart` is `not_ready` (then :meth:`restore_seats` made
+        them not ready, reason `restart`), each comes back in its status, on its call, until
+        :meth:`resume_seat` says whether that call is still up. Returns the publications."""
+        out: list[Command] = []
+        if self.plan.queue.after_restart == "not_ready":
+            return out
+        for seat_id, (status, _reason, since, call_id, pending) in busy.items():
+            state = self.seats.get(seat_id)
+            if state is None or status not in _BUSY:
+                continue
+            was = SeatStatus(status)
+            restored = replace(
+                state,
+                status=was,
+                since=since,
+                reason=None,
+                call_id=call_id,
+                pending=pending,
+                ready_since=None,
+                wrapup_started=since if was is SeatStatus.WRAP_UP else None,
+                wrapup_until=since + self.plan.queue.wrapup_s
+                if was is SeatStatus.WRAP_UP
+                else None,
+            )
+            self.seats.restore(restored)
+            self._sync_ready(restored)
+            self._resuming[seat_id] = call_id
+            self._dirty = True
+            out.append(PublishSeatState(state=restored, previous=status, cause="restart"))
+        return out
+
+    def resuming(self) -> dict[str, str]:
+        """Seats restored on a call not yet looked at: `seat -> call_id` (a copy)."""
+        return dict(self._resuming)
+
+    def resume_seat(self, seat_id: str, *, talking: bool, now: float) -> list[Command]:
+        """The restart's first channel list is in: the call `seat_id` was restored on is
+        still being talked (`talking`: the seat stays on it; the call's end brings its
+        wrap-up) or is over for the seat (it goes on as if the call had just ended: wrap-up
+        unless `after_restart` is `ready`, then what the agent last chose)."""
+        call_id = self._resuming.pop(seat_id, None)
+        state = self.seats.get(seat_id)
+        out: list[Command] = []
+        if call_id is None or state is None or state.call_id != call_id:
+            return out
+        if talking and state.status is SeatStatus.TALKING:
+            self._restored_talks[call_id] = seat_id
+            return out
+        skip_wrapup = self.plan.queue.after_restart == "ready"
+        if state.status is SeatStatus.TALKING:
+            self._apply(seat_id, Hangup(call_id=call_id), now, out)
+        elif state.status in (SeatStatus.RESERVED, SeatStatus.RINGING):
+            self._apply(seat_id, OfferCancelled(call_id=call_id), now, out)
+        elif state.status is SeatStatus.WRAP_UP and not skip_wrapup:
+            until = state.wrapup_until if state.wrapup_until is not None else now
+            if until > now:
+                self._schedule(WRAPUP_TIMER, seat_id, until, out)
+            else:
+                self._apply(seat_id, WrapupTimerExpired(deadline=until), now, out)
+        current = self.seats.get(seat_id)
+        if skip_wrapup and current is not None and current.status is SeatStatus.WRAP_UP:
+            self._apply(seat_id, WrapupDone(), now, out)
+        self.stats["seat_resumed_after_restart"] += 1
+        self._route_seat(seat_id, now, out)
         return out
 
     def seat_for_device(self, device: str) -> str | None:

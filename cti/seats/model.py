@@ -68,8 +68,8 @@ class Reason(enum.StrEnum):
     CALLBACK = "callback"
     """Calling a citizen back from the missed-call list (漏接电话回拨)."""
     RESTART = "restart"
-    """The daemon restarted while the seat was on a call: not offered calls until the agent
-    says ready (the call may still be going on, and the daemon has lost its history)."""
+    """With ``numberplan.queue.after_restart: not_ready``: the daemon restarted while the seat
+    was on a call; not offered calls until the agent says ready."""
 
 
 AGENT_REASONS: Final = frozenset(

@@ -158,6 +158,10 @@ class TicketCallFacts:
     recording: str | None = None
     transfers: tuple[TicketTransfer, ...] = ()
     external_ref: str | None = None  # the 110 transfer this call turned out to be
+    # the call ended while the daemon was down: rebuilt at the restart from what was stored;
+    # it ended between ended_at and ended_before (docs/workorders.md, "After a restart")
+    reconstructed: bool = False
+    ended_before: float | None = None
 
     @classmethod
     def from_summary(
@@ -183,7 +187,7 @@ class TicketCallFacts:
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "call_id": self.call_id,
             "seat": self.seat,
             "wait_s": self.wait_s,
@@ -194,6 +198,10 @@ class TicketCallFacts:
             "transfers": [t.to_json() for t in self.transfers],
             "external_ref": self.external_ref,
         }
+        if self.reconstructed:  # only then: the facts of every other call keep their shape
+            out["reconstructed"] = True
+            out["ended_before"] = self.ended_before
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Self:
@@ -207,7 +215,13 @@ class TicketCallFacts:
             recording=data.get("recording"),
             transfers=tuple(TicketTransfer.from_json(t) for t in data.get("transfers", ())),
             external_ref=data.get("external_ref"),
+            reconstructed=data.get("reconstructed") is True,
+            ended_before=_float_or_none(data.get("ended_before")),
         )
+
+
+def _float_or_none(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

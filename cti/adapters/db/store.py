@@ -270,6 +270,7 @@ class RecordWriter:
         self.written = 0
         self.dropped = 0
         self.failures = 0
+        self.failing = 0  # failed batches in a row (0 after a success): /readyz
 
     @property
     def pending(self) -> int:
@@ -349,6 +350,7 @@ class RecordWriter:
             except (SQLAlchemyError, OSError) as exc:
                 self._give_back(rows)
                 self.failures += 1
+                self.failing += 1
                 delay = backoff_delay(attempt, 0.2, 10.0, rng)
                 attempt += 1
                 self._log.error(
@@ -360,6 +362,7 @@ class RecordWriter:
                 await asyncio.sleep(delay)
                 continue
             attempt = 0
+            self.failing = 0
             self.written += len(rows)
             if self._on_commit is not None:
                 self._on_commit()
