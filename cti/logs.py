@@ -66,16 +66,24 @@ _EXEMPT_KEYS: Final = frozenset(
     }
 )
 
-# A run of 7+ ASCII digits, optionally after '+', that is not part of a longer token:
-# not next to a letter or digit, and not either side of a decimal point, so an Asterisk
-# uniqueid like 1732665600.42 (a 10-digit epoch) stays whole. ASCII classes on purpose:
-# `\w` would match Chinese characters and spare "来电13800138000".
-_LONG_NUMBER: Final = re.compile(
-    r"(?<![0-9A-Za-z+])(?<![0-9]\.)(\+?)([0-9]{7,})(?![0-9A-Za-z])(?!\.[0-9])"
+# What is masked in any text: a run of 7+ ASCII digits, optionally after '+', or a number
+# written in groups joined by one space or dash (138 0013 8000, +86 138-0013-8000,
+# 400-810-1234: a group of 1-4 digits, then groups of 3-4). Neither may be part of a
+# longer token: not next to a letter or digit, and not either side of a decimal point,
+# so an Asterisk uniqueid like 1732665600.42 (a 10-digit epoch) stays whole. A ticket
+# number (12345-20261127-000042: line, date, sequence) is matched first and kept: it is a
+# case's id. Dates (2026-11-27) have 2-digit groups, so they are no grouped number.
+# ASCII classes on purpose: `\w` would match Chinese characters and spare "来电13800138000".
+_NUMBER: Final = re.compile(
+    r"(?<![0-9A-Za-z+])(?<![0-9]\.)"
+    r"(?:(?P<ticket>[0-9]{3,6}-[0-9]{8}-[0-9]{3,})"
+    r"|(?P<plus>\+?)(?P<digits>[0-9]{1,4}(?:[ -][0-9]{3,4})+|[0-9]{7,}))"
+    r"(?![0-9A-Za-z])(?!\.[0-9])"
 )
-# In a phone field, any run of 6+ digits is a number; 3-5 digits are service lines
-# (110, 12345, 12315) or seat extensions, which are not personal data.
-_FIELD_NUMBER: Final = re.compile(r"(?<![0-9])(\+?)([0-9]{6,})(?![0-9])")
+# In a phone field, any run of 6+ digits (spaces and dashes allowed) is a number; 3-5
+# digits are service lines (110, 12345, 12315) or seat extensions, not personal data.
+_FIELD_NUMBER: Final = re.compile(r"(?<![0-9])(?<![0-9][ -])(\+?)([0-9]+(?:[ -][0-9]+)*)(?![0-9])")
+_SEPARATOR: Final = re.compile(r"[ -]")
 
 
 def _mask_digits(plus: str, digits: str) -> str:
@@ -92,9 +100,21 @@ def _mask_digits(plus: str, digits: str) -> str:
     return plus + digits[:keep_head] + "*" * hidden + digits[len(digits) - keep_tail :]
 
 
-def _replace_long(match: re.Match[str]) -> str:
-    plus, digits = match.group(1), match.group(2)
-    start = match.start()
+def _mask_grouped(plus: str, run: str) -> str:
+    """Mask the digits of *run* as one number, its spaces and dashes where they were."""
+    masked = iter(_mask_digits(plus, _SEPARATOR.sub("", run))[len(plus) :])
+    return plus + "".join(c if c in " -" else next(masked) for c in run)
+
+
+def _replace_number(match: re.Match[str]) -> str:
+    if match.group("ticket"):
+        return match.group(0)
+    plus, digits = match.group("plus"), match.group("digits")
+    if _SEPARATOR.search(digits):
+        if len(_SEPARATOR.sub("", digits)) < 7:  # 12 345: a count, a service line
+            return match.group(0)
+        return _mask_grouped(plus, digits)
+    start = match.start("digits")
     # The 8-digit suffix of an Asterisk channel name (PJSIP/trunk-00000012) is no phone
     # number; a Chinese subscriber number never starts with 0 after a '-'.
     if (
@@ -109,19 +129,23 @@ def _replace_long(match: re.Match[str]) -> str:
 
 
 def _replace_field(match: re.Match[str]) -> str:
-    return _mask_digits(match.group(1), match.group(2))
+    plus, run = match.group(1), match.group(2)
+    if len(_SEPARATOR.sub("", run)) < 6:
+        return match.group(0)
+    return _mask_grouped(plus, run)
 
 
 def mask_text(text: str, *, phone_field: bool = False) -> str:
-    """Mask the phone numbers in *text*.
+    """Mask the phone numbers in *text*, also when written in groups.
 
-    ``13800138000`` -> ``138****8000``, ``7461234`` -> ``746**34``. With *phone_field*
-    (the value of a key like ``caller``), 6-digit numbers are masked too (``****56``).
-    Numbers of 3-5 digits (110, 12345) are never masked.
+    ``13800138000`` -> ``138****8000``, ``138 0013 8000`` -> ``138 **** 8000``,
+    ``7461234`` -> ``746**34``. With *phone_field* (the value of a key like ``caller``),
+    6-digit numbers are masked too (``****56``). Numbers of 3-5 digits (110, 12345),
+    dates and ticket numbers (``12345-20261127-000042``) are never masked.
     """
     if phone_field:
         return _FIELD_NUMBER.sub(_replace_field, text)
-    return _LONG_NUMBER.sub(_replace_long, text)
+    return _NUMBER.sub(_replace_number, text)
 
 
 def _mask_value(key: str, value: Any) -> Any:
@@ -138,7 +162,17 @@ def _mask_value(key: str, value: Any) -> Any:
         return {k: _mask_value(str(k), v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return type(value)(_mask_value(key, item) for item in value)
-    return value
+    return _mask_repr(value, phone_field=phone_field)
+
+
+def _mask_repr(value: Any, *, phone_field: bool) -> Any:
+    """Anything else (the bytes of a payload, a dataclass, a set) is rendered by its repr:
+    mask that, and hand over the masked text only when it hides something."""
+    if value is None or isinstance(value, int | float):
+        return value
+    shown = repr(value)
+    masked = mask_text(shown, phone_field=phone_field)
+    return value if masked == shown else masked
 
 
 def mask_phone_numbers(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:

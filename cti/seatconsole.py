@@ -21,6 +21,7 @@ from typing import Any, Final, TextIO
 
 import aiomqtt
 
+from cti.jsonin import JsonRefused, load_json
 from cti.settings import MqttSettings
 
 __all__ = ["parse_line", "render", "seat_console"]
@@ -31,6 +32,7 @@ USAGE = (
 )
 
 BROKER_REFUSED: Final = 3  # exit status: the broker is unreachable or refused the login
+MAX_SHOWN_BYTES: Final = 64 * 1024  # a message to show is parsed up to this size
 
 
 def _no_args(cmd: str) -> Any:
@@ -125,9 +127,9 @@ async def _show(client: aiomqtt.Client, say: Any) -> None:
         kind = msg.topic.value.rsplit("/", 1)[-1]
         raw = msg.payload if isinstance(msg.payload, bytes) else b""
         try:
-            body = json.loads(raw)
-        except ValueError:
-            body = raw
+            body = load_json(raw, max_bytes=MAX_SHOWN_BYTES)
+        except JsonRefused:
+            body = raw[:MAX_SHOWN_BYTES]
         say(render(kind, body))
 
 

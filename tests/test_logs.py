@@ -218,3 +218,48 @@ def test_reconfigure_replaces_the_stdlib_handler() -> None:
     logging.getLogger("aiomqtt").error("boom")
     assert first.getvalue() == ""
     assert len(lines(second)) == 1
+
+
+# --------------------------------------------------------------------------- grouped numbers
+
+
+def test_numbers_written_in_groups_are_masked() -> None:
+    # the forms docs/dispatch110.md allows for a caller (issue 16 item 5)
+    assert mask_text("138 0013 8000") == "138 **** 8000"
+    assert mask_text("138-0013-8000") == "138-****-8000"
+    assert mask_text("+86 138 0013 8000") == "+86 138 **** 8000"
+    assert mask_text("400-810-1234") == "400-***-**34"
+    assert mask_text("0746 1234 5678") == "074* **** 5678"
+    assert mask(note="来电138 0013 8000咨询")["note"] == "来电138 **** 8000咨询"
+    # next to an id or a count, the number is still found
+    assert mask_text("138 0013 8000 1733212345.12") == "138 **** 8000 1733212345.12"
+    assert mask_text("from 138-0013-8000 2 times") == "from 138-****-8000 2 times"
+
+
+def test_grouped_numbers_in_any_field_and_in_phone_fields() -> None:
+    assert mask(summary="回电 138 0013 8000", caller="138-0013-8000") == {
+        "summary": "回电 138 **** 8000",
+        "caller": "138-****-8000",
+    }
+    assert mask(caller="12 34 56")["caller"] == "** ** 56"
+    assert mask(caller="123 45")["caller"] == "123 45"  # 5 digits: a service line
+
+
+def test_ids_dates_and_tickets_are_not_grouped_numbers() -> None:
+    for text in (
+        "12345-20261127-000042",  # a ticket number
+        "ticket 12345-20261127-000042 opened",
+        "2026-11-27 10:00:00",
+        "2026-11-27T10:00:00+08:00",
+        "J2026112700042",  # 110's incident number
+        "1733212345.12 1733212345.13",
+        "SIP/1001-00000012",
+        "12 345",
+        "queue 3 of 12",
+    ):
+        assert mask_text(text) == text, text
+
+
+def test_other_values_are_masked_in_their_repr() -> None:
+    out = mask(payload=b'{"caller": "13800138000"}', seats={"1001"}, n=None)
+    assert out == {"payload": 'b\'{"caller": "138****8000"}\'', "seats": {"1001"}, "n": None}

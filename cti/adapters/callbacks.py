@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cti.adapters.db.store import METADATA, Store
-from cti.adapters.http import API_PREFIX, ApiError, require_scope
+from cti.adapters.http import API_PREFIX, ApiError, JsonRoute, error_responses, require_scope
 from cti.calls.model import CallSummary
 
 __all__ = [
@@ -138,7 +138,12 @@ _CALL_ID = Annotated[
 
 def callbacks_router(daemon: CallbackHandler) -> APIRouter:
     """GET /api/v1/callbacks (scope calls), POST /api/v1/callbacks/{call_id}/call (seats)."""
-    api = APIRouter(prefix=f"{API_PREFIX}/callbacks", tags=["callbacks"])
+    api = APIRouter(
+        prefix=f"{API_PREFIX}/callbacks",
+        tags=["callbacks"],
+        route_class=JsonRoute,
+        responses=error_responses(401, 403, 422),
+    )
 
     @api.get(
         "",
@@ -160,6 +165,7 @@ def callbacks_router(daemon: CallbackHandler) -> APIRouter:
         "invalid.",
         status_code=202,
         dependencies=[Depends(require_scope("seats"))],
+        responses=error_responses(404, 409, 413),
     )
     async def call(call_id: _CALL_ID, body: CallbackCommand) -> JSONResponse:
         status, payload = await daemon.call_back(call_id, body.seat)

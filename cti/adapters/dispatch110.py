@@ -12,7 +12,6 @@ event id as idempotency key.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -41,10 +40,18 @@ from sqlalchemy.exc import SQLAlchemyError
 from cti import __version__
 from cti.adapters.backoff import backoff_delay
 from cti.adapters.db.store import METADATA, Store
-from cti.adapters.http import API_PREFIX, ApiError, error_envelope, require_scope
+from cti.adapters.http import (
+    API_PREFIX,
+    ApiError,
+    JsonRoute,
+    error_envelope,
+    error_responses,
+    require_scope,
+)
 from cti.adapters.workorders.outbox import write_ops
 from cti.core.messages import Reply110, Report110
 from cti.dispatch110 import Transfer110, TransferMode
+from cti.jsonin import JsonRefused, load_json
 from cti.settings import Dispatch110FeedbackSettings
 from cti.workorders.model import OutboxOp
 
@@ -111,12 +118,10 @@ class TransferPush(BaseModel):
 
 def parse_push(payload: bytes) -> TransferPush | dict[str, Any]:
     """A push from MQTT, or the error reply (same codes and `fields` as the HTTP 422)."""
-    if len(payload) > MAX_PUSH_BYTES:
-        return error_envelope("too_large", f"over {MAX_PUSH_BYTES} bytes")
     try:
-        data = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return error_envelope("bad_json", f"not UTF-8 JSON: {exc}")
+        data = load_json(payload, max_bytes=MAX_PUSH_BYTES)
+    except JsonRefused as exc:
+        return error_envelope(exc.code, exc.message)
     request_id = data.get("request_id") if isinstance(data, dict) else None
     try:
         return TransferPush.model_validate(data)
@@ -409,7 +414,12 @@ _TRANSFER_ID = Annotated[
 def transfers_router(daemon: PushHandler) -> APIRouter:
     """POST /api/v1/transfers/110 and GET /api/v1/transfers/110/{id} (scope transfers110)."""
     scope = Depends(require_scope("transfers110"))
-    api = APIRouter(prefix=f"{API_PREFIX}/transfers/110", tags=["110"])
+    api = APIRouter(
+        prefix=f"{API_PREFIX}/transfers/110",
+        tags=["110"],
+        route_class=JsonRoute,
+        responses=error_responses(401, 403),
+    )
 
     @api.post(
         "",
@@ -419,7 +429,7 @@ def transfers_router(daemon: PushHandler) -> APIRouter:
         "invalid (error.fields has the paths); 401/403 token. docs/dispatch110.md.",
         status_code=202,
         dependencies=[scope],
-        responses={200: {"description": "duplicate"}, 409: {"description": "conflict"}},
+        responses={200: {"description": "duplicate"}, **error_responses(409, 413, 422)},
     )
     async def push(body: TransferPush) -> JSONResponse:
         reply = await daemon.push110(body)
@@ -430,6 +440,7 @@ def transfers_router(daemon: PushHandler) -> APIRouter:
         "/{transfer_id}",
         summary="A transfer's current status (scope: transfers110)",
         dependencies=[scope],
+        responses=error_responses(404, 422),
     )
     async def status(transfer_id: _TRANSFER_ID) -> dict[str, Any]:
         got = await daemon.transfer110_status(transfer_id)

@@ -30,7 +30,7 @@ import hmac
 import math
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal, Protocol
 
@@ -39,27 +39,32 @@ import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
-from pydantic import Field, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cti import __version__
 from cti.adapters.backoff import backoff_delay
 from cti.adapters.httpguard import GuardStats, guarded_protocol
+from cti.jsonin import JsonRefused, load_json
 from cti.seats.commands import SeatCommand
 from cti.settings import HttpScope, HttpSettings, HttpToken
 
 __all__ = [
     "ApiError",
     "ApiFacade",
+    "ErrorReply",
+    "JsonRoute",
     "Metric",
     "Principal",
     "ReadyPart",
     "TokenAuth",
     "build_api",
     "error_envelope",
+    "error_responses",
     "render_metrics",
     "require_scope",
     "serve_http",
@@ -176,6 +181,40 @@ def error_envelope(
     }
 
 
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Machine-readable: unauthorized, forbidden, bad_json, …")
+    message: str
+    fields: list[str] = Field(description="`path: message` of each invalid field.")
+
+
+class ErrorReply(BaseModel):
+    """The error envelope, for the OpenAPI document (the body of every 4xx and 5xx)."""
+
+    ok: Literal[False]
+    request_id: str | None
+    error: ErrorDetail
+
+
+_ERROR_DESCRIPTIONS: Final[Mapping[int, str]] = {
+    401: "`unauthorized`: no bearer token, or not a configured one",
+    403: "`forbidden`: the token lacks this endpoint's scope",
+    404: "`not_found` / `unknown_seat`: no such thing",
+    409: "`rejected` / `conflict` / `no_call`: not possible in the current state",
+    413: "`too_large`: the body is over the limit (http.max_body_bytes, or the endpoint's)",
+    422: "`bad_json` (not UTF-8 JSON, nested deeper than 32 levels, a number of more than "
+    "40 digits) or `invalid_request` / `invalid_command` (error.fields has the paths)",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for the error statuses an endpoint can answer, each with the
+    :class:`ErrorReply` body, so clients generated from the document know them."""
+    return {
+        status: {"model": ErrorReply, "description": _ERROR_DESCRIPTIONS[status]}
+        for status in statuses
+    }
+
+
 def _error_response(err: ApiError) -> JSONResponse:
     return JSONResponse(
         error_envelope(err.code, err.message, err.fields),
@@ -189,6 +228,52 @@ _HTTP_CODES: Final[Mapping[int, str]] = {
     405: "method_not_allowed",
     413: "too_large",
 }
+
+
+# --------------------------------------------------------------------------- JSON bodies
+
+# Bodies are already cut at http.max_body_bytes (at most 1 MiB) by _Edge; this is a fence.
+_MAX_JSON_BODY: Final = 1024 * 1024
+
+
+class _ParsedRequest(Request):
+    """A request whose JSON body was parsed by :func:`~cti.jsonin.load_json` already."""
+
+    parsed: Any = None
+
+    async def json(self) -> Any:
+        if self.parsed is None:
+            self.parsed = load_json(await self.body(), max_bytes=_MAX_JSON_BODY)
+        return self.parsed
+
+
+class JsonRoute(APIRoute):
+    """A route whose JSON body FastAPI validates goes through the hardened loader first.
+
+    FastAPI parses a body with Starlette's bare ``json.loads`` and turns every error but
+    ``JSONDecodeError`` (invalid UTF-8, a 5,000-digit integer, deep nesting) into
+    ``400 http_error``. Here the body is parsed by :func:`~cti.jsonin.load_json`: what it
+    refuses is ``422 bad_json`` (``413 too_large``) with the reason, like on MQTT.
+    Routers that take a body use it: ``APIRouter(route_class=JsonRoute)``.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if self.body_field is None:  # no body, or the endpoint reads the raw bytes itself
+            return handler
+
+        async def parse_first(request: Request) -> Response:
+            parsed = _ParsedRequest(request.scope, request.receive)
+            body = await parsed.body()
+            if body:
+                try:
+                    parsed.parsed = load_json(body, max_bytes=_MAX_JSON_BODY)
+                except JsonRefused as exc:
+                    status = 413 if exc.code == "too_large" else 422
+                    return JSONResponse(error_envelope(exc.code, exc.message), status_code=status)
+            return await handler(parsed)
+
+        return parse_first
 
 
 # --------------------------------------------------------------------------- auth
@@ -510,13 +595,18 @@ def build_api(
 
 def _api_router(facade: ApiFacade, log: Any) -> APIRouter:
     seats_scope = Depends(require_scope("seats"))
-    api = APIRouter(prefix=API_PREFIX)
+    api = APIRouter(prefix=API_PREFIX, route_class=JsonRoute, responses=error_responses(401, 403))
 
     @api.get("/seats", summary="Every seat's state (scope: seats)", dependencies=[seats_scope])
     async def seats() -> dict[str, Any]:
         return {"seats": facade.seat_states()}
 
-    @api.get("/seats/{seat}", summary="One seat's state (scope: seats)", dependencies=[seats_scope])
+    @api.get(
+        "/seats/{seat}",
+        summary="One seat's state (scope: seats)",
+        dependencies=[seats_scope],
+        responses=error_responses(404, 422),
+    )
     async def seat(seat: _SEAT_ID) -> dict[str, Any]:
         state = facade.seat_state(seat)
         if state is None:
@@ -528,6 +618,7 @@ def _api_router(facade: ApiFacade, log: Any) -> APIRouter:
         summary="An agent command, as on MQTT cti/seats/{seat}/cmd (scope: seats)",
         description="200 with the reply; 422 invalid command (error.fields has the paths), "
         "404 unknown seat, 409 impossible in the seat's state, 413 too large.",
+        responses=error_responses(404, 409, 413, 422),
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -571,6 +662,7 @@ def _api_router(facade: ApiFacade, log: Any) -> APIRouter:
         f"is null (`limit` at most {MAX_PAGE}). A call that ends between two pages shifts "
         "the rest by one, so a page may repeat or skip one call.",
         dependencies=[calls_scope],
+        responses=error_responses(422),
     )
     async def calls_active(
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")] = 100,
@@ -589,7 +681,10 @@ def _api_router(facade: ApiFacade, log: Any) -> APIRouter:
         }
 
     @api.get(
-        "/calls", summary="Call records, newest first (scope: calls)", dependencies=[calls_scope]
+        "/calls",
+        summary="Call records, newest first (scope: calls)",
+        dependencies=[calls_scope],
+        responses=error_responses(422),
     )
     async def calls(
         caller: Annotated[str | None, Query(max_length=64, description="Caller number.")] = None,
@@ -637,6 +732,7 @@ def _add_probes(app: FastAPI, facade: ApiFacade, settings: HttpSettings) -> None
         summary="Prometheus metrics" + ("" if settings.metrics_public else " (scope: stats)"),
         response_class=Response,
         dependencies=[] if settings.metrics_public else [Depends(require_scope("stats"))],
+        responses={} if settings.metrics_public else error_responses(401, 403),
     )
 
 

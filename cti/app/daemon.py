@@ -799,21 +799,27 @@ class Daemon:
         """Pushes on cti/110/transfers, one at a time; the reply on cti/110/transfers/reply."""
         while True:
             payload = await self._pushes.get()
-            parsed = parse_push(payload)
-            if isinstance(parsed, dict):
-                self._log.warning("push110_invalid", via="mqtt", error=parsed["error"]["message"])
-                self.mqtt.publish("110/transfers/reply", parsed)
-                continue
             try:
-                reply = await self.push110(parsed)
-            except Exception as exc:  # noqa: BLE001 - not stored: say so, 110 pushes again
-                self._log.exception("push110_failed", transfer_id=parsed.transfer_id)
-                self.mqtt.publish(
-                    "110/transfers/reply",
-                    error_envelope("internal", repr(exc), request_id=parsed.request_id),
-                )
-                continue
-            self.mqtt.publish("110/transfers/reply", reply_json(reply)[1])
+                await self._mqtt_push(payload)
+            except Exception:  # noqa: BLE001 - one bad push costs that push, never the loop
+                self._log.exception("push110_message_failed", via="mqtt", size=len(payload))
+
+    async def _mqtt_push(self, payload: bytes) -> None:
+        parsed = parse_push(payload)
+        if isinstance(parsed, dict):
+            self._log.warning("push110_invalid", via="mqtt", error=parsed["error"]["message"])
+            self.mqtt.publish("110/transfers/reply", parsed)
+            return
+        try:
+            reply = await self.push110(parsed)
+        except Exception as exc:  # noqa: BLE001 - not stored: say so, 110 pushes again
+            self._log.exception("push110_failed", transfer_id=parsed.transfer_id)
+            self.mqtt.publish(
+                "110/transfers/reply",
+                error_envelope("internal", repr(exc), request_id=parsed.request_id),
+            )
+            return
+        self.mqtt.publish("110/transfers/reply", reply_json(reply)[1])
 
     def seat_command(self, seat: str, payload: bytes) -> dict[str, Any]:
         """An agent command from HTTP: fed to the core like an MQTT one (same parser,

@@ -94,7 +94,7 @@ from cti.events import (
     Newexten,
     OriginateResponse,
 )
-from cti.numberplan import EscalationMode, Line, NumberPlan
+from cti.numberplan import EscalationMode, Line, NumberPlan, number_key
 from cti.recovery import TakenCall, reconstruct
 from cti.routing import commands as rc
 from cti.routing.dispatcher import Dispatcher, IncomingCall
@@ -692,7 +692,7 @@ class Core:
             "transfer110_pushed",
             transfer_id=t.transfer_id,
             mode=t.mode.value,
-            caller=t.caller,
+            caller=number_key(t.caller),  # 138 0013 8000 -> 13800138000, which is masked
             result=outcome.result,
             linkedid=outcome.matched_call,
         )

@@ -25,12 +25,12 @@ Every command may carry `request_id` (string, ≤ 64), echoed in the reply.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from cti.jsonin import JsonRefused, load_json
 from cti.seats.model import AGENT_REASONS, Reason
 
 __all__ = [
@@ -160,12 +160,10 @@ def _path(loc: tuple[int | str, ...], tag: object) -> tuple[int | str, ...]:
 
 def parse_seat_command(payload: bytes) -> SeatCommand | CommandError:
     """Validate one command payload. Never raises."""
-    if len(payload) > MAX_COMMAND_BYTES:
-        return CommandError(code="too_large", message=f"over {MAX_COMMAND_BYTES} bytes")
     try:
-        data = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return CommandError(code="bad_json", message=f"not JSON: {exc}")
+        data = load_json(payload, max_bytes=MAX_COMMAND_BYTES)
+    except JsonRefused as exc:
+        return CommandError(code=exc.code, message=exc.message)
     request_id = data.get("request_id") if isinstance(data, dict) else None
     request_id = request_id if isinstance(request_id, str) and len(request_id) <= 64 else None
     try:

@@ -213,6 +213,17 @@ async def test_seat_command_bad_json_is_422(client: httpx.AsyncClient) -> None:
     assert "not JSON" in r.json()["error"]["message"]
 
 
+async def test_seat_command_deep_nesting_is_422_not_500(client: httpx.AsyncClient) -> None:
+    # under the 4 KiB command limit; a bare json.loads raised RecursionError: 500 (issue 16)
+    r = await client.post(
+        "/api/v1/seats/1001/commands",
+        content=b"[" * 2000 + b"]" * 2000,
+        headers=_auth(AGENT),
+    )
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "bad_json")
+    assert "nested deeper than 32 levels" in r.json()["error"]["message"]
+
+
 async def test_seat_command_unknown_seat_is_404(client: httpx.AsyncClient) -> None:
     r = await client.post(
         "/api/v1/seats/9999/commands", json={"cmd": "ready"}, headers=_auth(AGENT)

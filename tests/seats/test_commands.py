@@ -42,6 +42,10 @@ def test_valid_commands() -> None:
         (b'{"cmd": "login", "ready": "maybe"}', "invalid_command", "ready: Input should be"),
         (b'{"cmd":"ready","request_id":"' + b"x" * 70 + b'"}', "invalid_command", "request_id"),
         (b" " * 5000, "too_large", "over 4096 bytes"),
+        # under the 4 KiB limit, yet json.loads raised RecursionError / ValueError (issue 16)
+        (b"[" * 2000 + b"]" * 2000, "bad_json", "nested deeper than 32 levels"),
+        (b'{"cmd": "wrapup_extend", "seconds": ' + b"9" * 4000 + b"}", "bad_json", "digits"),
+        (b'{"cmd": "ready", "request_id": "\\ud800"}', "bad_json", "surrogate"),
     ],
 )
 def test_bad_commands_are_clear_errors(payload: bytes, code: str, fragment: str) -> None:

@@ -43,6 +43,7 @@ from pydantic import (
 )
 
 from cti import __version__
+from cti.jsonin import JsonRefused, load_json
 from cti.settings import WorkOrdersHttpSettings
 from cti.workorders.backend import WorkOrderRejected, WorkOrderUnavailable
 from cti.workorders.model import (
@@ -55,7 +56,13 @@ from cti.workorders.model import (
     TicketTransfer,
 )
 
-__all__ = ["BODY_EXCERPT", "MAX_NUMBER_LENGTH", "HttpWorkOrders", "retry_after_s"]
+__all__ = [
+    "BODY_EXCERPT",
+    "MAX_ANSWER_BYTES",
+    "MAX_NUMBER_LENGTH",
+    "HttpWorkOrders",
+    "retry_after_s",
+]
 
 BODY_EXCERPT: Final = 500
 """Characters of a response body kept in an error (and the outbox's `last_error`)."""
@@ -63,6 +70,9 @@ BODY_EXCERPT: Final = 500
 MAX_NUMBER_LENGTH: Final = 64
 """The longest ticket number the outbox can store (`outbox.ticket_number` is String(64));
 a longer one is rejected here rather than failing the outbox's write over and over."""
+
+MAX_ANSWER_BYTES: Final = 1024 * 1024
+"""The largest JSON answer parsed (a `find` of 20 tickets is some 20 KiB)."""
 
 _RETRYABLE: Final = frozenset({408, 425, 429})
 
@@ -283,8 +293,8 @@ class HttpWorkOrders:
 
     def _number(self, resp: httpx.Response) -> str | None:
         try:
-            data = resp.json()
-        except ValueError:
+            data = load_json(resp.content, max_bytes=MAX_ANSWER_BYTES)
+        except JsonRefused:
             return None
         if not isinstance(data, dict):
             return None
@@ -342,11 +352,13 @@ def _excerpt(resp: httpx.Response) -> str:
 
 
 def _json(resp: httpx.Response, op: str) -> Any:
+    # not resp.json(): a bare json.loads, which deep nesting or a long number make raise
+    # RecursionError/ValueError out of the outbox and the pop lookup (cti.jsonin)
     try:
-        return resp.json()
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-        msg = f"{op}: malformed answer, not JSON: {_excerpt(resp)}"
-        raise WorkOrderUnavailable(msg) from exc
+        return load_json(resp.content, max_bytes=MAX_ANSWER_BYTES)
+    except JsonRefused as exc:
+        msg = f"{op}: malformed answer ({exc.message}): {_excerpt(resp)}"
+        raise WorkOrderUnavailable(msg[:BODY_EXCERPT]) from exc
 
 
 def _epoch(value: float | datetime) -> float:
