@@ -38,6 +38,7 @@ from cti.adapters.ami import (
     QueueItem,
 )
 from cti.adapters.callbacks import callback_row, callbacks_router, get_callback, mark_callback
+from cti.adapters.chanvars import read_adopted_channel
 from cti.adapters.dispatch110 import (
     Dispatch110Store,
     FeedbackDeliverer,
@@ -51,6 +52,7 @@ from cti.adapters.mqtt import Incoming, MqttAdapter
 from cti.adapters.pops import PopPublisher
 from cti.adapters.store import RecordWriter, Store
 from cti.adapters.workorders import build_workorders
+from cti.adoption import AdoptedChannelRead, ReadAdoptedChannel
 from cti.core import (
     CallbackDone,
     CallbackKeepPlace,
@@ -446,7 +448,8 @@ class Daemon:
         | TicketNumberKnown
         | CallbackRequested
         | CallbackKeepPlace
-        | MessageLeft,
+        | MessageLeft
+        | AdoptedChannelRead,
         *,
         keep: Callable[[Effect], bool] | None = None,
     ) -> list[Effect]:
@@ -533,6 +536,12 @@ class Daemon:
                     "call_id": effect.call_id,
                 }
             )
+        else:
+            self._ami_effect(effect)
+
+    def _ami_effect(self, effect: AmiEffect | ReadAdoptedChannel) -> None:
+        if isinstance(effect, ReadAdoptedChannel):
+            self._spawn(self._read_adopted(effect))  # its answer goes back into the core
         else:
             self.ami.submit(effect)
 
@@ -761,6 +770,14 @@ class Daemon:
             last_at=time.time(),
         )
         return 202, {"ok": True, "call_id": call_id, "seat": seat, "status": "calling"}
+
+    async def _read_adopted(self, effect: ReadAdoptedChannel) -> None:
+        """An adopted call's variables (line, entry time), back into the core."""
+        client = self.clients.get(effect.node)
+        if client is None:
+            return
+        read = await read_adopted_channel(client, effect, log=self._log)
+        self.feed(read)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)

@@ -33,6 +33,7 @@ from typing import Any, Final, assert_never
 
 from structlog.typing import FilteringBoundLogger
 
+from cti.adoption import AdoptedChannelRead, AdoptedFacts, ReadAdoptedChannel
 from cti.calls.model import (
     CallAnswered,
     CallConnected,
@@ -43,6 +44,7 @@ from cti.calls.model import (
 from cti.calls.tracker import CallTracker
 from cti.dialplan import (
     CONTEXT_CONNECT,
+    CONTEXT_FALLBACK,
     CONTEXT_HOLD,
     PROMPT_CHECK_ID_PREFIX,
     DialplanError,
@@ -367,6 +369,7 @@ CoreInput = (
     | CallbackRequested
     | CallbackKeepPlace
     | MessageLeft
+    | AdoptedChannelRead
 )
 
 Effect = (
@@ -389,6 +392,7 @@ Effect = (
     | EscalateBlind
     | AddEmergencyLeg
     | HangupLeg
+    | ReadAdoptedChannel
 )
 
 
@@ -398,6 +402,16 @@ class _Held:
     channel: str
     in_hold: bool = True
     expected_returns: int = 0  # ReturnToHold we issued whose cti-hold entry is still to come
+
+
+@dataclass(slots=True)
+class _Adopting:
+    """A waiting call the daemon did not see arrive, until its channel's variables are
+    read back (cti/adoption.py)."""
+
+    node: str
+    chan: ChannelSnapshot
+    from_fallback: bool
 
 
 class Core:
@@ -447,6 +461,7 @@ class Core:
         self._virtual: dict[str, tuple[str, str]] = {}
         self._virtual_cb: dict[str, str] = {}
         self._messages: dict[str, str] = {}  # call id -> a message left while waiting
+        self._adopting: dict[str, _Adopting] = {}  # call id -> waiting for its variables
 
     # ------------------------------------------------------------------ API
 
@@ -468,6 +483,8 @@ class Core:
         elif isinstance(item, MessageLeft):
             self._messages[item.call_id] = item.recording
             self._log.info("call_message_left", linkedid=item.call_id, recording=item.recording)
+        elif isinstance(item, AdoptedChannelRead):
+            self._adopted_read(item, out)
         else:
             self._ami(item, out)
         return out
@@ -500,6 +517,9 @@ class Core:
         elif isinstance(ev, CoreShowChannel):
             if ev.chan.context == CONTEXT_HOLD:
                 self._waiting(ev.node, ev.chan, ev.time, out, adopted=True)
+            elif ev.chan.context == CONTEXT_FALLBACK and not ev.bridge_id:
+                # in Queue() and not talking to a queue member (yet)
+                self._in_fallback(ev.node, ev.chan, ev.time, out)
         elif isinstance(ev, DialBegin):
             self._on_dial_begin(ev, out)
         elif isinstance(ev, DeviceStateChange):
@@ -553,6 +573,7 @@ class Core:
         if s.call_id.startswith(PROMPT_CHECK_ID_PREFIX):
             return  # the daemon's prompt check (cti/ivr/prompts.py), not a citizen's call
         self._held.pop(s.call_id, None)
+        self._adopting.pop(s.call_id, None)
         popped = self._popped.pop(s.call_id, None)
         if popped is not None:
             out.append(
@@ -612,65 +633,25 @@ class Core:
             held = self._held.get(ev.chan.linkedid)
             if held is not None and held.channel == ev.chan.channel:
                 held.in_hold = False
+        elif ctx == CONTEXT_FALLBACK and ev.chan.priority == 1:
+            self._in_fallback(ev.node, ev.chan, ev.time, out)
 
     def _waiting(
-        self, node: str, chan: ChannelSnapshot, at: float, out: list[Effect], *, adopted: bool
+        self,
+        node: str,
+        chan: ChannelSnapshot,
+        at: float,
+        out: list[Effect],
+        *,
+        adopted: bool,
+        from_fallback: bool = False,
+        facts: AdoptedFacts | None = None,
     ) -> None:
         call_id = chan.linkedid
         held = self._held.get(call_id)
         if held is None:
-            held = self._held[call_id] = _Held(node=node, channel=chan.channel)
-            out.append(MarkTaken(node=node, channel=chan.channel, call_id=call_id))
-            active = self.tracker.call(node, call_id)
-            line = active.line if active is not None else chan.exten
-            caller = active.caller if active is not None else chan.caller_num
-            self.counts["adopted" if adopted else "taken"] += 1
-            self._log.info(
-                "call_taken", linkedid=call_id, node=node, line=line, caller=caller, adopted=adopted
-            )
-            blocked = self.plan.blocked(caller) if caller else None
-            if blocked is not None:
-                self.counts[f"blacklisted_{blocked.treatment}"] += 1
-                self._log.warning(
-                    "call_blacklisted",
-                    linkedid=call_id,
-                    caller=caller,
-                    treatment=blocked.treatment,
-                    reason=blocked.reason,
-                )
-                if blocked.treatment == "reject":
-                    out.append(RejectCall(node=node, channel=chan.channel, call_id=call_id))
-                    return
-            # the ticket is opened before the agent says a word; after a restart the same
-            # idempotency key makes an adopted call's draft a no-op
-            self._tickets.add(call_id)
-            transfer = None
-            plan_line = self.plan.line(line)
-            if plan_line is not None and plan_line.dispatch110:
-                tid = active.transfer_id if active is not None else ""
-                transfer = self.transfers.call_arrived(call_id, caller, tid or None, at)
-                self._log.info(
-                    "call_110",
-                    linkedid=call_id,
-                    transfer_id=transfer.transfer_id if transfer is not None else None,
-                    carried_id=tid or None,
-                )
-            draft = self._draft(
-                node, call_id, chan=chan, line=line, caller=caller, at=at, transfer=transfer
-            )
-            self._drafts[call_id] = draft
-            out.append(StoreTicketOp(op=OutboxOp.create(draft)))
-            self._route(
-                self.dispatcher.on_call_waiting(
-                    IncomingCall(
-                        call_id=call_id,
-                        line=line,
-                        at=at,
-                        caller=caller,
-                        demoted=blocked is not None and blocked.treatment == "last",
-                    )
-                ),
-                out,
+            self._take(
+                node, chan, at, out, adopted=adopted, from_fallback=from_fallback, facts=facts
             )
             return
         if held.channel != chan.channel:
@@ -686,6 +667,80 @@ class Core:
             # the dialplan's Dial gave up (no answer / busy / unavailable): RONA
             self.counts["ring_failed_in_dialplan"] += 1
             self._route(self.dispatcher.on_ring_timeout(call_id, at), out)
+
+    def _take(
+        self,
+        node: str,
+        chan: ChannelSnapshot,
+        at: float,
+        out: list[Effect],
+        *,
+        adopted: bool,
+        from_fallback: bool,
+        facts: AdoptedFacts | None,
+    ) -> None:
+        """A call the daemon does not hold yet: take it, open its ticket, route it."""
+        call_id = chan.linkedid
+        active = self.tracker.call(node, call_id)
+        if facts is None and (active is None or not active.history_complete):
+            # not seen arriving: its line and entry time are on the channel only
+            self._read_before_taking(node, chan, out, from_fallback=from_fallback)
+            return
+        held = self._held[call_id] = _Held(node=node, channel=chan.channel)
+        out.append(MarkTaken(node=node, channel=chan.channel, call_id=call_id))
+        line = active.line if active is not None else chan.exten
+        caller = active.caller if active is not None else chan.caller_num
+        self.counts["adopted" if adopted else "taken"] += 1
+        self._log.info(
+            "call_taken", linkedid=call_id, node=node, line=line, caller=caller, adopted=adopted
+        )
+        blocked = self.plan.blocked(caller) if caller else None
+        if blocked is not None:
+            self.counts[f"blacklisted_{blocked.treatment}"] += 1
+            self._log.warning(
+                "call_blacklisted",
+                linkedid=call_id,
+                caller=caller,
+                treatment=blocked.treatment,
+                reason=blocked.reason,
+            )
+            if blocked.treatment == "reject":
+                out.append(RejectCall(node=node, channel=chan.channel, call_id=call_id))
+                return
+        # the ticket is opened before the agent says a word; after a restart the same
+        # idempotency key makes an adopted call's draft a no-op
+        self._tickets.add(call_id)
+        transfer = None
+        plan_line = self.plan.line(line)
+        if plan_line is not None and plan_line.dispatch110:
+            tid = active.transfer_id if active is not None else ""
+            transfer = self.transfers.call_arrived(call_id, caller, tid or None, at)
+            self._log.info(
+                "call_110",
+                linkedid=call_id,
+                transfer_id=transfer.transfer_id if transfer is not None else None,
+                carried_id=tid or None,
+            )
+        draft = self._draft(
+            node, call_id, chan=chan, line=line, caller=caller, at=at, transfer=transfer
+        )
+        self._drafts[call_id] = draft
+        out.append(StoreTicketOp(op=OutboxOp.create(draft)))
+        self._route(
+            self.dispatcher.on_call_waiting(
+                IncomingCall(
+                    call_id=call_id,
+                    line=line,
+                    at=at,
+                    caller=caller,
+                    demoted=blocked is not None and blocked.treatment == "last",
+                    entered_at=facts.entered_at if facts is not None else None,
+                )
+            ),
+            out,
+        )
+        if from_fallback:
+            self._out_of_fallback(held, call_id, out)
 
     def _on_dial_begin(self, ev: DialBegin, out: list[Effect]) -> None:
         if ev.chan is None:
@@ -725,6 +780,96 @@ class Core:
             skill=(plan_line.skill if plan_line is not None else None) or self.plan.general_skill,
             created_at=at,
             **_from_110(transfer),
+        )
+
+    # ------------------------------------------------------------------ adoption
+    # Calls waiting when the daemon (re)connects, which it did not see arrive (issue 18,
+    # items 1 and 4; cti/adoption.py): read their variables first, then take them at the
+    # place their wait gives them; take back the ones waiting in a fallback Queue().
+
+    def _in_fallback(self, node: str, chan: ChannelSnapshot, at: float, out: list[Effect]) -> None:
+        """`chan` waits in a fallback ``Queue()`` (the daemon was down, or its lease ran
+        out while the AMI link was down)."""
+        call_id = chan.linkedid
+        held = self._held.get(call_id)
+        if held is None:
+            self._waiting(node, chan, at, out, adopted=True, from_fallback=True)
+        elif held.channel == chan.channel and call_id in self.dispatcher.queue:
+            # still in our line: back to the holding loop, or app_queue rings seats too
+            self.counts["fallback_taken_back"] += 1
+            self._out_of_fallback(held, call_id, out)
+
+    def _read_before_taking(
+        self, node: str, chan: ChannelSnapshot, out: list[Effect], *, from_fallback: bool
+    ) -> None:
+        call_id = chan.linkedid
+        pending = self._adopting.get(call_id)
+        if pending is not None:  # listed and seen moving: one read is enough
+            pending.from_fallback = pending.from_fallback or from_fallback
+            return
+        self._adopting[call_id] = _Adopting(node=node, chan=chan, from_fallback=from_fallback)
+        # CTI_TAKEN first: a held call must not fall back while its variables are read
+        out.append(MarkTaken(node=node, channel=chan.channel, call_id=call_id))
+        out.append(ReadAdoptedChannel(node=node, channel=chan.channel, call_id=call_id))
+
+    def _adopted_read(self, item: AdoptedChannelRead, out: list[Effect]) -> None:
+        pending = self._adopting.pop(item.call_id, None)
+        if pending is None or pending.node != item.node:
+            return  # ended meanwhile
+        call_id, node = item.call_id, item.node
+        if not item.ok and not item.connected:
+            # the link went down: the resync after the next login lists the call again
+            self.counts["adoption_read_lost"] += 1
+            return
+        facts = AdoptedFacts.from_variables(item.variables, now=item.at)
+        active = self.tracker.call(node, call_id)
+        if active is None:
+            return
+        self.tracker.note_adopted(
+            node, call_id, line=facts.line, dialed=facts.dnis, transfer_id=facts.transfer_id
+        )
+        if facts.entered_at is None and active.started_at > 0:
+            # a dialplan without CTI_ENTERED: the channel's age (CoreShowChannels Duration)
+            facts = AdoptedFacts(
+                line=facts.line,
+                dnis=facts.dnis,
+                transfer_id=facts.transfer_id,
+                entered_at=min(active.started_at, item.at),
+            )
+        self._log.info(
+            "call_adoption_read",
+            linkedid=call_id,
+            node=node,
+            ok=item.ok,
+            line=facts.line,
+            entered_at=facts.entered_at,
+            from_fallback=pending.from_fallback,
+        )
+        if active.answered_by is not None:
+            # a fallback queue member answered first: that call is served, leave it be
+            self.counts["adopted_answered_in_fallback"] += 1
+            self._log.info("call_answered_in_fallback", linkedid=call_id, seat=active.answered_by)
+            return
+        self._waiting(
+            node,
+            pending.chan,
+            item.at,
+            out,
+            adopted=True,
+            from_fallback=pending.from_fallback,
+            facts=facts,
+        )
+
+    def _out_of_fallback(self, held: _Held, call_id: str, out: list[Effect]) -> None:
+        """Redirect a call in a fallback ``Queue()`` to ``cti-hold``, unless routing just
+        offered it (its Redirect to ``cti-connect`` takes it out of the queue itself)."""
+        if any(isinstance(e, RedirectToSeat) and e.call_id == call_id for e in out):
+            held.in_hold = False
+            return
+        held.in_hold = False
+        held.expected_returns += 1
+        out.append(
+            ReturnToHold(node=held.node, channel=held.channel, call_id=call_id, reason="fallback")
         )
 
     # ------------------------------------------------------------------ callbacks

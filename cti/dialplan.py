@@ -44,6 +44,7 @@ __all__ = [
     "CONTEXT_LINE",
     "CONTEXT_PROMPT_CHECK",
     "CONTEXT_RECORD",
+    "ENTERED_VARIABLE",
     "LEASE_VARIABLE",
     "PROMPT_CHECK_ID_PREFIX",
     "PROMPT_FORMATS",
@@ -90,6 +91,11 @@ daemon with AMI ``Setvar``). A taken call stays held while the lease is valid.""
 LEASE_VARIABLE: Final = "CTI_LEASE_UNTIL"
 """Global variable: epoch seconds until which a running daemon answers for taken calls. The
 daemon renews it with AMI ``Setvar`` (no ``Channel``) while it runs."""
+
+ENTERED_VARIABLE: Final = "CTI_ENTERED"
+"""Channel variable: when ``cti-line`` put the call in the line (epoch seconds, ms). A daemon
+that adopts a waiting call it did not see arrive reads it back, so the call keeps the place
+its wait gives it in the one line (cti/adoption.py)."""
 
 AFTER_HOURS_VARIABLE: Final = "CTI_AFTER_HOURS"
 """Channel variable: ``1`` set by the daemon when it found the line closed and takes a
@@ -462,7 +468,8 @@ def _line(conf: _Conf, settings: DialplanSettings) -> None:
         CONTEXT_LINE,
         _RULE,
         "Every answered line: answer, call id (the linkedid unless already set), music",
-        f"class, the hold deadline (now + {settings.hold_timeout_s} s), optional FastAGI.",
+        f"class, the hold deadline (now + {settings.hold_timeout_s} s), optional FastAGI,",
+        "the time it joins the line (CTI_ENTERED: a restarted daemon keeps its place).",
     )
     apps = [
         "Answer()",
@@ -472,6 +479,8 @@ def _line(conf: _Conf, settings: DialplanSettings) -> None:
     ]
     if settings.agi_url is not None:
         apps.append(f"AGI({settings.agi_url})")
+    # STRFTIME's %3q: milliseconds (EPOCH is whole seconds; calls arrive closer than that)
+    apps.append(f"Set({ENTERED_VARIABLE}=${{STRFTIME(,,%s.%3q)}})")
     apps.append(f"Goto({CONTEXT_HOLD},s,1)")
     conf.exten("s", *apps)
 

@@ -7,6 +7,7 @@ import sys
 
 CORE = (
     "cti.core",
+    "cti.adoption",
     "cti.calls",
     "cti.queue",
     "cti.routing",
