@@ -10,31 +10,27 @@ from cti.adoption import (
     ReadAdoptedChannel,
     parse_status_variables,
 )
-from cti.core import Core, MarkTaken, RedirectToSeat, ReturnToHold, StoreCall, StoreTicketOp
+from cti.core import Core, Effect, MarkTaken, RedirectToSeat, ReturnToHold, StoreCall, StoreTicketOp
 from cti.events import AmiConnected
 from tests.test_core import HELD, answer, chan, cmd, core, ev, hold, start_call
 
 
-def listed(c: Core, call: str, t: float, *, context: str, age: str = "00:00:20") -> list[object]:
+def listed(c: Core, call: str, t: float, *, context: str, age: str = "00:00:20") -> list[Effect]:
     name = f"Local/12345@cti-inbound-{call};2"
-    return list(
-        c.handle(
-            ev(
-                "CoreShowChannel",
-                t,
-                **chan(name, f"{call}.2", call, Context=context, Application="Queue"),
-                Duration=age,
-            )
+    return c.handle(
+        ev(
+            "CoreShowChannel",
+            t,
+            **chan(name, f"{call}.2", call, Context=context, Application="Queue"),
+            Duration=age,
         )
     )
 
 
-def read(c: Core, call: str, t: float, **variables: str) -> list[object]:
+def read(c: Core, call: str, t: float, **variables: str) -> list[Effect]:
     name = f"Local/12345@cti-inbound-{call};2"
-    return list(
-        c.handle(
-            AdoptedChannelRead(node="main", call_id=call, channel=name, variables=variables, at=t)
-        )
+    return c.handle(
+        AdoptedChannelRead(node="main", call_id=call, channel=name, variables=variables, at=t)
     )
 
 
