@@ -516,7 +516,7 @@ class Core:
             self._on_newexten(ev, out)
         elif isinstance(ev, CoreShowChannel):
             if ev.chan.context == CONTEXT_HOLD:
-                self._waiting(ev.node, ev.chan, ev.time, out, adopted=True)
+                self._adopt_or_wait(ev.node, ev.chan, ev.time, out)
             elif ev.chan.context == CONTEXT_FALLBACK and not ev.bridge_id:
                 # in Queue() and not talking to a queue member (yet)
                 self._in_fallback(ev.node, ev.chan, ev.time, out)
@@ -628,7 +628,7 @@ class Core:
     def _on_newexten(self, ev: Newexten, out: list[Effect]) -> None:
         ctx = ev.chan.context
         if ctx == CONTEXT_HOLD and ev.chan.priority == 1:
-            self._waiting(ev.node, ev.chan, ev.time, out, adopted=False)
+            self._adopt_or_wait(ev.node, ev.chan, ev.time, out, adopted=False)
         elif ctx == CONTEXT_CONNECT and ev.chan.priority == 1:
             held = self._held.get(ev.chan.linkedid)
             if held is not None and held.channel == ev.chan.channel:
@@ -644,14 +644,64 @@ class Core:
         out: list[Effect],
         *,
         adopted: bool,
-        from_fallback: bool = False,
-        facts: AdoptedFacts | None = None,
+        entered_at: float | None = None,
     ) -> None:
         call_id = chan.linkedid
         held = self._held.get(call_id)
         if held is None:
-            self._take(
-                node, chan, at, out, adopted=adopted, from_fallback=from_fallback, facts=facts
+            held = self._held[call_id] = _Held(node=node, channel=chan.channel)
+            out.append(MarkTaken(node=node, channel=chan.channel, call_id=call_id))
+            active = self.tracker.call(node, call_id)
+            line = active.line if active is not None else chan.exten
+            caller = active.caller if active is not None else chan.caller_num
+            self.counts["adopted" if adopted else "taken"] += 1
+            self._log.info(
+                "call_taken", linkedid=call_id, node=node, line=line, caller=caller, adopted=adopted
+            )
+            blocked = self.plan.blocked(caller) if caller else None
+            if blocked is not None:
+                self.counts[f"blacklisted_{blocked.treatment}"] += 1
+                self._log.warning(
+                    "call_blacklisted",
+                    linkedid=call_id,
+                    caller=caller,
+                    treatment=blocked.treatment,
+                    reason=blocked.reason,
+                )
+                if blocked.treatment == "reject":
+                    out.append(RejectCall(node=node, channel=chan.channel, call_id=call_id))
+                    return
+            # the ticket is opened before the agent says a word; after a restart the same
+            # idempotency key makes an adopted call's draft a no-op
+            self._tickets.add(call_id)
+            transfer = None
+            plan_line = self.plan.line(line)
+            if plan_line is not None and plan_line.dispatch110:
+                tid = active.transfer_id if active is not None else ""
+                transfer = self.transfers.call_arrived(call_id, caller, tid or None, at)
+                self._log.info(
+                    "call_110",
+                    linkedid=call_id,
+                    transfer_id=transfer.transfer_id if transfer is not None else None,
+                    carried_id=tid or None,
+                )
+            draft = self._draft(
+                node, call_id, chan=chan, line=line, caller=caller, at=at, transfer=transfer
+            )
+            self._drafts[call_id] = draft
+            out.append(StoreTicketOp(op=OutboxOp.create(draft)))
+            self._route(
+                self.dispatcher.on_call_waiting(
+                    IncomingCall(
+                        call_id=call_id,
+                        line=line,
+                        at=at,
+                        caller=caller,
+                        demoted=blocked is not None and blocked.treatment == "last",
+                        entered_at=entered_at,
+                    )
+                ),
+                out,
             )
             return
         if held.channel != chan.channel:
@@ -667,80 +717,6 @@ class Core:
             # the dialplan's Dial gave up (no answer / busy / unavailable): RONA
             self.counts["ring_failed_in_dialplan"] += 1
             self._route(self.dispatcher.on_ring_timeout(call_id, at), out)
-
-    def _take(
-        self,
-        node: str,
-        chan: ChannelSnapshot,
-        at: float,
-        out: list[Effect],
-        *,
-        adopted: bool,
-        from_fallback: bool,
-        facts: AdoptedFacts | None,
-    ) -> None:
-        """A call the daemon does not hold yet: take it, open its ticket, route it."""
-        call_id = chan.linkedid
-        active = self.tracker.call(node, call_id)
-        if facts is None and (active is None or not active.history_complete):
-            # not seen arriving: its line and entry time are on the channel only
-            self._read_before_taking(node, chan, out, from_fallback=from_fallback)
-            return
-        held = self._held[call_id] = _Held(node=node, channel=chan.channel)
-        out.append(MarkTaken(node=node, channel=chan.channel, call_id=call_id))
-        line = active.line if active is not None else chan.exten
-        caller = active.caller if active is not None else chan.caller_num
-        self.counts["adopted" if adopted else "taken"] += 1
-        self._log.info(
-            "call_taken", linkedid=call_id, node=node, line=line, caller=caller, adopted=adopted
-        )
-        blocked = self.plan.blocked(caller) if caller else None
-        if blocked is not None:
-            self.counts[f"blacklisted_{blocked.treatment}"] += 1
-            self._log.warning(
-                "call_blacklisted",
-                linkedid=call_id,
-                caller=caller,
-                treatment=blocked.treatment,
-                reason=blocked.reason,
-            )
-            if blocked.treatment == "reject":
-                out.append(RejectCall(node=node, channel=chan.channel, call_id=call_id))
-                return
-        # the ticket is opened before the agent says a word; after a restart the same
-        # idempotency key makes an adopted call's draft a no-op
-        self._tickets.add(call_id)
-        transfer = None
-        plan_line = self.plan.line(line)
-        if plan_line is not None and plan_line.dispatch110:
-            tid = active.transfer_id if active is not None else ""
-            transfer = self.transfers.call_arrived(call_id, caller, tid or None, at)
-            self._log.info(
-                "call_110",
-                linkedid=call_id,
-                transfer_id=transfer.transfer_id if transfer is not None else None,
-                carried_id=tid or None,
-            )
-        draft = self._draft(
-            node, call_id, chan=chan, line=line, caller=caller, at=at, transfer=transfer
-        )
-        self._drafts[call_id] = draft
-        out.append(StoreTicketOp(op=OutboxOp.create(draft)))
-        self._route(
-            self.dispatcher.on_call_waiting(
-                IncomingCall(
-                    call_id=call_id,
-                    line=line,
-                    at=at,
-                    caller=caller,
-                    demoted=blocked is not None and blocked.treatment == "last",
-                    entered_at=facts.entered_at if facts is not None else None,
-                )
-            ),
-            out,
-        )
-        if from_fallback:
-            self._out_of_fallback(held, call_id, out)
 
     def _on_dial_begin(self, ev: DialBegin, out: list[Effect]) -> None:
         if ev.chan is None:
@@ -793,11 +769,33 @@ class Core:
         call_id = chan.linkedid
         held = self._held.get(call_id)
         if held is None:
-            self._waiting(node, chan, at, out, adopted=True, from_fallback=True)
+            self._adopt_or_wait(node, chan, at, out, from_fallback=True)
         elif held.channel == chan.channel and call_id in self.dispatcher.queue:
             # still in our line: back to the holding loop, or app_queue rings seats too
             self.counts["fallback_taken_back"] += 1
-            self._out_of_fallback(held, call_id, out)
+            self._out_of_fallback(call_id, out)
+
+    def _adopt_or_wait(
+        self,
+        node: str,
+        chan: ChannelSnapshot,
+        at: float,
+        out: list[Effect],
+        *,
+        adopted: bool = True,
+        from_fallback: bool = False,
+    ) -> None:
+        """A call in the holding loop (or a fallback queue): one the tracker did not see
+        arrive (history incomplete) is taken only once its variables are read back."""
+        call_id = chan.linkedid
+        if call_id not in self._held:
+            active = self.tracker.call(node, call_id)
+            if active is None or not active.history_complete:
+                self._read_before_taking(node, chan, out, from_fallback=from_fallback)
+                return
+        self._waiting(node, chan, at, out, adopted=adopted)
+        if from_fallback:
+            self._out_of_fallback(call_id, out)
 
     def _read_before_taking(
         self, node: str, chan: ChannelSnapshot, out: list[Effect], *, from_fallback: bool
@@ -850,23 +848,20 @@ class Core:
             self.counts["adopted_answered_in_fallback"] += 1
             self._log.info("call_answered_in_fallback", linkedid=call_id, seat=active.answered_by)
             return
-        self._waiting(
-            node,
-            pending.chan,
-            item.at,
-            out,
-            adopted=True,
-            from_fallback=pending.from_fallback,
-            facts=facts,
-        )
+        self._waiting(node, pending.chan, item.at, out, adopted=True, entered_at=facts.entered_at)
+        if pending.from_fallback:
+            self._out_of_fallback(call_id, out)
 
-    def _out_of_fallback(self, held: _Held, call_id: str, out: list[Effect]) -> None:
+    def _out_of_fallback(self, call_id: str, out: list[Effect]) -> None:
         """Redirect a call in a fallback ``Queue()`` to ``cti-hold``, unless routing just
-        offered it (its Redirect to ``cti-connect`` takes it out of the queue itself)."""
-        if any(isinstance(e, RedirectToSeat) and e.call_id == call_id for e in out):
-            held.in_hold = False
+        offered it (its Redirect to ``cti-connect`` takes it out of the queue itself) or
+        it was rejected (blacklist)."""
+        held = self._held.get(call_id)
+        if held is None:
             return
         held.in_hold = False
+        if any(isinstance(e, RedirectToSeat | RejectCall) and e.call_id == call_id for e in out):
+            return
         held.expected_returns += 1
         out.append(
             ReturnToHold(node=held.node, channel=held.channel, call_id=call_id, reason="fallback")
