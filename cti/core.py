@@ -773,6 +773,7 @@ class Core:
         elif held.channel == chan.channel and call_id in self.dispatcher.queue:
             # still in our line: back to the holding loop, or app_queue rings seats too
             self.counts["fallback_taken_back"] += 1
+            self._log.info("call_back_from_fallback", linkedid=call_id, node=node)
             self._out_of_fallback(call_id, out)
 
     def _adopt_or_wait(

@@ -4,11 +4,14 @@ the daemon adopts the calls in progress without disturbing them (issue 4)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from cti.events import AmiEvent
 from tests.real.daemon_harness import Harness, poll, poll_async, write_config
@@ -235,3 +238,76 @@ async def _all_in(h: Harness, calls: list[str]) -> bool:
 
 async def _none_in(h: Harness, calls: list[str]) -> bool:
     return not await _in_fallback(h, calls)
+
+
+ASTERISK_PIDFILE = Path("/var/tmp/hotline-cti-testbed/root/run/asterisk/asterisk.pid")
+
+
+def _fast_failover(config: Path) -> None:
+    """The test's daemon notices a frozen Asterisk within ~3 s and reconnects within 2 s."""
+    data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    data["ami"]["nodes"][0].update(ping_interval=2.0, ping_timeout=1.0, reconnect_max=2.0)
+    config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+
+
+async def test_calls_that_fell_back_during_a_freeze_are_taken_back_in_order(
+    tmp_path: Path,
+) -> None:
+    """Asterisk freezes for longer than the lease with calls waiting: when it thaws, the
+    holding loops give the calls to Queue() before the daemon's AMI link is back. On the
+    reconnect the daemon takes every one back to the holding loop, each keeps its place in
+    the line, and a ready seat answers them in the order they came, each with its line."""
+    config, prefix = write_config(tmp_path, seats=RESTART_SEATS, queue=QUEUE)
+    _fast_failover(config)
+    db = tmp_path / "cti.db"
+    async with Harness(config, prefix) as h:
+        pid = int(ASTERISK_PIDFILE.read_text().strip())
+        try:
+            await _fallback_queue_cannot_answer(h, on=True)
+            waiting = [await h.call(n, f"1380000183{i}") for i, n in enumerate(["12345", "12315"])]
+            os.kill(pid, signal.SIGSTOP)
+            await asyncio.sleep(20)  # > the lease (15 s): the calls are no longer covered
+            os.kill(pid, signal.SIGCONT)
+            for call in waiting:
+                await h.wait(
+                    lambda c=call: h.log("call_back_from_fallback", linkedid=c),  # type: ignore[misc]
+                    20,
+                    f"{call} taken back from the fallback queue",
+                )
+            assert h.log("ami_node_up", reconnect=True) is not None
+            await h.driver.wait_connected(15)  # the test's own AMI link may have dropped too
+            await poll_async(lambda: _none_in(h, waiting), 10, "nobody in a fallback queue")
+            newer = await h.call("12345", "13800001839")
+            await h.seat("1001", {"cmd": "login", "ready": True})
+            order = []
+            for _ in range(len(waiting) + 1):
+                answered = await h.wait(
+                    lambda: [c for c in [*waiting, newer] if h.answered_by(c) and c not in order],
+                    15,
+                    "the next call answered",
+                )
+                [call] = answered
+                order.append(call)
+                await asyncio.sleep(0.5)
+                await h.hang_up(call)
+                await h.wait(
+                    lambda c=call: h.published("calls/events", call_id=c, type="ended"),  # type: ignore[misc]
+                    10,
+                    f"{call} ended",
+                )
+            assert order == [*waiting, newer]
+            for call, number in zip(waiting, ["12345", "12315"], strict=True):
+                [(line, answered_at)] = await poll(
+                    lambda c=call: _rows(  # type: ignore[misc]
+                        db,
+                        "SELECT line, answered_at FROM call_records WHERE call_id = ?",
+                        f"main:{c}",
+                    ),
+                    10,
+                    f"{call}'s record",
+                )
+                assert (line, answered_at is not None) == (number, True)
+        finally:
+            os.kill(pid, signal.SIGCONT)  # never leave the shared Asterisk frozen
+            await h.driver.wait_connected(15)
+            await _fallback_queue_cannot_answer(h, on=False)
