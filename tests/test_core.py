@@ -27,6 +27,7 @@ from cti.core import (
     StoreTicketOp,
     Tick,
 )
+from cti.core.messages import AdoptedChannelRead, ReadAdoptedChannel
 from cti.events import AmiConnected, parse_event
 from cti.numberplan import BlockedNumber
 from cti.seats.commands import parse_seat_command
@@ -189,15 +190,21 @@ def test_calls_already_holding_are_adopted_at_resync() -> None:
             **chan(HELD, "c9.2", "c9", Context="cti-hold", Priority="8", Application="Wait"),
         )
     )
-    assert out[0] == MarkTaken(node="main", channel=HELD, call_id="c9")
+    # its line is on the channel only: read first (tests/test_adoption.py), then take
+    assert out == [
+        MarkTaken(node="main", channel=HELD, call_id="c9"),
+        ReadAdoptedChannel(node="main", channel=HELD, call_id="c9"),
+    ]
+    c.handle(AdoptedChannelRead(node="main", call_id="c9", channel=HELD, at=100.2))
     assert c.counts["adopted"] == 1
     assert c.dispatcher.queue.get("c9") is not None
-    # a channel in the fallback queue (taken by app_queue while we were down) is left alone
+    # a channel in the fallback queue talking to a queue member is left alone
     out = c.handle(
         ev(
             "CoreShowChannel",
             100.2,
             **chan("Local/12345@cti-inbound-00000002;2", "c8.2", "c8", Context="cti-fallback"),
+            BridgeId="br-queue",
         )
     )
     assert not [e for e in out if isinstance(e, MarkTaken)]

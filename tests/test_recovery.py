@@ -1,10 +1,11 @@
-"""After a restart (cti/recovery.py): calls that ended in the outage are reconstructed, calls
+"""After a restart (cti/core/recovery.py): calls that ended in the outage are reconstructed, calls
 still up are followed, seats that were on a call go on (pure, no I/O)."""
 
 from __future__ import annotations
 
 from cti.core import Core, Publish, StoreCall, StoreSeatState, Tick
-from cti.recovery import SeatMark, TakenCall, reconstruct
+from cti.core.messages import SeatMark, TakenCall
+from cti.core.recovery import reconstruct
 from cti.seats.model import Pending, PendingKind, Reason
 from cti.workorders.model import TicketCallFacts, TicketDraft
 from tests.test_core import chan, core, ev

@@ -5,7 +5,7 @@
   knows when it was last alive, which bounds when the calls it lost sight of ended. The same
   writes are the database's health check: `database.degraded_after_failures` failed writes in
   a row (a locked or failing database) make `/readyz` report it degraded.
-* :func:`load_restart` reads what the core needs at start (cti/recovery.py): the calls taken
+* :func:`load_restart` reads what the core needs at start (cti/core/recovery.py): the calls taken
   but never finished (an outbox `create` without its `update` nor a call record), the seats
   that were on a call, and the last sign of life per node.
 """
@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cti.adapters.db.store import CALL_RECORDS, METADATA, SEAT_EVENTS, Store
 from cti.adapters.workorders.outbox import OUTBOX
-from cti.recovery import SeatMark, TakenCall
+from cti.core.messages import SeatMark, TakenCall
 from cti.seats.model import Pending, PendingKind, Reason
 from cti.workorders.model import TicketDraft
 

@@ -37,6 +37,7 @@ from cti.adapters.ami import (
 )
 from cti.adapters.ami_executor import AmiExecutor
 from cti.adapters.callbacks import callback_row, callbacks_router, get_callback, mark_callback
+from cti.adapters.chanvars import read_adopted_channel
 from cti.adapters.db.store import RecordWriter, Store
 from cti.adapters.dispatch110 import (
     Dispatch110Store,
@@ -79,6 +80,7 @@ from cti.core import (
     call_event,
     ticket_origin,
 )
+from cti.core.messages import AdoptedChannelRead, AmiEffect, ReadAdoptedChannel
 from cti.events import AmiConnected, AmiDisconnected, AmiEvent, AmiEventsLost
 from cti.ivr.flows import (
     Message,
@@ -211,7 +213,7 @@ class Daemon:
         self._log.info("transfers110_restored", transfers=len(rows))
 
     async def _load_restart(self) -> None:
-        """Seats and calls from before a restart (cti/recovery.py): the seats' last states
+        """Seats and calls from before a restart (cti/core/recovery.py): the seats' last states
         (a seat that was on a call comes back on it), and the calls taken whose end was
         never written — settled when each node's first channel list is in."""
         now = time.time()
@@ -301,7 +303,8 @@ class Daemon:
         | TicketNumberKnown
         | CallbackRequested
         | CallbackKeepPlace
-        | MessageLeft,
+        | MessageLeft
+        | AdoptedChannelRead,
         *,
         keep: Callable[[Effect], bool] | None = None,
     ) -> list[Effect]:
@@ -388,6 +391,12 @@ class Daemon:
                     "call_id": effect.call_id,
                 }
             )
+        else:
+            self._ami_effect(effect)
+
+    def _ami_effect(self, effect: AmiEffect | ReadAdoptedChannel) -> None:
+        if isinstance(effect, ReadAdoptedChannel):
+            self._spawn(self._read_adopted(effect))  # its answer goes back into the core
         else:
             self.ami.submit(effect)
 
@@ -616,6 +625,14 @@ class Daemon:
             last_at=time.time(),
         )
         return 202, {"ok": True, "call_id": call_id, "seat": seat, "status": "calling"}
+
+    async def _read_adopted(self, effect: ReadAdoptedChannel) -> None:
+        """An adopted call's variables (line, entry time), back into the core."""
+        client = self.clients.get(effect.node)
+        if client is None:
+            return
+        read = await read_adopted_channel(client, effect, log=self._log)
+        self.feed(read)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)

@@ -151,6 +151,7 @@ class ActiveCall:
     stale: bool
     history_complete: bool
     transfer_id: str = ""  # CTI_TRANSFER_ID: the 110 transfer the trunk said this call is
+    started_at: float = 0.0  # its first channel's birth (for an adopted call: its age)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -196,6 +196,7 @@ def _snapshot(c: _Call) -> ActiveCall:
         stale=c.stale,
         history_complete=c.history_complete,
         transfer_id=c.transfer_id,
+        started_at=c.started_at,
     )
 
 
@@ -319,6 +320,21 @@ class CallTracker:
             self._anomaly("transfer_unknown_call", linkedid=call_id, node=node)
             return False
         call.transfers.append(Transfer(type=type_, by=by, to=to, at=at))
+        return True
+
+    def note_adopted(
+        self, node: str, call_id: str, *, line: str, dialed: str, transfer_id: str
+    ) -> bool:
+        """What an adopted call's channel says it is (read back with AMI ``Status``, see
+        :mod:`cti.core.adoption`): the line, the dialled number and the 110 transfer id it was
+        not seen to get. Only fills what is unknown. False when the call is unknown."""
+        key = self._call_alias.get((node, call_id), (node, call_id))
+        call = self._calls.get(key)
+        if call is None:
+            return False
+        call.line = call.line or line
+        call.dialed = call.dialed or dialed
+        call.transfer_id = call.transfer_id or transfer_id
         return True
 
     def expect_channels(self, node: str, call_id: str, uniqueids: tuple[str, ...]) -> None:
@@ -539,7 +555,9 @@ class CallTracker:
             history_complete=call.history_complete,
         )
 
-    def _connect(self, call: _Call, callee: _Party, t: float) -> list[CallNotification]:
+    def _connect(
+        self, call: _Call, callee: _Party, t: float, *, live: bool = True
+    ) -> list[CallNotification]:
         again = call.connected == callee.key and call.state is CallState.TALKING
         call.connected = callee.key
         self._move(call, Trigger.ANSWER)
@@ -551,7 +569,9 @@ class CallTracker:
         if call.answered_by is not None:
             return out
         call.answered_by = callee.name
-        if call.history_complete:
+        # an adopted call answered after its adoption was seen answering (live): its answer
+        # time is known; one found talking at a resync (not live) was answered earlier
+        if call.history_complete or live:
             call.answered_at = t
         self._log.debug("call_answered", linkedid=call.call_id, node=call.node, by=callee.name)
         return [
@@ -559,7 +579,9 @@ class CallTracker:
             *out,
         ]
 
-    def _check_bridge(self, node: str, bridge: str, t: float) -> list[CallNotification]:
+    def _check_bridge(
+        self, node: str, bridge: str, t: float, *, live: bool = True
+    ) -> list[CallNotification]:
         """A caller-party channel and a callee-party channel share a bridge: connected."""
         members = self._bridges.get((node, bridge), set())
         chans = [c for u in members if (c := self._channels.get((node, u))) is not None]
@@ -578,7 +600,7 @@ class CallTracker:
             if call.state is CallState.TALKING and current is not None and current in parties:
                 return out  # a third party joined (a three-way call): still the same callee
             if parties:
-                out += self._connect(call, parties[0], t)
+                out += self._connect(call, parties[0], t, live=live)
                 return out
         return out
 
@@ -905,7 +927,7 @@ class CallTracker:
                 call.stale = False
         for bnode, bid in list(self._bridges):
             if bnode == node:
-                out += self._check_bridge(node, bid, ev.time)
+                out += self._check_bridge(node, bid, ev.time, live=False)
         return out
 
 

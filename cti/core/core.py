@@ -43,9 +43,11 @@ from cti.calls.model import (
 )
 from cti.calls.seatnames import seat_namer
 from cti.calls.tracker import DEFAULT_MAX_CHANNELS, CallTracker
+from cti.core.adoption import AdoptedFacts
 from cti.core.escalation import Escalation, leg_ids
 from cti.core.messages import (
     AddEmergencyLeg,
+    AdoptedChannelRead,
     CallbackDone,
     CallbackKeepPlace,
     CallbackReply,
@@ -60,6 +62,7 @@ from cti.core.messages import (
     OriginateCallback,
     Pop,
     Publish,
+    ReadAdoptedChannel,
     RedirectToSeat,
     RejectCall,
     RenewLease,
@@ -70,11 +73,18 @@ from cti.core.messages import (
     StoreCall,
     StoreSeatState,
     StoreTicketOp,
+    TakenCall,
     Tick,
     TicketNumberKnown,
     Transfer110Pushed,
 )
-from cti.dialplan.contract import CONTEXT_CONNECT, CONTEXT_HOLD, PROMPT_CHECK_ID_PREFIX
+from cti.core.recovery import reconstruct
+from cti.dialplan.contract import (
+    CONTEXT_CONNECT,
+    CONTEXT_FALLBACK,
+    CONTEXT_HOLD,
+    PROMPT_CHECK_ID_PREFIX,
+)
 from cti.dialplan.dialstrings import DialplanError, emergency_dial
 from cti.dispatch110 import Feedback110, Transfer110, TransferBook, TransferMode
 from cti.dispatch110.book import data_call_id
@@ -95,7 +105,6 @@ from cti.events import (
     OriginateResponse,
 )
 from cti.numberplan import EscalationMode, Line, NumberPlan, number_key
-from cti.recovery import TakenCall, reconstruct
 from cti.routing import commands as rc
 from cti.routing.dispatcher import Dispatcher, IncomingCall
 from cti.seats.commands import (
@@ -126,6 +135,16 @@ class _Held:
     channel: str
     in_hold: bool = True
     expected_returns: int = 0  # ReturnToHold we issued whose cti-hold entry is still to come
+
+
+@dataclass(slots=True)
+class _Adopting:
+    """A waiting call the daemon did not see arrive, until its channel's variables are
+    read back (cti/core/adoption.py)."""
+
+    node: str
+    chan: ChannelSnapshot
+    from_fallback: bool
 
 
 class Core:
@@ -182,12 +201,13 @@ class Core:
         self._virtual: dict[str, tuple[str, str]] = {}
         self._virtual_cb: dict[str, str] = {}
         self._messages: dict[str, str] = {}  # call id -> a message left while waiting
-        # after a restart (cti/recovery.py): the calls taken before it, by node, until the
+        # after a restart (cti/core/recovery.py): the calls taken before it, by node, until the
         # node's first channel list; the daemon's last sign of life per node
         self._restart_calls: dict[str, dict[str, TakenCall]] = {}
         self._restart_call_node: dict[str, str] = {}  # linkedid -> node
         self._last_alive: dict[str, float] = {}
         self._listed: set[str] = set()  # nodes whose first channel list is complete
+        self._adopting: dict[str, _Adopting] = {}  # call id -> waiting for its variables
 
     # ------------------------------------------------------------------ API
 
@@ -209,6 +229,8 @@ class Core:
         elif isinstance(item, MessageLeft):
             self._messages[item.call_id] = item.recording
             self._log.info("call_message_left", linkedid=item.call_id, recording=item.recording)
+        elif isinstance(item, AdoptedChannelRead):
+            self._adopted_read(item, out)
         else:
             self._ami(item, out)
         return out
@@ -289,7 +311,7 @@ class Core:
 
     # ------------------------------------------------------------------ AMI
 
-    def _ami(self, ev: AmiEvent | ConnectionEvent, out: list[Effect]) -> None:
+    def _ami(self, ev: AmiEvent | ConnectionEvent, out: list[Effect]) -> None:  # noqa: C901 - split by part in the next step
         if isinstance(ev, AmiConnected):
             self._nodes.add(ev.node)
             out.append(RenewLease(node=ev.node, until=ev.time + self._lease_s))
@@ -300,7 +322,10 @@ class Core:
             self._on_newexten(ev, out)
         elif isinstance(ev, CoreShowChannel):
             if ev.chan.context == CONTEXT_HOLD:
-                self._waiting(ev.node, ev.chan, ev.time, out, adopted=True)
+                self._adopt_or_wait(ev.node, ev.chan, ev.time, out)
+            elif ev.chan.context == CONTEXT_FALLBACK and not ev.bridge_id:
+                # in Queue() and not talking to a queue member (yet)
+                self._in_fallback(ev.node, ev.chan, ev.time, out)
         elif isinstance(ev, DialBegin):
             self._on_dial_begin(ev, out)
         elif isinstance(ev, DeviceStateChange):
@@ -357,6 +382,7 @@ class Core:
         if s.call_id.startswith(PROMPT_CHECK_ID_PREFIX):
             return  # the daemon's prompt check (cti/adapters/prompt_check.py), not a citizen's call
         self._held.pop(s.call_id, None)
+        self._adopting.pop(s.call_id, None)
         popped = self._popped.pop(s.call_id, None)
         if popped is not None:
             out.append(
@@ -411,14 +437,23 @@ class Core:
     def _on_newexten(self, ev: Newexten, out: list[Effect]) -> None:
         ctx = ev.chan.context
         if ctx == CONTEXT_HOLD and ev.chan.priority == 1:
-            self._waiting(ev.node, ev.chan, ev.time, out, adopted=False)
+            self._adopt_or_wait(ev.node, ev.chan, ev.time, out, adopted=False)
         elif ctx == CONTEXT_CONNECT and ev.chan.priority == 1:
             held = self._held.get(ev.chan.linkedid)
             if held is not None and held.channel == ev.chan.channel:
                 held.in_hold = False
+        elif ctx == CONTEXT_FALLBACK and ev.chan.priority == 1:
+            self._in_fallback(ev.node, ev.chan, ev.time, out)
 
     def _waiting(
-        self, node: str, chan: ChannelSnapshot, at: float, out: list[Effect], *, adopted: bool
+        self,
+        node: str,
+        chan: ChannelSnapshot,
+        at: float,
+        out: list[Effect],
+        *,
+        adopted: bool,
+        entered_at: float | None = None,
     ) -> None:
         call_id = chan.linkedid
         held = self._held.get(call_id)
@@ -478,6 +513,7 @@ class Core:
                         at=at,
                         caller=caller,
                         demoted=blocked is not None and blocked.treatment == "last",
+                        entered_at=entered_at,
                     )
                 ),
                 out,
@@ -535,6 +571,116 @@ class Core:
             skill=(plan_line.skill if plan_line is not None else None) or self.plan.general_skill,
             created_at=at,
             **_from_110(transfer),
+        )
+
+    # ------------------------------------------------------------------ adoption
+    # Calls waiting when the daemon (re)connects, which it did not see arrive (issue 18,
+    # items 1 and 4; cti/core/adoption.py): read their variables first, then take them at the
+    # place their wait gives them; take back the ones waiting in a fallback Queue().
+
+    def _in_fallback(self, node: str, chan: ChannelSnapshot, at: float, out: list[Effect]) -> None:
+        """`chan` waits in a fallback ``Queue()`` (the daemon was down, or its lease ran
+        out while the AMI link was down)."""
+        call_id = chan.linkedid
+        held = self._held.get(call_id)
+        if held is None:
+            self._adopt_or_wait(node, chan, at, out, from_fallback=True)
+        elif held.channel == chan.channel and call_id in self.dispatcher.queue:
+            # still in our line: back to the holding loop, or app_queue rings seats too
+            self.counts["fallback_taken_back"] += 1
+            self._log.info("call_back_from_fallback", linkedid=call_id, node=node)
+            self._out_of_fallback(call_id, out)
+
+    def _adopt_or_wait(
+        self,
+        node: str,
+        chan: ChannelSnapshot,
+        at: float,
+        out: list[Effect],
+        *,
+        adopted: bool = True,
+        from_fallback: bool = False,
+    ) -> None:
+        """A call in the holding loop (or a fallback queue): one the tracker did not see
+        arrive (history incomplete) is taken only once its variables are read back."""
+        call_id = chan.linkedid
+        if call_id not in self._held:
+            active = self.tracker.call(node, call_id)
+            if active is None or not active.history_complete:
+                self._read_before_taking(node, chan, out, from_fallback=from_fallback)
+                return
+        self._waiting(node, chan, at, out, adopted=adopted)
+        if from_fallback:
+            self._out_of_fallback(call_id, out)
+
+    def _read_before_taking(
+        self, node: str, chan: ChannelSnapshot, out: list[Effect], *, from_fallback: bool
+    ) -> None:
+        call_id = chan.linkedid
+        pending = self._adopting.get(call_id)
+        if pending is not None:  # listed and seen moving: one read is enough
+            pending.from_fallback = pending.from_fallback or from_fallback
+            return
+        self._adopting[call_id] = _Adopting(node=node, chan=chan, from_fallback=from_fallback)
+        # CTI_TAKEN first: a held call must not fall back while its variables are read
+        out.append(MarkTaken(node=node, channel=chan.channel, call_id=call_id))
+        out.append(ReadAdoptedChannel(node=node, channel=chan.channel, call_id=call_id))
+
+    def _adopted_read(self, item: AdoptedChannelRead, out: list[Effect]) -> None:
+        pending = self._adopting.pop(item.call_id, None)
+        if pending is None or pending.node != item.node:
+            return  # ended meanwhile
+        call_id, node = item.call_id, item.node
+        if not item.ok and not item.connected:
+            # the link went down: the resync after the next login lists the call again
+            self.counts["adoption_read_lost"] += 1
+            return
+        facts = AdoptedFacts.from_variables(item.variables, now=item.at)
+        active = self.tracker.call(node, call_id)
+        if active is None:
+            return
+        self.tracker.note_adopted(
+            node, call_id, line=facts.line, dialed=facts.dnis, transfer_id=facts.transfer_id
+        )
+        if facts.entered_at is None and active.started_at > 0:
+            # a dialplan without CTI_ENTERED: the channel's age (CoreShowChannels Duration)
+            facts = AdoptedFacts(
+                line=facts.line,
+                dnis=facts.dnis,
+                transfer_id=facts.transfer_id,
+                entered_at=min(active.started_at, item.at),
+            )
+        self._log.info(
+            "call_adoption_read",
+            linkedid=call_id,
+            node=node,
+            ok=item.ok,
+            line=facts.line,
+            entered_at=facts.entered_at,
+            from_fallback=pending.from_fallback,
+        )
+        if active.answered_by is not None:
+            # a fallback queue member answered first: that call is served, leave it be
+            self.counts["adopted_answered_in_fallback"] += 1
+            self._log.info("call_answered_in_fallback", linkedid=call_id, seat=active.answered_by)
+            return
+        self._waiting(node, pending.chan, item.at, out, adopted=True, entered_at=facts.entered_at)
+        if pending.from_fallback:
+            self._out_of_fallback(call_id, out)
+
+    def _out_of_fallback(self, call_id: str, out: list[Effect]) -> None:
+        """Redirect a call in a fallback ``Queue()`` to ``cti-hold``, unless routing just
+        offered it (its Redirect to ``cti-connect`` takes it out of the queue itself) or
+        it was rejected (blacklist)."""
+        held = self._held.get(call_id)
+        if held is None:
+            return
+        held.in_hold = False
+        if any(isinstance(e, RedirectToSeat | RejectCall) and e.call_id == call_id for e in out):
+            return
+        held.expected_returns += 1
+        out.append(
+            ReturnToHold(node=held.node, channel=held.channel, call_id=call_id, reason="fallback")
         )
 
     # ------------------------------------------------------------------ callbacks

@@ -8,17 +8,20 @@ types and nothing else of the core.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from cti.calls.model import CallSummary
+from cti.dialplan.contract import ADOPTION_VARIABLES
 from cti.dispatch110 import Feedback110, Transfer110
 from cti.events import AmiEvent, ConnectionEvent
 from cti.seats.commands import CommandError, SeatCommand
-from cti.workorders.model import OutboxOp
+from cti.workorders.model import OutboxOp, TicketDraft
 
 __all__ = [
     "AddEmergencyLeg",
+    "AdoptedChannelRead",
     "AmiEffect",
     "CallbackDone",
     "CallbackKeepPlace",
@@ -35,6 +38,7 @@ __all__ = [
     "OriginateCallback",
     "Pop",
     "Publish",
+    "ReadAdoptedChannel",
     "RedirectToSeat",
     "RejectCall",
     "RenewLease",
@@ -42,9 +46,11 @@ __all__ = [
     "Report110",
     "ReturnToHold",
     "SeatCommandReceived",
+    "SeatMark",
     "StoreCall",
     "StoreSeatState",
     "StoreTicketOp",
+    "TakenCall",
     "Tick",
     "TicketNumberKnown",
     "Transfer110Pushed",
@@ -343,6 +349,62 @@ class HangupLeg:
 EscalationEffect = EscalateBlind | AddEmergencyLeg | HangupLeg
 
 
+# ---- adopting a waiting call the daemon did not see arrive (cti.core.adoption)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadAdoptedChannel:
+    """Read `names` from the held channel (AMI ``Status`` with ``Variables``), then hand
+    the answer back as :class:`AdoptedChannelRead`."""
+
+    node: str
+    channel: str
+    call_id: str
+    names: tuple[str, ...] = ADOPTION_VARIABLES
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AdoptedChannelRead:
+    """The answer to :class:`ReadAdoptedChannel`: the variables that are set; `ok` False
+    when the action failed (`connected`: whether the node was still up)."""
+
+    node: str
+    call_id: str
+    channel: str
+    variables: Mapping[str, str] = field(default_factory=dict)
+    ok: bool = True
+    connected: bool = True
+    at: float
+
+
+# ---- after a restart: what the database remembers (cti.core.recovery)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SeatMark:
+    """One stored state change of a seat for a call (``seat_events``: ringing, talking...)."""
+
+    seat_id: str
+    status: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TakenCall:
+    """A call the daemon had taken (its draft written) whose end was never written."""
+
+    draft: TicketDraft
+    marks: tuple[SeatMark, ...] = ()  # oldest first
+
+    @property
+    def node(self) -> str:
+        return self.draft.node
+
+    @property
+    def linkedid(self) -> str:
+        return self.draft.call_id.partition(":")[2]
+
+
 CoreInput = (
     AmiEvent
     | ConnectionEvent
@@ -353,6 +415,7 @@ CoreInput = (
     | CallbackRequested
     | CallbackKeepPlace
     | MessageLeft
+    | AdoptedChannelRead
 )
 
 Effect = (
@@ -375,6 +438,7 @@ Effect = (
     | EscalateBlind
     | AddEmergencyLeg
     | HangupLeg
+    | ReadAdoptedChannel
 )
 
 AmiEffect = (

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "ADOPTION_VARIABLES",
     "AFTER_HOURS_VARIABLE",
     "CONTEXT_BLOCKED",
     "CONTEXT_CALLBACK",
@@ -20,6 +21,7 @@ __all__ = [
     "CONTEXT_LINE",
     "CONTEXT_PROMPT_CHECK",
     "CONTEXT_RECORD",
+    "ENTERED_VARIABLE",
     "LEASE_VARIABLE",
     "PROMPT_CHECK_ID_PREFIX",
     "PROMPT_FORMATS",
@@ -61,6 +63,14 @@ daemon with AMI ``Setvar``). A taken call stays held while the lease is valid.""
 LEASE_VARIABLE: Final = "CTI_LEASE_UNTIL"
 """Global variable: epoch seconds until which a running daemon answers for taken calls. The
 daemon renews it with AMI ``Setvar`` (no ``Channel``) while it runs."""
+
+ENTERED_VARIABLE: Final = "CTI_ENTERED"
+"""Channel variable: when ``cti-line`` put the call in the line (epoch seconds, ms). A daemon
+that adopts a waiting call it did not see arrive reads it back, so the call keeps the place
+its wait gives it in the one line (cti/core/adoption.py)."""
+ADOPTION_VARIABLES: Final = ("CTI_LINE", "CTI_DNIS", ENTERED_VARIABLE, "CTI_TRANSFER_ID")
+"""What the daemon reads back from a waiting call it adopts (AMI ``Status`` with
+``Variables``): what the inbound dialplan set, and when the call joined the line."""
 
 AFTER_HOURS_VARIABLE: Final = "CTI_AFTER_HOURS"
 """Channel variable: ``1`` set by the daemon when it found the line closed and takes a

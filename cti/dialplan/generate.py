@@ -33,6 +33,7 @@ from cti.dialplan.contract import (
     CONTEXT_LINE,
     CONTEXT_PROMPT_CHECK,
     CONTEXT_RECORD,
+    ENTERED_VARIABLE,
     LEASE_VARIABLE,
     PROMPT_FORMATS,
     TAKEN_VARIABLE,
@@ -389,7 +390,8 @@ def _line(conf: _Conf, settings: DialplanSettings) -> None:
         CONTEXT_LINE,
         _RULE,
         "Every answered line: answer, call id (the linkedid unless already set), music",
-        f"class, the hold deadline (now + {settings.hold_timeout_s} s), optional FastAGI.",
+        f"class, the hold deadline (now + {settings.hold_timeout_s} s), optional FastAGI,",
+        "the time it joins the line (CTI_ENTERED: a restarted daemon keeps its place).",
     )
     apps = [
         "Answer()",
@@ -399,6 +401,8 @@ def _line(conf: _Conf, settings: DialplanSettings) -> None:
     ]
     if settings.agi_url is not None:
         apps.append(f"AGI({settings.agi_url})")
+    # STRFTIME's %3q: milliseconds (EPOCH is whole seconds; calls arrive closer than that)
+    apps.append(f"Set({ENTERED_VARIABLE}=${{STRFTIME(,,%s.%3q)}})")
     apps.append(f"Goto({CONTEXT_HOLD},s,1)")
     conf.exten("s", *apps)
 

@@ -19,37 +19,13 @@ and hands it over as the frozen records below; the core decides once the first
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from cti.calls.model import CallSummary
-from cti.workorders.model import TicketCallFacts, TicketDraft
+from cti.core.messages import TakenCall
+from cti.workorders.model import TicketCallFacts
 
-__all__ = ["SeatMark", "TakenCall", "reconstruct"]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SeatMark:
-    """One stored state change of a seat for a call (``seat_events``: ringing, talking...)."""
-
-    seat_id: str
-    status: str
-    at: float
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TakenCall:
-    """A call the daemon had taken (its draft written) whose end was never written."""
-
-    draft: TicketDraft
-    marks: tuple[SeatMark, ...] = ()  # oldest first
-
-    @property
-    def node(self) -> str:
-        return self.draft.node
-
-    @property
-    def linkedid(self) -> str:
-        return self.draft.call_id.partition(":")[2]
+__all__ = ["reconstruct"]
 
 
 def reconstruct(
