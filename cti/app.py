@@ -142,7 +142,9 @@ class AmiExecutor:
 
     A failed action (the caller hung up meanwhile, the node is down) is logged with the
     call id and dropped: the core learns what really happened from the events, and an
-    action is never re-sent blindly.
+    action is never re-sent blindly. So is one that cannot be sent at all (a value with a
+    line break: refused by the encoder as an AMI header injection) and one that fails for
+    any other reason: one effect's failure never ends a node's queue (issue 16).
     """
 
     def __init__(self, clients: dict[str, AmiClient], *, log: Any) -> None:
@@ -200,6 +202,24 @@ class AmiExecutor:
                 node=node,
                 linkedid=getattr(effect, "call_id", None),
                 error=str(exc),
+            )
+        except ValueError as exc:  # encode_action: CR/LF in a value; nothing was sent
+            self.failed += 1
+            self._log.error(
+                "ami_effect_failed",
+                effect=type(effect).__name__,
+                node=node,
+                linkedid=getattr(effect, "call_id", None),
+                error=str(exc),
+                refused=True,
+            )
+        except Exception:  # noqa: BLE001 - a bug costs this action, not the queue
+            self.failed += 1
+            self._log.exception(
+                "ami_effect_failed",
+                effect=type(effect).__name__,
+                node=node,
+                linkedid=getattr(effect, "call_id", None),
             )
 
 
@@ -407,11 +427,14 @@ class Daemon:
     async def _pump(self) -> None:
         while True:
             item = await self.events.get()
-            if not isinstance(item, AmiEvent):
-                self._connection_event(item)
-            elif item.name == "UserEvent" and self._prompt_checks:
-                for check in self._prompt_checks.values():
-                    check.feed(item.headers)
+            try:
+                if not isinstance(item, AmiEvent):
+                    self._connection_event(item)
+                elif item.name == "UserEvent" and self._prompt_checks:
+                    for check in self._prompt_checks.values():
+                        check.feed(item.headers)
+            except Exception:  # noqa: BLE001 - one odd event costs itself, not the pump
+                self._log.exception("ami_input_failed", item=type(item).__name__)
             self.feed(item)
 
     async def _ticker(self) -> None:
@@ -467,8 +490,15 @@ class Daemon:
         for effect in effects:
             if keep is not None and keep(effect):
                 kept.append(effect)
-            else:
+                continue
+            try:
                 self._effect(effect)
+            except Exception:  # noqa: BLE001 - one effect's failure costs only that effect
+                self._log.exception(
+                    "effect_failed",
+                    effect=type(effect).__name__,
+                    linkedid=getattr(effect, "call_id", None),
+                )
         if effects:
             self._wake.set()  # a new timer may be due sooner than the ticker thinks
         return kept
@@ -765,7 +795,14 @@ class Daemon:
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Future[None]) -> None:
+        """A background write ended: a failure is logged with its task, not left as
+        asyncio's "exception was never retrieved" at garbage collection."""
+        self._background.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self._log.error("background_task_failed", task=repr(task), error=repr(exc))
 
     async def _check_prompts(self, node: str) -> None:
         """Are the configured prompts on this Asterisk? Missing ones are a warning: the
@@ -938,7 +975,12 @@ class Daemon:
                 except Exception as exc:  # noqa: BLE001 - the database: keep trying
                     self._log.warning("feedback110_store_failed", error=repr(exc), attempt=attempt)
                     await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
-            self._publish110(report)
+            try:
+                self._publish110(report)
+            except Exception:  # noqa: BLE001 - stored: the webhook still delivers it
+                self._log.exception(
+                    "feedback110_publish_failed", transfer_id=report.feedback.transfer_id
+                )
 
     async def _mqtt_pushes(self) -> None:
         """Pushes on cti/110/transfers, one at a time; the reply on cti/110/transfers/reply."""
