@@ -376,6 +376,7 @@ class Daemon:
         # survey ratings of calls still up (the caller rates before hanging up): they go
         # into the call record when it is written
         self._ratings: dict[str, str] = {}
+        self._rated: dict[str, None] = {}  # calls surveyed (insertion order): one rating each
         # short background writes (callback list, escalation notices), kept until done
         self._background: set[asyncio.Future[None]] = set()
         self._prompt_checks: dict[str, PromptCheck] = {}  # check id -> the check running
@@ -639,10 +640,36 @@ class Daemon:
         nodes = self.settings.ami.nodes
         return next((n.name for n in nodes if n.host == peer), nodes[0].name)
 
+    def _survey_refusal(self, agi: Agi, node: str, linkedid: str) -> str | None:
+        """Why this AGI session may not rate the call, or None. FastAGI has no
+        authentication (docs/ivr.md: keep it on loopback or a private interface), so the
+        daemon's own facts decide: the dialplan sends a caller to the survey only after a
+        seat answered and hung up, on the caller's own channel, while the call is up."""
+        call = self.core.tracker.call(node, linkedid)
+        if call is None:
+            return "no such call in progress"
+        if call.answered_by is None:
+            return "the call was not answered by a seat"
+        if agi.headers.get("agi_channel", "") not in call.channels:
+            return "the AGI channel is not one of the call's channels"
+        if f"{node}:{linkedid}" in self._rated:
+            return "already rated"
+        return None
+
     async def _survey(self, agi: Agi) -> None:
         """After the agent hung up: one key, stored on the ticket and the call record."""
         linkedid = agi.headers.get("agi_arg_1") or agi.headers.get("agi_uniqueid", "")
-        call_id = f"{self._node_of(agi.peer)}:{linkedid}"
+        node = self._node_of(agi.peer)
+        call_id = f"{node}:{linkedid}"
+        refused = self._survey_refusal(agi, node, linkedid)
+        if refused is not None:
+            self._log.warning(
+                "ivr_survey_refused", linkedid=linkedid, node=node, peer=agi.peer, reason=refused
+            )
+            return  # nothing asked, nothing written
+        self._rated[call_id] = None
+        while len(self._rated) > 10_000:  # bounded: the oldest go first
+            del self._rated[next(iter(self._rated))]
         rating = await survey(agi, self.settings.ivr.survey)
         if rating is None:
             self._log.info("ivr_survey_unrated", linkedid=linkedid)
@@ -656,7 +683,6 @@ class Daemon:
                 at=time.time(),
             )
         )
-        node, _, _ = call_id.partition(":")
         stored = await self.store.rate_call(call_id, rating.label, outbox_rows([op], time.time()))
         if not stored and self.core.tracker.call(node, linkedid) is not None:
             self._ratings[call_id] = rating.label  # the record comes when the caller hangs up
