@@ -128,6 +128,14 @@ class ChannelSnapshot:
     priority: int | None
 
     @property
+    def actionable(self) -> bool:
+        """The channel name can be sent back in an AMI action (Setvar, Redirect): no CR or
+        LF in it. Asterisk never makes such a name, but a peer (or a technology that puts
+        a dialled string into the name) can; AMI framing is CR LF, so the action would be
+        refused (an injection) — the daemon must not take a call it cannot act on."""
+        return "\r" not in self.channel and "\n" not in self.channel
+
+    @property
     def is_local(self) -> bool:
         """A Local channel half (`Local/100@inbound-0000001;1` or `;2`)."""
         return self.channel.startswith("Local/")

@@ -25,7 +25,9 @@ class AmiExecutor:
 
     A failed action (the caller hung up meanwhile, the node is down) is logged with the
     call id and dropped: the core learns what really happened from the events, and an
-    action is never re-sent blindly.
+    action is never re-sent blindly. So is one that cannot be sent at all (a value with a
+    line break: refused by the encoder as an AMI header injection) and one that fails for
+    any other reason: one effect's failure never ends a node's queue (issue 16).
     """
 
     def __init__(self, clients: dict[str, AmiClient], *, log: FilteringBoundLogger) -> None:
@@ -83,4 +85,22 @@ class AmiExecutor:
                 node=node,
                 linkedid=getattr(effect, "call_id", None),
                 error=str(exc),
+            )
+        except ValueError as exc:  # encode_action: CR/LF in a value; nothing was sent
+            self.failed += 1
+            self._log.error(
+                "ami_effect_failed",
+                effect=type(effect).__name__,
+                node=node,
+                linkedid=getattr(effect, "call_id", None),
+                error=str(exc),
+                refused=True,
+            )
+        except Exception:  # noqa: BLE001 - a bug costs this action, not the queue
+            self.failed += 1
+            self._log.exception(
+                "ami_effect_failed",
+                effect=type(effect).__name__,
+                node=node,
+                linkedid=getattr(effect, "call_id", None),
             )

@@ -182,6 +182,7 @@ class Daemon:
         # survey ratings of calls still up (the caller rates before hanging up): they go
         # into the call record when it is written
         self._ratings: dict[str, str] = {}
+        self._rated: dict[str, None] = {}  # calls surveyed (insertion order): one rating each
         # short background writes (callback list, escalation notices), kept until done
         self._background: set[asyncio.Future[None]] = set()
         self._prompt_checks: dict[str, PromptCheck] = {}  # check id -> the check running
@@ -264,11 +265,14 @@ class Daemon:
     async def _pump(self) -> None:
         while True:
             item = await self.events.get()
-            if not isinstance(item, AmiEvent):
-                self._connection_event(item)
-            elif item.name == "UserEvent" and self._prompt_checks:
-                for check in self._prompt_checks.values():
-                    check.feed(item.headers)
+            try:
+                if not isinstance(item, AmiEvent):
+                    self._connection_event(item)
+                elif item.name == "UserEvent" and self._prompt_checks:
+                    for check in self._prompt_checks.values():
+                        check.feed(item.headers)
+            except Exception:  # noqa: BLE001 - one odd event costs itself, not the pump
+                self._log.exception("ami_input_failed", item=type(item).__name__)
             self.feed(item)
 
     async def _ticker(self) -> None:
@@ -325,8 +329,15 @@ class Daemon:
         for effect in effects:
             if keep is not None and keep(effect):
                 kept.append(effect)
-            else:
+                continue
+            try:
                 self._effect(effect)
+            except Exception:  # noqa: BLE001 - one effect's failure costs only that effect
+                self._log.exception(
+                    "effect_failed",
+                    effect=type(effect).__name__,
+                    linkedid=getattr(effect, "call_id", None),
+                )
         if effects:
             self._wake.set()  # a new timer may be due sooner than the ticker thinks
         return kept
@@ -473,10 +484,36 @@ class Daemon:
         nodes = self.settings.ami.nodes
         return next((n.name for n in nodes if n.host == peer), nodes[0].name)
 
+    def _survey_refusal(self, agi: Agi, node: str, linkedid: str) -> str | None:
+        """Why this AGI session may not rate the call, or None. FastAGI has no
+        authentication (docs/ivr.md: keep it on loopback or a private interface), so the
+        daemon's own facts decide: the dialplan sends a caller to the survey only after a
+        seat answered and hung up, on the caller's own channel, while the call is up."""
+        call = self.core.tracker.call(node, linkedid)
+        if call is None:
+            return "no such call in progress"
+        if call.answered_by is None:
+            return "the call was not answered by a seat"
+        if agi.headers.get("agi_channel", "") not in call.channels:
+            return "the AGI channel is not one of the call's channels"
+        if f"{node}:{linkedid}" in self._rated:
+            return "already rated"
+        return None
+
     async def _survey(self, agi: Agi) -> None:
         """After the agent hung up: one key, stored on the ticket and the call record."""
         linkedid = agi.headers.get("agi_arg_1") or agi.headers.get("agi_uniqueid", "")
-        call_id = f"{self._node_of(agi.peer)}:{linkedid}"
+        node = self._node_of(agi.peer)
+        call_id = f"{node}:{linkedid}"
+        refused = self._survey_refusal(agi, node, linkedid)
+        if refused is not None:
+            self._log.warning(
+                "ivr_survey_refused", linkedid=linkedid, node=node, peer=agi.peer, reason=refused
+            )
+            return  # nothing asked, nothing written
+        self._rated[call_id] = None
+        while len(self._rated) > 10_000:  # bounded: the oldest go first
+            del self._rated[next(iter(self._rated))]
         rating = await survey(agi, self.settings.ivr.survey)
         if rating is None:
             self._log.info("ivr_survey_unrated", linkedid=linkedid)
@@ -490,7 +527,6 @@ class Daemon:
                 at=time.time(),
             )
         )
-        node, _, _ = call_id.partition(":")
         stored = await self.store.rate_call(call_id, rating.label, outbox_rows([op], time.time()))
         if not stored and self.core.tracker.call(node, linkedid) is not None:
             self._ratings[call_id] = rating.label  # the record comes when the caller hangs up
@@ -637,7 +673,14 @@ class Daemon:
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Future[None]) -> None:
+        """A background write ended: a failure is logged with its task, not left as
+        asyncio's "exception was never retrieved" at garbage collection."""
+        self._background.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self._log.error("background_task_failed", task=repr(task), error=repr(exc))
 
     async def _check_prompts(self, node: str) -> None:
         """Are the configured prompts on this Asterisk? Missing ones are a warning: the
@@ -810,7 +853,12 @@ class Daemon:
                 except Exception as exc:  # noqa: BLE001 - the database: keep trying
                     self._log.warning("feedback110_store_failed", error=repr(exc), attempt=attempt)
                     await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
-            self._publish110(report)
+            try:
+                self._publish110(report)
+            except Exception:  # noqa: BLE001 - stored: the webhook still delivers it
+                self._log.exception(
+                    "feedback110_publish_failed", transfer_id=report.feedback.transfer_id
+                )
 
     async def _mqtt_pushes(self) -> None:
         """Pushes on cti/110/transfers, one at a time; the reply on cti/110/transfers/reply."""

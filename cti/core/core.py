@@ -173,6 +173,7 @@ class Core:
         self.dispatcher = Dispatcher(plan, log)
         self._seats = {s.id for s in plan.seats}
         self._held: dict[str, _Held] = {}  # call_id -> the caller's held channel
+        self._refused: set[str] = set()  # calls not taken: a channel name AMI cannot carry
         self._nodes: set[str] = set()
         self._lease_s = lease_s
         self._lease_every_s = lease_every_s
@@ -383,6 +384,7 @@ class Core:
             return  # the daemon's prompt check (cti/adapters/prompt_check.py), not a citizen's call
         self._held.pop(s.call_id, None)
         self._adopting.pop(s.call_id, None)
+        self._refused.discard(s.call_id)
         popped = self._popped.pop(s.call_id, None)
         if popped is not None:
             out.append(
@@ -445,7 +447,27 @@ class Core:
         elif ctx == CONTEXT_FALLBACK and ev.chan.priority == 1:
             self._in_fallback(ev.node, ev.chan, ev.time, out)
 
-    def _waiting(
+    def _refuse(self, node: str, chan: ChannelSnapshot) -> bool:
+        """Refuse a call at the door when every action on its channel would be refused
+        (a CR or LF in the name: AMI framing); a seat offered a call it can never get
+        would ring out into RONA. Not taken, the holding loop sends it to the plain
+        Queue() at its deadline; the tracker still writes its call record."""
+        if chan.actionable:
+            return False
+        call_id = chan.linkedid
+        if call_id not in self._refused:  # the holding loop comes round again: log once
+            self._refused.add(call_id)
+            self.counts["refused_channel_name"] += 1
+            self._log.warning(
+                "call_refused",
+                linkedid=call_id,
+                node=node,
+                channel=chan.channel,
+                reason="channel name has a line break (not usable in AMI actions)",
+            )
+        return True
+
+    def _waiting(  # noqa: C901, PLR0911 - split by part in the next step (hold, tickets)
         self,
         node: str,
         chan: ChannelSnapshot,
@@ -457,6 +479,8 @@ class Core:
     ) -> None:
         call_id = chan.linkedid
         held = self._held.get(call_id)
+        if held is None and self._refuse(node, chan):
+            return
         if held is None:
             if self.tracker.call(node, call_id) is None:
                 # the tracker refused its channels (table full, `call_tracker_full`): a call

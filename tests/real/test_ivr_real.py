@@ -8,6 +8,7 @@ import asyncio
 import os
 import sqlite3
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -249,3 +250,72 @@ async def test_a_waiting_caller_leaves_a_message_on_its_ticket(tmp_path: Path) -
         assert rows(db, "select count(*) from callbacks") == [(0,)]  # not a missed call
         on_host = Path("/var/tmp/hotline-cti-testbed/root" + left["recording"])
         assert on_host.stat().st_size > 1000
+
+
+async def forge_survey(port: int, linkedid: str, channel: str) -> list[bytes]:
+    """Whoever reaches the FastAGI port, posing as Asterisk: the survey script's headers
+    for `linkedid`, then key 4 (不满意) to every command. Returns the commands it got."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"agi_network: yes\nagi_network_script: survey\n"
+        b"agi_request: agi://127.0.0.1:4573/survey\n"
+        + f"agi_channel: {channel}\nagi_uniqueid: {linkedid}\nagi_arg_1: {linkedid}\n\n".encode()
+    )
+    await writer.drain()
+    commands = []
+    try:
+        async with asyncio.timeout(10):
+            while line := await reader.readline():
+                commands.append(line)
+                writer.write(b"200 result=52\n")  # "4"
+                await writer.drain()
+    finally:
+        writer.close()
+    return commands
+
+
+async def test_a_forged_survey_rating_is_refused_and_the_real_one_still_lands(
+    tmp_path: Path,
+) -> None:
+    """FastAGI has no authentication (issue 16, item 10): a rating is taken only for a
+    call the daemon itself saw answered by a seat, on that call's own channel."""
+    db = tmp_path / "cti.db"
+    async with Harness(*config(tmp_path)) as h:
+        up = await h.wait(lambda: h.log("agi_listening"), 10, "the FastAGI server")
+        # a real call, waiting: nobody is logged in yet; its caller will press 4
+        call = await h.call("12345", "13800000931", "冯十五", context="survey-caller", exten="4")
+        chans = await h.channels()
+        held = next(c["Channel"] for c in chans.values() if c.get("Linkedid") == call)
+        made_up = "1795000000.4242"
+        for linkedid, channel, reason in (
+            (made_up, "PJSIP/attacker-00000001", "no such call in progress"),
+            (call, held, "the call was not answered by a seat"),  # the right ids, too early
+        ):
+            asked = await forge_survey(up["port"], linkedid, channel)
+            assert asked == []  # not even the prompt: refused before the first command
+            refused = await h.wait(partial(h.log, "ivr_survey_refused", linkedid=linkedid), 5, "no")
+            assert refused["reason"] == reason
+        assert h.log("ivr_survey_rated") is None
+        assert not h.published("calls/events", type="rated")
+        # the real survey, right after: the seat answers, hangs up, the caller presses 4
+        await h.seat("1001", {"cmd": "login", "ready": True})
+        rated = await h.wait(lambda: h.log("ivr_survey_rated", linkedid=call), 30, "a rating")
+        assert rated["rating"] == "不满意"
+        await h.wait(lambda: h.published("calls/events", call_id=call, type="ended"), 15, "end")
+        record = await until(
+            lambda: rows(
+                db,
+                "select satisfaction from call_records where linkedid = ? "
+                "and satisfaction is not null",
+                call,
+            ),
+            10,
+            "the rating on the call record",
+        )
+        assert record == [("不满意",)]
+        # nothing at all for the made-up call: no record, no ticket operation
+        assert rows(db, "select 1 from call_records where linkedid = ?", made_up) == []
+        assert rows(db, "select key from outbox where call_id like ?", f"%{made_up}%") == []
+        assert rows(
+            db, "select kind from outbox where call_id = ? and kind = 'rate'", f"main:{call}"
+        )
