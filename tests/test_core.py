@@ -22,6 +22,7 @@ from cti.core import (
     RenewLease,
     ReturnToHold,
     SeatCommandReceived,
+    StateRestored,
     StoreCall,
     StoreSeatState,
     StoreTicketOp,
@@ -239,14 +240,16 @@ def test_bad_and_unknown_seat_commands_are_replied_and_change_nothing() -> None:
 
 def test_seats_come_back_after_a_restart() -> None:
     c = core()
-    out = c.restore_seats(
-        {
-            "1001": ("ready", None, 90.0),
-            "1002": ("not_ready", "meal", 80.0),
-            "2001": ("talking", None, 95.0),  # its call may still be going on
-            "7777": ("ready", None, 90.0),  # no longer in the plan
-        },
-        100.0,
+    out = c.handle(
+        StateRestored(
+            seats={
+                "1001": ("ready", None, 90.0),
+                "1002": ("not_ready", "meal", 80.0),
+                "2001": ("talking", None, 95.0),  # its call may still be going on
+                "7777": ("ready", None, 90.0),  # no longer in the plan
+            },
+            at=100.0,
+        )
     )
     states = {e.seat_id: (e.status, e.reason) for e in out if isinstance(e, StoreSeatState)}
     assert states == {

@@ -4,7 +4,7 @@ still up are followed, seats that were on a call go on (pure, no I/O)."""
 from __future__ import annotations
 
 from cti.core import Core, Publish, StoreCall, StoreSeatState, Tick
-from cti.core.messages import SeatMark, TakenCall
+from cti.core.messages import SeatMark, StateRestored, TakenCall
 from cti.core.recovery import reconstruct
 from cti.seats.model import Pending, PendingKind, Reason
 from cti.workorders.model import TicketCallFacts, TicketDraft
@@ -72,19 +72,24 @@ def test_facts_of_a_live_call_keep_their_shape() -> None:
 
 def restarted(after_restart: str = "wrap_up") -> Core:
     c = core(wrapup_s=10.0, after_restart=after_restart)
-    c.restore_calls([taken("gone"), taken("up", "1002")], {"main": 118.0})
-    c.restore_busy_seats(
-        {
-            "1001": ("talking", None, 103.0, "gone", None),
-            "1002": ("talking", None, 103.0, "up", None),
-            "2001": (
-                "talking",
-                None,
-                103.0,
-                "gone2",
-                Pending(kind=PendingKind.NOT_READY, reason=Reason.MEAL),
-            ),
-        }
+    c.handle(
+        StateRestored(
+            seats={},
+            taken=(taken("gone"), taken("up", "1002")),
+            last_alive={"main": 118.0},
+            at=118.0,
+            busy={
+                "1001": ("talking", None, 103.0, "gone", None),
+                "1002": ("talking", None, 103.0, "up", None),
+                "2001": (
+                    "talking",
+                    None,
+                    103.0,
+                    "gone2",
+                    Pending(kind=PendingKind.NOT_READY, reason=Reason.MEAL),
+                ),
+            },
+        )
     )
     return c
 

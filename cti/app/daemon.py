@@ -63,6 +63,7 @@ from cti.core import (
     CallbackReply,
     CallbackRequested,
     Core,
+    CoreInput,
     Effect,
     MessageLeft,
     NotifyEscalation,
@@ -71,16 +72,18 @@ from cti.core import (
     Reply110,
     Report110,
     SeatCommandReceived,
+    StateRestored,
     StoreCall,
     StoreSeatState,
     StoreTicketOp,
     Tick,
     TicketNumberKnown,
+    Transfer110NotStored,
     Transfer110Pushed,
     call_event,
     ticket_origin,
 )
-from cti.core.messages import AdoptedChannelRead, AmiEffect, ReadAdoptedChannel
+from cti.core.messages import AmiEffect, ReadAdoptedChannel
 from cti.events import AmiConnected, AmiDisconnected, AmiEvent, AmiEventsLost
 from cti.ivr.flows import (
     Message,
@@ -205,40 +208,33 @@ class Daemon:
             await self.feedback110.aclose()
 
     async def load_state(self) -> None:
-        """What the database remembers, at start-up: the seats' states, and the 110
-        transfers of the last 30 days (a push repeated after a restart is still a
-        duplicate; an open transfer's feedback goes on from where it stopped)."""
-        await self._load_restart()
-        rows = await self.store110.load(time.time() - 30 * 86_400)
-        self.core.transfers.restore(rows)
-        self._log.info("transfers110_restored", transfers=len(rows))
-
-    async def _load_restart(self) -> None:
-        """Seats and calls from before a restart (cti/core/recovery.py): the seats' last states
-        (a seat that was on a call comes back on it), and the calls taken whose end was
-        never written — settled when each node's first channel list is in."""
+        """What the database remembers, at start-up, into the core in one input: the seats'
+        last states (a seat that was on a call comes back on it), the calls taken whose end
+        was never written — settled when each node's first channel list is in
+        (cti/core/recovery.py) — and the 110 transfers of the last 30 days (a push repeated
+        after a restart is still a duplicate; an open transfer's feedback goes on)."""
         now = time.time()
         state = await load_restart(self.store, [n.name for n in self.settings.ami.nodes], now)
         saved = await self.store.latest_seat_states()
-        if self.settings.numberplan.queue.after_restart != "not_ready":
-            saved = {k: v for k, v in saved.items() if k not in state.busy}
-        self.restore(saved)
-        self.core.restore_calls(state.taken, state.last_alive)
-        for effect in self.core.restore_busy_seats(state.busy):
-            self._effect(effect)
+        rows = await self.store110.load(now - 30 * 86_400)
+        self.feed(
+            StateRestored(
+                seats=saved,
+                busy=state.busy,
+                taken=tuple(state.taken),
+                last_alive=state.last_alive,
+                transfers110=tuple(rows),
+                at=now,
+            )
+        )
+        self._log.info("seats_restored", seats=len(saved))
         self._log.info(
             "restart_state_loaded",
             unfinished_calls=len(state.taken),
             busy_seats=len(state.busy),
             last_alive={n: round(t, 3) for n, t in state.last_alive.items()},
         )
-
-    def restore(self, saved: dict[str, tuple[str, str | None, float]]) -> None:
-        """Seat states from before a restart (the seat_events table)."""
-        effects = self.core.restore_seats(saved, time.time())
-        self._log.info("seats_restored", seats=len(saved))
-        for effect in effects:
-            self._effect(effect)
+        self._log.info("transfers110_restored", transfers=len(rows))
 
     def tasks(self) -> Iterable[tuple[Coroutine[Any, Any, None], str]]:
         for name, client in self.clients.items():
@@ -300,15 +296,7 @@ class Daemon:
 
     def feed(
         self,
-        item: QueueItem
-        | Tick
-        | SeatCommandReceived
-        | Transfer110Pushed
-        | TicketNumberKnown
-        | CallbackRequested
-        | CallbackKeepPlace
-        | MessageLeft
-        | AdoptedChannelRead,
+        item: CoreInput,
         *,
         keep: Callable[[Effect], bool] | None = None,
     ) -> list[Effect]:
@@ -823,7 +811,9 @@ class Daemon:
         except Exception:
             if any(r.feedback.event == "accepted" for r in reports):
                 # not stored, so not accepted: the error goes back and a repeat is new
-                self.core.transfers.forget(item.transfer.transfer_id)
+                self.feed(
+                    Transfer110NotStored(transfer_id=item.transfer.transfer_id, at=time.time())
+                )
             raise
         if ops:
             self.tickets.notify()

@@ -27,13 +27,16 @@ the plain queue when the lease runs out.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, assert_never
 
 from structlog.typing import FilteringBoundLogger
 
 from cti.calls.model import (
+    ActiveCall,
     CallAnswered,
     CallConnected,
     CallEnded,
@@ -70,12 +73,14 @@ from cti.core.messages import (
     Report110,
     ReturnToHold,
     SeatCommandReceived,
+    StateRestored,
     StoreCall,
     StoreSeatState,
     StoreTicketOp,
     TakenCall,
     Tick,
     TicketNumberKnown,
+    Transfer110NotStored,
     Transfer110Pushed,
 )
 from cti.core.recovery import reconstruct
@@ -105,6 +110,7 @@ from cti.events import (
     OriginateResponse,
 )
 from cti.numberplan import EscalationMode, Line, NumberPlan, number_key
+from cti.queue.model import Position, WaitingCall
 from cti.routing import commands as rc
 from cti.routing.dispatcher import Dispatcher, IncomingCall
 from cti.seats.commands import (
@@ -121,7 +127,7 @@ from cti.seats.commands import (
     WrapupDone,
     WrapupExtend,
 )
-from cti.seats.model import Pending, Reason, SeatStatus
+from cti.seats.model import Reason, SeatState, SeatStatus
 from cti.workorders.model import Origin, OutboxOp, TicketCallFacts, TicketDraft
 
 __all__ = ["Core", "call_event", "ticket_origin"]
@@ -209,56 +215,56 @@ class Core:
         self._last_alive: dict[str, float] = {}
         self._listed: set[str] = set()  # nodes whose first channel list is complete
         self._adopting: dict[str, _Adopting] = {}  # call id -> waiting for its variables
+        self._inputs = self._input_table()
 
     # ------------------------------------------------------------------ API
 
     def handle(self, item: CoreInput) -> list[Effect]:
         """Apply one input; return the effects, in the order they must happen."""
         out: list[Effect] = []
-        if isinstance(item, Tick):
-            self._tick(item.at, out)
-        elif isinstance(item, SeatCommandReceived):
-            self._seat_command(item, out)
-        elif isinstance(item, Transfer110Pushed):
-            self._on_push(item, out)
-        elif isinstance(item, TicketNumberKnown):
-            self._on_ticket_number(item, out)
-        elif isinstance(item, CallbackRequested):
-            self._on_callback(item, out)
-        elif isinstance(item, CallbackKeepPlace):
-            self._keep_place(item, out)
-        elif isinstance(item, MessageLeft):
-            self._messages[item.call_id] = item.recording
-            self._log.info("call_message_left", linkedid=item.call_id, recording=item.recording)
-        elif isinstance(item, AdoptedChannelRead):
-            self._adopted_read(item, out)
-        else:
-            self._ami(item, out)
+        handler = self._inputs.get(type(item))
+        if handler is not None:
+            handler(item, out)
+        else:  # every AMI event and connection event (cti.events): their own table
+            self._ami(item, out)  # type: ignore[arg-type]  # the rest of the union
         return out
 
-    def restore_seats(
-        self, saved: dict[str, tuple[str, str | None, float]], now: float
-    ) -> list[Effect]:
-        """Seats' last stored states, at start-up (see `Dispatcher.restore_seats`)."""
-        out: list[Effect] = []
-        self._route(self.dispatcher.restore_seats(saved, now), out)
-        return out
+    def _input_table(self) -> dict[type, Callable[[Any, list[Effect]], None]]:
+        """One entry per input type other than AMI events (STYLE.md: a table, no chain)."""
+        return {
+            Tick: lambda item, out: self._tick(item.at, out),
+            SeatCommandReceived: self._seat_command,
+            Transfer110Pushed: self._on_push,
+            TicketNumberKnown: self._on_ticket_number,
+            CallbackRequested: self._on_callback,
+            CallbackKeepPlace: self._keep_place,
+            MessageLeft: self._message_left,
+            AdoptedChannelRead: self._adopted_read,
+            StateRestored: self._restored,
+            Transfer110NotStored: self._not_stored,
+        }
 
-    def restore_calls(self, taken: list[TakenCall], last_alive: dict[str, float]) -> None:
-        """The calls taken before a restart whose end was never written, and when the
-        daemon was last known alive per node: settled at each node's first channel list."""
-        for call in taken:
+    def _message_left(self, item: MessageLeft, _out: list[Effect]) -> None:
+        self._messages[item.call_id] = item.recording
+        self._log.info("call_message_left", linkedid=item.call_id, recording=item.recording)
+
+    def _restored(self, item: StateRestored, out: list[Effect]) -> None:
+        """Start-up: the seats (a seat that was on a call comes back on it, unless the
+        plan says `after_restart: not_ready`), the calls to settle at each node's first
+        channel list, and the 110 transfers."""
+        saved = dict(item.seats)
+        if self.plan.queue.after_restart != "not_ready":
+            saved = {k: v for k, v in saved.items() if k not in item.busy}
+        self._route(self.dispatcher.restore_seats(saved, item.at), out)
+        for call in item.taken:
             self._restart_calls.setdefault(call.node, {})[call.linkedid] = call
             self._restart_call_node[call.linkedid] = call.node
-        self._last_alive.update(last_alive)
+        self._last_alive.update(item.last_alive)
+        self._route(self.dispatcher.restore_busy_seats(dict(item.busy)), out)
+        self.transfers.restore([dict(row) for row in item.transfers110])
 
-    def restore_busy_seats(
-        self, busy: dict[str, tuple[str, str | None, float, str, Pending | None]]
-    ) -> list[Effect]:
-        """Seats that were on a call at the stop (see `Dispatcher.restore_busy_seats`)."""
-        out: list[Effect] = []
-        self._route(self.dispatcher.restore_busy_seats(busy), out)
-        return out
+    def _not_stored(self, item: Transfer110NotStored, _out: list[Effect]) -> None:
+        self.transfers.forget(item.transfer_id)
 
     def _recover(self, node: str, at: float, out: list[Effect]) -> None:
         """The node's first channel list after the start is in: every call taken before the
@@ -1424,6 +1430,65 @@ class Core:
             call["dispatch110"] = transfer.pop_json()
         call.update(extra)
         return Pop(seat=seat, kind=kind, call_id=call_id, attempt=attempt, call=call)
+
+    # ------------------------------------------------------------------ questions
+    # What the daemon (HTTP, metrics, the IVR) asks. Answers are snapshots (frozen, or
+    # copies): nothing returned here lets a caller change the core behind `handle`.
+
+    def seat_states(self) -> list[SeatState]:
+        """Every seat's state, by seat id."""
+        return sorted(self.dispatcher.seats.states(), key=lambda st: st.seat_id)
+
+    def seat_state(self, seat: str) -> SeatState | None:
+        return self.dispatcher.seats.get(seat)
+
+    def queue_snapshot(self, now: float) -> rc.QueueSnapshot:
+        return self.dispatcher.snapshot(now)
+
+    def waiting(self, limit: int) -> list[WaitingCall]:
+        """The first `limit` waiting calls, in service order."""
+        return list(itertools.islice(self.dispatcher.queue, limit))
+
+    def position(self, call_id: str) -> Position | None:
+        return self.dispatcher.position(call_id)
+
+    def expected_wait(self, call_id: str, now: float) -> float | None:
+        return self.dispatcher.expected_wait(call_id, now)
+
+    def offered_to(self, call_id: str) -> str | None:
+        return self.dispatcher.offered_to(call_id)
+
+    def active_calls(self) -> list[ActiveCall]:
+        return self.tracker.active_calls()
+
+    def active_call(self, node: str, call_id: str) -> ActiveCall | None:
+        return self.tracker.call(node, call_id)
+
+    def draft(self, call_id: str) -> TicketDraft | None:
+        """What the core knows of a call's caller and line (its ticket draft)."""
+        return self._drafts.get(call_id)
+
+    def transfer110_status(self, transfer_id: str) -> dict[str, Any] | None:
+        return self.transfers.status(transfer_id)
+
+    def tracker_load(self) -> dict[str, int]:
+        """Calls and channels tracked now, and the cap (issue 16: a bounded table)."""
+        return {
+            "calls": self.tracker.call_count(),
+            "channels": self.tracker.channel_count(),
+            "max_channels": self.tracker.max_channels,
+        }
+
+    def channels_by_node(self, nodes: Iterable[str]) -> dict[str, int]:
+        return {n: self.tracker.channel_count(n) for n in nodes}
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """The core's counters: its own, the tracker's anomalies, the dispatcher's events."""
+        return {
+            "core": dict(self.counts),
+            "tracker": dict(self.tracker.anomalies),
+            "dispatcher": dict(self.dispatcher.stats),
+        }
 
 
 def call_event(kind: str, call_id: str, *, event: str | None = None, **body: Any) -> Publish:

@@ -17,6 +17,7 @@ from cti.dialplan.contract import ADOPTION_VARIABLES
 from cti.dispatch110 import Feedback110, Transfer110
 from cti.events import AmiEvent, ConnectionEvent
 from cti.seats.commands import CommandError, SeatCommand
+from cti.seats.model import Pending
 from cti.workorders.model import OutboxOp, TicketDraft
 
 __all__ = [
@@ -47,12 +48,14 @@ __all__ = [
     "ReturnToHold",
     "SeatCommandReceived",
     "SeatMark",
+    "StateRestored",
     "StoreCall",
     "StoreSeatState",
     "StoreTicketOp",
     "TakenCall",
     "Tick",
     "TicketNumberKnown",
+    "Transfer110NotStored",
     "Transfer110Pushed",
 ]
 
@@ -405,6 +408,35 @@ class TakenCall:
         return self.draft.call_id.partition(":")[2]
 
 
+# ---- start-up and the daemon's own bookkeeping
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateRestored:
+    """What the database remembers at start-up, handed in once before any AMI event:
+    the seats' last states (seat -> (status, reason, since)); the seats that were on a call
+    at the stop; the calls taken whose end was never written and when the daemon was last
+    alive per node (cti.core.recovery); the 110 transfers of the last 30 days."""
+
+    seats: Mapping[str, tuple[str, str | None, float]]
+    busy: Mapping[str, tuple[str, str | None, float, str, Pending | None]] = field(
+        default_factory=dict
+    )
+    taken: tuple[TakenCall, ...] = ()
+    last_alive: Mapping[str, float] = field(default_factory=dict)
+    transfers110: tuple[Mapping[str, Any], ...] = ()
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transfer110NotStored:
+    """A 110 push the core accepted could not be stored: it is forgotten (not accepted),
+    so 110's repeat of it is new."""
+
+    transfer_id: str
+    at: float
+
+
 CoreInput = (
     AmiEvent
     | ConnectionEvent
@@ -416,6 +448,8 @@ CoreInput = (
     | CallbackKeepPlace
     | MessageLeft
     | AdoptedChannelRead
+    | StateRestored
+    | Transfer110NotStored
 )
 
 Effect = (
