@@ -27,6 +27,7 @@ from cti.core import (
     StoreSeatState,
     StoreTicketOp,
     Tick,
+    TicketNumberKnown,
 )
 from cti.core.messages import AdoptedChannelRead, ReadAdoptedChannel
 from cti.events import AmiConnected, parse_event
@@ -444,3 +445,23 @@ def test_blacklisted_callers_are_rejected_or_served_last() -> None:
     assert queued is not None
     lowest = min(plan.priority_classes, key=lambda p: p.priority).name
     assert queued.priority_class == lowest
+
+
+def test_the_ticket_number_reaches_the_seat_in_an_update_pop_from_the_core() -> None:
+    """The core is the one owner of the ticket number a pop shows (issue 11): the number
+    arrives, the seat showing the call gets an update pop with it, and later pops of the
+    call carry it too."""
+    c = core(wrapup_s=0)
+    c.handle(AmiConnected(node="main", time=100.0, version="11.0.0", reconnect=False))
+    cmd(c, "1001", b'{"cmd": "login", "ready": true}', 100.0)
+    out = start_call(c, "c1", 100.0)
+    [offer] = [e for e in out if isinstance(e, Pop)]
+    assert (offer.kind, offer.ticket) == ("offer", None)
+    out = c.handle(TicketNumberKnown(call_id="main:c1", number="N1", at=100.5))
+    [update] = [e for e in out if isinstance(e, Pop)]
+    assert (update.seat, update.kind, update.ticket) == ("1001", "update", "N1")
+    out = answer(c, "c1", "1001", 101.0)
+    assert [(p.kind, p.ticket) for p in out if isinstance(p, Pop)] == [("answer", "N1")]
+    # a number for a call nobody is shown (or a malformed id) changes nothing
+    assert c.handle(TicketNumberKnown(call_id="main:zz", number="N2", at=102.0)) == []
+    assert c.handle(TicketNumberKnown(call_id="nocolon", number="N3", at=102.0)) == []

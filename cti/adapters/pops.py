@@ -1,11 +1,11 @@
-"""Screen-pops (弹屏) on `cti/seats/{seat}/pop`: the core's Pop effects, enriched with the
-caller's history and the ticket number, published in order.
+"""Screen-pops (弹屏) on `cti/seats/{seat}/pop`: the core's Pop effects (which carry the
+ticket number, once known), enriched with the caller's history, published in order.
 
 An `offer` pop must reach the seat while its phone rings, so the history lookup (the last
 calls and tickets of this number, from the local database) is bounded by a short deadline
 and a pop goes out without history rather than late. Pops of one call go out in the order
 the core made them (one queue, one task). When a ticket number arrives after the call was
-popped, the seat gets an `update` pop with it.
+popped, the core sends the seat an `update` pop with it.
 """
 
 from __future__ import annotations
@@ -156,27 +156,10 @@ class PopPublisher:
         self._log = log or structlog.get_logger("cti.pops")
         self._clock = clock
         self._queue: asyncio.Queue[Pop] = asyncio.Queue()
-        self._tickets: dict[str, str] = {}  # linkedid -> ticket number
-        self._on_screen: dict[str, Pop] = {}  # linkedid -> the last pop (offer/answer)
         self.published = 0
 
     def submit(self, pop: Pop) -> None:
         self._queue.put_nowait(pop)
-
-    def ticket(self, call_id: str, number: str) -> None:
-        """The ticket of a call got its number: tell the seat that shows the call."""
-        self._tickets[call_id] = number
-        shown = self._on_screen.get(call_id)
-        if shown is not None:
-            self._queue.put_nowait(
-                Pop(
-                    seat=shown.seat,
-                    kind="update",
-                    call_id=call_id,
-                    attempt=shown.attempt,
-                    call=shown.call,
-                )
-            )
 
     async def run(self) -> None:
         while True:
@@ -186,11 +169,6 @@ class PopPublisher:
             except Exception:  # noqa: BLE001 - one bad pop must not stop the others
                 self._log.exception("pop_failed", linkedid=pop.call_id, seat=pop.seat)
                 continue
-            if pop.kind == "end":
-                self._on_screen.pop(pop.call_id, None)
-                self._tickets.pop(pop.call_id, None)
-            else:
-                self._on_screen[pop.call_id] = pop
             self._mqtt.publish(f"seats/{pop.seat}/pop", payload)
             self.published += 1
 
@@ -202,7 +180,9 @@ class PopPublisher:
             "seat": pop.seat,
             "at": self._clock(),
             "call": pop.call,
-            "ticket": self._tickets.get(pop.call_id, "pending"),
+            # the core knows the number once the backend has answered (it sends an update
+            # pop then): the one owner of what a pop shows
+            "ticket": pop.ticket or "pending",
         }
         arrived = pop.call.get("arrived_at")
         if pop.kind in ("offer", "answer") and isinstance(arrived, int | float):

@@ -57,6 +57,7 @@ from cti.adapters.prompt_check import PromptCheck, configured_prompts, run_check
 from cti.adapters.restart import Heartbeat, load_restart
 from cti.adapters.workorders import build_workorders
 from cti.adapters.workorders.outbox import OutboxDeliverer, outbox_rows
+from cti.calls.ids import CallRef
 from cti.core import (
     CallbackDone,
     CallbackKeepPlace,
@@ -81,7 +82,7 @@ from cti.core import (
     Transfer110NotStored,
     Transfer110Pushed,
     call_event,
-    ticket_origin,
+    draft_for,
 )
 from cti.core.messages import AmiEffect, ReadAdoptedChannel
 from cti.events import AmiConnected, AmiDisconnected, AmiEvent, AmiEventsLost
@@ -102,7 +103,7 @@ from cti.ivr.session import Agi, AgiHangup
 from cti.seats.commands import parse_seat_command
 from cti.seats.model import SeatStatus
 from cti.settings import Settings
-from cti.workorders import OutboxOp, TicketDraft, TicketRating
+from cti.workorders import OutboxOp, TicketRating
 from cti.workorders.backend import WorkOrderError
 
 __all__ = ["EXIT_AMI_LOGIN", "EXIT_DATABASE", "AmiExecutor", "Daemon", "ShutdownError", "run"]
@@ -401,9 +402,9 @@ class Daemon:
 
     def _ticket_delivered(self, call_id: str, kind: str, number: str) -> None:
         """The work-order backend has the ticket (create) or the call's facts (update)."""
-        node, _, linkedid = call_id.partition(":")
-        if kind == "create":
-            self.pops.ticket(linkedid, number)
+        ref = CallRef.parse(call_id)
+        node, linkedid = ref.node, ref.linkedid
+        if kind == "create":  # the core shows the number (an update pop) and tells 110
             self.feed(TicketNumberKnown(call_id=call_id, number=number, at=time.time()))
         self._log.info(
             "ticket_" + ("created" if kind == "create" else "updated"),
@@ -557,7 +558,7 @@ class Daemon:
             ewt_s=None if ewt is None else round(ewt, 1),
         )
         await announce(agi, steps)
-        draft = self.core.drafts.get(linkedid)
+        draft = self.core.draft(linkedid)
         offer = self.settings.ivr.callback_offer
         number = draft is not None and bool(draft.caller)
         if not should_offer_callback(
@@ -741,20 +742,15 @@ class Daemon:
         dialplan = self.settings.dialplan
 
         async def keep(message: Message) -> None:
-            line = self.core.plan.line(number)
             caller = agi.headers.get("agi_callerid", "")
-            name = agi.headers.get("agi_calleridname", "")
-            draft = TicketDraft(
+            draft = draft_for(
+                self.settings.numberplan,
                 call_id=call_id,
                 node=node,
+                number=number,
                 caller="" if caller == "unknown" else caller,
-                caller_name="" if name == "unknown" else name,
-                line=number,
-                line_name=line.name if line is not None else number,
-                department=line.department if line is not None else "",
-                origin=ticket_origin(line, number),
-                skill=(line.skill if line is not None else None) or self.core.plan.general_skill,
-                created_at=now,
+                caller_name=agi.headers.get("agi_calleridname", ""),
+                at=now,
                 recording=message.recording,
                 content=message_content(message),
             )

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from cti.calls.ids import CallRef
 from cti.calls.model import CallSummary
 from cti.dialplan.contract import ADOPTION_VARIABLES
 from cti.dispatch110 import Feedback110, Transfer110
@@ -279,14 +280,16 @@ class Report110:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Pop:
     """A screen-pop (弹屏) for `seat` about `call_id`: `kind` is offer (ringing), answer
-    (connected), end (hung up, or the offer withdrawn). `call` is what the core knows;
-    the adapter adds the caller's history and the ticket number."""
+    (connected), update (new facts: the ticket number, 110's data), end (hung up, or the
+    offer withdrawn). `call` is what the core knows; the adapter adds the caller's
+    history."""
 
     seat: str
     kind: str
     call_id: str
     attempt: int
     call: dict[str, Any]
+    ticket: str | None = None  # the ticket number, once the backend has answered
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -405,7 +408,7 @@ class TakenCall:
 
     @property
     def linkedid(self) -> str:
-        return self.draft.call_id.partition(":")[2]
+        return CallRef.parse(self.draft.call_id).linkedid
 
 
 # ---- start-up and the daemon's own bookkeeping

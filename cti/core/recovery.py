@@ -19,13 +19,22 @@ and hands it over as the frozen records below; the core decides once the first
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
-from cti.calls.model import CallSummary
-from cti.core.messages import TakenCall
-from cti.workorders.model import TicketCallFacts
+from structlog.typing import FilteringBoundLogger
 
-__all__ = ["reconstruct"]
+from cti.calls.model import CallState, CallSummary
+from cti.calls.tracker import CallTracker
+from cti.core.messages import Effect, StoreCall, TakenCall
+from cti.core.parts import Route
+from cti.core.screen import Screen, call_event
+from cti.core.tickets import TicketBook
+from cti.routing.dispatcher import Dispatcher
+from cti.workorders.model import OutboxOp, TicketCallFacts
+
+__all__ = ["Recovery", "reconstruct"]
 
 
 def reconstruct(
@@ -83,3 +92,84 @@ def reconstruct(
         summary, recording=recording if answered_by is not None else None
     )
     return summary, replace(facts, reconstructed=True, ended_before=ended_before)
+
+
+class Recovery:
+    """The calls taken before a restart, by node, until the node's first channel list;
+    the daemon's last sign of life per node."""
+
+    def __init__(
+        self,
+        *,
+        dispatcher: Dispatcher,
+        tracker: CallTracker,
+        screen: Screen,
+        tickets: TicketBook,
+        route: Route,
+        log: FilteringBoundLogger,
+        counts: Counter[str],
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._tracker = tracker
+        self._screen = screen
+        self._tickets = tickets
+        self._route = route
+        self._log = log
+        self._counts = counts
+        self._restart_calls: dict[str, dict[str, TakenCall]] = {}
+        self._restart_call_node: dict[str, str] = {}  # linkedid -> node
+        self._last_alive: dict[str, float] = {}
+        self._listed: set[str] = set()  # nodes whose first channel list is complete
+
+    def restore(self, taken: Iterable[TakenCall], last_alive: Mapping[str, float]) -> None:
+        for call in taken:
+            self._restart_calls.setdefault(call.node, {})[call.linkedid] = call
+            self._restart_call_node[call.linkedid] = call.node
+        self._last_alive.update(last_alive)
+
+    def first_list(self, node: str, at: float, out: list[Effect]) -> None:
+        """The node's first channel list after the start is in: every call taken before the
+        restart is either still up (followed from now on: its end writes its ticket's facts)
+        or ended during the outage (its record and facts reconstructed); every seat restored
+        on a call goes on accordingly."""
+        if node in self._listed:
+            return
+        self._listed.add(node)
+        since = self._last_alive.get(node, at)
+        for linkedid, call in self._restart_calls.pop(node, {}).items():
+            if self._tracker.call(node, linkedid) is not None:
+                self._tickets.opened(linkedid)
+                self._screen.keep(linkedid, call.draft)
+                continue
+            summary, facts = reconstruct(
+                call,
+                ended_after=min(since, at),
+                ended_before=at,
+                recording=self._screen.recording(linkedid),
+            )
+            self._counts["reconstructed"] += 1
+            self._log.info(
+                "call_reconstructed",
+                linkedid=linkedid,
+                node=node,
+                seat=summary.answered_by,
+                ended_after=facts.ended_at,
+                ended_before=facts.ended_before,
+            )
+            missed = summary.answered_by is None and bool(summary.caller)
+            ops = (OutboxOp.update(facts),)
+            out.append(StoreCall(summary=summary, ticket_ops=ops, missed=missed))
+            body = summary.to_json()
+            del body["call_id"]
+            out.append(
+                call_event(
+                    "ended", linkedid, reconstructed=True, ended_before=facts.ended_before, **body
+                )
+            )
+        for seat_id, call_id in self._dispatcher.resuming().items():
+            owner = self._restart_call_node.get(call_id, node)
+            if owner != node:
+                continue
+            active = self._tracker.call(node, call_id)
+            talking = active is not None and active.state is CallState.TALKING
+            self._route(self._dispatcher.resume_seat(seat_id, talking=talking, now=at), out)

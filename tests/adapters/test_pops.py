@@ -135,7 +135,17 @@ async def test_the_ticket_number_follows_in_an_update_pop() -> None:
     async with asyncio.timeout(5):
         while not mqtt.sent:
             await asyncio.sleep(0.01)
-    publisher.ticket("c9", "12345-20261127-000009")  # the backend answered after the offer
+    # the backend answered after the offer: the core's update pop carries the number
+    publisher.submit(
+        Pop(
+            seat="1001",
+            kind="update",
+            call_id="c9",
+            attempt=1,
+            call=CALL,
+            ticket="12345-20261127-000009",
+        )
+    )
     async with asyncio.timeout(5):
         while len(mqtt.sent) < 2:
             await asyncio.sleep(0.01)
