@@ -13,6 +13,7 @@ CORE = (
     "cti.seats",
     "cti.numberplan",
     "cti.dispatch110",
+    "cti.kpis",
 )
 IO_LIBRARIES = (
     "panoramisk",
