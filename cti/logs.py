@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any, Final, TextIO, cast
 
 import structlog
 
+from cti.settings import LoggingSettings
+
 if TYPE_CHECKING:
     from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
-    from cti.settings import LoggingSettings
 
 __all__ = ["configure_logging", "get_logger", "mask_phone_numbers", "mask_text"]
 

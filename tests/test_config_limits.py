@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cti.settings import MAX_YAML_DEPTH, MAX_YAML_NODES
+from cti.settings.yamlfile import MAX_YAML_DEPTH, MAX_YAML_NODES
 from tests.conftest import PROJECT
 
 NODE = "ami:\n  nodes:\n    - {name: main, username: cti, secret: s, port: PORT}\n"

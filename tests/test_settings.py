@@ -9,6 +9,7 @@ import pydantic
 import pytest
 import yaml
 
+from cti.ivr import config as ivr_config
 from cti.settings import (
     DEFAULT_CONFIG_PATH,
     AmiNode,
@@ -502,3 +503,15 @@ def test_workorders_retry_delays(tmp_path: Path) -> None:
     assert [str(p) for p in found] == [
         "workorders.retry_max_s: must be at least retry_min_s (5.0) (got 2) (line 6)"
     ]
+
+
+def test_the_ivr_sections_are_the_pure_models_the_flows_take(tmp_path: Path) -> None:
+    # cti.ivr.flows takes cti.ivr.config's models (no yaml); the file's ivr.* are the same
+    text = MINIMAL + "ivr:\n  survey: {attempts: 3}\n  voicemail: {max_s: 60}\n"
+    ivr = load_settings(write(tmp_path, text), env={}).ivr
+    assert type(ivr.survey) is ivr_config.SurveySettings
+    assert type(ivr.progress_query) is ivr_config.ProgressQuerySettings
+    assert type(ivr.announce) is ivr_config.AnnounceSettings
+    assert type(ivr.callback_offer) is ivr_config.CallbackOfferSettings
+    assert type(ivr.voicemail) is ivr_config.VoicemailSettings
+    assert (ivr.survey.attempts, ivr.voicemail.max_s) == (3, 60)

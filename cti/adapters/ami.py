@@ -37,7 +37,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal
 
 import structlog
 from panoramisk.ami_protocol import AMIProtocol
@@ -53,9 +53,7 @@ from cti.events import (
     ConnectionEvent,
     parse_event,
 )
-
-if TYPE_CHECKING:
-    from cti.settings import AmiNode
+from cti.settings import AmiNode
 
 __all__ = [
     "AmiActionError",

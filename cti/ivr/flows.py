@@ -16,15 +16,15 @@ from dataclasses import dataclass
 from typing import Final
 
 from cti.dialplan.contract import AFTER_HOURS_VARIABLE, VOICEMAIL_VARIABLE
-from cti.ivr.session import Agi, AgiHangup, Recorded
-from cti.numberplan import NumberPlan
-from cti.settings import (
+from cti.ivr.config import (
     AnnounceSettings,
     CallbackOfferSettings,
     ProgressQuerySettings,
     SurveySettings,
     VoicemailSettings,
 )
+from cti.ivr.session import Agi, AgiHangup, Recorded
+from cti.numberplan import NumberPlan
 
 __all__ = [
     "SAMPLES_PER_S",

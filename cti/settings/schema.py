@@ -1,0 +1,355 @@
+"""The configuration schema: the top-level :class:`Settings` and its small sections.
+
+Every model is frozen and forbids unknown keys. The larger sections have modules of their
+own (``dialplan``, ``http``, ``workorders``; the IVR flows' models live in the pure
+:mod:`cti.ivr.config`, the number plan in :mod:`cti.numberplan`); this module composes
+them. Each adapter receives its own section (``settings.ami``, ``settings.mqtt``, …); there
+is no global configuration object.
+"""
+
+from __future__ import annotations
+
+import codecs
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator
+
+from cti.ivr.config import (
+    AnnounceSettings,
+    CallbackOfferSettings,
+    ProgressQuerySettings,
+    SurveySettings,
+    VoicemailSettings,
+)
+from cti.numberplan import NumberPlan
+from cti.settings.base import FROZEN, Seconds
+from cti.settings.dialplan import DialplanSettings
+from cti.settings.http import HttpSettings
+from cti.settings.workorders import WorkOrdersSettings
+
+__all__ = [
+    "AmiNode",
+    "AmiSettings",
+    "DatabaseSettings",
+    "Dispatch110FeedbackSettings",
+    "Dispatch110Settings",
+    "IvrSettings",
+    "LoggingSettings",
+    "MqttSettings",
+    "Settings",
+    "node_secret_env_var",
+    "settings_json_schema",
+]
+
+
+_DB_SCHEMES: Final = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
+
+
+def node_secret_env_var(name: str) -> str:
+    """Name of the environment variable holding the AMI secret of node *name*.
+
+    ``main`` -> ``CTI_AMI_SECRET_MAIN``, ``pbx-2`` -> ``CTI_AMI_SECRET_PBX_2``.
+    """
+    return "CTI_AMI_SECRET_" + name.upper().replace("-", "_")
+
+
+class AmiNode(BaseModel):
+    """One Asterisk server reached over AMI."""
+
+    model_config = FROZEN
+
+    name: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9_-]*$",
+        max_length=32,
+        description="Short id of this Asterisk node (lower-case slug), used in logs and env vars.",
+    )
+    host: str = Field(default="127.0.0.1", min_length=1, description="AMI host.")
+    port: int = Field(default=5038, ge=1, le=65535, description="AMI TCP port.")
+    username: str = Field(min_length=1, description="AMI user ([section] in manager.conf).")
+    secret: SecretStr = Field(
+        min_length=1,
+        description="AMI secret. In production set it with CTI_AMI_SECRET or "
+        "CTI_AMI_SECRET_<NODE> instead of writing it in the file.",
+    )
+    connect_timeout: Seconds = Field(default=5.0, description="TCP connect + login timeout, s.")
+    action_timeout: Seconds = Field(default=10.0, description="Wait for an action's reply, s.")
+    # A frozen Asterisk (or a half-open socket) is noticed within ping_interval +
+    # ping_timeout (5 s by default; measured: tests/real/test_readiness_real.py). Pings are
+    # sent one after the other, so a timeout longer than the interval is fine.
+    ping_interval: Seconds = Field(default=2.0, description="Send an AMI Ping this often, s.")
+    ping_timeout: Seconds = Field(
+        default=3.0,
+        description="No Pong within this time means a dead connection, s; a dead Asterisk "
+        "is noticed within ping_interval + ping_timeout.",
+    )
+    reconnect_min: Seconds = Field(default=0.5, description="First reconnect delay, s.")
+    reconnect_max: Seconds = Field(
+        default=30.0, validate_default=True, description="Cap of the reconnect delay, s."
+    )
+    encoding_fallback: str = Field(
+        default="gb18030",
+        description="Codec for AMI bytes that are not valid UTF-8 (old trunks send GBK).",
+    )
+
+    @field_validator("reconnect_max")
+    @classmethod
+    def _reconnect_max_not_below_min(cls, value: float, info: ValidationInfo) -> float:
+        low = info.data.get("reconnect_min")
+        if low is not None and value < low:
+            msg = f"must be at least reconnect_min ({low:g})"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("encoding_fallback")
+    @classmethod
+    def _known_text_codec(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+            # lookup() also accepts bytes-to-bytes codecs (base64, zlib); decode() does not.
+            b"a".decode(value, "replace")
+        except LookupError as exc:
+            msg = f"unknown text encoding {value!r} ({exc})"
+            raise ValueError(msg) from exc
+        return value
+
+
+class AmiSettings(BaseModel):
+    """The Asterisk Manager Interface connections."""
+
+    model_config = FROZEN
+
+    # "at least one" is checked in _check_nodes, not with min_length: pydantic would also
+    # report "0 items" for a list whose only node has an error.
+    nodes: tuple[AmiNode, ...] = Field(
+        description="Asterisk nodes, one or more.", json_schema_extra={"minItems": 1}
+    )
+    event_queue_size: int = Field(
+        default=10000,
+        ge=100,
+        description="Bound of the queue between panoramisk's callback and the core.",
+    )
+    max_channels: int = Field(
+        default=20000,
+        ge=100,
+        le=1_000_000,
+        description="Channels tracked per node at most: past it a new call's channels are "
+        "refused (counted, logged as call_tracker_full; the call falls back to the "
+        "dialplan's Queue()). Legs of calls already tracked get 25 % more room.",
+    )
+
+    @field_validator("nodes")
+    @classmethod
+    def _check_nodes(cls, nodes: tuple[AmiNode, ...]) -> tuple[AmiNode, ...]:
+        if not nodes:
+            msg = "at least one node is needed"
+            raise ValueError(msg)
+        seen: dict[str, int] = {}
+        env_seen: dict[str, int] = {}
+        for index, node in enumerate(nodes):
+            if node.name in seen:
+                msg = f"duplicate node name {node.name!r} (nodes {seen[node.name]} and {index})"
+                raise ValueError(msg)
+            seen[node.name] = index
+            var = node_secret_env_var(node.name)
+            if var in env_seen:
+                msg = (
+                    f"node names {nodes[env_seen[var]].name!r} and {node.name!r} "
+                    f"share the environment variable {var}"
+                )
+                raise ValueError(msg)
+            env_seen[var] = index
+        return nodes
+
+
+class MqttSettings(BaseModel):
+    """The MQTT broker (screen-pops, seat state, agent commands)."""
+
+    model_config = FROZEN
+
+    host: str = Field(default="127.0.0.1", min_length=1, description="Broker host.")
+    port: int = Field(default=1883, ge=1, le=65535, description="Broker TCP port.")
+    username: str | None = Field(default=None, description="Broker user, if it wants one.")
+    password: SecretStr | None = Field(
+        default=None, description="Broker password; better set with CTI_MQTT_PASSWORD."
+    )
+    prefix: str = Field(
+        default="cti",
+        min_length=1,
+        description="Topic prefix: topics are <prefix>/seats/{seat}/pop, …",
+    )
+    client_id: str = Field(default="hotline-cti", min_length=1, description="MQTT client id.")
+    keepalive: int = Field(default=30, ge=1, le=65535, description="MQTT keepalive, s.")
+
+    @field_validator("password")
+    @classmethod
+    def _password_needs_username(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        # paho (under aiomqtt) silently drops a password that has no username.
+        if value is not None and info.data.get("username") is None and "username" in info.data:
+            msg = "a password needs a username (mqtt.username)"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _plain_topic_prefix(cls, value: str) -> str:
+        if "#" in value or "+" in value:
+            msg = "must not contain the MQTT wildcards '#' or '+'"
+            raise ValueError(msg)
+        if value.startswith("/") or value.endswith("/"):
+            msg = "must not start or end with '/'"
+            raise ValueError(msg)
+        return value
+
+
+class DatabaseSettings(BaseModel):
+    """Call records and audit trail."""
+
+    model_config = FROZEN
+
+    url: str = Field(
+        default="sqlite+aiosqlite:////var/lib/hotline-cti/cti.db",
+        description="SQLAlchemy async URL: sqlite+aiosqlite:////abs/path.db (4 slashes = "
+        "absolute path) or postgresql+asyncpg://user@host/db.",
+    )
+    heartbeat_s: Seconds = Field(
+        default=2.0,
+        description="Write the daemon's liveness row this often, s: after a crash it bounds "
+        "when the calls lost sight of ended; its writes are also the database health check.",
+    )
+    degraded_after_failures: int = Field(
+        default=2,
+        ge=1,
+        description="This many failed writes in a row (heartbeat or call records) make "
+        "/readyz report the database not ready (a locked or failing database).",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        if not value.startswith(_DB_SCHEMES):
+            msg = "must start with " + " or ".join(_DB_SCHEMES)
+            raise ValueError(msg)
+        return value
+
+
+class LoggingSettings(BaseModel):
+    """Log output (structlog)."""
+
+    model_config = FROZEN
+
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Lowest level written."
+    )
+    format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="auto: JSON when stderr is not a terminal, else console."
+    )
+    mask_numbers: bool = Field(
+        default=True, description="Mask phone numbers in logs (personal data)."
+    )
+
+    @field_validator("level", "format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+
+class IvrSettings(BaseModel):
+    """The daemon's FastAGI server and its flows (docs/ivr.md)."""
+
+    model_config = FROZEN
+
+    enabled: bool = Field(default=True, description="Serve FastAGI.")
+    listen_host: str = Field(default="127.0.0.1", description="FastAGI listen address.")
+    listen_port: int = Field(default=4573, ge=0, le=65535, description="0 = any free port.")
+    header_timeout_s: Seconds = Field(
+        default=5.0, description="A client that has not sent its AGI headers by then is dropped."
+    )
+    command_timeout_s: Seconds = Field(default=30.0, description="Wait for one AGI answer, s.")
+    max_sessions: int = Field(default=200, ge=1, le=10_000, description="Concurrent sessions.")
+    survey: SurveySettings = Field(default_factory=SurveySettings)
+    progress_query: ProgressQuerySettings = Field(default_factory=ProgressQuerySettings)
+    announce: AnnounceSettings = Field(default_factory=AnnounceSettings)
+    callback_offer: CallbackOfferSettings = Field(default_factory=CallbackOfferSettings)
+    voicemail: VoicemailSettings = Field(default_factory=VoicemailSettings)
+
+
+class Dispatch110FeedbackSettings(BaseModel):
+    """Where the 110 system wants its status events by HTTP, besides MQTT."""
+
+    model_config = FROZEN
+
+    url: str = Field(
+        pattern=r"^https?://[^\s/?#@]+(/[^\s?#]*)?$",
+        description="Each feedback event is POSTed here as JSON (Idempotency-Key: its "
+        "event_id), in order per transfer, retried until 2xx (docs/dispatch110.md).",
+    )
+    token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token for the 110 side; better set with "
+        "CTI_DISPATCH110_FEEDBACK_TOKEN.",
+    )
+    timeout_s: Seconds = Field(default=5.0, description="Deadline of one POST, s.")
+    retry_max_s: Seconds = Field(
+        default=60.0, description="Longest delay between retries while 110 is unreachable, s."
+    )
+
+
+class Dispatch110Settings(BaseModel):
+    """110 ⇄ 12345: the push API's matching and the feedback to 110 (docs/dispatch110.md)."""
+
+    model_config = FROZEN
+
+    match_window_s: Seconds = Field(
+        default=300.0,
+        description="A push and a call on the 110 line with the same caller number, this "
+        "close in time, are one transfer (when the trunk carries no transfer id), s.",
+    )
+    feedback: Dispatch110FeedbackSettings | None = Field(
+        default=None,
+        description="The 110 side's webhook for feedback events; none = MQTT only "
+        "(cti/110/feedback/{transfer_id}).",
+    )
+
+
+class Settings(BaseModel):
+    """The whole configuration of the daemon."""
+
+    model_config = FROZEN
+
+    ami: AmiSettings
+    mqtt: MqttSettings = MqttSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    logging: LoggingSettings = LoggingSettings()
+    numberplan: NumberPlan = Field(
+        default_factory=NumberPlan,
+        description="Lines, trunks, skills, seats, priority classes, hours, overflow steps.",
+    )
+    dialplan: DialplanSettings = Field(
+        default_factory=DialplanSettings,
+        description="Holding, fallback queue and connect settings of `cti dialplan`.",
+    )
+    http: HttpSettings = Field(
+        default_factory=HttpSettings,
+        description="HTTP API, /metrics, /healthz, /readyz (docs/http-api.md).",
+    )
+    workorders: WorkOrdersSettings = Field(
+        default_factory=WorkOrdersSettings,
+        description="The work-order (ticket) backend (docs/workorders.md).",
+    )
+    dispatch110: Dispatch110Settings = Field(
+        default_factory=Dispatch110Settings,
+        description="110 ⇄ 12345 transfers (docs/dispatch110.md).",
+    )
+    ivr: IvrSettings = Field(
+        default_factory=IvrSettings,
+        description="FastAGI: the satisfaction survey, the progress query (docs/ivr.md).",
+    )
+
+
+def settings_json_schema() -> dict[str, Any]:
+    """JSON schema of the configuration file, for an editor (yaml-language-server)."""
+    schema = Settings.model_json_schema()
+    schema["title"] = "hotline-cti configuration (config/cti.yaml)"
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
