@@ -51,8 +51,9 @@ def test_a_call_whose_channel_name_has_a_cr_is_not_taken_but_still_recorded() ->
         out += c.handle(ev("Newexten", 103.0, BAD, "bad1", Context="cti-hold", Priority="1"))
     # nothing that would go to Asterisk with the name in it, no ticket, not queued
     assert not [e for e in out if isinstance(e, MarkTaken | RedirectToSeat | StoreTicketOp)]
-    assert c.dispatcher.queue.get("bad1") is None
-    assert c.counts["refused_channel_name"] == 1  # the loop came round twice: counted once
+    assert c.position("bad1") is None
+    # the loop came round twice: counted once
+    assert c.counters()["core"]["refused_channel_name"] == 1
     assert [r["linkedid"] for r in logs if r["event"] == "call_refused"] == ["bad1"]
     # the call record is still written when it ends (it went to the plain Queue())
     out = c.handle(ev("Hangup", 110.0, BAD, "bad1", Cause="16"))

@@ -527,6 +527,11 @@ class Core:
     def active_calls(self) -> list[ActiveCall]:
         return self.tracker.active_calls()
 
+    def active_page(self, offset: int, limit: int) -> list[ActiveCall]:
+        """At most `limit` calls in progress from `offset`, oldest tracked first: a page
+        costs its own size, not the table's (HTTP paging)."""
+        return self.tracker.active_page(offset, limit)
+
     def active_call(self, node: str, call_id: str) -> ActiveCall | None:
         return self.tracker.call(node, call_id)
 

@@ -1,0 +1,155 @@
+"""`cti run`: open the database, build the daemon, run its one TaskGroup, exit cleanly.
+
+Shutdown is an exception: SIGTERM/SIGINT set an event, the `shutdown` task raises
+:class:`ShutdownError`, the group cancels everything else, and each adapter closes its
+connection on the way out. Then the call records still in memory are stored (a bounded
+wait) and the clients closed. The exit code says why the daemon stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Awaitable, Callable
+
+import structlog
+from structlog.typing import FilteringBoundLogger
+
+from cti import __version__
+from cti.adapters.ami import AmiLoginError
+from cti.adapters.db.store import RecordWriter, Store
+from cti.adapters.fdlimit import fd_budget, raise_nofile_limit
+from cti.app.daemon import Daemon
+from cti.settings import Settings
+
+__all__ = ["EXIT_AMI_LOGIN", "EXIT_CONFIG", "EXIT_DATABASE", "ShutdownError", "run"]
+
+EXIT_CONFIG = 2
+EXIT_AMI_LOGIN = 3
+EXIT_DATABASE = 4
+
+
+class ShutdownError(Exception):
+    """Raised inside the TaskGroup to stop the daemon."""
+
+
+async def _raise_shutdown(trigger: Callable[[], Awaitable[object]]) -> None:
+    await trigger()
+    raise ShutdownError
+
+
+async def _flush_records(records: RecordWriter, log: FilteringBoundLogger) -> None:
+    """Store the call records still in memory before exiting (bounded wait)."""
+    if not records.pending:
+        return
+    writer = asyncio.create_task(records.run(), name="adapter.store.flush")
+    try:
+        async with asyncio.timeout(5):
+            await records.flushed()
+    except TimeoutError:
+        log.error("call_records_not_flushed", pending=records.pending)
+    finally:
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer
+
+
+def _fds_fit(settings: Settings, log: FilteringBoundLogger) -> bool:
+    """Before any socket: the HTTP and FastAGI caps must leave AMI its descriptors."""
+    budget = fd_budget(settings, raise_nofile_limit())
+    if not budget.fits:
+        log.error("cti_fatal", error=f"configuration: {budget.problem()}")
+        return False
+    log.info("fd_budget", limit=budget.limit, needed=budget.needed, http=budget.http)
+    return True
+
+
+async def _open(settings: Settings, log: FilteringBoundLogger) -> tuple[Store, Daemon] | int:
+    """The database and the daemon built on it, or the exit code of why not."""
+    if not _fds_fit(settings, log):
+        return EXIT_CONFIG
+    store = Store(settings.database.url)
+    try:
+        await store.open()
+    except Exception as exc:  # noqa: BLE001 - any driver error: report it, exit clearly
+        log.error(
+            "cti_fatal",
+            error=f"cannot open the database: {exc}",
+            hint="check database.url (CTI_DATABASE_URL) and the directory's permissions",
+        )
+        await store.close()
+        return EXIT_DATABASE
+    try:
+        return store, Daemon(settings, store, log=log)
+    except ValueError as exc:  # what only shows when used, e.g. an unreadable CA file
+        log.error("cti_fatal", error=f"configuration: {exc}", hint="fix it; cti check-config")
+        await store.close()
+        return EXIT_CONFIG
+
+
+async def run(
+    settings: Settings,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[object]] | None = None,
+) -> int:
+    """Run the daemon until SIGTERM/SIGINT (or `shutdown_trigger` returns).
+
+    Returns the process exit code: 0 after a clean shutdown, 2 when a setting proves
+    unusable only now (e.g. workorders.http.ca_file is not a CA bundle), 3 when an Asterisk node
+    refused the first login (wrong username/secret: a configuration error), 4 when the
+    database cannot be opened.
+    """
+    log = structlog.get_logger("cti")
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    if shutdown_trigger is None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        shutdown_trigger = stop.wait
+
+    opened = await _open(settings, log)
+    if isinstance(opened, int):
+        return opened
+    store, daemon = opened
+    await daemon.load_state()
+    log.info(
+        "cti_starting",
+        version=__version__,
+        nodes=[f"{n.name}@{n.host}:{n.port}" for n in settings.ami.nodes],
+        seats=len(settings.numberplan.seats),
+        lines=len(settings.numberplan.lines),
+    )
+    started = time.monotonic()
+    code = 0
+    try:
+        async with asyncio.TaskGroup() as tg:
+            daemon.start(tg)
+            tg.create_task(_raise_shutdown(shutdown_trigger), name="shutdown")
+    except* ShutdownError:
+        log.info("cti_stopping", reason="signal")
+    except* AmiLoginError as group:
+        for err in group.exceptions:
+            log.error(
+                "cti_fatal",
+                error=str(err),
+                hint="check ami.nodes[].username and the "
+                "secret (CTI_AMI_SECRET / CTI_AMI_SECRET_<NODE>) against manager.conf",
+            )
+        code = EXIT_AMI_LOGIN
+    finally:
+        if shutdown_trigger is stop.wait:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        await _flush_records(daemon.records, log)
+        await daemon.aclose()
+        await store.close()
+    log.info(
+        "cti_stopped",
+        uptime_s=round(time.monotonic() - started, 3),
+        events=daemon.tally.inputs,
+        calls=daemon.tally.calls_ended,
+        exit_code=code,
+    )
+    return code

@@ -1,0 +1,106 @@
+"""The daemon's own parts, without a network: the effect table covers every effect, short
+background jobs run in the one TaskGroup, and a call id is built and split in one place."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import get_args
+
+import pytest
+import structlog
+from structlog.testing import capture_logs
+
+from cti.adapters.db.store import Store
+from cti.app import Daemon, ShutdownError
+from cti.app.jobs import Jobs
+from cti.calls.ids import CallRef
+from cti.core import Effect
+from cti.settings import load_settings
+
+
+def daemon(tmp_path: Path) -> Daemon:
+    config = tmp_path / "cti.yaml"
+    config.write_text(
+        "ami: {nodes: [{name: main, username: cti, secret: s}]}\n"
+        f'database: {{url: "sqlite+aiosqlite:///{tmp_path}/cti.db"}}\n',
+        encoding="utf-8",
+    )
+    settings = load_settings(config, env={})
+    return Daemon(settings, Store(settings.database.url), log=structlog.get_logger("test"))
+
+
+async def test_every_effect_type_has_its_entry_in_the_effect_table(tmp_path: Path) -> None:
+    d = daemon(tmp_path)
+    table = d._effect_table()
+    assert set(get_args(Effect)) <= set(table)
+
+
+async def test_every_task_has_a_name_and_lives_in_the_one_group(tmp_path: Path) -> None:
+    d = daemon(tmp_path)
+    tasks = list(d.tasks())
+    try:
+        names = [name for _, name in tasks]
+        assert len(names) == len(set(names))
+        assert {"core.events", "core.timers", "adapter.mqtt", "adapter.ami[main]"} <= set(names)
+    finally:
+        for coro, _ in tasks:
+            coro.close()
+
+
+async def test_a_job_runs_in_the_group_and_a_failure_costs_that_job_only() -> None:
+    jobs = Jobs(log=structlog.get_logger("test"))
+    ran: list[str] = []
+
+    async def ok(name: str) -> None:
+        ran.append(name)
+
+    async def boom() -> None:
+        raise RuntimeError("disk full")
+
+    jobs.start(ok("before"), "early")  # before the group runs: waits for it
+    with capture_logs() as logs:
+        async with asyncio.TaskGroup() as tg:
+            jobs.attach(tg)
+            jobs.start(boom(), "boom")
+            jobs.start(ok("after"), "late")
+    assert ran == ["before", "after"]
+    [failed] = [r for r in logs if r["event"] == "background_task_failed"]
+    assert failed["task"] == "boom"
+    assert "disk full" in failed["error"]
+
+
+async def test_shutdown_cancels_a_job_still_running() -> None:
+    jobs = Jobs(log=structlog.get_logger("test"))
+    cancelled = asyncio.Event()
+
+    async def forever() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cancelled.set()
+
+    async def stop() -> None:
+        await asyncio.sleep(0.01)
+        raise ShutdownError
+
+    async def run() -> None:
+        async with asyncio.TaskGroup() as tg:
+            jobs.attach(tg)
+            jobs.start(forever(), "forever")
+            tg.create_task(stop())
+
+    with pytest.raises(ExceptionGroup) as group:
+        await run()
+    assert group.group_contains(ShutdownError)
+    assert cancelled.is_set()
+
+
+def test_a_call_id_is_node_colon_linkedid() -> None:
+    ref = CallRef.parse("main:1700000000.12")
+    assert ref == CallRef("main", "1700000000.12")
+    assert str(ref) == "main:1700000000.12"
+    assert CallRef.parse("110:J42").is_data_transfer
+    for bad in ("main", ":x", "main:"):
+        with pytest.raises(ValueError, match="not a call id"):
+            CallRef.parse(bad)
