@@ -19,7 +19,7 @@ import resource
 from dataclasses import dataclass
 from typing import Final
 
-from cti.adapters.httpguard import refusing_slots
+from cti.adapters.http.guard import refusing_slots
 from cti.settings import Settings
 
 __all__ = ["FD_RESERVE", "FdBudget", "fd_budget", "raise_nofile_limit"]

@@ -49,7 +49,7 @@ from cti.adapters.dispatch110 import (
 from cti.adapters.fastagi import FastAgiServer
 from cti.adapters.fdlimit import fd_budget, raise_nofile_limit
 from cti.adapters.http import Metric, ReadyPart, build_api, error_envelope, serve_http
-from cti.adapters.httpguard import GuardStats
+from cti.adapters.http.guard import GuardStats
 from cti.adapters.mqtt import Incoming, MqttAdapter
 from cti.adapters.pops import PopPublisher
 from cti.adapters.prompt_check import PromptCheck, configured_prompts, run_check

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from cti.adapters.http import build_api, serve_http
-from cti.adapters.httpguard import GuardStats
+from cti.adapters.http.guard import GuardStats
 from cti.settings import HttpSettings
 from tests.adapters.test_http import FakeFacade
 

@@ -48,7 +48,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cti import __version__
 from cti.adapters.backoff import backoff_delay
-from cti.adapters.httpguard import GuardStats, guarded_protocol
+from cti.adapters.http.guard import GuardStats, guarded_protocol
 from cti.jsonin import JsonRefused, load_json
 from cti.seats.commands import SeatCommand
 from cti.settings import HttpScope, HttpSettings, HttpToken
