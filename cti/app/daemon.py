@@ -36,26 +36,28 @@ from cti.adapters.ami import (
     QueueItem,
 )
 from cti.adapters.ami_executor import AmiExecutor
-from cti.adapters.callbacks import callback_row, callbacks_router, get_callback, mark_callback
-from cti.adapters.db.store import RecordWriter, Store
+from cti.adapters.db.callbacks import get_callback, mark_callback
+from cti.adapters.db.records import RecordWriter
+from cti.adapters.db.rows import callback_row, outbox_rows
+from cti.adapters.db.store import Store
 from cti.adapters.dispatch110 import (
     Dispatch110Store,
     FeedbackDeliverer,
     TransferPush,
     parse_push,
     reply_json,
-    transfers_router,
 )
 from cti.adapters.fastagi import FastAgiServer
 from cti.adapters.fdlimit import fd_budget, raise_nofile_limit
-from cti.adapters.http import Metric, ReadyPart, build_api, error_envelope, serve_http
-from cti.adapters.http.guard import GuardStats
+from cti.adapters.http import GuardStats, Metric, ReadyPart, build_api, error_envelope, serve_http
+from cti.adapters.http.callbacks import callbacks_router
+from cti.adapters.http.transfers110 import transfers_router
 from cti.adapters.mqtt import Incoming, MqttAdapter
 from cti.adapters.pops import PopPublisher
 from cti.adapters.prompt_check import PromptCheck, configured_prompts, run_check
 from cti.adapters.restart import Heartbeat, load_restart
 from cti.adapters.workorders import build_workorders
-from cti.adapters.workorders.outbox import OutboxDeliverer, outbox_rows
+from cti.adapters.workorders.outbox import OutboxDeliverer
 from cti.core import (
     CallbackDone,
     CallbackKeepPlace,
