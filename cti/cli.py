@@ -118,7 +118,6 @@ def _outbox(args: argparse.Namespace) -> int:
     if settings is None:
         return EXIT_CONFIG
     # lazy, like `run`; the tables must be known before the store opens
-    import cti.adapters.workorders.embedded  # noqa: F401, PLC0415
     from cti.adapters.db.store import Store  # noqa: PLC0415
     from cti.adapters.workorders.operator import outbox_list, outbox_requeue  # noqa: PLC0415
 

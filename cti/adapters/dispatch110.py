@@ -1,6 +1,7 @@
-"""The 110 system's faces: the push API (HTTP and MQTT), the transfers' durable state,
+"""The 110 system's faces: the push contract (HTTP and MQTT), the transfers' durable state,
 and the feedback webhook. The matching and the feedback decisions are the core's
-(`cti.dispatch110`); this module validates, stores and delivers. docs/dispatch110.md.
+(`cti.dispatch110`); this module validates, stores and delivers; the HTTP routes are in
+`cti.adapters.http.transfers110`. docs/dispatch110.md.
 
 Durability: a push is answered only after the transfer (and, for a `data` transfer, its
 ticket operation in the outbox) is committed, so "accepted" means it survives a crash.
@@ -14,41 +15,23 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Annotated, Any, Final, Literal, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Final, Literal
 
 import httpx
 import structlog
-from fastapi import APIRouter, Depends, Path
-from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import (
-    JSON,
-    Boolean,
-    Column,
-    Float,
-    Integer,
-    String,
-    Table,
-    Text,
-    select,
-    update,
-)
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
+from structlog.typing import FilteringBoundLogger
 
 from cti import __version__
 from cti.adapters.backoff import backoff_delay
-from cti.adapters.db.store import METADATA, Store
-from cti.adapters.http import (
-    API_PREFIX,
-    ApiError,
-    JsonRoute,
-    error_envelope,
-    error_responses,
-    require_scope,
-)
-from cti.adapters.workorders.outbox import write_ops
+from cti.adapters.db.dialect import insert
+from cti.adapters.db.rows import write_ops
+from cti.adapters.db.store import Store
+from cti.adapters.db.tables import FEEDBACK110, TRANSFERS110
+from cti.adapters.http.errors import error_envelope
 from cti.core.messages import Reply110, Report110
 from cti.dispatch110 import Transfer110, TransferMode
 from cti.jsonin import JsonRefused, load_json
@@ -56,18 +39,18 @@ from cti.settings import Dispatch110FeedbackSettings
 from cti.workorders.model import OutboxOp
 
 __all__ = [
-    "FEEDBACK110",
-    "TRANSFERS110",
+    "MAX_PUSH_BYTES",
+    "TRANSFER_ID_PATTERN",
     "Dispatch110Store",
     "FeedbackDeliverer",
     "TransferPush",
     "parse_push",
-    "transfers_router",
+    "reply_json",
 ]
 
 # ------------------------------------------------------------------ the push contract
 
-_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+TRANSFER_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
 
 
 class Location(BaseModel):
@@ -83,7 +66,10 @@ class TransferPush(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
     transfer_id: str = Field(
-        min_length=1, max_length=64, pattern=_ID, description="110's incident number (接警单号)."
+        min_length=1,
+        max_length=64,
+        pattern=TRANSFER_ID_PATTERN,
+        description="110's incident number (接警单号).",
     )
     mode: Literal["voice", "data"] = Field(
         description="voice: the caller is coming over the 110 line; data: a ticket only."
@@ -159,35 +145,6 @@ def reply_json(reply: Reply110) -> tuple[int, dict[str, Any]]:
 
 # ------------------------------------------------------------------ durable state
 
-TRANSFERS110: Final = Table(
-    "transfers110",
-    METADATA,
-    Column("transfer_id", String(64), primary_key=True),
-    Column("received_at", Float, nullable=False),
-    Column("updated_at", Float, nullable=False),
-    Column("status", JSON, nullable=False),  # TransferBook's status JSON
-)
-
-FEEDBACK110: Final = Table(
-    "feedback110",
-    METADATA,
-    Column("id", Integer, primary_key=True, autoincrement=True),  # the delivery order
-    Column("event_id", String(100), nullable=False, unique=True),
-    Column("transfer_id", String(64), nullable=False, index=True),
-    Column("payload", JSON, nullable=False),
-    Column("created_at", Float, nullable=False),
-    Column("delivered_at", Float),
-    Column("attempts", Integer, nullable=False, default=0),
-    Column("last_error", Text),
-    Column("parked", Boolean, nullable=False, default=False),
-    # where to POST it; none = dispatch110.feedback.url (escalations carry their target's)
-    Column("url", String(512)),
-)
-
-
-def _insert(dialect_name: str, table: Table) -> Any:
-    return (sqlite if dialect_name == "sqlite" else postgresql).insert(table)
-
 
 class Dispatch110Store:
     """The transfers' state and the feedback outbox, in the daemon's database."""
@@ -207,7 +164,7 @@ class Dispatch110Store:
             name = conn.dialect.name
             for r in reports:
                 status = r.status
-                stmt = _insert(name, TRANSFERS110).values(
+                stmt = insert(name, TRANSFERS110).values(
                     transfer_id=r.feedback.transfer_id,
                     received_at=float(status.get("received_at", now)),
                     updated_at=now,
@@ -221,7 +178,7 @@ class Dispatch110Store:
                 )
                 if self._webhook:
                     await conn.execute(
-                        _insert(name, FEEDBACK110)
+                        insert(name, FEEDBACK110)
                         .values(
                             event_id=r.feedback.event_id,
                             transfer_id=r.feedback.transfer_id,
@@ -239,7 +196,7 @@ class Dispatch110Store:
         """An escalation's data for the receiving side, queued for the webhook deliverer."""
         async with self._store.engine.begin() as conn:
             await conn.execute(
-                _insert(conn.dialect.name, FEEDBACK110)
+                insert(conn, FEEDBACK110)
                 .values(
                     event_id=event_id[:100],
                     transfer_id=str(payload.get("transfer110") or "")[:64],
@@ -285,7 +242,7 @@ class FeedbackDeliverer:
         store: Store,
         settings: Dispatch110FeedbackSettings | None,
         *,
-        log: Any = None,
+        log: FilteringBoundLogger | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         poll_s: float = 5.0,
     ) -> None:
@@ -293,7 +250,7 @@ class FeedbackDeliverer:
         self._url = settings.url if settings is not None else None
         self._token = settings.token if settings is not None else None
         self._retry_max_s = settings.retry_max_s if settings is not None else 60.0
-        self._log = log or structlog.get_logger("cti.dispatch110")
+        self._log: FilteringBoundLogger = log or structlog.get_logger("cti.dispatch110")
         headers = {"User-Agent": f"hotline-cti/{__version__}", "Content-Type": "application/json"}
         self._client = httpx.AsyncClient(
             headers=headers,
@@ -395,57 +352,3 @@ class FeedbackDeliverer:
         if 300 <= resp.status_code < 400:
             return "retry", error + " (redirects are not followed: check the url)"
         return "parked", error
-
-
-# ------------------------------------------------------------------ HTTP
-
-
-class PushHandler(Protocol):
-    def push110(self, push: TransferPush) -> Awaitable[Reply110]: ...
-
-    def transfer110_status(self, transfer_id: str) -> Awaitable[dict[str, Any] | None]: ...
-
-
-_TRANSFER_ID = Annotated[
-    str, Path(pattern=_ID, max_length=64, description="110's incident number.")
-]
-
-
-def transfers_router(daemon: PushHandler) -> APIRouter:
-    """POST /api/v1/transfers/110 and GET /api/v1/transfers/110/{id} (scope transfers110)."""
-    scope = Depends(require_scope("transfers110"))
-    api = APIRouter(
-        prefix=f"{API_PREFIX}/transfers/110",
-        tags=["110"],
-        route_class=JsonRoute,
-        responses=error_responses(401, 403),
-    )
-
-    @api.post(
-        "",
-        summary="Push a transfer from 110 (scope: transfers110)",
-        description="202 accepted (stored before this answer); 200 the same push again "
-        "(`duplicate`: nothing changes); 409 the same transfer_id with other content; 422 "
-        "invalid (error.fields has the paths); 401/403 token. docs/dispatch110.md.",
-        status_code=202,
-        dependencies=[scope],
-        responses={200: {"description": "duplicate"}, **error_responses(409, 413, 422)},
-    )
-    async def push(body: TransferPush) -> JSONResponse:
-        reply = await daemon.push110(body)
-        status, payload = reply_json(reply)
-        return JSONResponse(payload, status_code=status)
-
-    @api.get(
-        "/{transfer_id}",
-        summary="A transfer's current status (scope: transfers110)",
-        dependencies=[scope],
-        responses=error_responses(404, 422),
-    )
-    async def status(transfer_id: _TRANSFER_ID) -> dict[str, Any]:
-        got = await daemon.transfer110_status(transfer_id)
-        if got is None:
-            raise ApiError(404, "not_found", f"no transfer {transfer_id!r}")
-        return got
-
-    return api

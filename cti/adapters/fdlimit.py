@@ -3,7 +3,7 @@
 Every connection costs a descriptor. Under the usual ``ulimit -n 1024`` a few hundred
 slow HTTP clients once left none for the AMI reconnect (``Too many open files``) and the
 FastAGI listener (``accept() out of system resource``): issue 16. The HTTP side is capped
-(``http.max_connections``, :mod:`cti.adapters.httpguard`), FastAGI too
+(``http.max_connections``, :mod:`cti.adapters.http.guard`), FastAGI too
 (``ivr.max_sessions``); this module makes sure the two caps plus a reserve for everything
 else (AMI, MQTT, the database, the work-order and webhook HTTP pools, logs) fit the
 process's limit, so AMI and FastAGI keep their descriptors whatever the HTTP side suffers.
@@ -19,7 +19,7 @@ import resource
 from dataclasses import dataclass
 from typing import Final
 
-from cti.adapters.httpguard import refusing_slots
+from cti.adapters.http.guard import refusing_slots
 from cti.settings import Settings
 
 __all__ = ["FD_RESERVE", "FdBudget", "fd_budget", "raise_nofile_limit"]

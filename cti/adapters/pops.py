@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
+from structlog.typing import FilteringBoundLogger
 
 from cti.adapters.db.store import Store
 from cti.adapters.mqtt import MqttAdapter
@@ -145,7 +146,7 @@ class PopPublisher:
         *,
         repeat_window_s: float = 86_400.0,
         history_days: float = 90.0,
-        log: Any = None,
+        log: FilteringBoundLogger | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
@@ -153,7 +154,7 @@ class PopPublisher:
         self._mqtt = mqtt
         self._repeat_window_s = repeat_window_s
         self._history_s = history_days * 86_400.0
-        self._log = log or structlog.get_logger("cti.pops")
+        self._log: FilteringBoundLogger = log or structlog.get_logger("cti.pops")
         self._clock = clock
         self._queue: asyncio.Queue[Pop] = asyncio.Queue()
         self.published = 0

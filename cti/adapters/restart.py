@@ -18,24 +18,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Column, Float, String, Table, and_, exists, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, exists, func, select
 from sqlalchemy.exc import SQLAlchemyError
+from structlog.typing import FilteringBoundLogger
 
-from cti.adapters.db.store import CALL_RECORDS, METADATA, SEAT_EVENTS, Store
-from cti.adapters.workorders.outbox import OUTBOX
+from cti.adapters.db.dialect import insert
+from cti.adapters.db.store import Store
+from cti.adapters.db.tables import CALL_RECORDS, HEARTBEATS, OUTBOX, SEAT_EVENTS
 from cti.core.messages import SeatMark, TakenCall
 from cti.seats.model import Pending, PendingKind, Reason
 from cti.workorders.model import TicketDraft
 
-__all__ = ["HEARTBEATS", "Heartbeat", "RestartState", "load_restart"]
-
-HEARTBEATS: Final = Table(
-    "heartbeats",
-    METADATA,
-    Column("node", String(32), primary_key=True),  # the Asterisk node served
-    Column("at", Float, nullable=False),  # epoch s of the last write
-)
+__all__ = ["Heartbeat", "RestartState", "load_restart"]
 
 LOOK_BACK_S: Final = 86_400.0  # a call still unfinished after a day is not looked for
 _BUSY: Final = ("reserved", "ringing", "talking", "wrap_up")
@@ -62,7 +56,7 @@ class Heartbeat:
         *,
         interval_s: float,
         degraded_after: int,
-        log: Any,
+        log: FilteringBoundLogger,
     ) -> None:
         self._store = store
         self._nodes = list(nodes)
@@ -79,10 +73,11 @@ class Heartbeat:
 
     async def beat(self) -> None:
         now = time.time()
-        dialect = sqlite if self._store.is_sqlite else postgresql
-        stmt = dialect.insert(HEARTBEATS)
-        stmt = stmt.on_conflict_do_update(index_elements=["node"], set_={"at": stmt.excluded.at})
         async with self._store.engine.begin() as conn:
+            stmt = insert(conn, HEARTBEATS)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["node"], set_={"at": stmt.excluded.at}
+            )
             await conn.execute(stmt, [{"node": n, "at": now} for n in self._nodes])
         self.last_ok = now
 

@@ -18,9 +18,9 @@ from typing import Protocol
 import structlog
 from structlog.typing import FilteringBoundLogger
 
+from cti.adapters.db.rows import outbox_rows
 from cti.adapters.db.store import Store
 from cti.adapters.fastagi import FastAgiServer
-from cti.adapters.workorders.outbox import outbox_rows
 from cti.app.feed import Feed
 from cti.calls.ids import CallRef
 from cti.calls.model import ActiveCall

@@ -1,8 +1,9 @@
 """The missed-call callback list (回拨) in the daemon: one click calls back, the call's end
 closes the entry.
 
-The list itself is a table (cti/adapters/callbacks.py); the call back is the core's
-(`CallbackRequested` -> an Originate, `CallbackDone` when it ends). The list is an aid to
+The list itself is a table (cti/adapters/db/tables.py, queried in cti/adapters/db/callbacks.py);
+the call back is the core's (`CallbackRequested` -> an Originate, `CallbackDone` when it
+ends). The list is an aid to
 the seats: the call records hold everything, so a failed list write is logged, not retried.
 """
 
@@ -13,7 +14,7 @@ from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
-from cti.adapters.callbacks import get_callback, mark_callback
+from cti.adapters.db.callbacks import get_callback, mark_callback
 from cti.adapters.db.store import Store
 from cti.adapters.http import error_envelope
 from cti.app.feed import Feed
@@ -23,7 +24,7 @@ __all__ = ["Callbacks"]
 
 
 class Callbacks:
-    """`call_back` for the HTTP router (:class:`~cti.adapters.callbacks.CallbackHandler`),
+    """`call_back` for the HTTP router (:class:`~cti.adapters.http.callbacks.CallbackHandler`),
     and `close` for the `CallbackDone` effect."""
 
     def __init__(self, store: Store, *, feed: Feed, log: FilteringBoundLogger) -> None:

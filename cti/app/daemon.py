@@ -31,15 +31,17 @@ from structlog.typing import FilteringBoundLogger
 
 from cti.adapters.ami import AmiClient, EventQueue
 from cti.adapters.ami_executor import AmiExecutor
-from cti.adapters.callbacks import callback_row, callbacks_router
 from cti.adapters.chanvars import read_adopted_channel
-from cti.adapters.db.store import RecordWriter, Store
-from cti.adapters.dispatch110 import transfers_router
+from cti.adapters.db.records import RecordWriter
+from cti.adapters.db.rows import callback_row, outbox_rows
+from cti.adapters.db.store import Store
+from cti.adapters.http.callbacks import callbacks_router
+from cti.adapters.http.transfers110 import transfers_router
 from cti.adapters.mqtt import Incoming, MqttAdapter
 from cti.adapters.pops import PopPublisher
 from cti.adapters.restart import Heartbeat, load_restart
 from cti.adapters.workorders import build_workorders
-from cti.adapters.workorders.outbox import OutboxDeliverer, outbox_rows
+from cti.adapters.workorders.outbox import OutboxDeliverer
 from cti.app.agi_routes import AgiRoutes
 from cti.app.ami_nodes import AmiNodes
 from cti.app.callbacks import Callbacks

@@ -21,9 +21,9 @@ from structlog.typing import FilteringBoundLogger
 
 from cti.adapters.ami import AmiClient, EventQueue
 from cti.adapters.ami_executor import AmiExecutor
-from cti.adapters.db.store import RecordWriter, Store
-from cti.adapters.http import Metric, ReadyPart, build_api, serve_http
-from cti.adapters.httpguard import GuardStats
+from cti.adapters.db.records import RecordWriter
+from cti.adapters.db.store import Store
+from cti.adapters.http import GuardStats, Metric, ReadyPart, build_api, serve_http
 from cti.adapters.mqtt import MqttAdapter
 from cti.adapters.restart import Heartbeat
 from cti.app.feed import Feed, Tally

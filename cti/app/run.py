@@ -19,7 +19,8 @@ from structlog.typing import FilteringBoundLogger
 
 from cti import __version__
 from cti.adapters.ami import AmiLoginError
-from cti.adapters.db.store import RecordWriter, Store
+from cti.adapters.db.records import RecordWriter
+from cti.adapters.db.store import Store
 from cti.adapters.fdlimit import fd_budget, raise_nofile_limit
 from cti.app.daemon import Daemon
 from cti.settings import Settings

@@ -9,10 +9,11 @@ from typing import Any
 import httpx
 import pytest
 
-from cti.adapters.callbacks import callbacks_router
 from cti.adapters.db.store import Store
-from cti.adapters.dispatch110 import TransferPush, transfers_router
+from cti.adapters.dispatch110 import TransferPush
 from cti.adapters.http import build_api
+from cti.adapters.http.callbacks import callbacks_router
+from cti.adapters.http.transfers110 import transfers_router
 from cti.core import Reply110
 from tests.adapters.test_http import AGENT, POLICE, FakeFacade, _auth, _settings
 

@@ -11,8 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cti.adapters.http import build_api, serve_http
-from cti.adapters.httpguard import GuardStats
+from cti.adapters.http import GuardStats, build_api, serve_http
 from cti.settings import HttpSettings
 from tests.adapters.test_http import FakeFacade
 

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from cti.adapters.db.store import RecordWriter, Store
+from cti.adapters.db.records import RecordWriter
+from cti.adapters.db.store import Store
 from cti.calls.model import CallSummary, Transfer
 
 

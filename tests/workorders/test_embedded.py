@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import func, select
 
 from cti.adapters.db.store import Store
-from cti.adapters.workorders.embedded import CHINA, TICKETS, EmbeddedWorkOrders
+from cti.adapters.db.tables import TICKETS
+from cti.adapters.workorders.embedded import CHINA, EmbeddedWorkOrders
 from cti.workorders import (
     RequestType,
     TicketCallFacts,

@@ -19,11 +19,13 @@ import pytest
 from sqlalchemy import select
 
 from cti import __version__
+from cti.adapters.db.rows import outbox_rows
 from cti.adapters.db.store import Store
+from cti.adapters.db.tables import OUTBOX
 from cti.adapters.workorders import EmbeddedWorkOrders, HttpWorkOrders, build_workorders
 from cti.adapters.workorders.embedded import CHINA
 from cti.adapters.workorders.http import BODY_EXCERPT, retry_after_s
-from cti.adapters.workorders.outbox import OUTBOX, OutboxDeliverer, outbox_rows, parked_rows
+from cti.adapters.workorders.outbox import OutboxDeliverer, parked_rows
 from cti.settings import WorkOrdersSettings
 from cti.workorders import (
     OutboxOp,

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-import cti.adapters.workorders.embedded  # noqa: F401 -- its tables, before Store.open()
+from cti.adapters.db.rows import outbox_rows
 from cti.adapters.db.store import Store
-from cti.adapters.workorders.outbox import OUTBOX, outbox_rows, parked_rows, pending_count
+from cti.adapters.db.tables import OUTBOX
+from cti.adapters.workorders.outbox import parked_rows, pending_count
 from cti.cli import main
 from cti.workorders import OutboxOp
 from tests.workorders.test_outbox import draft, facts

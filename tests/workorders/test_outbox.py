@@ -13,16 +13,16 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from cti.adapters.db.store import CALL_RECORDS, Store, summary_row
-from cti.adapters.workorders.embedded import TICKETS, EmbeddedWorkOrders
+from cti.adapters.db.records import summary_row
+from cti.adapters.db.rows import outbox_rows, write_ops
+from cti.adapters.db.store import Store
+from cti.adapters.db.tables import CALL_RECORDS, OUTBOX, TICKETS
+from cti.adapters.workorders.embedded import EmbeddedWorkOrders
 from cti.adapters.workorders.outbox import (
-    OUTBOX,
     OutboxDeliverer,
-    outbox_rows,
     parked_rows,
     pending_count,
     requeue_parked,
-    write_ops,
 )
 from cti.calls.model import CallSummary
 from cti.workorders import (

@@ -7,7 +7,7 @@ one from the ``workorders`` section of the configuration.
 
 from __future__ import annotations
 
-from typing import Any
+from structlog.typing import FilteringBoundLogger
 
 from cti.adapters.db.store import Store
 from cti.adapters.workorders.embedded import EmbeddedWorkOrders
@@ -18,7 +18,7 @@ __all__ = ["EmbeddedWorkOrders", "HttpWorkOrders", "build_workorders"]
 
 
 def build_workorders(
-    settings: WorkOrdersSettings, store: Store, *, log: Any = None
+    settings: WorkOrdersSettings, store: Store, *, log: FilteringBoundLogger | None = None
 ) -> EmbeddedWorkOrders | HttpWorkOrders:
     """The backend the configuration chooses. Close it with ``aclose()`` at shutdown.
 

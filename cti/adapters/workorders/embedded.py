@@ -1,8 +1,8 @@
 """The embedded work-order backend: tickets in the CTI's own database (the default).
 
-So the product works out of the box: tickets live in two tables on the Store's METADATA
-(`Store.open()` creates them once this module is imported) and are reached through the
-Store's engine, SQLite or PostgreSQL alike.
+So the product works out of the box: tickets live in two tables of the Store's database
+(`tickets`, `ticket_days` in `cti.adapters.db.tables`, created by `Store.open()`) and are
+reached through the Store's engine, SQLite or PostgreSQL alike.
 
 Numbers are ``<prefix>-<YYYYMMDD>-<seq>`` with a per-day sequence (``12345-20261127-000042``);
 the day is the call's arrival day in the hotline's time zone (China has no DST: UTC+8).
@@ -17,23 +17,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any, Final
 
-from sqlalchemy import (
-    JSON,
-    Boolean,
-    Column,
-    Float,
-    Index,
-    Integer,
-    String,
-    Table,
-    Text,
-    select,
-)
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from cti.adapters.db.store import METADATA, Store
+from cti.adapters.db.dialect import insert
+from cti.adapters.db.store import Store
+from cti.adapters.db.tables import TICKET_DAYS, TICKETS
 from cti.workorders.backend import WorkOrderRejected, WorkOrderUnavailable
 from cti.workorders.model import (
     RequestType,
@@ -46,66 +35,20 @@ from cti.workorders.model import (
     TicketTransfer,
 )
 
-__all__ = ["CHINA", "TICKETS", "TICKET_DAYS", "EmbeddedWorkOrders"]
+__all__ = ["CHINA", "EmbeddedWorkOrders"]
 
 CHINA: Final = timezone(timedelta(hours=8), "CST")
-
-TICKETS: Final = Table(
-    "tickets",
-    METADATA,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("number", String(32), nullable=False, unique=True),
-    # the idempotency key of the create (``<call_id>:create``): one ticket per key
-    Column("create_key", String(200), nullable=False, unique=True),
-    Column("created_at", Float, nullable=False),
-    Column("updated_at", Float, nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("caller", String(64), nullable=False),
-    Column("caller_name", String(128), nullable=False),
-    Column("line", String(64), nullable=False),
-    Column("line_name", String(64), nullable=False),
-    Column("department", String(128), nullable=False),
-    Column("origin", String(32), nullable=False),
-    Column("skill", String(64), nullable=False),
-    Column("call_ids", JSON, nullable=False),  # [call_id, ...], the first is the creating call
-    # call_id -> TicketCallFacts JSON: an update overwrites its call's entry (idempotent)
-    Column("call_facts", JSON, nullable=False),
-    Column("seat", String(64)),
-    Column("recording", String(512)),
-    Column("request_type", String(8)),
-    Column("content", Text, nullable=False),
-    Column("address", String(512), nullable=False),
-    Column("urgency", String(16)),
-    Column("deadline", Float),
-    Column("satisfaction", String(16)),
-    # another system's id of the case: 110's incident number for a transfer from 110
-    Column("external_ref", String(64), index=True),
-    Column("flagged", Boolean, nullable=False, default=False),  # unsatisfied: 回访 owed
-    Index("ix_tickets_caller_created", "caller", "created_at"),
-)
-
-TICKET_DAYS: Final = Table(
-    "ticket_days",
-    METADATA,
-    Column("day", String(8), primary_key=True),  # YYYYMMDD
-    Column("last", Integer, nullable=False),
-)
 
 _AMENDABLE: Final = frozenset(
     {"status", "request_type", "content", "address", "urgency", "deadline", "satisfaction"}
 )
 
 
-def _insert(conn: AsyncConnection, table: Table) -> Any:
-    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-    return dialect.insert(table)
-
-
 class EmbeddedWorkOrders:
     """`WorkOrderBackend` on the Store's database.
 
     Args:
-        store: the opened Store (its engine; its METADATA holds the ticket tables).
+        store: the opened Store (its engine; `Store.open()` created the ticket tables).
         prefix: the first part of a ticket number (the hotline's number).
         tz: the time zone of the day in the number.
         clock: epoch seconds, for `updated_at`.
@@ -257,7 +200,7 @@ class EmbeddedWorkOrders:
             # the day's counter: an upsert holds the row (or SQLite's write lock) until
             # commit, so two creates never get the same number; a failed create rolls it
             # back, so numbers have no gaps
-            stmt = _insert(conn, TICKET_DAYS).values(day=day, last=1)
+            stmt = insert(conn, TICKET_DAYS).values(day=day, last=1)
             stmt = stmt.on_conflict_do_update(
                 index_elements=["day"], set_={"last": TICKET_DAYS.c.last + 1}
             )

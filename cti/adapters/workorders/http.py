@@ -41,6 +41,7 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
+from structlog.typing import FilteringBoundLogger
 
 from cti import __version__
 from cti.jsonin import JsonRefused, load_json
@@ -118,11 +119,11 @@ class HttpWorkOrders:
         self,
         settings: WorkOrdersHttpSettings,
         *,
-        log: Any = None,
+        log: FilteringBoundLogger | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._log = log or structlog.get_logger("cti.workorders.http")
+        self._log: FilteringBoundLogger = log or structlog.get_logger("cti.workorders.http")
         self._clock = clock
         self._total = settings.timeout_s
         self._base = settings.base_url + "/"  # so "tickets" lands below its path

@@ -2,7 +2,8 @@
 
 Every ticket operation is first a row of the `outbox` table, written in the same
 transaction as the call record it belongs to (`Store.upsert_calls(..., outbox_rows=)`,
-or `write_ops(conn, ops)` inside any transaction), so a call is never stored without its
+or `write_ops(conn, ops)` inside any transaction; both in `cti.adapters.db.rows`, the table
+in `cti.adapters.db.tables`), so a call is never stored without its
 ticket operations nor the other way round. The `OutboxDeliverer` sends the rows to the
 backend in `id` order and marks each one delivered, with the ticket number, in its own
 transaction. The backend deduplicates by the row's idempotency key (``<call_id>:create``
@@ -16,106 +17,30 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Any
 
 import structlog
-from sqlalchemy import (
-    JSON,
-    Boolean,
-    Column,
-    Float,
-    Index,
-    Integer,
-    String,
-    Table,
-    Text,
-    func,
-    select,
-)
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from structlog.typing import FilteringBoundLogger
 
 from cti.adapters.backoff import backoff_delay
-from cti.adapters.db.store import METADATA, Store
+from cti.adapters.db.store import Store
+from cti.adapters.db.tables import OUTBOX
 from cti.workorders.backend import WorkOrderBackend, WorkOrderRejected, WorkOrderUnavailable
-from cti.workorders.model import OutboxOp, TicketCallFacts, TicketDraft, TicketRating, op_key
+from cti.workorders.model import TicketCallFacts, TicketDraft, TicketRating, op_key
 
 __all__ = [
-    "OUTBOX",
     "DeliveredCallback",
     "OutboxDeliverer",
-    "outbox_row",
-    "outbox_rows",
     "parked_rows",
     "pending_count",
     "requeue_parked",
-    "write_ops",
-    "write_rows",
 ]
-
-OUTBOX: Final = Table(
-    "outbox",
-    METADATA,
-    # the delivery order; AUTOINCREMENT so SQLite never reuses an id
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("key", String(200), nullable=False, unique=True),  # the idempotency key
-    Column("call_id", String(128), nullable=False, index=True),
-    Column("kind", String(8), nullable=False),  # create | update | rate
-    Column("payload", JSON, nullable=False),
-    Column("created_at", Float, nullable=False),
-    Column("attempts", Integer, nullable=False, default=0),
-    Column("next_attempt_at", Float),
-    Column("delivered_at", Float),
-    Column("ticket_number", String(64)),  # a city system's own numbers, UUIDs included
-    Column("last_error", Text),
-    Column("parked", Boolean, nullable=False, default=False),
-    Index("ix_outbox_pending", "delivered_at", "parked", "id"),
-    sqlite_autoincrement=True,
-)
 
 DeliveredCallback = Callable[[str, str, str], None]
 """`on_delivered(call_id, kind, ticket_number)`, called after the row is marked."""
-
-
-def outbox_row(op: OutboxOp, now: float) -> dict[str, Any]:
-    """The `outbox` row of an operation (for `Store.upsert_calls(outbox_rows=...)`)."""
-    return {
-        "key": op.key,
-        "call_id": op.call_id,
-        "kind": op.kind,
-        "payload": op.payload,
-        "created_at": now,
-        "attempts": 0,
-        "next_attempt_at": None,
-        "delivered_at": None,
-        "ticket_number": None,
-        "last_error": None,
-        "parked": False,
-    }
-
-
-def outbox_rows(ops: Sequence[OutboxOp], now: float) -> list[dict[str, Any]]:
-    return [outbox_row(op, now) for op in ops]
-
-
-async def write_rows(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert outbox rows inside the caller's transaction. A key already there is left
-    alone (INSERT .. ON CONFLICT(key) DO NOTHING): writing a call's operations twice, e.g.
-    when a batch is retried, queues them once."""
-    if not rows:
-        return
-    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-    stmt = dialect.insert(OUTBOX).on_conflict_do_nothing(index_elements=["key"])
-    await conn.execute(stmt, list(rows))
-
-
-async def write_ops(
-    conn: AsyncConnection, ops: Sequence[OutboxOp], *, now: float | None = None
-) -> None:
-    """Queue ticket operations inside the caller's transaction (see `write_rows`)."""
-    await write_rows(conn, outbox_rows(ops, time.time() if now is None else now))
 
 
 class OutboxDeliverer:
@@ -143,7 +68,7 @@ class OutboxDeliverer:
         backend: WorkOrderBackend,
         *,
         on_delivered: DeliveredCallback | None = None,
-        log: Any = None,
+        log: FilteringBoundLogger | None = None,
         poll_s: float = 5.0,
         batch: int = 100,
         backoff_low: float = 0.5,
@@ -154,7 +79,7 @@ class OutboxDeliverer:
         self._engine = store.engine
         self._backend = backend
         self._on_delivered = on_delivered
-        self._log = log or structlog.get_logger("cti.outbox")
+        self._log: FilteringBoundLogger = log or structlog.get_logger("cti.outbox")
         self._poll_s = poll_s
         self._batch = batch
         self._low = backoff_low

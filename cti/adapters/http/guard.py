@@ -19,7 +19,7 @@ So :func:`guarded_protocol` subclasses uvicorn's h11 protocol: past ``max_connec
 a new connection gets a canned 503 and is closed at once (its descriptor is back within
 the same loop iteration), and the request line and headers must arrive within
 ``header_timeout_s`` of the connection or of the previous response (408, then closed).
-The body's deadline is the app's (``cti.adapters.http``), where a 408 can be answered
+The body's deadline is the app's (``cti.adapters.http.edge``), where a 408 can be answered
 properly. The HTTP side can then hold at most ``max_connections`` descriptors, which
 :mod:`cti.adapters.fdlimit` checks against RLIMIT_NOFILE at start.
 """
@@ -29,9 +29,10 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final
+from typing import ClassVar, Final
 
 import h11
+from structlog.typing import FilteringBoundLogger
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 __all__ = ["GuardStats", "guarded_protocol", "refusing_slots"]
@@ -91,7 +92,7 @@ class _Limits:
 
 
 def guarded_protocol(
-    *, max_connections: int, header_timeout_s: float, stats: GuardStats, log: Any
+    *, max_connections: int, header_timeout_s: float, stats: GuardStats, log: FilteringBoundLogger
 ) -> type[asyncio.Protocol]:
     """A uvicorn h11 protocol class (``uvicorn.Config(http=...)``) with the limits above.
 
@@ -114,7 +115,7 @@ def guarded_protocol(
 class _GuardedH11(H11Protocol):
     limits: ClassVar[_Limits]
     guard_stats: ClassVar[GuardStats]
-    guard_log: ClassVar[Any]
+    guard_log: ClassVar[FilteringBoundLogger]
 
     _refused: bool = False
     _lingering: bool = False

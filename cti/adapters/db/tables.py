@@ -1,0 +1,209 @@
+"""Every table of the daemon's database, on one ``METADATA``.
+
+One module so that the schema is whole whatever was imported: ``Store.open()`` creates all
+of it (before, a table existed only if the module defining it happened to be imported
+first, e.g. the embedded tickets). The queries stay with the code that owns them (the
+store, the outbox, the 110 store, the embedded backend, the restart reader); the columns
+are described here.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+__all__ = [
+    "CALLBACKS",
+    "CALL_RECORDS",
+    "FEEDBACK110",
+    "HEARTBEATS",
+    "METADATA",
+    "OUTBOX",
+    "SEAT_EVENTS",
+    "TICKETS",
+    "TICKET_DAYS",
+    "TRANSFERS110",
+]
+
+METADATA: Final = MetaData()
+
+# one row per finished call, upserted on call_id (db/records.py writes them)
+CALL_RECORDS: Final = Table(
+    "call_records",
+    METADATA,
+    # "<node>:<linkedid>": a Linkedid is only unique per Asterisk node
+    Column("call_id", String(128), primary_key=True),
+    Column("node", String(32), nullable=False),
+    Column("linkedid", String(64), nullable=False),
+    Column("caller", String(64), nullable=False, index=True),
+    Column("caller_name", String(128), nullable=False),
+    # the caller's rating from the survey after the call (满意度评价), when given
+    Column("satisfaction", String(16)),
+    Column("dialed", String(64), nullable=False),
+    Column("line", String(64), nullable=False, index=True),
+    Column("started_at", Float, nullable=False, index=True),
+    Column("answered_at", Float),
+    Column("ended_at", Float, nullable=False),
+    Column("answered_by", String(128), index=True),
+    Column("rang", JSON, nullable=False),
+    Column("outcome", String(16), nullable=False, index=True),
+    Column("hangup_by", String(16), nullable=False),
+    Column("cause", Integer),
+    Column("transfers", JSON, nullable=False),
+    Column("wait_s", Float),
+    Column("talk_s", Float),
+    Column("history_complete", Boolean, nullable=False),
+    Column("stored_at", Float, nullable=False),
+)
+
+
+# every seat state change, appended (the seat history, restart recovery)
+SEAT_EVENTS: Final = Table(
+    "seat_events",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("seat", String(32), nullable=False, index=True),
+    Column("at", Float, nullable=False, index=True),
+    Column("status", String(16), nullable=False),
+    Column("reason", String(32)),
+    Column("previous", String(16), nullable=False),
+    Column("cause", String(64), nullable=False),
+    Column("call_id", String(128)),
+)
+
+
+# the missed-call callback list (docs/callbacks.md), filled in the records' transaction
+CALLBACKS: Final = Table(
+    "callbacks",
+    METADATA,
+    Column("call_id", String(128), primary_key=True),  # the missed call, "<node>:<linkedid>"
+    Column("node", String(32), nullable=False),
+    Column("caller", String(64), nullable=False, index=True),
+    Column("caller_name", String(128), nullable=False),
+    Column("line", String(64), nullable=False),
+    Column("abandoned_at", Float, nullable=False, index=True),
+    Column("waited_s", Float),
+    Column("status", String(16), nullable=False, index=True),  # open | calling | done
+    Column("attempts", Integer, nullable=False),
+    Column("last_seat", String(32)),
+    Column("last_at", Float),
+    Column("last_outcome", String(32)),
+    Column("callback_call_id", String(128)),  # the last callback's own call id
+)
+
+
+# ticket operations waiting for the backend (cti/adapters/workorders/outbox.py)
+OUTBOX: Final = Table(
+    "outbox",
+    METADATA,
+    # the delivery order; AUTOINCREMENT so SQLite never reuses an id
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(200), nullable=False, unique=True),  # the idempotency key
+    Column("call_id", String(128), nullable=False, index=True),
+    Column("kind", String(8), nullable=False),  # create | update | rate
+    Column("payload", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float),
+    Column("delivered_at", Float),
+    Column("ticket_number", String(64)),  # a city system's own numbers, UUIDs included
+    Column("last_error", Text),
+    Column("parked", Boolean, nullable=False, default=False),
+    Index("ix_outbox_pending", "delivered_at", "parked", "id"),
+    sqlite_autoincrement=True,
+)
+
+
+# the embedded work-order backend's tickets (cti/adapters/workorders/embedded.py)
+TICKETS: Final = Table(
+    "tickets",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("number", String(32), nullable=False, unique=True),
+    # the idempotency key of the create (``<call_id>:create``): one ticket per key
+    Column("create_key", String(200), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("caller", String(64), nullable=False),
+    Column("caller_name", String(128), nullable=False),
+    Column("line", String(64), nullable=False),
+    Column("line_name", String(64), nullable=False),
+    Column("department", String(128), nullable=False),
+    Column("origin", String(32), nullable=False),
+    Column("skill", String(64), nullable=False),
+    Column("call_ids", JSON, nullable=False),  # [call_id, ...], the first is the creating call
+    # call_id -> TicketCallFacts JSON: an update overwrites its call's entry (idempotent)
+    Column("call_facts", JSON, nullable=False),
+    Column("seat", String(64)),
+    Column("recording", String(512)),
+    Column("request_type", String(8)),
+    Column("content", Text, nullable=False),
+    Column("address", String(512), nullable=False),
+    Column("urgency", String(16)),
+    Column("deadline", Float),
+    Column("satisfaction", String(16)),
+    # another system's id of the case: 110's incident number for a transfer from 110
+    Column("external_ref", String(64), index=True),
+    Column("flagged", Boolean, nullable=False, default=False),  # unsatisfied: 回访 owed
+    Index("ix_tickets_caller_created", "caller", "created_at"),
+)
+
+
+# the embedded backend's per-day ticket sequence
+TICKET_DAYS: Final = Table(
+    "ticket_days",
+    METADATA,
+    Column("day", String(8), primary_key=True),  # YYYYMMDD
+    Column("last", Integer, nullable=False),
+)
+
+
+# the 110 transfers' state (cti/adapters/dispatch110.py)
+TRANSFERS110: Final = Table(
+    "transfers110",
+    METADATA,
+    Column("transfer_id", String(64), primary_key=True),
+    Column("received_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("status", JSON, nullable=False),  # TransferBook's status JSON
+)
+
+
+# the 110 feedback webhook's outbox, in delivery order
+FEEDBACK110: Final = Table(
+    "feedback110",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),  # the delivery order
+    Column("event_id", String(100), nullable=False, unique=True),
+    Column("transfer_id", String(64), nullable=False, index=True),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("delivered_at", Float),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("parked", Boolean, nullable=False, default=False),
+    # where to POST it; none = dispatch110.feedback.url (escalations carry their target's)
+    Column("url", String(512)),
+)
+
+
+# the daemon's last sign of life per Asterisk node (cti/adapters/restart.py)
+HEARTBEATS: Final = Table(
+    "heartbeats",
+    METADATA,
+    Column("node", String(32), primary_key=True),  # the Asterisk node served
+    Column("at", Float, nullable=False),  # epoch s of the last write
+)
