@@ -17,12 +17,19 @@ from cti.core.messages import (
     ReturnToHold,
 )
 from cti.dialplan.contract import (
+    CALL_ID_VARIABLE,
+    CALLBACK_OF_VARIABLE,
     CONTEXT_BLOCKED,
     CONTEXT_CALLBACK,
     CONTEXT_CONNECT,
     CONTEXT_ESCALATE,
     CONTEXT_HOLD,
+    ESCALATED_TO_VARIABLE,
     LEASE_VARIABLE,
+    NO_SURVEY_VARIABLE,
+    RING_TIMEOUT_VARIABLE,
+    SEAT_ENDPOINT_VARIABLE,
+    SEAT_VARIABLE,
     TAKEN_VARIABLE,
 )
 
@@ -49,7 +56,10 @@ def _call_actions(effect: OriginateCallback | RejectCall) -> list[dict[str, str]
                 "Priority": "1",
                 "Timeout": str(round(effect.timeout_s * 1000)),
                 "CallerID": f"<{effect.number}>",
-                "Variable": f"__CTI_CALLBACK_OF={effect.callback_id},__CTI_SEAT={effect.seat_id}",
+                "Variable": (
+                    f"__{CALLBACK_OF_VARIABLE}={effect.callback_id},"
+                    f"__{SEAT_VARIABLE}={effect.seat_id}"
+                ),
                 "ChannelId": effect.channel_id,
                 "OtherChannelId": effect.other_channel_id,
                 "Async": "true",
@@ -72,7 +82,7 @@ def actions(effect: AmiEffect) -> list[dict[str, str]]:
     if isinstance(effect, OriginateCallback | RejectCall):
         return _call_actions(effect)
     if not isinstance(effect, MarkTaken | RedirectToSeat | ReturnToHold | RenewLease):
-        return escalation_actions(effect)  # 110/119/120/122: cti/escalation.py
+        return escalation_actions(effect)  # 110/119/120/122: cti/core/escalation.py
     if isinstance(effect, RenewLease):
         # no Channel: a global variable, read by every holding loop as GLOBAL(...)
         return [{"Action": "Setvar", "Variable": LEASE_VARIABLE, "Value": str(int(effect.until))}]
@@ -92,13 +102,13 @@ def actions(effect: AmiEffect) -> list[dict[str, str]]:
             {
                 "Action": "Setvar",
                 "Channel": effect.channel,
-                "Variable": "CTI_SEAT_ENDPOINT",
+                "Variable": SEAT_ENDPOINT_VARIABLE,
                 "Value": effect.endpoint,
             },
             {
                 "Action": "Setvar",
                 "Channel": effect.channel,
-                "Variable": "CTI_RING_TIMEOUT",
+                "Variable": RING_TIMEOUT_VARIABLE,
                 "Value": str(round(effect.ring_timeout_s)),
             },
             {
@@ -143,7 +153,9 @@ def escalation_actions(effect: EscalationEffect) -> list[dict[str, str]]:
             "Timeout": str(round(effect.timeout_s * 1000)),
             "CallerID": effect.caller_id,
             # the operator's leg carries the call's id, like every other leg of it
-            "Variable": f"__CTI_CALL_ID={effect.call_id},__CTI_ESCALATED_TO={effect.number}",
+            "Variable": (
+                f"__{CALL_ID_VARIABLE}={effect.call_id},__{ESCALATED_TO_VARIABLE}={effect.number}"
+            ),
             "ChannelId": effect.channel_id,
             "OtherChannelId": effect.other_channel_id,
             "Async": "true",
@@ -155,7 +167,7 @@ def escalation_actions(effect: EscalationEffect) -> list[dict[str, str]]:
         no_survey = {
             "Action": "Setvar",
             "Channel": effect.caller_channel,
-            "Variable": "CTI_NO_SURVEY",
+            "Variable": NO_SURVEY_VARIABLE,
             "Value": "1",
         }
         return [no_survey, originate]

@@ -31,6 +31,7 @@ from cti.core import (
     call_event,
     draft_for,
 )
+from cti.dialplan.contract import CALLBACK_KEEP_VARIABLE
 from cti.ivr.flows import (
     Message,
     after_hours,
@@ -229,7 +230,7 @@ class AgiRoutes:
         choice = await offer_callback(agi, offer)
         if choice == "callback":
             self._feed(CallbackKeepPlace(call_id=linkedid, at=time.time()))
-            await agi.set_variable("CTI_CALLBACK_KEEP", "1")  # the dialplan clears the line
+            await agi.set_variable(CALLBACK_KEEP_VARIABLE, "1")  # the dialplan clears the line
             self._log.info("ivr_callback_requested", linkedid=linkedid)
         elif choice == "message":
             await self._message_while_waiting(agi, linkedid)
@@ -255,7 +256,7 @@ class AgiRoutes:
             seconds=None if message is None else message.seconds,
         )
         with contextlib.suppress(AgiHangup):
-            await agi.set_variable("CTI_CALLBACK_KEEP", "1")  # the line is cleared
+            await agi.set_variable(CALLBACK_KEEP_VARIABLE, "1")  # the line is cleared
 
     # ---- 自助查询进度 and after hours
 

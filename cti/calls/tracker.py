@@ -38,6 +38,7 @@ from cti.calls.model import (
     Trigger,
     next_state,
 )
+from cti.dialplan.contract import AFTER_HOURS_VARIABLE, LINE_VARIABLE, TRANSFER_ID_VARIABLE
 from cti.events import (
     AmiConnected,
     AmiDisconnected,
@@ -73,12 +74,13 @@ _NO_CALLER_ID: Final = frozenset({"", "<unknown>", "unknown", "anonymous"})
 # Hangups we remember so a CoreShowChannels item that arrives after the channel's own
 # Hangup (the list and the event stream race) does not resurrect it as a ghost.
 _RECENTLY_GONE_MAX: Final = 50_000
-_LINE_VARIABLE: Final = "CTI_LINE"
-# the 110 transfer id the 110 trunk carried (X-Transfer-Id), set on 110 lines (cti/dialplan.py)
-_TRANSFER_VARIABLE: Final = "CTI_TRANSFER_ID"
+_LINE_VARIABLE: Final = LINE_VARIABLE
+# the 110 transfer id the 110 trunk carried (X-Transfer-Id), set on 110 lines (the generated
+# dialplan, cti/dialplan/generate.py)
+_TRANSFER_VARIABLE: Final = TRANSFER_ID_VARIABLE
 # set by the after-hours flow (cti/ivr/flows.py) once the daemon found the line closed: an
 # unanswered call is then a message taken (voicemail), not an abandoned call
-_AFTER_HOURS_VARIABLE: Final = "CTI_AFTER_HOURS"
+_AFTER_HOURS_VARIABLE: Final = AFTER_HOURS_VARIABLE
 _SOFTHANGUP_SHUTDOWN: Final = 4
 # The table is bounded (issue 16): 120,000 Newchannel events without a Hangup (a broken
 # or hostile AMI peer) grew the daemon by 200 MB and made a reconnect write 120,000 bogus

@@ -43,7 +43,12 @@ from cti.core.messages import (
     RedirectToSeat,
     RejectCall,
 )
-from cti.dialplan.contract import ENTERED_VARIABLE
+from cti.dialplan.contract import (
+    DNIS_VARIABLE,
+    ENTERED_VARIABLE,
+    LINE_VARIABLE,
+    TRANSFER_ID_VARIABLE,
+)
 from cti.events import ChannelSnapshot
 from cti.routing.dispatcher import Dispatcher
 
@@ -68,9 +73,9 @@ class AdoptedFacts:
     @classmethod
     def from_variables(cls, values: Mapping[str, str], *, now: float) -> AdoptedFacts:
         """Keep only values that look like what the dialplan sets; drop the rest."""
-        line = values.get("CTI_LINE", "")
-        dnis = values.get("CTI_DNIS", "")
-        tid = values.get("CTI_TRANSFER_ID", "")
+        line = values.get(LINE_VARIABLE, "")
+        dnis = values.get(DNIS_VARIABLE, "")
+        tid = values.get(TRANSFER_ID_VARIABLE, "")
         return cls(
             line=line if _NUMBER.fullmatch(line) else "",
             dnis=dnis if _NUMBER.fullmatch(dnis) else "",

@@ -9,6 +9,9 @@ from typing import Final
 __all__ = [
     "ADOPTION_VARIABLES",
     "AFTER_HOURS_VARIABLE",
+    "CALLBACK_KEEP_VARIABLE",
+    "CALLBACK_OF_VARIABLE",
+    "CALL_ID_VARIABLE",
     "CONTEXT_BLOCKED",
     "CONTEXT_CALLBACK",
     "CONTEXT_CONNECT",
@@ -21,11 +24,19 @@ __all__ = [
     "CONTEXT_LINE",
     "CONTEXT_PROMPT_CHECK",
     "CONTEXT_RECORD",
+    "DNIS_VARIABLE",
     "ENTERED_VARIABLE",
+    "ESCALATED_TO_VARIABLE",
     "LEASE_VARIABLE",
+    "LINE_VARIABLE",
+    "NO_SURVEY_VARIABLE",
     "PROMPT_CHECK_ID_PREFIX",
     "PROMPT_FORMATS",
+    "RING_TIMEOUT_VARIABLE",
+    "SEAT_ENDPOINT_VARIABLE",
+    "SEAT_VARIABLE",
     "TAKEN_VARIABLE",
+    "TRANSFER_ID_VARIABLE",
     "VOICEMAIL_VARIABLE",
 ]
 
@@ -68,7 +79,41 @@ ENTERED_VARIABLE: Final = "CTI_ENTERED"
 """Channel variable: when ``cti-line`` put the call in the line (epoch seconds, ms). A daemon
 that adopts a waiting call it did not see arrive reads it back, so the call keeps the place
 its wait gives it in the one line (cti/core/adoption.py)."""
-ADOPTION_VARIABLES: Final = ("CTI_LINE", "CTI_DNIS", ENTERED_VARIABLE, "CTI_TRANSFER_ID")
+
+# ---- set by the inbound dialplan, read by the daemon (the call tracker, adoption)
+LINE_VARIABLE: Final = "CTI_LINE"
+"""Channel variable: the number of the plan the call came in on (12345, 12315, ...)."""
+DNIS_VARIABLE: Final = "CTI_DNIS"
+"""Channel variable: the number the caller dialled, as the trunk delivered it."""
+TRANSFER_ID_VARIABLE: Final = "CTI_TRANSFER_ID"
+"""Channel variable: the 110 transfer id a 110 trunk carried (X-Transfer-Id)."""
+
+# ---- set by the daemon, read by the dialplan
+SEAT_ENDPOINT_VARIABLE: Final = "CTI_SEAT_ENDPOINT"
+"""Channel variable: the seat's endpoint, set before the Redirect to ``cti-connect`` (the
+daemon's plan is authoritative, so a seat added to cti.yaml works before a reload)."""
+RING_TIMEOUT_VARIABLE: Final = "CTI_RING_TIMEOUT"
+"""Channel variable: seconds the seat's phone rings before the Dial gives up (RONA)."""
+CALLBACK_KEEP_VARIABLE: Final = "CTI_CALLBACK_KEEP"
+"""Channel variable: ``1`` once a waiting caller chose a callback (or left a message): the
+holding loop clears the line, the call keeps its place without a channel."""
+NO_SURVEY_VARIABLE: Final = "CTI_NO_SURVEY"
+"""Channel variable: ``1``: no satisfaction survey after this Dial (an escalation to 110)."""
+CALLBACK_OF_VARIABLE: Final = "CTI_CALLBACK_OF"
+"""Inherited variable of a callback call: the missed call (or kept place) it calls back."""
+SEAT_VARIABLE: Final = "CTI_SEAT"
+"""Inherited variable of a callback call: the seat whose phone rang first."""
+CALL_ID_VARIABLE: Final = "CTI_CALL_ID"
+"""Inherited variable: the call a leg belongs to (an escalation's operator leg)."""
+ESCALATED_TO_VARIABLE: Final = "CTI_ESCALATED_TO"
+"""Inherited variable of an escalation's operator leg: the service (110/119/120/122)."""
+
+ADOPTION_VARIABLES: Final = (
+    LINE_VARIABLE,
+    DNIS_VARIABLE,
+    ENTERED_VARIABLE,
+    TRANSFER_ID_VARIABLE,
+)
 """What the daemon reads back from a waiting call it adopts (AMI ``Status`` with
 ``Variables``): what the inbound dialplan set, and when the call joined the line."""
 

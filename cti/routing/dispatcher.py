@@ -733,7 +733,7 @@ class Dispatcher:
         self._seat_offer[seat_id] = call.call_id
         self._dirty = True
         self.stats["offered"] += 1
-        self._log.debug(  # the daemon logs it at info with the linkedid (cti/core.py)
+        self._log.debug(  # the daemon logs it at info with the linkedid (cti/core/core.py)
             "call_offered",
             call_id=call.call_id,
             seat=seat_id,
@@ -801,7 +801,7 @@ class Dispatcher:
             return
         self._dirty = True
         self.stats["abandoned"] += 1
-        # debug: the daemon logs it at info with the linkedid and position (cti/core.py)
+        # debug: the daemon logs it at info with the linkedid and position (cti/core/core.py)
         self._log.debug("call_abandoned", call_id=call_id, waited_s=round(outcome.waited_s, 3))
         out.append(RecordAbandonment(outcome=outcome))
 
