@@ -65,7 +65,11 @@ async def test_sigkill_calls_end_during_the_outage(tmp_path: Path) -> None:
         seat_of = {c: h.answered_by(c) for c in calls}
         # the talking states are stored (what the restarted daemon reads back)
         await until(
-            lambda: len(query(db, "select 1 from seat_events where status = 'talking'")) == 4,
+            # by seat: a device state change while talking stores the seat's state again
+            lambda: (
+                len(query(db, "select distinct seat from seat_events where status = 'talking'"))
+                == 4
+            ),
             10,
             "the talking states stored",
         )
