@@ -356,6 +356,7 @@ class Daemon:
             outbox_rows(effect.ticket_ops, time.time()),
             satisfaction=self.ivr.take_rating(CallRef(s.node, s.call_id)),
             callback=callback_row(s) if effect.missed else None,
+            entries=effect.entries,
         )
 
     def _store_seat_state(self, effect: StoreSeatState) -> None:
