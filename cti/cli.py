@@ -145,7 +145,7 @@ def _report(args: argparse.Namespace) -> int:
     settings = _load(args.config, env)
     if settings is None:
         return EXIT_CONFIG
-    from cti.kpis.window import ReportWindowError, report_window  # noqa: PLC0415
+    from cti.kpis.period import ReportWindowError, report_window  # noqa: PLC0415
 
     try:
         window = report_window(args.start, args.end, settings.kpis.timezone, now=time.time())

@@ -20,7 +20,7 @@ from cti.adapters.db.records import RecordWriter
 from cti.adapters.db.store import Store
 from cti.adapters.db.tables import QUEUE_ENTRIES
 from cti.kpis import Outcome, QueueEntry
-from cti.kpis.window import ReportWindowError, report_window
+from cti.kpis.period import ReportWindowError, report_window
 from tests.adapters.test_store import summary
 
 TZ = ZoneInfo("Asia/Shanghai")

@@ -18,8 +18,8 @@ from cti.adapters.http.auth import require_scope
 from cti.adapters.http.errors import ApiError, error_responses
 from cti.adapters.http.json_bodies import JsonRoute
 from cti.kpis import Thresholds
+from cti.kpis.period import ReportWindowError, report_window
 from cti.kpis.report import report_json
-from cti.kpis.window import ReportWindowError, report_window
 
 __all__ = ["stats_router"]
 
