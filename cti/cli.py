@@ -34,10 +34,11 @@ import difflib
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from cti.logs import configure_logging
 from cti.settings import (
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         "record": _record,
         "seat-console": _seat_console,
         "outbox": _outbox,
+        "report": _report,
     }
     return handlers[args.command](args)  # argparse has checked the choices
 
@@ -135,6 +137,65 @@ def _outbox(args: argparse.Namespace) -> int:
             await store.close()
 
     return asyncio.run(go())
+
+
+def _report(args: argparse.Namespace) -> int:
+    env = dict(os.environ)
+    env.setdefault("CTI_AMI_SECRET", "not-used-by-report")  # only the database is needed
+    settings = _load(args.config, env)
+    if settings is None:
+        return EXIT_CONFIG
+    from cti.kpis.period import ReportWindowError, report_window  # noqa: PLC0415
+
+    try:
+        window = report_window(args.start, args.end, settings.kpis.timezone, now=time.time())
+    except ReportWindowError as exc:
+        print(f"cti report: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    # lazy, like `run`: the database only for this command
+    from cti.adapters.db.kpi_queries import load_facts, report_figures  # noqa: PLC0415
+    from cti.adapters.db.store import Store  # noqa: PLC0415
+    from cti.kpis.report import report_csv, report_json, report_table  # noqa: PLC0415
+
+    async def facts() -> Any:
+        store = Store(settings.database.url)
+        try:
+            await store.open()
+            return await load_facts(store, window.start, window.end)
+        finally:
+            await store.close()
+
+    thresholds = settings.kpis.thresholds()
+    whole, groups = report_figures(
+        asyncio.run(facts()), thresholds=thresholds, by=args.by, tz=window.tz
+    )
+    w = window
+    if args.format == "json":
+        body = report_json(
+            start=w.start_label,
+            end=w.end_label,
+            timezone=w.tz_name,
+            by=args.by,
+            thresholds=thresholds,
+            centre=whole,
+            groups=groups,
+        )
+        print(json.dumps(body, ensure_ascii=False, indent=2))
+    elif args.format == "csv":
+        sys.stdout.write(report_csv(by=args.by, thresholds=thresholds, centre=whole, groups=groups))
+    else:
+        sys.stdout.write(
+            report_table(
+                start=w.start_label,
+                end=w.end_label,
+                timezone=w.tz_name,
+                by=args.by,
+                thresholds=thresholds,
+                centre=whole,
+                groups=groups,
+            )
+        )
+    return EXIT_OK
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -217,6 +278,21 @@ def _parser() -> argparse.ArgumentParser:
         "keys", nargs="*", metavar="KEY", help="rows to requeue (`list` shows them)"
     )
     outbox.add_argument("--all", action="store_true", help="requeue every parked row")
+    report = sub.add_parser(
+        "report",
+        parents=[config],
+        help="KPIs of a period from the stored facts: 接通率, 15秒接通率, SL, 放弃率, ASA, AHT",
+        description="The official KPIs (docs/kpis.md) of the queue entries that began in "
+        "[--from, --to), from the database. --from/--to: an ISO date (2026-03-01) or "
+        "date-time (2026-03-01T08:00), local time in kpis.timezone (else the machine's); a "
+        "date as --to includes that day. Default: today so far.",
+    )
+    report.add_argument("--from", dest="start", metavar="WHEN", help="start (inclusive)")
+    report.add_argument("--to", dest="end", metavar="WHEN", help="end (exclusive)")
+    report.add_argument(
+        "--by", choices=["line", "department", "seat", "hour", "day"], help="one row per group"
+    )
+    report.add_argument("--format", choices=["table", "csv", "json"], default="table")
     replay = sub.add_parser(
         "replay",
         help="feed a trace through the call-tracking core; print one JSON object per call",

@@ -36,6 +36,7 @@ from cti.adapters.db.records import RecordWriter
 from cti.adapters.db.rows import callback_row, outbox_rows
 from cti.adapters.db.store import Store
 from cti.adapters.http.callbacks import callbacks_router
+from cti.adapters.http.stats import stats_router
 from cti.adapters.http.transfers110 import transfers_router
 from cti.adapters.mqtt import Incoming, MqttAdapter
 from cti.adapters.pops import PopPublisher
@@ -233,7 +234,12 @@ class Daemon:
         yield self._pump(), "core.events"
         yield self._ticker(), "core.timers"
         if self.settings.http.enabled:
-            routers = [transfers_router(self.transfers110), callbacks_router(self.callbacks)]
+            kpis = self.settings.kpis
+            routers = [
+                transfers_router(self.transfers110),
+                callbacks_router(self.callbacks),
+                stats_router(self.store, kpis.thresholds(), kpis.timezone),
+            ]
             yield self.http.serve(routers), "adapter.http"
         if self.settings.ivr.enabled:
             yield self.ivr.serve(), "adapter.ivr"
@@ -356,6 +362,7 @@ class Daemon:
             outbox_rows(effect.ticket_ops, time.time()),
             satisfaction=self.ivr.take_rating(CallRef(s.node, s.call_id)),
             callback=callback_row(s) if effect.missed else None,
+            entries=effect.entries,
         )
 
     def _store_seat_state(self, effect: StoreSeatState) -> None:

@@ -22,7 +22,11 @@ __all__ = [
     "next_state",
 ]
 
-Outcome = Literal["answered", "abandoned", "busy", "no_answer", "rejected", "failed", "voicemail"]
+Outcome = Literal[
+    "answered", "abandoned", "busy", "no_answer", "rejected", "failed", "voicemail", "ivr_only"
+]
+"""``ivr_only``: set by the core for a call on a line that never entered the line (the
+progress query alone), which the tracker would call ``abandoned``."""
 HangupBy = Literal["caller", "callee", "system"]
 TransferType = Literal["blind", "attended", "redirect", "escalation_blind", "escalation_threeway"]
 

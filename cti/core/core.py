@@ -20,6 +20,7 @@ the tracker, back in hold on ring-no-answer, and ended — stored, ticketed and 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -40,6 +41,7 @@ from cti.calls.seatnames import seat_namer
 from cti.calls.tracker import DEFAULT_MAX_CHANNELS, CallTracker
 from cti.core.adoption import Adoption
 from cti.core.callbacks import Callbacks
+from cti.core.entries import EntryBook
 from cti.core.escalation import Escalations
 from cti.core.hold import Holding
 from cti.core.intake import Intake
@@ -86,6 +88,7 @@ from cti.events import (
     Newexten,
     OriginateResponse,
 )
+from cti.kpis.facts import Outcome as KpiOutcome
 from cti.numberplan import NumberPlan
 from cti.queue.model import Position, WaitingCall
 from cti.routing import commands as rc
@@ -126,6 +129,9 @@ class Core:
         self._hold = Holding(lease_s=lease_s, lease_every_s=lease_every_s)
         self._screen = Screen(recording=recording, transfer_of=self._transfer_of)
         self._tickets = TicketBook()
+        # the queue-entry facts (KPIs): fed the dispatcher's commands at the input's time
+        self._entries = EntryBook(plan)
+        self._now = 0.0
         # the parts, each handed what it needs (no part imports the core)
         n = self.counts
         d, tr, hold, screen, route = (
@@ -162,6 +168,7 @@ class Core:
             route=route,
             log=log,
             counts=n,
+            entries=self._entries,
         )
         self._intake = Intake(
             plan=plan,
@@ -175,6 +182,7 @@ class Core:
             route=route,
             log=log,
             counts=n,
+            entries=self._entries,
         )
         self._adoption = Adoption(
             dispatcher=d, tracker=tr, hold=hold, wait=self._intake.waiting, log=log, counts=n
@@ -199,6 +207,11 @@ class Core:
     def handle(self, item: CoreInput) -> list[Effect]:
         """Apply one input; return the effects, in the order they must happen."""
         out: list[Effect] = []
+        at = getattr(item, "at", None)
+        if at is None:
+            at = getattr(item, "time", None)
+        if isinstance(at, int | float):
+            self._now = float(at)  # when the dispatcher's commands of this input happen
         handler = self._inputs.get(type(item))
         if handler is not None:
             handler(item, out)
@@ -228,6 +241,7 @@ class Core:
 
     def _message_left(self, item: MessageLeft, _out: list[Effect]) -> None:
         self._tickets.message_left(item.call_id, item.recording)
+        self._entries.message_left(item.call_id)
         self._log.info("call_message_left", linkedid=item.call_id, recording=item.recording)
 
     def _restored(self, item: StateRestored, out: list[Effect]) -> None:
@@ -323,6 +337,14 @@ class Core:
     def _call_ended(self, s: CallSummary, out: list[Effect]) -> None:
         if s.call_id.startswith(PROMPT_CHECK_ID_PREFIX):
             return  # the daemon's prompt check (cti/adapters/prompt_check.py), not a call
+        entries = self._entries.ended(s, callback_kept=self._callbacks.is_virtual(s.call_id))
+        if (
+            s.outcome == "abandoned"
+            and len(entries) == 1
+            and entries[0].outcome is KpiOutcome.IVR_ONLY
+        ):
+            # never in the line, only the IVR (the progress query): not an abandoned call
+            s = dataclasses.replace(s, outcome="ivr_only", wait_s=None)
         self._hold.drop(s.call_id)
         self._adoption.ended(s.call_id)
         self._intake.ended(s.call_id)
@@ -358,7 +380,7 @@ class Core:
             external_ref=transfer.transfer_id if transfer is not None else None,
         )
         missed = taken and s.outcome == "abandoned" and bool(s.caller) and not virtual
-        out.append(StoreCall(summary=s, ticket_ops=ops, missed=missed))
+        out.append(StoreCall(summary=s, ticket_ops=ops, missed=missed, entries=entries))
         body = s.to_json()
         del body["call_id"]
         out.append(call_event("ended", s.call_id, **body))
@@ -411,6 +433,7 @@ class Core:
 
     def _route(self, commands: list[rc.Command], out: list[Effect]) -> None:
         for c in commands:
+            self._entries.command(c, self._now)
             handler = self._commands.get(type(c))
             if handler is not None:
                 handler(c, out)

@@ -10,6 +10,7 @@ from structlog.typing import FilteringBoundLogger
 
 from cti.calls.ids import CallRef
 from cti.calls.tracker import CallTracker
+from cti.core.entries import EntryBook
 from cti.core.escalation import Escalations
 from cti.core.hold import Holding
 from cti.core.messages import Effect, RejectCall, StoreTicketOp
@@ -42,8 +43,10 @@ class Intake:
         route: Route,
         log: FilteringBoundLogger,
         counts: Counter[str],
+        entries: EntryBook | None = None,
     ) -> None:
         self._plan = plan
+        self._entries = entries
         self._dispatcher = dispatcher
         self._tracker = tracker
         self._hold = hold
@@ -115,6 +118,15 @@ class Intake:
                 reason=blocked.reason,
             )
             if blocked.treatment == "reject":
+                if self._entries is not None:
+                    self._entries.entered(
+                        call_id,
+                        node=node,
+                        line=line,
+                        at=at,
+                        entered_at=entered_at,
+                        blacklisted=True,
+                    )
                 out.append(RejectCall(node=node, channel=chan.channel, call_id=call_id))
                 return
         # the ticket is opened before the agent says a word; after a restart the same
@@ -151,6 +163,8 @@ class Intake:
             demoted=blocked is not None and blocked.treatment == "last",
             entered_at=entered_at,
         )
+        if self._entries is not None:
+            self._entries.entered(call_id, node=node, line=line, at=at, entered_at=entered_at)
         self._route(self._dispatcher.on_call_waiting(incoming), out)
 
     def _back_in_hold(self, call_id: str, at: float, out: list[Effect]) -> None:

@@ -17,6 +17,7 @@ from cti.calls.model import CallSummary
 from cti.dialplan.contract import ADOPTION_VARIABLES
 from cti.dispatch110 import Feedback110, Transfer110
 from cti.events import AmiEvent, ConnectionEvent
+from cti.kpis.facts import QueueEntry
 from cti.seats.commands import CommandError, SeatCommand
 from cti.seats.model import Pending
 from cti.workorders.model import OutboxOp, TicketDraft
@@ -187,11 +188,13 @@ class Publish:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoreCall:
-    """A finished call's record, and its ticket update, in one transaction."""
+    """A finished call's record, its ticket update and its queue-entry facts (KPIs,
+    docs/kpis.md), in one transaction."""
 
     summary: CallSummary
     ticket_ops: tuple[OutboxOp, ...] = ()
     missed: bool = False  # abandoned in the queue: onto the callback list (漏接电话回拨)
+    entries: tuple[QueueEntry, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

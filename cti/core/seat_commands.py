@@ -11,6 +11,7 @@ from typing import Any, assert_never
 from structlog.typing import FilteringBoundLogger
 
 from cti.calls.tracker import CallTracker
+from cti.core.entries import EntryBook
 from cti.core.escalation import Escalations
 from cti.core.hold import Holding
 from cti.core.messages import Effect, Publish, SeatCommandReceived
@@ -53,8 +54,10 @@ class SeatCommands:
         route: Route,
         log: FilteringBoundLogger,
         counts: Counter[str],
+        entries: EntryBook | None = None,
     ) -> None:
         self._plan = plan
+        self._entries = entries
         self._seat_ids = {s.id for s in plan.seats}
         self._dispatcher = dispatcher
         self._tracker = tracker
@@ -154,6 +157,8 @@ class SeatCommands:
                     reason=f"no call of the daemon to transfer while {status}",
                 )
             ]
+        if self._entries is not None:  # before the new offer in `routed` is seen
+            self._entries.transferred(call_id, skill, now)
         routed = self._dispatcher.on_transfer(call_id, skill, now, min_level=min_level)
         self._tracker.note_transfer(
             held.node, call_id, type_="redirect", by=seat, to=target, at=now

@@ -25,6 +25,7 @@ from cti.numberplan import NumberPlan
 from cti.settings.base import FROZEN, Seconds
 from cti.settings.dialplan import DialplanSettings
 from cti.settings.http import HttpSettings
+from cti.settings.kpis import KpiSettings
 from cti.settings.workorders import WorkOrdersSettings
 
 __all__ = [
@@ -345,6 +346,10 @@ class Settings(BaseModel):
     ivr: IvrSettings = Field(
         default_factory=IvrSettings,
         description="FastAGI: the satisfaction survey, the progress query (docs/ivr.md).",
+    )
+    kpis: KpiSettings = Field(
+        default_factory=KpiSettings,
+        description="KPI thresholds and time zone of cti report / the stats API (docs/kpis.md).",
     )
 
 

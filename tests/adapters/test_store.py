@@ -87,13 +87,17 @@ async def test_failed_batches_are_retried_not_lost(store: Store) -> None:
     failures = 2
 
     async def flaky(
-        rows: Any, seat_rows: Any = (), outbox_rows: Any = (), callback_rows: Any = ()
+        rows: Any,
+        seat_rows: Any = (),
+        outbox_rows: Any = (),
+        callback_rows: Any = (),
+        entry_rows: Any = (),
     ) -> None:
         nonlocal failures
         if failures:
             failures -= 1
             raise OperationalError("INSERT", {}, Exception("database is locked"))
-        await real(rows, seat_rows, outbox_rows, callback_rows)
+        await real(rows, seat_rows, outbox_rows, callback_rows, entry_rows)
 
     store.upsert_calls = flaky  # type: ignore[method-assign]
     writer = RecordWriter(store)
@@ -113,11 +117,15 @@ async def test_a_batch_cut_by_shutdown_is_kept_for_the_final_flush(store: Store)
     real = store.upsert_calls
 
     async def slow(
-        rows: Any, seat_rows: Any = (), outbox_rows: Any = (), callback_rows: Any = ()
+        rows: Any,
+        seat_rows: Any = (),
+        outbox_rows: Any = (),
+        callback_rows: Any = (),
+        entry_rows: Any = (),
     ) -> None:
         entered.set()
         await asyncio.sleep(10)
-        await real(rows, seat_rows, outbox_rows, callback_rows)
+        await real(rows, seat_rows, outbox_rows, callback_rows, entry_rows)
 
     store.upsert_calls = slow  # type: ignore[method-assign]
     writer = RecordWriter(store)

@@ -21,10 +21,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from structlog.typing import FilteringBoundLogger
 
 from cti.adapters.backoff import backoff_delay
+from cti.adapters.db.rows import queue_entry_row
 from cti.adapters.db.store import Store
 from cti.calls.model import CallSummary
+from cti.kpis.facts import QueueEntry
 
 __all__ = ["RecordWriter", "summary_row"]
+
+# the rows that follow a call record in the queue and go in its transaction
+_WITH_THE_RECORD = frozenset({"outbox", "callback", "entry"})
 
 
 def summary_row(summary: CallSummary, stored_at: float) -> dict[str, Any]:
@@ -95,11 +100,13 @@ class RecordWriter:
         *,
         satisfaction: str | None = None,
         callback: dict[str, Any] | None = None,
+        entries: Sequence[QueueEntry] = (),
     ) -> None:
         """A finished call (stored by upsert on its call_id), with its ticket operations
         (outbox rows), which are stored in the same transaction; `satisfaction`: the
         caller's survey rating, when it came before the call ended; `callback`: its entry
-        on the missed-call list (cti/adapters/db/rows.py), same transaction."""
+        on the missed-call list (cti/adapters/db/rows.py), same transaction; `entries`: its
+        queue-entry facts (KPIs), same transaction."""
         if len(self._pending) >= self._max:
             self._pending.popleft()
             self.dropped += 1
@@ -114,6 +121,7 @@ class RecordWriter:
         self._pending.append(("call", row))
         if callback is not None:
             self._pending.append(("callback", callback))
+        self._pending.extend(("entry", queue_entry_row(e)) for e in entries)
         self._pending.extend(("outbox", r) for r in outbox_rows)
         self._idle.clear()
         self._wake.set()
@@ -144,8 +152,8 @@ class RecordWriter:
                 await self._wake.wait()
                 continue
             n = min(self._batch, len(self._pending))
-            while n < len(self._pending) and self._pending[n][0] == "outbox":
-                n += 1  # a call's ticket operations go in its record's transaction
+            while n < len(self._pending) and self._pending[n][0] in _WITH_THE_RECORD:
+                n += 1  # a call's rows go in its record's transaction
             rows = [self._pending.popleft() for _ in range(n)]
             try:
                 await self._store.upsert_calls(
@@ -153,6 +161,7 @@ class RecordWriter:
                     [r for kind, r in rows if kind == "seat"],
                     [r for kind, r in rows if kind == "outbox"],
                     [r for kind, r in rows if kind == "callback"],
+                    [r for kind, r in rows if kind == "entry"],
                 )
             except asyncio.CancelledError:
                 # shutdown mid-batch: keep the rows for the final flush (the upsert is

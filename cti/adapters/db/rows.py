@@ -18,16 +18,19 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cti.adapters.db.dialect import insert
-from cti.adapters.db.tables import CALLBACKS, OUTBOX
+from cti.adapters.db.tables import CALLBACKS, OUTBOX, QUEUE_ENTRIES
 from cti.calls.model import CallSummary
+from cti.kpis.facts import QueueEntry
 from cti.workorders.model import OutboxOp
 
 __all__ = [
     "callback_row",
     "outbox_row",
     "outbox_rows",
+    "queue_entry_row",
     "write_callback_rows",
     "write_ops",
+    "write_queue_entry_rows",
     "write_rows",
 ]
 
@@ -100,4 +103,44 @@ async def write_callback_rows(conn: AsyncConnection, rows: list[dict[str, Any]])
     if not rows:
         return
     stmt = insert(conn, CALLBACKS).on_conflict_do_nothing(index_elements=["call_id"])
+    await conn.execute(stmt, rows)
+
+
+# ------------------------------------------------------------------ queue entries (KPIs)
+
+
+def queue_entry_row(e: QueueEntry) -> dict[str, Any]:
+    """The `queue_entries` row of a finished entry (cti/kpis/facts.py)."""
+    return {
+        "call_id": f"{e.node}:{e.call_id}",
+        "entry_seq": e.entry_seq,
+        "node": e.node,
+        "linkedid": e.call_id,
+        "line": e.line,
+        "department": e.department,
+        "origin": str(e.origin),
+        "priority": e.priority,
+        "entered_at": e.entered_at,
+        "first_offered_at": e.first_offered_at,
+        "connected_at": e.connected_at,
+        "left_at": e.left_at if e.left_at is not None else e.entered_at,
+        "outcome": str(e.outcome) if e.outcome is not None else "",
+        "seat": e.seat,
+        "wait_s": e.wait_s,
+        "ring_s": e.ring_s,
+        "talk_s": e.talk_s,
+        "wrapup_s": e.wrapup_s,
+        "offers": e.offers,
+        "transferred_to": e.transferred_to,
+    }
+
+
+async def write_queue_entry_rows(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Inside the call records' transaction; an entry written twice (a retried batch, a
+    restart) is kept once (key: call_id + entry_seq)."""
+    if not rows:
+        return
+    stmt = insert(conn, QUEUE_ENTRIES).on_conflict_do_nothing(
+        index_elements=["call_id", "entry_seq"]
+    )
     await conn.execute(stmt, rows)

@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from cti.adapters.db.dialect import insert
-from cti.adapters.db.rows import write_callback_rows, write_rows
+from cti.adapters.db.rows import write_callback_rows, write_queue_entry_rows, write_rows
 from cti.adapters.db.tables import CALL_RECORDS, METADATA, SEAT_EVENTS
 
 __all__ = ["Store"]
@@ -62,10 +62,12 @@ class Store:
         seat_rows: Sequence[dict[str, Any]] = (),
         outbox_rows: Sequence[dict[str, Any]] = (),
         callback_rows: Sequence[dict[str, Any]] = (),
+        entry_rows: Sequence[dict[str, Any]] = (),
     ) -> None:
         """Insert or replace call records by `call_id`, append seat events and queue
         ticket operations (`cti.adapters.db.rows.outbox_row`, kept once per key), in one
-        transaction: a call record is never stored without its ticket operations."""
+        transaction: a call record is never stored without its ticket operations nor its
+        queue entries (`cti.adapters.db.rows.queue_entry_row`, kept once per key)."""
         async with self.engine.begin() as conn:
             if rows:
                 stmt = insert(conn, CALL_RECORDS)
@@ -83,6 +85,8 @@ class Store:
                 await write_rows(conn, outbox_rows)
             if callback_rows:
                 await write_callback_rows(conn, list(callback_rows))
+            if entry_rows:
+                await write_queue_entry_rows(conn, list(entry_rows))
 
     async def rate_call(
         self, call_id: str, satisfaction: str, outbox_rows: Sequence[dict[str, Any]]

@@ -31,6 +31,7 @@ __all__ = [
     "HEARTBEATS",
     "METADATA",
     "OUTBOX",
+    "QUEUE_ENTRIES",
     "SEAT_EVENTS",
     "TICKETS",
     "TICKET_DAYS",
@@ -66,6 +67,39 @@ CALL_RECORDS: Final = Table(
     Column("talk_s", Float),
     Column("history_complete", Boolean, nullable=False),
     Column("stored_at", Float, nullable=False),
+)
+
+
+# one row per queue entry (docs/kpis.md: cti.kpis.QueueEntry), written in its call record's
+# transaction; (call_id, entry_seq) is the key, so a retried batch or a restart writes it once
+QUEUE_ENTRIES: Final = Table(
+    "queue_entries",
+    METADATA,
+    Column("call_id", String(128), primary_key=True),  # "<node>:<linkedid>", as call_records
+    Column("entry_seq", Integer, primary_key=True),  # 1, then 2.. after a transfer
+    Column("node", String(32), nullable=False),
+    Column("linkedid", String(64), nullable=False),
+    Column("line", String(64), nullable=False),
+    Column("department", String(128)),
+    Column("origin", String(16), nullable=False),
+    Column("priority", String(32), nullable=False),
+    Column("entered_at", Float, nullable=False),
+    Column("first_offered_at", Float),
+    Column("connected_at", Float),
+    Column("left_at", Float, nullable=False),
+    Column("outcome", String(24), nullable=False),
+    Column("seat", String(32)),
+    Column("wait_s", Float, nullable=False),
+    Column("ring_s", Float, nullable=False),
+    Column("talk_s", Float, nullable=False),
+    Column("wrapup_s", Float, nullable=False),
+    Column("offers", Integer, nullable=False),
+    Column("transferred_to", String(128)),
+    # reports select a time range, grouped by line / department / seat (cti report)
+    Index("ix_queue_entries_entered", "entered_at"),
+    Index("ix_queue_entries_line_entered", "line", "entered_at"),
+    Index("ix_queue_entries_department_entered", "department", "entered_at"),
+    Index("ix_queue_entries_seat_entered", "seat", "entered_at"),
 )
 
 

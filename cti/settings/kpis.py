@@ -1,0 +1,59 @@
+"""The ``kpis`` section: the thresholds of the official KPI definitions (docs/kpis.md) and
+the time zone reports group hours and days in."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, Field, field_validator
+
+from cti.kpis import Thresholds
+from cti.settings.base import FROZEN
+
+__all__ = ["KpiSettings"]
+
+
+class KpiSettings(BaseModel):
+    """Thresholds of `cti report` and `GET /api/v1/stats` (defaults: GB/T 33358-2016 and
+    city practice); every "within N s" is inclusive, a short abandon strictly shorter."""
+
+    model_config = FROZEN
+
+    answer_s: float = Field(
+        default=15.0, gt=0, le=3600, description="N of N秒接通率 and of SL/应答及时率."
+    )
+    also_n_s: tuple[float, ...] = Field(
+        default=(20.0,), max_length=8, description="Further N reported beside answer_s."
+    )
+    short_abandon_s: float = Field(
+        default=5.0, ge=0, le=3600, description="An abandon with a shorter wait is short."
+    )
+    timezone: str | None = Field(
+        default=None,
+        description="IANA zone for --from/--to and hour/day groups (e.g. Asia/Shanghai); "
+        "none = the machine's local time.",
+    )
+
+    @field_validator("also_n_s")
+    @classmethod
+    def _positive(cls, values: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not 0 < v <= 3600 for v in values):
+            msg = "every also_n_s must be within 0 < N <= 3600"
+            raise ValueError(msg)
+        return values
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                msg = f"unknown time zone {value!r}"
+                raise ValueError(msg) from exc
+        return value
+
+    def thresholds(self) -> Thresholds:
+        return Thresholds(
+            answer_s=self.answer_s, also_n_s=self.also_n_s, short_abandon_s=self.short_abandon_s
+        )
