@@ -287,7 +287,7 @@ class AmiClient:
         self._log = (log or structlog.get_logger("cti.ami")).bind(node=node.name)
         self._clock = clock
         self._resync_actions = tuple(resync_actions)
-        self._rng = rng or random.Random()  # noqa: S311 - jitter, not crypto
+        self._rng = rng or random.Random()  # noqa: S311  # nosec B311  # jitter, not crypto
         self._ids = itertools.count(1)
         self._id_prefix = f"cti-{node.name}-{id(self):x}-"
         self._pending: dict[str, _Pending] = {}

@@ -260,7 +260,7 @@ class FeedbackDeliverer:
         )
         self._wake = asyncio.Event()
         self._poll_s = poll_s
-        self._rng = random.Random()  # noqa: S311 - backoff jitter, not cryptography
+        self._rng = random.Random()  # noqa: S311  # nosec B311  # backoff jitter, not cryptography
         self.failures = 0
         self.delivered = 0
 

@@ -136,7 +136,7 @@ class MqttAdapter:
         self._outbox = Outbox(max_outbox, log=self._log)
         self._reconnect = (reconnect_min, reconnect_max)
         self._clock = clock
-        self._rng = random.Random()  # noqa: S311 - jitter, not crypto
+        self._rng = random.Random()  # noqa: S311  # nosec B311  # jitter, not crypto
         self._connected = asyncio.Event()
         self.published = 0
         self.received = 0

@@ -26,7 +26,13 @@ from cti.ivr.config import (
 )
 from cti.settings.dialplan import DialplanSettings
 from cti.settings.errors import ConfigError, ConfigProblem
-from cti.settings.http import HttpScope, HttpSettings, HttpToken, http_token_env_var
+from cti.settings.http import (
+    HttpScope,
+    HttpSettings,
+    HttpToken,
+    RateLimit,
+    http_token_env_var,
+)
 from cti.settings.load import DEFAULT_CONFIG_PATH, load_settings, resolve_config_path
 from cti.settings.schema import (
     AmiNode,
@@ -78,6 +84,7 @@ __all__ = [
     "LoggingSettings",
     "MqttSettings",
     "ProgressQuerySettings",
+    "RateLimit",
     "Settings",
     "SurveySettings",
     "VoicemailSettings",

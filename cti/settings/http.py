@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from cti.settings.base import FROZEN, Seconds
 
-__all__ = ["HttpScope", "HttpSettings", "HttpToken", "http_token_env_var"]
+__all__ = ["HttpScope", "HttpSettings", "HttpToken", "RateLimit", "http_token_env_var"]
 
 
 def http_token_env_var(name: str) -> str:
@@ -53,6 +53,16 @@ class HttpToken(BaseModel):
             msg = f"scope listed twice: {', '.join(doubled)}"
             raise ValueError(msg)
         return scopes
+
+
+class RateLimit(BaseModel):
+    """At most ``limit`` per ``window_s`` (a token bucket: the burst is ``limit``, one more
+    every ``window_s / limit`` seconds); past it 429 with Retry-After."""
+
+    model_config = FROZEN
+
+    limit: int = Field(ge=0, le=1_000_000, description="How many per window; 0 = no limit.")
+    window_s: Seconds = Field(le=86_400, description="The window, in seconds.")
 
 
 class HttpSettings(BaseModel):
@@ -118,6 +128,21 @@ class HttpSettings(BaseModel):
         ge=1024,
         le=1048576,
         description="Request line and headers larger than this get 400.",
+    )
+
+    # Rate limits (issue 15): 429 with Retry-After, one log line per window per client.
+    push110_rate_limit: RateLimit = Field(
+        default=RateLimit(limit=120, window_s=60),
+        description="POST /api/v1/transfers/110 per token: a 110 system gone wrong (a "
+        "retry loop) must not flood the queue and the ticket backend. 110 pushes a "
+        "transfer every few minutes on a busy day.",
+    )
+    auth_failure_limit: RateLimit = Field(
+        default=RateLimit(limit=10, window_s=60),
+        description="Token failures (401/403) per client address: past it every request "
+        "with a token from that address gets 429 before its token is even looked at, so "
+        "guessing tokens is slow. A good client behind the same address (NAT, proxy) is "
+        "refused too while it lasts.",
     )
 
     @field_validator("tokens")

@@ -144,7 +144,7 @@ class RecordWriter:
 
     async def run(self) -> None:
         attempt = 0
-        rng = random.Random()  # noqa: S311 - jitter, not crypto
+        rng = random.Random()  # noqa: S311  # nosec B311  # jitter, not crypto
         while True:
             if not self._pending:
                 self._idle.set()

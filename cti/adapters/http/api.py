@@ -32,6 +32,7 @@ from cti.adapters.http.edge import Edge
 from cti.adapters.http.errors import ApiError, error_responses, install_error_handlers
 from cti.adapters.http.json_bodies import JsonRoute
 from cti.adapters.http.metrics import METRICS_CONTENT_TYPE, Metric, ReadyPart, render_metrics
+from cti.adapters.http.throttle import ApiLimits
 from cti.seats.commands import SeatCommand
 from cti.settings import HttpSettings
 
@@ -120,6 +121,7 @@ def build_api(
     )
     app.state.cti_auth = TokenAuth(settings.tokens)
     app.state.cti_log = log
+    app.state.cti_limits = ApiLimits.from_settings(settings)  # rate limits: throttle.py
     install_error_handlers(app, log)
 
     app.include_router(_api_router(facade, log))

@@ -5,7 +5,10 @@ flat set of scopes; an endpoint needs exactly one scope (:func:`require_scope`);
 implies another, so the 110 system's token can hold ``transfers110`` and nothing else.
 Tokens are compared in constant time (SHA-256 digests through :func:`hmac.compare_digest`,
 so neither the content nor the length leaks), every configured token is compared on every
-request.
+request. Token failures (401, 403) are counted per client address: past
+``http.auth_failure_limit`` every request with a token from that address gets 429 before
+its token is looked at (:mod:`cti.adapters.http.throttle`). A presented token is never
+logged, nor kept: only its digest is compared.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from structlog.typing import FilteringBoundLogger
 
 from cti.adapters.http.edge import client_address
 from cti.adapters.http.errors import ApiError
+from cti.adapters.http.throttle import api_limits, client_host
 from cti.settings import HttpScope, HttpToken
 
 __all__ = ["Principal", "TokenAuth", "require_scope"]
@@ -84,7 +88,18 @@ def require_scope(scope: HttpScope) -> Callable[..., Awaitable[Principal]]:
     ) -> Principal:
         auth: TokenAuth = request.app.state.cti_auth
         log: FilteringBoundLogger = request.app.state.cti_log
+        limits = api_limits(request)
+        client = client_host(request.scope)
+        if limits is not None:
+            # refused before the token is compared: a guesser learns nothing more
+            limits.take("auth_failures", client, log, cost=0)
+
+        def failed() -> None:
+            if limits is not None:
+                limits.auth_failures.take(client, limits.clock())
+
         if credentials is None:
+            failed()
             raise ApiError(
                 401,
                 "unauthorized",
@@ -93,6 +108,7 @@ def require_scope(scope: HttpScope) -> Callable[..., Awaitable[Principal]]:
             )
         principal = auth.authenticate(credentials.credentials)
         if principal is None:
+            failed()
             log.warning(
                 "http_auth_failed",
                 client=client_address(request.scope),
@@ -107,6 +123,7 @@ def require_scope(scope: HttpScope) -> Callable[..., Awaitable[Principal]]:
             )
         request.state.principal = principal.name
         if scope not in principal.scopes:
+            failed()
             log.warning("http_forbidden", token=principal.name, scope=scope, path=request.url.path)
             raise ApiError(
                 403,

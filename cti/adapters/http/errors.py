@@ -86,15 +86,31 @@ _ERROR_DESCRIPTIONS: Final[Mapping[int, str]] = {
     413: "`too_large`: the body is over the limit (http.max_body_bytes, or the endpoint's)",
     422: "`bad_json` (not UTF-8 JSON, nested deeper than 32 levels, a number of more than "
     "40 digits) or `invalid_request` / `invalid_command` (error.fields has the paths)",
+    429: "`rate_limited`: too many token failures from this address (http.auth_failure_limit)"
+    " or, on the 110 push, too many pushes with this token (http.push110_rate_limit); "
+    "try again after Retry-After seconds",
+}
+_RETRY_AFTER: Final = {
+    "Retry-After": {
+        "description": "Seconds until a request would pass again.",
+        "schema": {"type": "integer", "minimum": 1},
+    }
 }
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses=`` for the error statuses an endpoint can answer, each with the
-    :class:`ErrorReply` body, so clients generated from the document know them."""
+    :class:`ErrorReply` body, so clients generated from the document know them.
+
+    401 brings 429 with it: every route that checks a token refuses an address past
+    ``http.auth_failure_limit`` (:mod:`cti.adapters.http.throttle`), so a router that
+    documents its 401 documents that too.
+    """
+    wanted = (*statuses, 429) if 401 in statuses and 429 not in statuses else statuses
     return {
         status: {"model": ErrorReply, "description": _ERROR_DESCRIPTIONS[status]}
-        for status in statuses
+        | ({"headers": _RETRY_AFTER} if status == 429 else {})
+        for status in wanted
     }
 
 
@@ -110,16 +126,21 @@ _HTTP_CODES: Final[Mapping[int, str]] = {
     404: "not_found",
     405: "method_not_allowed",
     413: "too_large",
+    429: "rate_limited",
 }
 
 
 def install_error_handlers(app: FastAPI, log: FilteringBoundLogger) -> None:
     async def api_error(_request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ApiError)
+        # Starlette calls this handler only for its class; a check that `python -O`
+        # keeps (an assert would vanish), and the narrowing mypy needs
+        if not isinstance(exc, ApiError):
+            raise TypeError(type(exc).__name__) from exc
         return error_response(exc)
 
     async def validation_error(_request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
+        if not isinstance(exc, RequestValidationError):
+            raise TypeError(type(exc).__name__) from exc
         fields = []
         bad_json = False
         for err in exc.errors():
@@ -134,7 +155,8 @@ def install_error_handlers(app: FastAPI, log: FilteringBoundLogger) -> None:
         return JSONResponse(error_envelope(code, message, fields), status_code=422)
 
     async def http_error(_request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, StarletteHTTPException)
+        if not isinstance(exc, StarletteHTTPException):
+            raise TypeError(type(exc).__name__) from exc
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         return JSONResponse(
             error_envelope(code, str(exc.detail)),

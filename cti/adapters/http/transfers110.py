@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Annotated, Any, Protocol
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 
 from cti.adapters.dispatch110 import TRANSFER_ID_PATTERN, TransferPush, reply_json
@@ -18,6 +18,7 @@ from cti.adapters.http.api import API_PREFIX
 from cti.adapters.http.auth import require_scope
 from cti.adapters.http.errors import ApiError, error_responses
 from cti.adapters.http.json_bodies import JsonRoute
+from cti.adapters.http.throttle import api_limits
 from cti.core.messages import Reply110
 
 __all__ = ["PushHandler", "transfers_router"]
@@ -32,6 +33,14 @@ class PushHandler(Protocol):
 _TRANSFER_ID = Annotated[
     str, Path(pattern=TRANSFER_ID_PATTERN, max_length=64, description="110's incident number.")
 ]
+
+
+async def _push_rate_limit(request: Request) -> None:
+    """http.push110_rate_limit per token (after the scope check, which names it): a 110
+    system in a retry loop must not flood the queue and the ticket backend."""
+    limits = api_limits(request)
+    if limits is not None:
+        limits.take("push110", str(request.state.principal), request.app.state.cti_log)
 
 
 def transfers_router(daemon: PushHandler) -> APIRouter:
@@ -49,9 +58,11 @@ def transfers_router(daemon: PushHandler) -> APIRouter:
         summary="Push a transfer from 110 (scope: transfers110)",
         description="202 accepted (stored before this answer); 200 the same push again "
         "(`duplicate`: nothing changes); 409 the same transfer_id with other content; 422 "
-        "invalid (error.fields has the paths); 401/403 token. docs/dispatch110.md.",
+        "invalid (error.fields has the paths); 401/403 token; 429 more than "
+        "http.push110_rate_limit pushes with this token (Retry-After). docs/dispatch110.md.",
         status_code=202,
-        dependencies=[scope],
+        # in order: the scope names the token, whose pushes are then counted
+        dependencies=[scope, Depends(_push_rate_limit)],
         responses={200: {"description": "duplicate"}, **error_responses(409, 413, 422)},
     )
     async def push(body: TransferPush) -> JSONResponse:

@@ -85,7 +85,7 @@ class OutboxDeliverer:
         self._low = backoff_low
         self._high = backoff_high
         self._clock = clock
-        self._rng = rng or random.Random()  # noqa: S311 - jitter, not crypto
+        self._rng = rng or random.Random()  # noqa: S311  # nosec B311  # jitter, not crypto
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._numbers: dict[str, str] = {}  # call_id -> ticket number (creates delivered)
