@@ -7,7 +7,7 @@ Pure (the time zone is resolved from its name; ``now`` is passed in). Shared by
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = ["ReportWindow", "ReportWindowError", "report_window"]
@@ -35,9 +35,10 @@ def _zone(name: str | None) -> tuple[tzinfo, str]:
             return ZoneInfo(name), name
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ReportWindowError(f"unknown time zone {name!r}") from exc
-    local = datetime.now().astimezone().tzinfo
-    assert local is not None  # astimezone() always gives a zone
-    return local, f"local ({datetime.now().astimezone().strftime('%Z %z')})"
+    # the machine's zone (astimezone() always gives one; the fallback only satisfies types)
+    here = datetime.now().astimezone()
+    local = here.tzinfo or UTC
+    return local, f"local ({here.strftime('%Z %z')})"
 
 
 def _bound(text: str, tz: tzinfo, *, end: bool, what: str) -> datetime:
