@@ -182,6 +182,7 @@ class Daemon:
             heartbeat=self.heartbeat,
             mqtt=self.mqtt,
             tally=self.tally,
+            live=self.live,
             log=log,
         )
         self._effects = self._effect_table()
@@ -220,7 +221,7 @@ class Daemon:
         )
         self._log.info("transfers110_restored", transfers=len(rows))
         facts = await load_facts(self.store, now - DAY_S, now + 1.0)
-        self.live.add(facts.entries)
+        self.live.seed(facts.entries)
         self._log.info("live_stats_seeded", entries=len(facts.entries))
 
     # ------------------------------------------------------------------ tasks

@@ -33,7 +33,7 @@ from cti.kpis import Alarm, Figures, LineFigures, QueueEntry, Thresholds, alarms
 from cti.kpis.report import figures_json
 from cti.queue.model import WaitingCall
 
-__all__ = ["ALARMS_TOPIC", "LIVE_TOPIC", "LiveStats", "zone"]
+__all__ = ["ALARMS_TOPIC", "LIVE_TOPIC", "LiveStats", "WaitHistogram", "zone"]
 
 LIVE_TOPIC: Final = "stats/live"
 ALARMS_TOPIC: Final = "stats/alarms"
@@ -63,6 +63,30 @@ def _alarm_json(a: Alarm, state: str, since: float) -> dict[str, Any]:
         "threshold": a.threshold,
         "since": since,
     }
+
+
+WAIT_BUCKETS_S: Final = (1.0, 3.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0)
+
+
+class WaitHistogram:
+    """Waits of the offered entries ended since the daemon started (/metrics
+    `cti_queue_wait_seconds`): cumulative, as Prometheus expects of a histogram."""
+
+    def __init__(self, buckets: tuple[float, ...] = WAIT_BUCKETS_S) -> None:
+        self.bounds = buckets
+        self.counts = [0] * len(buckets)
+        self.count = 0
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.count += 1
+        self.sum += value
+        for i, le in enumerate(self.bounds):
+            if value <= le:
+                self.counts[i] += 1
+
+    def cumulative(self) -> tuple[tuple[float, int], ...]:
+        return tuple(zip(self.bounds, self.counts, strict=True))
 
 
 class LiveStats:
@@ -97,23 +121,30 @@ class LiveStats:
         # the first step publishes the list even if empty: a retained list left by the
         # last run must not stand
         self._alarms_sent = False
+        self.waits = WaitHistogram()
         self.published = 0
         """Messages sent on `stats/live` (a metric, and what the tests count)."""
 
     # ------------------------------------------------------------------ inputs
 
+    def seed(self, entries: Iterable[QueueEntry]) -> None:
+        """The stored entries of the last 24 h, at start (not observed in the histogram)."""
+        self._add(entries, observe=False)
+
     def add(self, entries: Iterable[QueueEntry]) -> None:
-        """Entries of a finished call (or the stored ones at start); a repeat replaces."""
+        """Entries of a finished call; a repeat replaces."""
+        self._add(entries, observe=True)
+
+    def _add(self, entries: Iterable[QueueEntry], *, observe: bool) -> None:
         for e in entries:
             if e.left_at is None:
                 continue  # the core emits finished entries; an open one is not a fact yet
-            self._entries[e.node, e.call_id, e.entry_seq] = e
+            key = (e.node, e.call_id, e.entry_seq)
+            if observe and e.offered and key not in self._entries:
+                self.waits.observe(e.wait_s)
+            self._entries[key] = e
             self._expires_at = min(self._expires_at, e.entered_at + DAY_S)
             self._dirty = True
-
-    def wait_values(self) -> list[float]:
-        """Waits of the offered entries held (the last 24 h): the /metrics histogram."""
-        return [e.wait_s for e in self._entries.values() if e.offered]
 
     @property
     def active_alarms(self) -> list[Alarm]:

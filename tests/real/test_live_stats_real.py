@@ -12,8 +12,10 @@ import itertools
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.real.daemon_harness import Harness, settle, write_config
 
@@ -35,6 +37,7 @@ RATE_ALARM = "12345/answer_rate_24h"
 def config(tmp_path: Path) -> tuple[Path, str]:
     path, prefix = write_config(tmp_path, seats=SEATS, queue=QUEUE)
     data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["http"] = {"enabled": True, "host": "127.0.0.1", "port": 0}
     data["kpis"] = {
         "answer_s": 3.0,
         "also_n_s": [],
@@ -105,6 +108,19 @@ async def test_live_figures_and_the_answer_rate_alarm(config: tuple[Path, str]) 
         # at most once a second: no two messages of stats/live within a second
         ats = [b["at"] for t, b in h.messages if t == "stats/live" and isinstance(b, dict)]
         assert all(b - a >= 0.99 for a, b in itertools.pairwise(ats))
+
+        # /metrics through prometheus_client: parses with its own parser, the old names
+        # are there, the waits histogram counts the two offered entries
+        up = await h.wait(lambda: h.log("http_listening"), 10, "the HTTP API listening")
+        async with httpx.AsyncClient(base_url=f"http://{up['host']}:{up['port']}") as c:
+            text = (await c.get("/metrics")).text
+        fams = {f.name: f for f in text_string_to_metric_families(text)}
+        for old in ("cti_ami_events_received", "cti_calls_waiting", "cti_seats", "cti_calls_ended"):
+            assert old in fams, old
+        waits = {s.name: s.value for s in fams["cti_queue_wait_seconds"].samples}
+        assert waits["cti_queue_wait_seconds_count"] == 2
+        assert waits["cti_queue_wait_seconds_sum"] >= 1.0  # the abandon waited ~1.5 s
+        assert "cti_kpi_alarms_active" in fams
 
         # a restart: seeded from the stored entries of the last 24 h
         await settle(1.0)  # the record writer's batch
