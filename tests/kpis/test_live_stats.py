@@ -131,3 +131,14 @@ def test_longest_wait_and_no_seat_ready_alarms() -> None:
     r.live.step(T0 + 17)
     assert r.topic(ALARMS_TOPIC)[-1].payload["alarms"] == []
     assert r.topic(LIVE_TOPIC)[-1].payload["lines"]["12345"]["ready_seats"] == 2
+
+
+def test_the_wait_histogram_counts_new_entries_once_not_the_seeded_ones() -> None:
+    r = Rig()
+    r.live.seed([entry("old", Outcome.ANSWERED, 4.0)])
+    e = entry("c1", Outcome.ABANDONED, 12.0)
+    r.live.add([e, e, entry("ivr", Outcome.IVR_ONLY, 30.0)])
+    h = r.live.waits
+    assert (h.count, h.sum) == (1, 12.0)
+    assert dict(h.cumulative())[10.0] == 0
+    assert dict(h.cumulative())[15.0] == 1
