@@ -32,6 +32,7 @@ from structlog.typing import FilteringBoundLogger
 from cti.adapters.ami import AmiClient, EventQueue
 from cti.adapters.ami_executor import AmiExecutor
 from cti.adapters.chanvars import read_adopted_channel
+from cti.adapters.db.kpi_queries import load_facts
 from cti.adapters.db.records import RecordWriter
 from cti.adapters.db.rows import callback_row, outbox_rows
 from cti.adapters.db.store import Store
@@ -49,6 +50,7 @@ from cti.app.callbacks import Callbacks
 from cti.app.feed import Tally
 from cti.app.http_facade import HttpFacade
 from cti.app.jobs import Jobs
+from cti.app.live_stats import DAY_S, LiveStats, zone
 from cti.app.transfers110 import PUSH_TOPIC, Transfers110
 from cti.calls.ids import CallRef
 from cti.core import (
@@ -149,6 +151,15 @@ class Daemon:
             log=log,
         )
         self.callbacks = Callbacks(store, feed=self.feed, log=log)
+        # the live KPI figures and alarms (cti/stats/live, cti/stats/alarms; docs/kpis.md)
+        self.live = LiveStats(
+            thresholds=settings.kpis.thresholds(),
+            tz=zone(settings.kpis.timezone),
+            publish=self._publish,
+            waiting=lambda: core.waiting(10_000),
+            ready_seats=core.ready_seats_by_line,
+            log=structlog.get_logger("cti.kpis"),
+        )
         self.ivr = AgiRoutes(
             settings,
             core=core,
@@ -171,6 +182,7 @@ class Daemon:
             heartbeat=self.heartbeat,
             mqtt=self.mqtt,
             tally=self.tally,
+            live=self.live,
             log=log,
         )
         self._effects = self._effect_table()
@@ -208,6 +220,9 @@ class Daemon:
             last_alive={n: round(t, 3) for n, t in state.last_alive.items()},
         )
         self._log.info("transfers110_restored", transfers=len(rows))
+        facts = await load_facts(self.store, now - DAY_S, now + 1.0)
+        self.live.seed(facts.entries)
+        self._log.info("live_stats_seeded", entries=len(facts.entries))
 
     # ------------------------------------------------------------------ tasks
 
@@ -233,6 +248,7 @@ class Daemon:
             yield webhook.run(), "adapter.dispatch110.webhook"
         yield self._pump(), "core.events"
         yield self._ticker(), "core.timers"
+        yield self.live.run(), "kpis.live"
         if self.settings.http.enabled:
             kpis = self.settings.kpis
             routers = [
@@ -364,6 +380,7 @@ class Daemon:
             callback=callback_row(s) if effect.missed else None,
             entries=effect.entries,
         )
+        self.live.add(effect.entries)
 
     def _store_seat_state(self, effect: StoreSeatState) -> None:
         self._log.info(

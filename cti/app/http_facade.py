@@ -24,9 +24,11 @@ from cti.adapters.ami_executor import AmiExecutor
 from cti.adapters.db.records import RecordWriter
 from cti.adapters.db.store import Store
 from cti.adapters.http import GuardStats, Metric, ReadyPart, build_api, serve_http
+from cti.adapters.http.metrics import HistogramMetric
 from cti.adapters.mqtt import MqttAdapter
 from cti.adapters.restart import Heartbeat
 from cti.app.feed import Feed, Tally
+from cti.app.live_stats import LiveStats
 from cti.core import Core, Publish, SeatCommandReceived
 from cti.seats.commands import parse_seat_command
 from cti.seats.model import SeatStatus
@@ -54,6 +56,7 @@ class HttpFacade:
         heartbeat: Heartbeat,
         mqtt: MqttAdapter,
         tally: Tally,
+        live: LiveStats,
         log: FilteringBoundLogger,
     ) -> None:
         self.settings = settings  # the http section, the API's tokens
@@ -67,6 +70,7 @@ class HttpFacade:
         self._heartbeat = heartbeat
         self._mqtt = mqtt
         self._tally = tally
+        self._live = live
         self._log = log
         self.guard = GuardStats()  # the HTTP connection guard's counters (/metrics)
         self._readiness_seen: tuple[str, ...] | None = None
@@ -201,7 +205,7 @@ class HttpFacade:
 
     # ---- /metrics
 
-    def metrics(self) -> list[Metric]:
+    def metrics(self) -> list[Metric | HistogramMetric]:
         def one(name: str, kind: Literal["counter", "gauge"], text: str, v: float) -> Metric:
             return Metric(name=name, kind=kind, help=text, samples=(({}, v),))
 
@@ -222,6 +226,7 @@ class HttpFacade:
             self._mqtt,
             self.guard,
         )
+        waits = self._live.waits
         snap = core.queue_snapshot(time.time())
         seats = Counter(str(st.status) for st in core.seat_states())
         load = core.tracker_load()
@@ -277,4 +282,9 @@ class HttpFacade:
                 guard.header_timeouts),
             per("cti_dispatcher_events_total", "counter", "Dispatcher events and anomalies.",
                 "kind", counters["dispatcher"]),
+            HistogramMetric(name="cti_queue_wait_seconds",
+                help="Waits of offered queue entries ended since start (ringing included).",
+                buckets=waits.cumulative(), count=waits.count, sum=waits.sum),
+            one("cti_kpi_alarms_active", "gauge", "KPI alarms raised now (cti/stats/alarms).",
+                len(self._live.active_alarms)),
         ]  # fmt: skip

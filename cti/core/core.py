@@ -89,7 +89,7 @@ from cti.events import (
     OriginateResponse,
 )
 from cti.kpis.facts import Outcome as KpiOutcome
-from cti.numberplan import NumberPlan
+from cti.numberplan import LineMode, NumberPlan
 from cti.queue.model import Position, WaitingCall
 from cti.routing import commands as rc
 from cti.routing.dispatcher import Dispatcher
@@ -530,6 +530,25 @@ class Core:
 
     def seat_state(self, seat: str) -> SeatState | None:
         return self.dispatcher.seats.get(seat)
+
+    def ready_seats_by_line(self) -> dict[str, int]:
+        """Per line of the plan (by number), the routable seats with the skill its calls
+        need (the line's, else the general one) at its ``min_level`` or above — the KPI
+        alarm "no seat ready" (docs/kpis.md). A subcentre line is transferred out, so it is
+        not judged (absent)."""
+        plan = self.dispatcher.plan
+        routable = {st.seat_id for st in self.dispatcher.seats.states() if st.routable}
+        out: dict[str, int] = {}
+        for line in plan.lines:
+            if line.mode is LineMode.SUBCENTRE:
+                continue
+            skill = line.skill or plan.general_skill
+            out[line.number] = sum(
+                1
+                for seat in plan.seats
+                if seat.id in routable and seat.skills.get(skill, 0) >= line.min_level
+            )
+        return out
 
     def queue_snapshot(self, now: float) -> rc.QueueSnapshot:
         return self.dispatcher.snapshot(now)

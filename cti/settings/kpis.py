@@ -28,6 +28,16 @@ class KpiSettings(BaseModel):
     short_abandon_s: float = Field(
         default=5.0, ge=0, le=3600, description="An abandon with a shorter wait is short."
     )
+    # the live alarms (cti/stats/alarms, docs/kpis.md): each fires strictly past its limit
+    answer_rate_min: float = Field(
+        default=0.95, ge=0, le=1, description="Alarm: rolling-24 h 接通率 below this."
+    )
+    n_s_rate_min: float = Field(
+        default=0.80, ge=0, le=1, description="Alarm: today's N秒接通率 (÷ offered) below this."
+    )
+    longest_wait_max_s: float = Field(
+        default=15.0, gt=0, le=86_400, description="Alarm: a caller still waiting longer."
+    )
     timezone: str | None = Field(
         default=None,
         description="IANA zone for --from/--to and hour/day groups (e.g. Asia/Shanghai); "
@@ -55,5 +65,10 @@ class KpiSettings(BaseModel):
 
     def thresholds(self) -> Thresholds:
         return Thresholds(
-            answer_s=self.answer_s, also_n_s=self.also_n_s, short_abandon_s=self.short_abandon_s
+            answer_s=self.answer_s,
+            also_n_s=self.also_n_s,
+            short_abandon_s=self.short_abandon_s,
+            answer_rate_min=self.answer_rate_min,
+            n_s_rate_min=self.n_s_rate_min,
+            longest_wait_max_s=self.longest_wait_max_s,
         )

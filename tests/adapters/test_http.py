@@ -10,10 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from cti.adapters.http import (
     ApiFacade,
+    HistogramMetric,
     Metric,
     ReadyPart,
     TokenAuth,
@@ -362,9 +364,36 @@ async def test_metrics_public(client: httpx.AsyncClient) -> None:
     r = await client.get("/metrics")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
-    assert 'cti_ami_events_received_total{node="main"} 42\n' in r.text
     assert "# TYPE cti_ami_events_received_total counter" in r.text
-    assert "cti_calls_waiting 1\n" in r.text
+    # read back by prometheus_client's own parser: the names, labels and values
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(r.text)
+        for s in fam.samples
+    }
+    assert samples[("cti_ami_events_received_total", (("node", "main"),))] == 42
+    assert samples[("cti_calls_waiting", ())] == 1
+
+
+def test_render_metrics_histogram_parses() -> None:
+    text = render_metrics(
+        [
+            HistogramMetric(
+                name="cti_queue_wait_seconds",
+                help="w",
+                buckets=((5.0, 1), (15.0, 2)),
+                count=3,
+                sum=40.5,
+            )
+        ]
+    )
+    (fam,) = text_string_to_metric_families(text)
+    assert fam.type == "histogram"
+    got = {(s.name, s.labels.get("le")): s.value for s in fam.samples}
+    assert got[("cti_queue_wait_seconds_bucket", "5.0")] == 1
+    assert got[("cti_queue_wait_seconds_bucket", "+Inf")] == 3
+    assert got[("cti_queue_wait_seconds_count", None)] == 3
+    assert got[("cti_queue_wait_seconds_sum", None)] == 40.5
 
 
 async def test_metrics_private_needs_stats_scope(facade: FakeFacade) -> None:

@@ -20,7 +20,7 @@ from cti.adapters.http.auth import Principal, TokenAuth, require_scope
 from cti.adapters.http.errors import ApiError, ErrorReply, error_envelope, error_responses
 from cti.adapters.http.guard import GuardStats
 from cti.adapters.http.json_bodies import JsonRoute
-from cti.adapters.http.metrics import Metric, ReadyPart, render_metrics
+from cti.adapters.http.metrics import HistogramMetric, Metric, ReadyPart, render_metrics
 from cti.adapters.http.server import serve_http
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "ApiFacade",
     "ErrorReply",
     "GuardStats",
+    "HistogramMetric",
     "JsonRoute",
     "Metric",
     "Principal",

@@ -31,7 +31,13 @@ from cti.adapters.http.auth import Principal, TokenAuth, require_scope
 from cti.adapters.http.edge import Edge
 from cti.adapters.http.errors import ApiError, error_responses, install_error_handlers
 from cti.adapters.http.json_bodies import JsonRoute
-from cti.adapters.http.metrics import METRICS_CONTENT_TYPE, Metric, ReadyPart, render_metrics
+from cti.adapters.http.metrics import (
+    METRICS_CONTENT_TYPE,
+    HistogramMetric,
+    Metric,
+    ReadyPart,
+    render_metrics,
+)
 from cti.adapters.http.throttle import ApiLimits
 from cti.seats.commands import SeatCommand
 from cti.settings import HttpSettings
@@ -83,7 +89,7 @@ class ApiFacade(Protocol):
 
     def readiness(self) -> list[ReadyPart]: ...
 
-    def metrics(self) -> list[Metric]: ...
+    def metrics(self) -> Sequence[Metric | HistogramMetric]: ...
 
 
 # module level: FastAPI resolves the (string) annotations of endpoints in module globals

@@ -6,12 +6,16 @@ The daemon builds :class:`ReadyPart` and :class:`Metric` values at probe or scra
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
-__all__ = ["METRICS_CONTENT_TYPE", "Metric", "ReadyPart", "render_metrics"]
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.core import Metric as PromMetric
+from prometheus_client.registry import Collector
+
+__all__ = ["METRICS_CONTENT_TYPE", "HistogramMetric", "Metric", "ReadyPart", "render_metrics"]
 
 METRICS_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -41,39 +45,51 @@ class Metric:
     samples: tuple[tuple[Mapping[str, str], float], ...]
 
 
-def render_metrics(metrics: Sequence[Metric]) -> str:
-    """The Prometheus text exposition format (0.0.4) of *metrics*.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HistogramMetric:
+    """One Prometheus histogram: ``buckets`` are ``(upper bound, observations <= it)``,
+    cumulative, without ``+Inf`` (that is ``count``)."""
 
-    Hand-rolled instead of ``prometheus_client``: the numbers already live in the daemon's
-    objects and are read at scrape time, so a process-global registry and its collectors
-    would only add a dependency and global state (two daemons in one test process).
+    name: str
+    help: str
+    buckets: tuple[tuple[float, int], ...]
+    count: int
+    sum: float
+
+
+class _Snapshot(Collector):
+    """A collector over values already read from the daemon (one scrape)."""
+
+    def __init__(self, metrics: Sequence[Metric | HistogramMetric]) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[PromMetric]:
+        for m in self._metrics:
+            if isinstance(m, HistogramMetric):
+                yield _histogram(m)
+                continue
+            # the client names a counter family without `_total` and adds it back in
+            # HELP/TYPE; the samples keep the full name
+            base = m.name.removesuffix("_total") if m.kind == "counter" else m.name
+            family = PromMetric(base, m.help, m.kind)
+            for labels, value in m.samples:
+                family.add_sample(m.name, dict(labels), float(value))
+            yield family
+
+
+def _histogram(m: HistogramMetric) -> HistogramMetricFamily:
+    counts = [(repr(float(le)), float(n)) for le, n in sorted(m.buckets)]
+    counts.append(("+Inf", float(m.count)))
+    return HistogramMetricFamily(m.name, m.help, buckets=counts, sum_value=m.sum)
+
+
+def render_metrics(metrics: Sequence[Metric | HistogramMetric]) -> str:
+    """The Prometheus text exposition format (0.0.4) of *metrics*, by ``prometheus_client``.
+
+    The numbers live in the daemon's objects and are read at scrape time; they are handed
+    to a fresh registry with one custom collector, so no process-global registry (two
+    daemons in one test process stay apart).
     """
-    out: list[str] = []
-    for m in metrics:
-        out.append(f"# HELP {m.name} {_escape_help(m.help)}")
-        out.append(f"# TYPE {m.name} {m.kind}")
-        for labels, value in m.samples:
-            if labels:
-                inner = ",".join(f'{k}="{_escape_label(v)}"' for k, v in sorted(labels.items()))
-                out.append(f"{m.name}{{{inner}}} {_number(value)}")
-            else:
-                out.append(f"{m.name} {_number(value)}")
-    return "\n".join(out) + "\n"
-
-
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def _escape_label(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _number(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if float(value).is_integer() and abs(value) < 2**53:
-        return str(int(value))
-    return repr(float(value))
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Snapshot(metrics))
+    return generate_latest(registry).decode()
