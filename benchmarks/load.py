@@ -48,6 +48,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import structlog
+import yaml
 
 from benchmarks._machine import machine_line, version_of
 from benchmarks.e2e import (
@@ -63,6 +64,7 @@ from benchmarks.e2e import (
     tmpdir,
 )
 from cti.adapters.ami import AmiError
+from tests.conftest import PROJECT
 from tests.real.daemon_harness import write_config
 
 SEAT_BASE = 5000  # seat ids 5000, 5001, ...: digits, for the testbed's `[seats] _X!`
@@ -76,13 +78,17 @@ def seats_for(rate: float, talk: float) -> int:
 
 
 class LoadDaemon(Daemon):
-    """e2e's daemon with `n` generated seats instead of the plan's five."""
+    """e2e's daemon with `n` generated seats instead of the plan's five: seat i has the
+    skills, team and languages of the plan's seat i mod 5, so the shipped number plan (whose
+    lines and overflow steps name those skills and teams) stays valid and routes as shipped."""
 
     def __init__(self, tmp: Path, bench: Bench, n: int) -> None:
         super().__init__(tmp, bench)
+        plan = yaml.safe_load((PROJECT / "config" / "cti.yaml").read_text(encoding="utf-8"))
+        models = plan["numberplan"]["seats"]
         seats = [
-            {"id": str(SEAT_BASE + i), "endpoint": f"Local/{SEAT_BASE + i}@seats"}
-            | {"skills": {"general": 5}}
+            models[i % len(models)]
+            | {"id": str(SEAT_BASE + i), "endpoint": f"Local/{SEAT_BASE + i}@seats"}
             for i in range(n)
         ]
         self.seat_ids = [str(s["id"]) for s in seats]
@@ -117,9 +123,10 @@ def count_tickets(db: Path, call_ids: set[str]) -> tuple[int, int]:
     firsts: list[str] = []
     for (raw,) in rows:
         with contextlib.suppress(ValueError, TypeError, IndexError):
-            first = json.loads(raw)[0]
+            # a ticket's call ids are "<node>:<linkedid>" (cti/calls/ids.py)
+            first = str(json.loads(raw)[0]).split(":", 1)[-1]
             if first in call_ids:
-                firsts.append(str(first))
+                firsts.append(first)
     return len(firsts), len(firsts) - len(set(firsts))
 
 
