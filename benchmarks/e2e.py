@@ -45,7 +45,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -539,6 +539,19 @@ def remove_recordings(call_ids: set[str]) -> int:
     return n
 
 
+async def clean_up(bench: Bench, runners: Iterable[asyncio.Task[None]]) -> None:
+    """After a run, whatever ended it: this run's calls hung up, its tasks stopped, its
+    recordings removed (the testbed is shared: leave nothing behind)."""
+    with contextlib.suppress(Exception):
+        await bench.hang_up_mine()
+    for t in list(bench.tasks):
+        t.cancel()
+    for t in runners:
+        t.cancel()
+    removed = remove_recordings(bench.mine)
+    print(f"cleanup: removed {removed} recordings of this run", file=sys.stderr)
+
+
 @contextlib.contextmanager
 def tmpdir() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="cti-e2e-") as d:
@@ -591,14 +604,7 @@ async def main(args: argparse.Namespace) -> int:
         # the testbed is shared: someone restarting Asterisk makes this run meaningless
         aborted = f"ABORTED: {exc}; rows measured before it are below, the rest discarded"
     finally:
-        with contextlib.suppress(Exception):
-            await bench.hang_up_mine()
-        for t in list(bench.tasks):
-            t.cancel()
-        for t in runners:
-            t.cancel()
-        removed = remove_recordings(bench.mine)
-        print(f"cleanup: removed {removed} recordings of this run", file=sys.stderr)
+        await clean_up(bench, runners)
     print(machine_line())
     print(
         f"Asterisk {version}; aiomqtt {version_of('aiomqtt')}; "

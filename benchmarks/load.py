@@ -57,9 +57,9 @@ from benchmarks.e2e import (
     Daemon,
     ProcSampler,
     asterisk_pid,
+    clean_up,
     other_daemons,
     pct,
-    remove_recordings,
     settle_seats,
     tmpdir,
 )
@@ -267,14 +267,7 @@ async def main(args: argparse.Namespace) -> int:
     except (AmiError, TimeoutError, OSError) as exc:
         aborted = f"ABORTED: {exc!r}; rows measured before it are below, the rest discarded"
     finally:
-        with contextlib.suppress(Exception):
-            await bench.hang_up_mine()
-        for t in list(bench.tasks):
-            t.cancel()
-        for t in runners:
-            t.cancel()
-        removed = remove_recordings(bench.mine)
-        print(f"cleanup: removed {removed} recordings of this run", file=sys.stderr)
+        await clean_up(bench, runners)
     print(machine)
     print(
         f"Asterisk {version}; aiomqtt {version_of('aiomqtt')}; SQLAlchemy "
