@@ -107,7 +107,10 @@ class Reloader:
         running = self._current()
         plan = plan_reload(running, loaded)
         try:
-            stale = _dialplan_differs(running, plan.settings, source=str(self._path))
+            # generated four times: off the loop too
+            stale = await asyncio.to_thread(
+                _dialplan_differs, running, plan.settings, source=str(self._path)
+            )
         except DialplanError as exc:  # what `cti dialplan` would refuse
             return self._refused([f"dialplan: {exc}"])
         self._apply(plan)
