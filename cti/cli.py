@@ -2,7 +2,8 @@
 
 Subcommands::
 
-    cti run [-c FILE]                  run the daemon
+    cti run [-c FILE] [--pidfile FILE] run the daemon (SIGHUP: reload the configuration)
+    cti reload [--pidfile FILE]        make the running daemon re-read its configuration
     cti check-config [-c FILE]         validate the configuration, print every problem
     cti record [-c FILE] -o OUT [--node NAME] [--duration SECONDS]
                                        record AMI traffic as JSON Lines (a trace)
@@ -18,9 +19,11 @@ The configuration file is ``-c FILE``, else ``$CTI_CONFIG``, else ``config/cti.y
 
 Exit codes:
     0    success
-    1    ``dialplan --check``: differs; ``replay``: some trace lines were skipped
+    1    ``dialplan --check``: differs; ``replay``: some trace lines were skipped;
+         ``reload``: no daemon to signal, or it did not answer in time
     2    configuration or usage error (every problem is printed on stderr,
-         one per line, prefixed ``config error:``)
+         one per line, prefixed ``config error:``); ``reload``: the daemon refused
+         the file (its problems printed the same way) and runs on as before
     3    ``run``/``record``: an Asterisk node refused the first login
     4    ``run``: the database cannot be opened
     130  interrupted (Ctrl-C)
@@ -75,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "config-schema": _config_schema,
         "check-config": lambda a: _check_config(a.config, live=a.live),
-        "run": lambda a: _run(a.config),
+        "run": lambda a: _run(a.config, pidfile=a.pidfile),
+        "reload": _reload,
         "dialplan": _dialplan,
         "replay": _replay,
         "record": _record,
@@ -218,7 +222,37 @@ def _parser() -> argparse.ArgumentParser:
         help="configuration file (default: $CTI_CONFIG, else config/cti.yaml)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("run", parents=[config], help="run the daemon")
+    pidfile = argparse.ArgumentParser(add_help=False)
+    pidfile.add_argument(
+        "--pidfile",
+        type=Path,
+        metavar="FILE",
+        default=os.environ.get("CTI_PIDFILE") or None,
+        help="the daemon's pidfile (default: $CTI_PIDFILE; `reload`: else "
+        "/run/hotline-cti/cti.pid, what the systemd unit uses)",
+    )
+    sub.add_parser(
+        "run",
+        parents=[config, pidfile],
+        help="run the daemon (SIGHUP re-reads the configuration: docs/configuration.md)",
+    )
+    reload = sub.add_parser(
+        "reload",
+        parents=[pidfile],
+        help="make the running daemon re-read its configuration file and print the outcome",
+        description="Send SIGHUP to the daemon of the pidfile and print what it did: the "
+        "settings applied live, those that need a restart, or the problems that made it "
+        "refuse the file (it then runs on with its configuration as before). The daemon "
+        "re-reads the file it was started with, in its own environment. Same as "
+        "`systemctl reload hotline-cti`, which also works without a pidfile.",
+    )
+    reload.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="wait this long for the daemon's answer (default 10)",
+    )
     check = sub.add_parser(
         "check-config", parents=[config], help="validate the configuration and exit"
     )
@@ -362,17 +396,25 @@ def _check_config(config: Path | None, *, live: bool = False) -> int:
     return code
 
 
-def _run(config: Path | None) -> int:
-    settings = _load(config)
+def _run(config: Path | None, *, pidfile: Path | None = None) -> int:
+    path = resolve_config_path(config)
+    settings = _load(path)
     if settings is None:
         return EXIT_CONFIG
     configure_logging(settings.logging)
     from cti import app  # noqa: PLC0415 -- lazy: the daemon's imports only for `run`
 
     try:
-        return asyncio.run(app.run(settings))
+        # the absolute path: SIGHUP re-reads this very file, whatever the cwd is then
+        return asyncio.run(app.run(settings, config_path=path.absolute(), pidfile=pidfile))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+
+
+def _reload(args: argparse.Namespace) -> int:
+    from cti.app.reload_command import reload_daemon  # noqa: PLC0415 -- lazy, like `run`
+
+    return reload_daemon(args.pidfile, timeout=args.timeout, out=sys.stdout, err=sys.stderr)
 
 
 def _record(args: argparse.Namespace) -> int:

@@ -97,6 +97,11 @@ class AgiRoutes:
         self._ratings: dict[CallRef, str] = {}
         self._rated: dict[CallRef, None] = {}  # calls surveyed (insertion order): one each
 
+    def use_settings(self, settings: Settings) -> None:
+        """A reloaded configuration (cti/app/reload.py): the number plan's lines and hours
+        hold for the next request; the server's own settings stay as they were."""
+        self._settings = settings
+
     def take_rating(self, call: CallRef) -> str | None:
         """The survey rating of a call that just ended, for its call record (once)."""
         return self._ratings.pop(call, None)

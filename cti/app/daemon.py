@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Coroutine, Iterable
+from pathlib import Path
 from typing import Any, get_args
 
 import structlog
@@ -51,6 +52,7 @@ from cti.app.feed import Tally
 from cti.app.http_facade import HttpFacade
 from cti.app.jobs import Jobs
 from cti.app.live_stats import DAY_S, LiveStats, zone
+from cti.app.reload import Reloader, ReloadStats
 from cti.app.transfers110 import PUSH_TOPIC, Transfers110
 from cti.calls.ids import CallRef
 from cti.core import (
@@ -60,6 +62,7 @@ from cti.core import (
     CoreInput,
     Effect,
     NotifyEscalation,
+    PlanReloaded,
     Pop,
     Publish,
     Reply110,
@@ -77,6 +80,7 @@ from cti.core.messages import AmiEffect, ReadAdoptedChannel
 from cti.events import AmiEvent
 from cti.seats.commands import parse_seat_command
 from cti.settings import Settings
+from cti.settings.reload import ReloadPlan
 
 __all__ = ["AmiExecutor", "Daemon"]
 
@@ -86,7 +90,15 @@ _TRANSFERS_KEPT_S = 30 * 86_400  # 110 transfers loaded at start-up: a repeat is
 class Daemon:
     """The running parts, wired. Every input goes through :meth:`feed`."""
 
-    def __init__(self, settings: Settings, store: Store, *, log: FilteringBoundLogger) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        log: FilteringBoundLogger,
+        config_path: Path | None = None,
+        reload_status: Path | None = None,
+    ) -> None:
         self._log = log
         self.settings = settings
         self.store = store
@@ -170,6 +182,16 @@ class Daemon:
             tickets_changed=self.tickets.notify,
             log=log,
         )
+        # SIGHUP / `cti reload` (cti/app/reload.py): the file it was started with, again
+        self.reloads = ReloadStats()
+        self.reloader = Reloader(
+            config_path,
+            current=lambda: self.settings,
+            apply=self.apply_reload,
+            stats=self.reloads,
+            log=structlog.get_logger("cti.config"),
+            status_file=reload_status,
+        )
         self.http = HttpFacade(
             settings,
             core=core,
@@ -184,8 +206,19 @@ class Daemon:
             tally=self.tally,
             live=self.live,
             log=log,
+            reloads=self.reloads,
         )
         self._effects = self._effect_table()
+
+    def apply_reload(self, plan: ReloadPlan) -> None:
+        """A reloaded configuration's live part, into the parts that use it: the number
+        plan into the core (an input like any other), the tokens into the HTTP API, the
+        whole (its other settings as they were) to the IVR and HTTP glue."""
+        self.settings = plan.settings
+        if plan.plan_changed:
+            self.feed(PlanReloaded(plan=plan.settings.numberplan, at=time.time()))
+        self.http.use_settings(plan.settings, tokens=plan.tokens_changed)
+        self.ivr.use_settings(plan.settings)
 
     async def aclose(self) -> None:
         """Close the HTTP clients (work-order backend, 110 webhook)."""
@@ -249,6 +282,7 @@ class Daemon:
         yield self._pump(), "core.events"
         yield self._ticker(), "core.timers"
         yield self.live.run(), "kpis.live"
+        yield self.reloader.run(), "config.reload"
         if self.settings.http.enabled:
             kpis = self.settings.kpis
             routers = [

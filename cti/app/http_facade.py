@@ -16,7 +16,7 @@ from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, Literal
 
 import structlog
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI
 from structlog.typing import FilteringBoundLogger
 
 from cti.adapters.ami import AmiClient, EventQueue
@@ -24,11 +24,13 @@ from cti.adapters.ami_executor import AmiExecutor
 from cti.adapters.db.records import RecordWriter
 from cti.adapters.db.store import Store
 from cti.adapters.http import GuardStats, Metric, ReadyPart, build_api, serve_http
+from cti.adapters.http.auth import TokenAuth
 from cti.adapters.http.metrics import HistogramMetric
 from cti.adapters.mqtt import MqttAdapter
 from cti.adapters.restart import Heartbeat
 from cti.app.feed import Feed, Tally
 from cti.app.live_stats import LiveStats
+from cti.app.reload import ReloadStats
 from cti.core import Core, Publish, SeatCommandReceived
 from cti.seats.commands import parse_seat_command
 from cti.seats.model import SeatStatus
@@ -58,8 +60,11 @@ class HttpFacade:
         tally: Tally,
         live: LiveStats,
         log: FilteringBoundLogger,
+        reloads: ReloadStats | None = None,
     ) -> None:
         self.settings = settings  # the http section, the API's tokens
+        self._reloads = reloads if reloads is not None else ReloadStats()
+        self._api: FastAPI | None = None  # once serving: its tokens can be swapped
         self._core = core
         self._feed = feed
         self._store = store
@@ -79,8 +84,16 @@ class HttpFacade:
         """The HTTP server (the API, `routers` added), to run as a task."""
         http = self.settings.http
         log = structlog.get_logger("cti.http")
-        api = build_api(self, http, log=log, routers=routers)
+        api = self._api = build_api(self, http, log=log, routers=routers)
         return serve_http(api, http, log=log, stats=self.guard)
+
+    def use_settings(self, settings: Settings, *, tokens: bool) -> None:
+        """A reloaded configuration (cti/app/reload.py); with `tokens`, the API checks the
+        new bearer tokens from the next request on (a request already past its check
+        finishes as it began)."""
+        self.settings = settings
+        if tokens and self._api is not None:
+            self._api.state.cti_auth = TokenAuth(settings.http.tokens)
 
     # ---- seats and the queue
 
@@ -287,4 +300,33 @@ class HttpFacade:
                 buckets=waits.cumulative(), count=waits.count, sum=waits.sum),
             one("cti_kpi_alarms_active", "gauge", "KPI alarms raised now (cti/stats/alarms).",
                 len(self._live.active_alarms)),
+            *reload_metrics(self._reloads),
         ]  # fmt: skip
+
+
+def reload_metrics(stats: ReloadStats) -> list[Metric]:
+    """The configuration reloads (SIGHUP, `cti reload`) since start, and what waits for a
+    restart."""
+    return [
+        Metric(
+            name="cti_config_reloads_total",
+            kind="counter",
+            help="Configuration reloads, by result (refused: the file had errors).",
+            samples=(
+                ({"result": "applied"}, stats.applied),
+                ({"result": "refused"}, stats.refused),
+            ),
+        ),
+        Metric(
+            name="cti_config_restart_pending",
+            kind="gauge",
+            help="Settings changed in the file that take effect only after a restart.",
+            samples=(({}, len(stats.needs_restart)),),
+        ),
+        Metric(
+            name="cti_config_dialplan_stale",
+            kind="gauge",
+            help="1 when a reloaded number plan generates another dialplan (cti dialplan).",
+            samples=(({}, int(stats.dialplan_stale)),),
+        ),
+    ]

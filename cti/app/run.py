@@ -1,8 +1,9 @@
 """`cti run`: open the database, build the daemon, run its one TaskGroup, exit cleanly.
 
-Shutdown is an exception: SIGTERM/SIGINT set an event, the `shutdown` task raises
-:class:`ShutdownError`, the group cancels everything else, and each adapter closes its
-connection on the way out. Then the call records still in memory are stored (a bounded
+SIGHUP re-reads the configuration file (cti/app/reload.py); `--pidfile` writes the pid
+for `cti reload`. Shutdown is an exception: SIGTERM/SIGINT set an event, the `shutdown`
+task raises :class:`ShutdownError`, the group cancels everything else, and each adapter
+closes its connection on the way out. Then the call records still in memory are stored (a bounded
 wait) and the clients closed. The exit code says why the daemon stopped.
 """
 
@@ -13,6 +14,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import structlog
 from structlog.typing import FilteringBoundLogger
@@ -23,6 +25,7 @@ from cti.adapters.db.records import RecordWriter
 from cti.adapters.db.store import Store
 from cti.adapters.fdlimit import fd_budget, raise_nofile_limit
 from cti.app.daemon import Daemon
+from cti.app.pidfile import remove_pidfile, status_path, write_pidfile
 from cti.settings import Settings
 
 __all__ = ["EXIT_AMI_LOGIN", "EXIT_CONFIG", "EXIT_DATABASE", "ShutdownError", "run"]
@@ -67,7 +70,13 @@ def _fds_fit(settings: Settings, log: FilteringBoundLogger) -> bool:
     return True
 
 
-async def _open(settings: Settings, log: FilteringBoundLogger) -> tuple[Store, Daemon] | int:
+async def _open(
+    settings: Settings,
+    log: FilteringBoundLogger,
+    *,
+    config_path: Path | None = None,
+    pidfile: Path | None = None,
+) -> tuple[Store, Daemon] | int:
     """The database and the daemon built on it, or the exit code of why not."""
     if not _fds_fit(settings, log):
         return EXIT_CONFIG
@@ -83,19 +92,52 @@ async def _open(settings: Settings, log: FilteringBoundLogger) -> tuple[Store, D
         await store.close()
         return EXIT_DATABASE
     try:
-        return store, Daemon(settings, store, log=log)
+        daemon = Daemon(
+            settings,
+            store,
+            log=log,
+            config_path=config_path,
+            reload_status=status_path(pidfile) if pidfile is not None else None,
+        )
     except ValueError as exc:  # what only shows when used, e.g. an unreadable CA file
         log.error("cti_fatal", error=f"configuration: {exc}", hint="fix it; cti check-config")
         await store.close()
         return EXIT_CONFIG
+    return store, daemon
+
+
+def _reloads_on(
+    loop: asyncio.AbstractEventLoop,
+    daemon: Daemon,
+    pidfile: Path | None,
+    log: FilteringBoundLogger,
+) -> None:
+    """SIGHUP reloads from now on; the pidfile tells `cti reload` whom to signal."""
+    loop.add_signal_handler(signal.SIGHUP, daemon.reloader.request)
+    if pidfile is not None:
+        try:
+            write_pidfile(pidfile)
+        except OSError as exc:  # `cti reload` will not find it; SIGHUP still works
+            log.warning("pidfile_not_written", file=str(pidfile), error=str(exc))
+
+
+def _reloads_off(loop: asyncio.AbstractEventLoop, pidfile: Path | None) -> None:
+    loop.remove_signal_handler(signal.SIGHUP)
+    if pidfile is not None:
+        remove_pidfile(pidfile)
 
 
 async def run(
     settings: Settings,
     *,
     shutdown_trigger: Callable[[], Awaitable[object]] | None = None,
+    config_path: Path | None = None,
+    pidfile: Path | None = None,
 ) -> int:
     """Run the daemon until SIGTERM/SIGINT (or `shutdown_trigger` returns).
+
+    `config_path` is the file SIGHUP re-reads (none: a reload is refused); `pidfile`, if
+    given, gets the pid (for `cti reload`) and, beside it, each reload's outcome.
 
     Returns the process exit code: 0 after a clean shutdown, 2 when a setting proves
     unusable only now (e.g. workorders.http.ca_file is not a CA bundle), 3 when an Asterisk node
@@ -110,10 +152,17 @@ async def run(
             loop.add_signal_handler(sig, stop.set)
         shutdown_trigger = stop.wait
 
-    opened = await _open(settings, log)
+    # SIGHUP's default action ends the process: a reload asked for while starting is
+    # ignored (said so), not a stop
+    loop.add_signal_handler(
+        signal.SIGHUP, lambda: log.warning("config_reload_ignored", reason="starting")
+    )
+    opened = await _open(settings, log, config_path=config_path, pidfile=pidfile)
     if isinstance(opened, int):
+        loop.remove_signal_handler(signal.SIGHUP)
         return opened
     store, daemon = opened
+    _reloads_on(loop, daemon, pidfile, log)
     await daemon.load_state()
     log.info(
         "cti_starting",
@@ -140,6 +189,7 @@ async def run(
             )
         code = EXIT_AMI_LOGIN
     finally:
+        _reloads_off(loop, pidfile)
         if shutdown_trigger is stop.wait:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)

@@ -276,6 +276,11 @@ class CallTracker:
 
     # ------------------------------------------------------------------ public API
 
+    def rename_parties(self, name_of: Callable[[str], str]) -> None:
+        """Name channels with *name_of* from now on (a reloaded plan's seats); parties
+        already in a call keep the name they were given."""
+        self._name_of = name_of
+
     def handle(self, ev: Event) -> list[CallNotification]:
         """Apply one event; return the notifications it caused. Never raises."""
         handler = self._handlers.get(type(ev))

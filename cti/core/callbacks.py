@@ -70,6 +70,10 @@ class Callbacks:
 
     # ---- the missed-call list
 
+    def replan(self, plan: NumberPlan) -> None:
+        """A reloaded number plan holds from now on (cti/core/core.py, PlanReloaded)."""
+        self._plan = plan
+
     def requested(self, item: CallbackRequested, out: list[Effect]) -> None:
         """The seat goes not-ready (callback) and its phone rings first; when the callback
         call ends, a seat that was ready is ready again."""

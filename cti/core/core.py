@@ -52,6 +52,7 @@ from cti.core.messages import (
     CoreInput,
     Effect,
     MessageLeft,
+    PlanReloaded,
     Publish,
     SeatCommandReceived,
     StateRestored,
@@ -237,7 +238,28 @@ class Core:
             AdoptedChannelRead: self._adoption.read,
             StateRestored: self._restored,
             Transfer110NotStored: lambda item, _out: self.transfers.forget(item.transfer_id),
+            PlanReloaded: self._replanned,
         }
+
+    def _replanned(self, item: PlanReloaded, out: list[Effect]) -> None:
+        """A reloaded configuration's number plan (SIGHUP, `cti reload`): every part reads
+        the new one from now on; the dispatcher keeps the calls in progress as they are
+        (:meth:`~cti.routing.dispatcher.Dispatcher.replan`)."""
+        plan = item.plan
+        self.plan = plan
+        for part in (self.transfers, self._escalations, self._callbacks, self._intake):
+            part.replan(plan)
+        self._entries.replan(plan)
+        # new seats' channels are named by the seat (answered_by, records, tickets)
+        self.tracker.rename_parties(seat_namer({s.endpoint: s.id for s in plan.seats}))
+        self._route(self.dispatcher.replan(plan, item.at), out)
+        self._seat_commands.replan(plan, self.dispatcher.retiring())
+        self._log.info(
+            "plan_reloaded",
+            seats=len(plan.seats),
+            lines=len(plan.lines),
+            leaving_after_call=sorted(self.dispatcher.retiring()),
+        )
 
     def _message_left(self, item: MessageLeft, _out: list[Effect]) -> None:
         self._tickets.message_left(item.call_id, item.recording)

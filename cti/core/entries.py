@@ -69,6 +69,10 @@ class EntryBook:
         self._plan = plan
         self._calls: dict[str, _Call] = {}
 
+    def replan(self, plan: NumberPlan) -> None:
+        """A reloaded number plan holds from now on (cti/core/core.py, PlanReloaded)."""
+        self._plan = plan
+
     def __contains__(self, call_id: str) -> bool:
         return call_id in self._calls
 

@@ -107,6 +107,10 @@ class Escalations:
         self._escalations: dict[str, Escalation] = {}
         self._seat_legs: dict[str, str] = {}  # call_id -> the channel of the seat it rings
 
+    def replan(self, plan: NumberPlan) -> None:
+        """A reloaded number plan holds from now on (cti/core/core.py, PlanReloaded)."""
+        self._plan = plan
+
     def __bool__(self) -> bool:
         return bool(self._escalations)
 

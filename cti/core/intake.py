@@ -59,6 +59,10 @@ class Intake:
         self._counts = counts
         self._refused: set[str] = set()  # calls not taken: a channel name AMI cannot carry
 
+    def replan(self, plan: NumberPlan) -> None:
+        """A reloaded number plan holds from now on (cti/core/core.py, PlanReloaded)."""
+        self._plan = plan
+
     def ended(self, call_id: str) -> None:
         self._refused.discard(call_id)
 

@@ -18,6 +18,7 @@ from cti.dialplan.contract import ADOPTION_VARIABLES
 from cti.dispatch110 import Feedback110, Transfer110
 from cti.events import AmiEvent, ConnectionEvent
 from cti.kpis.facts import QueueEntry
+from cti.numberplan import NumberPlan
 from cti.seats.commands import CommandError, SeatCommand
 from cti.seats.model import Pending
 from cti.workorders.model import OutboxOp, TicketDraft
@@ -39,6 +40,7 @@ __all__ = [
     "MessageLeft",
     "NotifyEscalation",
     "OriginateCallback",
+    "PlanReloaded",
     "Pop",
     "Publish",
     "ReadAdoptedChannel",
@@ -443,6 +445,17 @@ class Transfer110NotStored:
     at: float
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlanReloaded:
+    """The configuration was reloaded (SIGHUP, ``cti reload``): this number plan holds
+    from now on (``Core._replanned``). Calls in progress keep what they had: a waiting call
+    its place, a talking seat its call; a seat gone from the plan leaves when its call
+    ends."""
+
+    plan: NumberPlan
+    at: float
+
+
 CoreInput = (
     AmiEvent
     | ConnectionEvent
@@ -456,6 +469,7 @@ CoreInput = (
     | AdoptedChannelRead
     | StateRestored
     | Transfer110NotStored
+    | PlanReloaded
 )
 
 Effect = (

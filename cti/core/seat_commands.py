@@ -69,6 +69,12 @@ class SeatCommands:
         self._counts = counts
         self._pending_effects: list[Effect] = []
 
+    def replan(self, plan: NumberPlan, retiring: frozenset[str]) -> None:
+        """A reloaded number plan holds from now on; a seat gone from it that is still on
+        a call (`retiring`) still takes its agent's commands until the call ends."""
+        self._plan = plan
+        self._seat_ids = {s.id for s in plan.seats} | retiring
+
     def received(self, item: SeatCommandReceived, out: list[Effect]) -> None:
         seat, cmd, now = item.seat, item.command, item.at
         if seat not in self._seat_ids:

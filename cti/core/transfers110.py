@@ -39,6 +39,10 @@ class Transfers110:
         self._counts = counts
         self.book = TransferBook(match_window_s=match_window_s)
 
+    def replan(self, plan: NumberPlan) -> None:
+        """A reloaded number plan holds from now on (cti/core/core.py, PlanReloaded)."""
+        self._plan = plan
+
     def transfer_of(self, call_id: str) -> Transfer110 | None:
         return self.book.transfer_of(call_id)
 

@@ -182,6 +182,8 @@ class Dispatcher:
         # list says whether it is up; then the calls still talked (call -> seat)
         self._resuming: dict[str, str] = {}
         self._restored_talks: dict[str, str] = {}
+        # seats gone from a reloaded plan while on a call: they leave when it ends (replan)
+        self._retiring: set[str] = set()
 
     # ================================================================ calls
 
@@ -499,6 +501,98 @@ class Dispatcher:
     def seat_for_device(self, device: str) -> str | None:
         return self._by_device.get(device.lower())
 
+    # ================================================================ reload (cti/core/replan.py)
+
+    def replan(self, plan: NumberPlan, now: float) -> list[Command]:
+        """A reloaded number plan holds from now on; calls in progress keep what they had.
+
+        Lines, trunks, overflow steps, ring and wrap-up times are the new plan's for what
+        happens next. A waiting call keeps its place, its class and the skill it was
+        queued for; an offer rings on; a talking seat stays on its call. A new seat comes
+        in logged out; a seat whose skills, endpoint, team or languages changed is routed
+        by them at once (a ready one keeps its turn); a removed seat leaves now when it is
+        not on a call, else when its call ends (no wrap-up: it is no longer a seat). Then
+        every ready seat is given the first waiting call it can now take.
+        """
+        out: list[Command] = []
+        q = plan.queue
+        self.plan = plan
+        self.rules = RoutingRules.from_plan(plan)
+        self._lines = {line.number: line for line in plan.lines}
+        self._trunks = {t.name: t.endpoint for t in plan.trunks}
+        self.seats.policy = SeatPolicy(
+            wrapup_s=q.wrapup_s,
+            wrapup_max_s=q.wrapup_max_s,
+            auto_ready_on_device_available=q.auto_ready_on_device_available,
+        )
+        profiles = {seat.id: SeatProfile.from_config(seat) for seat in plan.seats}
+        self._retiring.update(seat for seat in self._profiles if seat not in profiles)
+        for seat_id, profile in profiles.items():
+            self._retiring.discard(seat_id)  # removed by an earlier reload, back now
+            self._profiles[seat_id] = profile
+            if seat_id not in self.seats:
+                state = self.seats.add(seat_id)
+                self.stats["seat_added"] += 1
+                out.append(
+                    PublishSeatState(state=state, previous=state.status.value, cause="config_added")
+                )
+            ready = self._ready.get(seat_id)
+            if ready is not None:
+                self._ready[seat_id] = SeatCandidate(profile=profile, ready_since=ready.ready_since)
+        self._index_devices()
+        for seat_id in sorted(self._retiring):
+            self._retire_if_free(seat_id, now, out)
+        for call in list(self.queue):  # the new plan's overflow steps for calls waiting
+            for at in self.rules.boundaries(call.enqueued_at):
+                self._schedule(OVERFLOW_TIMER, call.call_id, max(at, now), out, unique=False)
+        for seat_id in self.ready_seat_ids():
+            self._route_seat(seat_id, now, out)
+        self._dirty = True
+        self.stats["replanned"] += 1
+        return out
+
+    def retiring(self) -> frozenset[str]:
+        """Seats gone from the plan that are still on a call (they leave when it ends)."""
+        return frozenset(self._retiring)
+
+    def _retire_if_free(self, seat_id: str, now: float, out: list[Command]) -> None:
+        state = self.seats.get(seat_id)
+        if state is None:
+            self._retiring.discard(seat_id)
+            return
+        on_call = state.status in {SeatStatus.RESERVED, SeatStatus.RINGING, SeatStatus.TALKING}
+        if on_call or seat_id in self._resuming:
+            return
+        self._retiring.discard(seat_id)
+        self._finish_wrapup(seat_id, now)
+        self._timer_at.pop((WRAPUP_TIMER, seat_id), None)  # its wrap-up timer is void
+        gone = replace(
+            state,
+            status=SeatStatus.LOGGED_OUT,
+            since=now,
+            reason=None,
+            call_id=None,
+            pending=None,
+            ready_since=None,
+            wrapup_started=None,
+            wrapup_until=None,
+        )
+        self._sync_ready(gone)
+        self.seats.remove(seat_id)
+        del self._profiles[seat_id]
+        self._index_devices()
+        self.stats["seat_removed"] += 1
+        self._dirty = True
+        self._log.info("seat_removed", seat=seat_id, was=state.status.value)
+        out.append(
+            PublishSeatState(state=gone, previous=state.status.value, cause="config_removed")
+        )
+
+    def _index_devices(self) -> None:
+        # a seat of the plan wins over a retiring one on the same endpoint
+        ordered = sorted(self._profiles.values(), key=lambda p: p.seat_id not in self._retiring)
+        self._by_device = {p.endpoint.lower(): p.seat_id for p in ordered}
+
     # ================================================================ time
 
     def tick(self, now: float) -> list[Command]:
@@ -673,6 +767,8 @@ class Dispatcher:
         self._sync_ready(step.state)
         if step.state.status in {SeatStatus.READY, SeatStatus.NOT_READY, SeatStatus.LOGGED_OUT}:
             self._finish_wrapup(seat_id, now)
+        if seat_id in self._retiring:
+            self._retire_if_free(seat_id, now, out)
         return True
 
     def _finish_wrapup(self, seat_id: str, now: float) -> None:

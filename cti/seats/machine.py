@@ -388,6 +388,15 @@ class SeatBoard:
     def states(self) -> Iterable[SeatState]:
         return self._states.values()
 
+    def add(self, seat_id: str) -> SeatState:
+        """A seat new in the plan (a configuration reload): logged out until its agent
+        logs in. A seat already on the board keeps its state."""
+        return self._states.setdefault(seat_id, SeatState(seat_id=seat_id))
+
+    def remove(self, seat_id: str) -> SeatState | None:
+        """A seat gone from the plan (a configuration reload): its last state, or ``None``."""
+        return self._states.pop(seat_id, None)
+
     def restore(self, state: SeatState) -> bool:
         """Adopt a persisted snapshot (daemon restart). ``False`` for an unknown seat."""
         if state.seat_id not in self._states:

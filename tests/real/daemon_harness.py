@@ -9,7 +9,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -47,8 +47,8 @@ def write_config(
     return path, prefix
 
 
-async def spawn_daemon(config: Path) -> asyncio.subprocess.Process:
-    """`cti run -c config` with the testbed's AMI secret; JSON logs on its stderr pipe."""
+async def spawn_daemon(config: Path, args: Sequence[str] = ()) -> asyncio.subprocess.Process:
+    """`cti run -c config [args]` with the testbed's AMI secret; JSON logs on its stderr pipe."""
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -56,6 +56,7 @@ async def spawn_daemon(config: Path) -> asyncio.subprocess.Process:
         "run",
         "-c",
         str(config),
+        *args,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "CTI_AMI_SECRET": AMI_SECRET},
     )
@@ -77,8 +78,11 @@ async def stop_daemon_process(proc: asyncio.subprocess.Process) -> int:
 
 
 class Harness:
-    def __init__(self, config: Path, prefix: str, *, start: bool = True) -> None:
+    def __init__(
+        self, config: Path, prefix: str, *, start: bool = True, args: Sequence[str] = ()
+    ) -> None:
         self._start = start
+        self._args = tuple(args)  # more `cti run` arguments (--pidfile)
         self.config = config
         self.prefix = prefix
         self.proc: asyncio.subprocess.Process | None = None
@@ -116,7 +120,7 @@ class Harness:
         self.logs.clear()
 
     async def start_daemon(self) -> None:
-        self.proc = await spawn_daemon(self.config)
+        self.proc = await spawn_daemon(self.config, self._args)
         self._tasks.append(asyncio.create_task(self._read_logs()))
         await self.wait(lambda: self.log("ami_node_up"), 20, "daemon up")
         # agent commands published before the daemon subscribed would be lost
