@@ -88,6 +88,9 @@ _SOFTHANGUP_SHUTDOWN: Final = 4
 # tracked get this much more room, so a call being tracked is not cut in half at the brim.
 _LEG_HEADROOM: Final = 0.25
 DEFAULT_MAX_CHANNELS: Final = 20_000
+# calls announced by expect_originated and not seen yet (an Originate that failed before it
+# made a channel is never seen): the oldest are forgotten past this many
+_ORIGINATED_MAX: Final = 10_000
 # the refusals are logged at error, but at most once per this many seconds per node (a
 # flood must not become a log flood); the count in between goes in the next line
 _FULL_LOG_EVERY_S: Final = 10.0
@@ -174,6 +177,9 @@ class _Call:
     cause: int | None = None
     cause_from_caller: bool = False
     system_end: bool = False  # Asterisk itself hung the call up (shutdown)
+    # the daemon Originated it seat first (a callback, see `expect_originated`): the caller
+    # party is the first leg, and only what its origin channel dials can answer the call
+    originated: bool = False
     stale: bool = False
     last_time: float = 0.0
 
@@ -242,6 +248,9 @@ class CallTracker:
         self._channels: dict[_Key, _Channel] = {}
         self._calls: dict[_Key, _Call] = {}
         self._call_alias: dict[_Key, _Key] = {}  # merged consultation linkedid -> call key
+        # calls the daemon is about to Originate first leg first (bounded: an Originate
+        # that never makes a channel leaves its key behind)
+        self._originated: OrderedDict[_Key, None] = OrderedDict()
         self._bridges: dict[_Key, set[str]] = {}
         self._seq = 0
         self._recently_gone: OrderedDict[_Key, None] = OrderedDict()
@@ -347,6 +356,24 @@ class CallTracker:
         for uid in uniqueids:
             self._call_alias[(node, uid)] = key
 
+    def expect_originated(self, node: str, call_id: str) -> None:
+        """A call the daemon is about to Originate whose first leg is not the called party
+        (a callback rings the seat's phone first, then dials the citizen): its linkedid
+        `call_id` is the Originate's ChannelId.
+
+        Such a call is answered only when a leg its origin channel dials answers. What the
+        first leg's other channels dial (a seat endpoint like ``Local/1001@phones`` that
+        Dials the desk phone from its ``;2`` half) is part of the first leg: without this,
+        the seat's phone answering made a callback the citizen never picked up "answered".
+        """
+        key = (node, call_id)
+        if key in self._calls:
+            self._calls[key].originated = True
+            return
+        self._originated[key] = None
+        if len(self._originated) > _ORIGINATED_MAX:
+            self._originated.popitem(last=False)
+
     def channel_count(self, node: str | None = None) -> int:
         """Live channels of a node, or of every node (compare with `core show channels`)."""
         return len(self._channels) if node is None else self._per_node[node]
@@ -375,6 +402,9 @@ class CallTracker:
         call = self._calls.get(key)
         if call is None:
             call = _Call(node=node, call_id=key[1], started_at=t, history_complete=complete)
+            if key in self._originated:
+                del self._originated[key]
+                call.originated = True
             self._calls[key] = call
         return call
 
@@ -461,6 +491,15 @@ class CallTracker:
             call.caller_from_origin = origin
             if ch.caller_name not in _NO_CALLER_ID:
                 call.caller_name = ch.caller_name
+
+    def _first_leg_dials(self, call: _Call, src: _Channel) -> bool:
+        """`src` dials as the first leg of an originated call (not its origin channel)."""
+        return (
+            call.originated
+            and src.call is call
+            and src.uniqueid != call.call_id
+            and self._is_caller(src)
+        )
 
     def _is_caller(self, chan: _Channel) -> bool:
         party = chan.call.party(chan.party)
@@ -663,6 +702,14 @@ class CallTracker:
         if dparty is None or dparty.is_caller:
             return []  # the Originate that creates the caller itself
         src = self._chan(ev.node, ev.chan, ev.time) if ev.chan is not None else None
+        if src is not None and self._first_leg_dials(call, src):
+            # the first leg of an originated call ringing its own phone: still the first leg
+            caller = call.parties.get(call.caller_party)
+            if caller is not None and caller.key != dparty.key:
+                call.alias[dparty.key] = caller.key
+                call.parties.pop(dparty.key, None)
+                _merge_end(caller, dparty)
+            return []
         if src is not None and src.call is call and not self._is_caller(src):
             # a callee dialling onwards (a transfer context ringing the seat): one party
             sparty = call.party(src.party)
@@ -684,6 +731,8 @@ class CallTracker:
         if src is None or not self._is_caller(src):
             return []
         call = src.call
+        if self._first_leg_dials(call, src):
+            return []  # its phone answered (or not): the first leg, see expect_originated
         dest = self._chan(ev.node, ev.dest, ev.time)
         if ev.dial_status == "ANSWER":
             party = call.party(dest.party) if dest is not None and dest.call is call else None

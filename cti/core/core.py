@@ -156,7 +156,14 @@ class Core:
             counts=n,
         )
         self._callbacks = Callbacks(
-            plan=plan, dispatcher=d, hold=hold, screen=screen, route=route, log=log, counts=n
+            plan=plan,
+            dispatcher=d,
+            hold=hold,
+            screen=screen,
+            route=route,
+            log=log,
+            counts=n,
+            tracker=tr,
         )
         self._seat_commands = SeatCommands(
             plan=plan,
