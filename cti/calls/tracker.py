@@ -138,6 +138,9 @@ class _Party:
     is_caller: bool
     first_end: int | None = None  # event sequence number of its first hangup (request)
     first_end_requested: bool = False
+    # when its last channel hung up: the end of its leg (a Local pair optimised away, whose
+    # halves hang up while the phone behind it talks on, is not its end)
+    gone_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -565,6 +568,12 @@ class CallTracker:
         else:
             outcome = _unanswered_outcome(call.last_dial_status, call.cause)
         started = call.started_at
+        # talk ends when the leg of the party the caller talked to (last) ends: a caller who
+        # stays for the survey after the agent hung up is not talking to anyone
+        talk_end = t
+        callee = call.party(call.connected) if call.connected else None
+        if callee is not None and callee.gone_at is not None:
+            talk_end = min(t, callee.gone_at)
         wait_end = call.answered_at if call.answered_at is not None else t
         wait_s = round(max(0.0, wait_end - started), 6)
         if answered and call.answered_at is None:
@@ -591,7 +600,9 @@ class CallTracker:
             transfers=tuple(call.transfers),
             wait_s=wait_s_or_none,
             talk_s=(
-                round(max(0.0, t - call.answered_at), 6) if call.answered_at is not None else None
+                round(max(0.0, talk_end - call.answered_at), 6)
+                if call.answered_at is not None
+                else None
             ),
             history_complete=call.history_complete,
         )
@@ -902,9 +913,14 @@ class CallTracker:
                     call.cause, call.cause_from_caller = ev.cause, True
             elif call.cause is None:
                 call.cause = ev.cause
+        party = call.party(chan.party)
         self._forget_channel(node, uid)
         if not call.channels:
             return self._end_call(call, ev.time)
+        if party is not None and all(
+            call.party(c.party) is not party for c in call.channels.values()
+        ):
+            party.gone_at = ev.time
         return []
 
     # ------------------------------------------------------------------ resync
