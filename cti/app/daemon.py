@@ -183,6 +183,7 @@ class Daemon:
             mqtt=self.mqtt,
             tally=self.tally,
             live=self.live,
+            pop_latency=self.pops.latency,
             log=log,
         )
         self._effects = self._effect_table()
