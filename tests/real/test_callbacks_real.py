@@ -140,11 +140,12 @@ async def test_a_callback_the_citizen_does_not_take_is_not_answered(
             await until(call_back, 10, "the callback placed")
             done = await h.wait(lambda: h.log("callback_ended"), 20, f"a citizen who {fate}")
             assert done["outcome"] != "answered", done
-            [ended] = [
-                e
-                for e in h.published("calls/events", type="ended")
-                if e["call_id"] == done["linkedid"]
-            ]
+            # the call event comes over MQTT, maybe after the daemon's log line
+            [ended] = await h.wait(
+                lambda: h.published("calls/events", type="ended", call_id=done["linkedid"]),
+                10,
+                "the callback call's end",
+            )
             assert ended["answered_at"] is None, ended
             assert ended["talk_s"] is None
             assert h.answered_by(done["linkedid"]) is None  # no `answered` event either
