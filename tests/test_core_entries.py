@@ -3,7 +3,7 @@ call's StoreCall, with the fate, the wait, the RONAs and a transfer's second ent
 
 from __future__ import annotations
 
-from cti.core import Core, Effect, StoreCall
+from cti.core import Core, Effect, Publish, StoreCall, StoreSeatState
 from cti.kpis import Origin, Outcome, QueueEntry
 from tests.test_core import HELD, answer, chan, cmd, core, ev, hold, start_call
 
@@ -125,3 +125,33 @@ def test_entries_are_valid_kpi_facts() -> None:
     [e] = stored(hang_up(c, "c1", 101.0)).entries
     assert isinstance(e, QueueEntry)
     assert e.left_at == 101.0
+
+
+def test_talk_ends_when_the_agent_leg_ends_not_after_the_survey() -> None:
+    """The seat hangs up first and the caller stays for the survey (3.5 s of talk, then
+    3.7 s rating): talk_s is 3.5 in the call record and in the queue entry."""
+    c = core(wrapup_s=0)
+    start_call(c, "c1", 100.0)
+    cmd(c, "1002", b'{"cmd":"login","ready":true}', 103.0)
+    answer(c, "c1", "1002", 104.0)  # bridged at 104.5
+    seat = chan("PJSIP/1002-00000004", "c1.1002", "c1", Cause="16")
+    c.handle(ev("HangupRequest", 108.0, **seat))
+    c.handle(ev("Hangup", 108.0, **seat))
+    s = stored(hang_up(c, "c1", 111.7))  # the caller, after the survey
+    assert s.summary.talk_s is not None
+    assert abs(s.summary.talk_s - 3.5) < 1e-9
+    assert s.summary.ended_at == 111.7
+    [e] = s.entries
+    assert abs(e.talk_s - 3.5) < 1e-9
+
+
+def test_a_device_state_change_while_talking_stores_no_second_talking_row() -> None:
+    c = core(wrapup_s=0)
+    start_call(c, "c1", 100.0)
+    cmd(c, "1002", b'{"cmd":"login","ready":true}', 103.0)
+    answer(c, "c1", "1002", 104.0)
+    out = c.handle(ev("DeviceStateChange", 105.0, Device="PJSIP/1002", State="INUSE"))
+    assert [e for e in out if isinstance(e, StoreSeatState)] == []
+    assert [e for e in out if isinstance(e, Publish)]  # the published state still changes
+    stored_rows = [e for e in hang_up(c, "c1", 110.0, "1002") if isinstance(e, StoreSeatState)]
+    assert [(e.status, e.reason) for e in stored_rows] == [("ready", None)]

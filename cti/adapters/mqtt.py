@@ -49,6 +49,8 @@ class Outgoing:
     payload: bytes
     qos: int = 1
     retain: bool = False
+    # called once the broker took it (QoS 1: its PUBACK): the pop-latency histogram
+    on_sent: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -159,15 +161,24 @@ class MqttAdapter:
         await self._connected.wait()
 
     def publish(
-        self, topic: str, payload: Mapping[str, Any] | bytes, *, retain: bool = False, qos: int = 1
+        self,
+        topic: str,
+        payload: Mapping[str, Any] | bytes,
+        *,
+        retain: bool = False,
+        qos: int = 1,
+        on_sent: Callable[[], None] | None = None,
     ) -> None:
-        """Queue a message (never blocks). `payload` dicts are sent as UTF-8 JSON."""
+        """Queue a message (never blocks). `payload` dicts are sent as UTF-8 JSON;
+        `on_sent` is called once the publish completed (never for a message dropped)."""
         data = (
             payload
             if isinstance(payload, bytes)
             else json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
         )
-        self._outbox.put(Outgoing(topic=topic, payload=data, qos=qos, retain=retain))
+        self._outbox.put(
+            Outgoing(topic=topic, payload=data, qos=qos, retain=retain, on_sent=on_sent)
+        )
 
     async def run(self) -> None:
         """Connect, serve and reconnect forever."""
@@ -239,6 +250,8 @@ class MqttAdapter:
                 self._outbox.put_front(msg)
                 raise
             self.published += 1
+            if msg.on_sent is not None:
+                msg.on_sent()
 
     async def _receive_loop(self, client: aiomqtt.Client) -> None:
         prefix = self._s.prefix + "/"

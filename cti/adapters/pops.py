@@ -24,7 +24,40 @@ from cti.adapters.mqtt import MqttAdapter
 from cti.core.messages import Pop
 from cti.workorders.backend import WorkOrderBackend, WorkOrderError
 
-__all__ = ["POP_SCHEMA_VERSION", "PopMessage", "PopPublisher", "pop_json_schema"]
+__all__ = [
+    "POP_LATENCY_BUCKETS_S",
+    "POP_SCHEMA_VERSION",
+    "PopLatency",
+    "PopMessage",
+    "PopPublisher",
+    "pop_json_schema",
+]
+
+POP_LATENCY_BUCKETS_S: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class PopLatency:
+    """Seconds from the core's pop (its ``Pop`` effect handed to the publisher) to the
+    broker's acknowledgement of the MQTT publish (QoS 1 PUBACK): the caller-history lookup
+    and the MQTT backlog included (/metrics ``cti_pop_latency_seconds``). Cumulative
+    buckets, as Prometheus expects of a histogram; since the daemon started."""
+
+    def __init__(self, buckets: tuple[float, ...] = POP_LATENCY_BUCKETS_S) -> None:
+        self.bounds = buckets
+        self.counts = [0] * len(buckets)
+        self.count = 0
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.count += 1
+        self.sum += value
+        for i, le in enumerate(self.bounds):
+            if value <= le:
+                self.counts[i] += 1
+
+    def cumulative(self) -> tuple[tuple[float, int], ...]:
+        return tuple(zip(self.bounds, self.counts, strict=True))
+
 
 POP_SCHEMA_VERSION: Final = 1
 HISTORY_DEADLINE_S: Final = 0.2
@@ -148,6 +181,7 @@ class PopPublisher:
         history_days: float = 90.0,
         log: FilteringBoundLogger | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._workorders = workorders
@@ -156,22 +190,30 @@ class PopPublisher:
         self._history_s = history_days * 86_400.0
         self._log: FilteringBoundLogger = log or structlog.get_logger("cti.pops")
         self._clock = clock
-        self._queue: asyncio.Queue[Pop] = asyncio.Queue()
+        self._monotonic = monotonic
+        self._queue: asyncio.Queue[tuple[Pop, float]] = asyncio.Queue()
         self.published = 0
+        self.latency = PopLatency()
 
     def submit(self, pop: Pop) -> None:
-        self._queue.put_nowait(pop)
+        self._queue.put_nowait((pop, self._monotonic()))
 
     async def run(self) -> None:
         while True:
-            pop = await self._queue.get()
+            pop, since = await self._queue.get()
             try:
                 payload = await self._payload(pop)
             except Exception:  # noqa: BLE001 - one bad pop must not stop the others
                 self._log.exception("pop_failed", linkedid=pop.call_id, seat=pop.seat)
                 continue
-            self._mqtt.publish(f"seats/{pop.seat}/pop", payload)
+            self._mqtt.publish(f"seats/{pop.seat}/pop", payload, on_sent=self._sent_since(since))
             self.published += 1
+
+    def _sent_since(self, since: float) -> Callable[[], None]:
+        def sent() -> None:
+            self.latency.observe(max(0.0, self._monotonic() - since))
+
+        return sent
 
     async def _payload(self, pop: Pop) -> dict[str, Any]:
         body: dict[str, Any] = {

@@ -205,6 +205,7 @@ class Daemon:
             mqtt=self.mqtt,
             tally=self.tally,
             live=self.live,
+            pop_latency=self.pops.latency,
             log=log,
             reloads=self.reloads,
         )

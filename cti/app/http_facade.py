@@ -27,6 +27,7 @@ from cti.adapters.http import GuardStats, Metric, ReadyPart, build_api, serve_ht
 from cti.adapters.http.auth import TokenAuth
 from cti.adapters.http.metrics import HistogramMetric
 from cti.adapters.mqtt import MqttAdapter
+from cti.adapters.pops import PopLatency
 from cti.adapters.restart import Heartbeat
 from cti.app.feed import Feed, Tally
 from cti.app.live_stats import LiveStats
@@ -61,6 +62,7 @@ class HttpFacade:
         live: LiveStats,
         log: FilteringBoundLogger,
         reloads: ReloadStats | None = None,
+        pop_latency: PopLatency | None = None,
     ) -> None:
         self.settings = settings  # the http section, the API's tokens
         self._reloads = reloads if reloads is not None else ReloadStats()
@@ -76,6 +78,7 @@ class HttpFacade:
         self._mqtt = mqtt
         self._tally = tally
         self._live = live
+        self._pop_latency = pop_latency if pop_latency is not None else PopLatency()
         self._log = log
         self.guard = GuardStats()  # the HTTP connection guard's counters (/metrics)
         self._readiness_seen: tuple[str, ...] | None = None
@@ -239,7 +242,7 @@ class HttpFacade:
             self._mqtt,
             self.guard,
         )
-        waits = self._live.waits
+        waits, pops = self._live.waits, self._pop_latency
         snap = core.queue_snapshot(time.time())
         seats = Counter(str(st.status) for st in core.seat_states())
         load = core.tracker_load()
@@ -298,6 +301,10 @@ class HttpFacade:
             HistogramMetric(name="cti_queue_wait_seconds",
                 help="Waits of offered queue entries ended since start (ringing included).",
                 buckets=waits.cumulative(), count=waits.count, sum=waits.sum),
+            HistogramMetric(name="cti_pop_latency_seconds",
+                help="Screen-pops: the core's pop to the broker's PUBACK of its MQTT publish "
+                "(history lookup and MQTT backlog included), since start.",
+                buckets=pops.cumulative(), count=pops.count, sum=pops.sum),
             one("cti_kpi_alarms_active", "gauge", "KPI alarms raised now (cti/stats/alarms).",
                 len(self._live.active_alarms)),
             *reload_metrics(self._reloads),

@@ -88,6 +88,9 @@ _SOFTHANGUP_SHUTDOWN: Final = 4
 # tracked get this much more room, so a call being tracked is not cut in half at the brim.
 _LEG_HEADROOM: Final = 0.25
 DEFAULT_MAX_CHANNELS: Final = 20_000
+# calls announced by expect_originated and not seen yet (an Originate that failed before it
+# made a channel is never seen): the oldest are forgotten past this many
+_ORIGINATED_MAX: Final = 10_000
 # the refusals are logged at error, but at most once per this many seconds per node (a
 # flood must not become a log flood); the count in between goes in the next line
 _FULL_LOG_EVERY_S: Final = 10.0
@@ -135,6 +138,9 @@ class _Party:
     is_caller: bool
     first_end: int | None = None  # event sequence number of its first hangup (request)
     first_end_requested: bool = False
+    # when its last channel hung up: the end of its leg (a Local pair optimised away, whose
+    # halves hang up while the phone behind it talks on, is not its end)
+    gone_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -174,6 +180,9 @@ class _Call:
     cause: int | None = None
     cause_from_caller: bool = False
     system_end: bool = False  # Asterisk itself hung the call up (shutdown)
+    # the daemon Originated it seat first (a callback, see `expect_originated`): the caller
+    # party is the first leg, and only what its origin channel dials can answer the call
+    originated: bool = False
     stale: bool = False
     last_time: float = 0.0
 
@@ -242,6 +251,9 @@ class CallTracker:
         self._channels: dict[_Key, _Channel] = {}
         self._calls: dict[_Key, _Call] = {}
         self._call_alias: dict[_Key, _Key] = {}  # merged consultation linkedid -> call key
+        # calls the daemon is about to Originate first leg first (bounded: an Originate
+        # that never makes a channel leaves its key behind)
+        self._originated: OrderedDict[_Key, None] = OrderedDict()
         self._bridges: dict[_Key, set[str]] = {}
         self._seq = 0
         self._recently_gone: OrderedDict[_Key, None] = OrderedDict()
@@ -352,6 +364,24 @@ class CallTracker:
         for uid in uniqueids:
             self._call_alias[(node, uid)] = key
 
+    def expect_originated(self, node: str, call_id: str) -> None:
+        """A call the daemon is about to Originate whose first leg is not the called party
+        (a callback rings the seat's phone first, then dials the citizen): its linkedid
+        `call_id` is the Originate's ChannelId.
+
+        Such a call is answered only when a leg its origin channel dials answers. What the
+        first leg's other channels dial (a seat endpoint like ``Local/1001@phones`` that
+        Dials the desk phone from its ``;2`` half) is part of the first leg: without this,
+        the seat's phone answering made a callback the citizen never picked up "answered".
+        """
+        key = (node, call_id)
+        if key in self._calls:
+            self._calls[key].originated = True
+            return
+        self._originated[key] = None
+        if len(self._originated) > _ORIGINATED_MAX:
+            self._originated.popitem(last=False)
+
     def channel_count(self, node: str | None = None) -> int:
         """Live channels of a node, or of every node (compare with `core show channels`)."""
         return len(self._channels) if node is None else self._per_node[node]
@@ -380,6 +410,9 @@ class CallTracker:
         call = self._calls.get(key)
         if call is None:
             call = _Call(node=node, call_id=key[1], started_at=t, history_complete=complete)
+            if key in self._originated:
+                del self._originated[key]
+                call.originated = True
             self._calls[key] = call
         return call
 
@@ -467,6 +500,15 @@ class CallTracker:
             if ch.caller_name not in _NO_CALLER_ID:
                 call.caller_name = ch.caller_name
 
+    def _first_leg_dials(self, call: _Call, src: _Channel) -> bool:
+        """`src` dials as the first leg of an originated call (not its origin channel)."""
+        return (
+            call.originated
+            and src.call is call
+            and src.uniqueid != call.call_id
+            and self._is_caller(src)
+        )
+
     def _is_caller(self, chan: _Channel) -> bool:
         party = chan.call.party(chan.party)
         return party is not None and party.is_caller
@@ -531,6 +573,12 @@ class CallTracker:
         else:
             outcome = _unanswered_outcome(call.last_dial_status, call.cause)
         started = call.started_at
+        # talk ends when the leg of the party the caller talked to (last) ends: a caller who
+        # stays for the survey after the agent hung up is not talking to anyone
+        talk_end = t
+        callee = call.party(call.connected) if call.connected else None
+        if callee is not None and callee.gone_at is not None:
+            talk_end = min(t, callee.gone_at)
         wait_end = call.answered_at if call.answered_at is not None else t
         wait_s = round(max(0.0, wait_end - started), 6)
         if answered and call.answered_at is None:
@@ -557,7 +605,9 @@ class CallTracker:
             transfers=tuple(call.transfers),
             wait_s=wait_s_or_none,
             talk_s=(
-                round(max(0.0, t - call.answered_at), 6) if call.answered_at is not None else None
+                round(max(0.0, talk_end - call.answered_at), 6)
+                if call.answered_at is not None
+                else None
             ),
             history_complete=call.history_complete,
         )
@@ -668,6 +718,14 @@ class CallTracker:
         if dparty is None or dparty.is_caller:
             return []  # the Originate that creates the caller itself
         src = self._chan(ev.node, ev.chan, ev.time) if ev.chan is not None else None
+        if src is not None and self._first_leg_dials(call, src):
+            # the first leg of an originated call ringing its own phone: still the first leg
+            caller = call.parties.get(call.caller_party)
+            if caller is not None and caller.key != dparty.key:
+                call.alias[dparty.key] = caller.key
+                call.parties.pop(dparty.key, None)
+                _merge_end(caller, dparty)
+            return []
         if src is not None and src.call is call and not self._is_caller(src):
             # a callee dialling onwards (a transfer context ringing the seat): one party
             sparty = call.party(src.party)
@@ -689,6 +747,8 @@ class CallTracker:
         if src is None or not self._is_caller(src):
             return []
         call = src.call
+        if self._first_leg_dials(call, src):
+            return []  # its phone answered (or not): the first leg, see expect_originated
         dest = self._chan(ev.node, ev.dest, ev.time)
         if ev.dial_status == "ANSWER":
             party = call.party(dest.party) if dest is not None and dest.call is call else None
@@ -858,9 +918,14 @@ class CallTracker:
                     call.cause, call.cause_from_caller = ev.cause, True
             elif call.cause is None:
                 call.cause = ev.cause
+        party = call.party(chan.party)
         self._forget_channel(node, uid)
         if not call.channels:
             return self._end_call(call, ev.time)
+        if party is not None and all(
+            call.party(c.party) is not party for c in call.channels.values()
+        ):
+            party.gone_at = ev.time
         return []
 
     # ------------------------------------------------------------------ resync

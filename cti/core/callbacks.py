@@ -15,6 +15,7 @@ from collections import Counter
 from structlog.typing import FilteringBoundLogger
 
 from cti.calls.model import CallConnected, CallEnded, CallNotification, CallSummary
+from cti.calls.tracker import CallTracker
 from cti.core.hold import Holding
 from cti.core.messages import (
     CallbackDone,
@@ -52,8 +53,12 @@ class Callbacks:
         route: Route,
         log: FilteringBoundLogger,
         counts: Counter[str],
+        tracker: CallTracker | None = None,
     ) -> None:
         self._plan = plan
+        # told of each callback call before its Originate: the seat's leg answering first
+        # does not answer the call, the citizen's does (CallTracker.expect_originated)
+        self._tracker = tracker
         self._dispatcher = dispatcher
         self._hold = hold
         self._screen = screen
@@ -100,6 +105,7 @@ class Callbacks:
         self._log.info(
             "callback_started", linkedid=channel_id, seat=item.seat, missed=item.callback_id
         )
+        self._expect(item.node, channel_id)
         out.append(
             OriginateCallback(
                 node=item.node,
@@ -122,6 +128,10 @@ class Callbacks:
             )
         )
         out.append(CallbackReply(callback_id=item.callback_id, ok=True))
+
+    def _expect(self, node: str, channel_id: str) -> None:
+        if self._tracker is not None:
+            self._tracker.expect_originated(node, channel_id)
 
     def ended(self, s: CallSummary, out: list[Effect]) -> None:
         """A call ended: if it was a callback from the list, close or reopen the entry."""
@@ -178,6 +188,7 @@ class Callbacks:
         self._log.info(
             "call_offered_callback", linkedid=c.call_id, seat=c.seat_id, callback=channel_id
         )
+        self._expect(node, channel_id)
         out.append(
             OriginateCallback(
                 node=node,

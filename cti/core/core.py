@@ -132,6 +132,8 @@ class Core:
         self._tickets = TicketBook()
         # the queue-entry facts (KPIs): fed the dispatcher's commands at the input's time
         self._entries = EntryBook(plan)
+        # the (status, reason) last stored per seat (seat_events rows are changes only)
+        self._stored_seat: dict[str, tuple[str, str | None]] = {}
         self._now = 0.0
         # the parts, each handed what it needs (no part imports the core)
         n = self.counts
@@ -157,7 +159,14 @@ class Core:
             counts=n,
         )
         self._callbacks = Callbacks(
-            plan=plan, dispatcher=d, hold=hold, screen=screen, route=route, log=log, counts=n
+            plan=plan,
+            dispatcher=d,
+            hold=hold,
+            screen=screen,
+            route=route,
+            log=log,
+            counts=n,
+            tracker=tr,
         )
         self._seat_commands = SeatCommands(
             plan=plan,
@@ -463,17 +472,25 @@ class Core:
     def _seat_state(self, c: rc.PublishSeatState, out: list[Effect]) -> None:
         st = c.state
         out.append(Publish(topic=f"seats/{st.seat_id}/state", payload=seat_payload(c), retain=True))
+        # a not-ready asked for during a call: the reason the agent chose (what a restart
+        # restores), not the talking state's
+        reason = _str(
+            st.pending.reason
+            if c.cause == "pending_not_ready" and st.pending is not None
+            else st.reason
+        )
+        # seat_events holds changes of status or reason only: a DeviceStateChange while the
+        # seat talks (the phone's INUSE), a wrap-up extended, change the published state but
+        # not the seat's time, and stored a second `talking` row at the same moment
+        row = (str(st.status), reason)
+        if self._stored_seat.get(st.seat_id) == row:
+            return
+        self._stored_seat[st.seat_id] = row
         out.append(
             StoreSeatState(
                 seat_id=st.seat_id,
-                status=str(st.status),
-                # a not-ready asked for during a call: the reason the agent chose (what a
-                # restart restores), not the talking state's
-                reason=_str(
-                    st.pending.reason
-                    if c.cause == "pending_not_ready" and st.pending is not None
-                    else st.reason
-                ),
+                status=row[0],
+                reason=reason,
                 previous=c.previous,
                 cause=c.cause,
                 call_id=st.call_id,

@@ -179,7 +179,7 @@ class EntryBook:
                 e.outcome = Outcome.BLACKLISTED
             elif e.connected_at is not None:
                 e.outcome = Outcome.ANSWERED
-                e.talk_s = max(0.0, end - e.connected_at)
+                e.talk_s = max(0.0, _talk_end(s) - e.connected_at)
             elif callback_kept:
                 e.outcome = Outcome.CALLBACK_REQUESTED
             elif call.message_left:
@@ -212,6 +212,14 @@ class EntryBook:
         if call is None or call.current.outcome is not None:
             return None
         return call.current
+
+
+def _talk_end(s: CallSummary) -> float:
+    """When the agent's leg ended (the tracker's talk end), else the call's end: a survey
+    taken after the agent hung up is not talk."""
+    if s.answered_at is not None and s.talk_s is not None:
+        return min(s.ended_at, s.answered_at + s.talk_s)
+    return s.ended_at
 
 
 def _fact(call_id: str, node: str, e: _Entry) -> QueueEntry:

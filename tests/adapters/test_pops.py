@@ -153,3 +153,37 @@ async def test_the_ticket_number_follows_in_an_update_pop() -> None:
     kinds = [(p["type"], p["ticket"]) for _, p in mqtt.sent]
     assert kinds == [("offer", "pending"), ("update", "12345-20261127-000009")]
     assert mqtt.sent[1][1]["pop_id"] == "c9:1001:1:update"
+
+
+async def test_pop_latency_runs_from_the_pop_to_the_publish_acknowledged() -> None:
+    """The histogram observes when the broker took the message (on_sent), not before:
+    0.5 s between the pop and the acknowledgement is 0.5 s, wherever it went."""
+    ticks = iter([10.0, 10.5])  # submit, then on_sent
+    sent: list[Any] = []
+
+    class AckingMqtt(FakeMqtt):
+        def publish(self, topic: str, payload: dict[str, Any], **kw: Any) -> None:
+            super().publish(topic, payload)
+            sent.append(kw["on_sent"])
+
+    mqtt = AckingMqtt()
+    publisher = PopPublisher(
+        FakeStore([]),  # type: ignore[arg-type]
+        FakeBackend([], delay_s=0.01),  # type: ignore[arg-type]
+        mqtt,  # type: ignore[arg-type]
+        log=structlog.get_logger("test"),
+        clock=lambda: NOW,
+        monotonic=lambda: next(ticks),
+    )
+    task = asyncio.create_task(publisher.run())
+    publisher.submit(Pop(seat="1001", kind="offer", call_id="c9", attempt=1, call=CALL))
+    async with asyncio.timeout(5):
+        while not sent:
+            await asyncio.sleep(0.01)
+    task.cancel()
+    assert publisher.latency.count == 0  # published, not acknowledged yet
+    sent[0]()
+    lat = publisher.latency
+    assert (lat.count, lat.sum) == (1, 0.5)
+    assert dict(lat.cumulative())[0.25] == 0
+    assert dict(lat.cumulative())[0.5] == 1  # inclusive upper bounds

@@ -72,7 +72,7 @@ EXPECTED: dict[str, list[dict[str, Any]]] = {
             "cause": 16,
             "transfers": [],
             "wait_s": 1.306159,
-            "talk_s": 0.504488,
+            "talk_s": 0.504386,
             "history_complete": True,
         }
     ],
@@ -116,7 +116,7 @@ EXPECTED: dict[str, list[dict[str, Any]]] = {
             "cause": 16,
             "transfers": [],
             "wait_s": 1.306175,
-            "talk_s": 0.505282,
+            "talk_s": 0.503789,
             "history_complete": True,
         }
     ],
@@ -158,7 +158,7 @@ EXPECTED: dict[str, list[dict[str, Any]]] = {
             "cause": 16,
             "transfers": [],
             "wait_s": 3.9005,
-            "talk_s": 91.0045,
+            "talk_s": 91.0015,
             "history_complete": True,
         },
     ],
@@ -180,7 +180,7 @@ EXPECTED: dict[str, list[dict[str, Any]]] = {
             "cause": 16,
             "transfers": [],
             "wait_s": 1.211381,
-            "talk_s": 0.406871,
+            "talk_s": 0.405759,
             "history_complete": True,
         },
         {
@@ -222,7 +222,7 @@ EXPECTED: dict[str, list[dict[str, Any]]] = {
             "cause": 16,
             "transfers": [],
             "wait_s": 1.307837,
-            "talk_s": 0.578336,
+            "talk_s": 0.578238,
             "history_complete": True,
         }
     ],

@@ -192,3 +192,76 @@ def test_a_message_taken_after_hours_is_voicemail_not_abandoned() -> None:
     t.handle(ev("HangupRequest", 110.0, **trunk, Cause="16"))
     [s] = ended(t, [ev("Hangup", 110.0, **trunk, Cause="16")])
     assert s["outcome"] == "abandoned"
+
+
+def _dest(c: dict[str, str]) -> dict[str, str]:
+    return {"Dest" + k: v for k, v in c.items()}
+
+
+def _callback_events(citizen_status: str) -> list[Any]:
+    """A callback Originate (ChannelId cb1) of a seat endpoint that dials the seat's phone
+    onwards (Local/1001@phones: its ;2 half Dials PJSIP/1001), then the citizen."""
+    one = chan("Local/1001@phones-1;1", "cb1", "cb1")
+    two = chan("Local/1001@phones-1;2", "cb1b", "cb1")
+    phone = chan("PJSIP/1001-01", "p1", "cb1")
+    citizen = chan("Local/13900001234@citizen-2;1", "c1", "cb1")
+    citizen2 = chan("Local/13900001234@citizen-2;2", "c1b", "cb1")
+    events = [
+        ev("Newchannel", 100.0, **one),
+        ev("Newchannel", 100.0, **two),
+        ev("DialBegin", 100.0, **_dest(one)),  # the Originate's own dial: no source
+        ev("Newchannel", 100.1, **phone),
+        ev("DialBegin", 100.1, **two, **_dest(phone)),
+        ev("DialEnd", 101.0, **two, **_dest(phone), DialStatus="ANSWER"),
+        ev("BridgeEnter", 101.0, **two, BridgeUniqueid="b1"),
+        ev("BridgeEnter", 101.0, **phone, BridgeUniqueid="b1"),
+        ev("DialEnd", 101.0, **_dest(one), DialStatus="ANSWER"),
+        ev("Newchannel", 101.1, **citizen),
+        ev("Newchannel", 101.1, **citizen2),
+        ev("DialBegin", 101.1, **one, **_dest(citizen)),
+        ev("DialEnd", 103.0, **one, **_dest(citizen), DialStatus=citizen_status),
+    ]
+    if citizen_status == "ANSWER":
+        events += [
+            ev("BridgeEnter", 103.0, **one, BridgeUniqueid="b2"),
+            ev("BridgeEnter", 103.0, **citizen, BridgeUniqueid="b2"),
+            ev("HangupRequest", 110.0, **citizen, Cause="16"),
+            ev("Hangup", 110.0, **citizen, Cause="16"),
+            ev("Hangup", 110.0, **citizen2, Cause="16"),
+        ]
+    else:
+        events += [ev("Hangup", 103.0, **citizen, Cause="17"), ev("Hangup", 103.0, **citizen2)]
+    return [
+        *events,
+        ev("Hangup", 110.1, **one, Cause="16"),
+        ev("Hangup", 110.1, **two, Cause="16"),
+        ev("Hangup", 110.1, **phone, Cause="16"),
+    ]
+
+
+@pytest.mark.parametrize(("status", "outcome"), [("BUSY", "busy"), ("NOANSWER", "no_answer")])
+def test_an_originated_call_only_its_first_leg_answered_is_not_answered(
+    status: str, outcome: str
+) -> None:
+    t = CallTracker()
+    t.expect_originated("main", "cb1")
+    notes = [n for e in _callback_events(status) for n in t.handle(e)]
+    [s] = [n.summary for n in notes if isinstance(n, CallEnded)]
+    assert [type(n).__name__ for n in notes] == ["CallEnded"]  # no CallAnswered/Connected
+    assert (s.outcome, s.answered_by, s.answered_at, s.talk_s) == (outcome, None, None, None)
+    assert s.rang == ("13900001234",)
+    # what the tracker reported before it knew the call was originated seat first
+    t = CallTracker()
+    [s] = [
+        n.summary for e in _callback_events(status) for n in t.handle(e) if isinstance(n, CallEnded)
+    ]
+    assert (s.outcome, s.answered_by) == ("answered", "1001")
+
+
+def test_an_originated_call_is_answered_when_its_second_leg_answers() -> None:
+    t = CallTracker()
+    t.expect_originated("main", "cb1")
+    [s] = ended(t, _callback_events("ANSWER"))
+    assert (s["outcome"], s["answered_by"], s["answered_at"]) == ("answered", "13900001234", 103.0)
+    assert s["talk_s"] == pytest.approx(7.0)  # to the citizen's hangup
+    assert t.anomalies["impossible_transition"] == 0
