@@ -184,6 +184,7 @@ class Daemon:
             tally=self.tally,
             live=self.live,
             log=log,
+            mqtt_push_limit=self.transfers110.push_limit,
         )
         self._effects = self._effect_table()
 
