@@ -170,6 +170,8 @@ async def seat_console(
         username=username or seat,
         password=password,
         identifier=f"seat-console-{seat}-{uuid.uuid4().hex[:6]}",
+        # the daemon's mqtt.tls: the same broker listener, the same CA and name check
+        tls_context=settings.tls.client_context() if settings.tls is not None else None,
     )
     lines: asyncio.Queue[str | None] = asyncio.Queue()
 

@@ -16,6 +16,7 @@ from typing import TypedDict
 import pytest
 
 from cti.settings import AmiNode
+from tests.real.logcapture import capture_daemon_logs  # noqa: F401  # autouse: the log scan
 
 PROJECT = Path(__file__).resolve().parent.parent
 TESTBED = PROJECT / "scripts" / "testbed"

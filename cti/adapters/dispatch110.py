@@ -32,6 +32,7 @@ from cti.adapters.db.rows import write_ops
 from cti.adapters.db.store import Store
 from cti.adapters.db.tables import FEEDBACK110, TRANSFERS110
 from cti.adapters.http.errors import error_envelope
+from cti.adapters.redact import redact_credentials
 from cti.core.messages import Reply110, Report110
 from cti.dispatch110 import Transfer110, TransferMode
 from cti.jsonin import JsonRefused, load_json
@@ -346,7 +347,8 @@ class FeedbackDeliverer:
             return "retry", f"{type(exc).__name__}: {exc}"[:500]
         if 200 <= resp.status_code < 300:
             return "delivered", None
-        error = f"HTTP {resp.status_code}: {resp.text[:300]}"
+        # an error page that echoes our headers must not put 110's token in the logs
+        error = f"HTTP {resp.status_code}: {redact_credentials(resp.text, resp.request)[:300]}"
         if resp.status_code in (408, 425, 429) or resp.status_code >= 500:
             return "retry", error
         if 300 <= resp.status_code < 400:

@@ -220,13 +220,18 @@ class MqttAdapter:
             keepalive=s.keepalive,
             will=will,
             timeout=PUBLISH_TIMEOUT,
+            # mqtt.tls: the context checked when the configuration was loaded
+            tls_context=s.tls.client_context() if s.tls is not None else None,
         ) as client:
             await client.publish(status, b'{"online":true}', qos=1, retain=True)
             for sub in self._subs:
                 await client.subscribe(self.topic(sub), qos=1)
             self._connected.set()
             self._log.info(
-                "mqtt_connected", subscriptions=list(self._subs), backlog=len(self._outbox)
+                "mqtt_connected",
+                subscriptions=list(self._subs),
+                backlog=len(self._outbox),
+                tls=s.tls is not None,
             )
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._send_loop(client), name="adapter.mqtt.send")

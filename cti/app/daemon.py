@@ -208,6 +208,7 @@ class Daemon:
             pop_latency=self.pops.latency,
             log=log,
             reloads=self.reloads,
+            mqtt_push_limit=self.transfers110.push_limit,
         )
         self._effects = self._effect_table()
 

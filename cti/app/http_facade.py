@@ -26,6 +26,8 @@ from cti.adapters.db.store import Store
 from cti.adapters.http import GuardStats, Metric, ReadyPart, build_api, serve_http
 from cti.adapters.http.auth import TokenAuth
 from cti.adapters.http.metrics import HistogramMetric
+from cti.adapters.http.ratelimit import RateLimiter
+from cti.adapters.http.throttle import ApiLimits
 from cti.adapters.mqtt import MqttAdapter
 from cti.adapters.pops import PopLatency
 from cti.adapters.restart import Heartbeat
@@ -63,6 +65,7 @@ class HttpFacade:
         log: FilteringBoundLogger,
         reloads: ReloadStats | None = None,
         pop_latency: PopLatency | None = None,
+        mqtt_push_limit: RateLimiter | None = None,
     ) -> None:
         self.settings = settings  # the http section, the API's tokens
         self._reloads = reloads if reloads is not None else ReloadStats()
@@ -82,12 +85,15 @@ class HttpFacade:
         self._log = log
         self.guard = GuardStats()  # the HTTP connection guard's counters (/metrics)
         self._readiness_seen: tuple[str, ...] | None = None
+        # the rate limiters whose refusals /metrics counts (issue 15)
+        self.limits = ApiLimits.from_settings(settings.http)
+        self._mqtt_push_limit = mqtt_push_limit
 
     def serve(self, routers: Sequence[APIRouter]) -> Coroutine[Any, Any, None]:
         """The HTTP server (the API, `routers` added), to run as a task."""
         http = self.settings.http
         log = structlog.get_logger("cti.http")
-        api = self._api = build_api(self, http, log=log, routers=routers)
+        api = self._api = build_api(self, http, log=log, routers=routers, limits=self.limits)
         return serve_http(api, http, log=log, stats=self.guard)
 
     def use_settings(self, settings: Settings, *, tokens: bool) -> None:
@@ -308,7 +314,24 @@ class HttpFacade:
             one("cti_kpi_alarms_active", "gauge", "KPI alarms raised now (cti/stats/alarms).",
                 len(self._live.active_alarms)),
             *reload_metrics(self._reloads),
+            self._rate_limited(),
         ]  # fmt: skip
+
+    def _rate_limited(self) -> Metric:
+        """Requests refused by a rate limit (429 on HTTP, a rate_limited reply on MQTT)."""
+        counts = [
+            ("auth_failures", "http", self.limits.auth_failures.refused),
+            ("push110", "http", self.limits.push110.refused),
+        ]
+        if self._mqtt_push_limit is not None:
+            counts.append(("push110", "mqtt", self._mqtt_push_limit.refused))
+        return Metric(
+            name="cti_rate_limited_total",
+            kind="counter",
+            help="Requests refused by a rate limit: limit auth_failures (token failures "
+            "from one address), push110 (the 110 push), via http (429) or mqtt.",
+            samples=tuple(({"limit": k, "via": v}, float(n)) for k, v, n in counts),
+        )
 
 
 def reload_metrics(stats: ReloadStats) -> list[Metric]:

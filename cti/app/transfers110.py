@@ -27,7 +27,9 @@ from cti.adapters.dispatch110 import (
     reply_json,
 )
 from cti.adapters.http import error_envelope
+from cti.adapters.http.ratelimit import RateLimiter
 from cti.adapters.mqtt import MqttAdapter
+from cti.adapters.push110_limit import refused_push_reply
 from cti.app.feed import Feed
 from cti.core import (
     NotifyEscalation,
@@ -78,6 +80,11 @@ class Transfers110:
         )
         self._reports: asyncio.Queue[Report110] = asyncio.Queue()
         self._pushes: asyncio.Queue[bytes] = asyncio.Queue(maxsize=_PUSHES_QUEUED)
+        # mqtt.push110_rate_limit (issue 15), per topic: MQTT does not say who published,
+        # and only 110 may publish there (the broker's ACL); refused before it is queued
+        limit = settings.mqtt.push110_rate_limit
+        self.push_limit = RateLimiter(limit.limit, limit.window_s)
+        self._clock: Callable[[], float] = time.monotonic
 
     async def load(self, since: float) -> list[dict[str, Any]]:
         """The transfers stored since `since` (start-up: into the core)."""
@@ -90,7 +97,23 @@ class Transfers110:
     # ---- in: a push
 
     def on_mqtt(self, payload: bytes) -> None:
-        """A push on cti/110/transfers: queued for :meth:`mqtt_pushes` (bounded)."""
+        """A push on cti/110/transfers: queued for :meth:`mqtt_pushes` (bounded); past
+        ``mqtt.push110_rate_limit`` answered ``rate_limited`` at once, not stored."""
+        verdict = self.push_limit.take(PUSH_TOPIC, self._clock())
+        if not verdict.allowed:
+            if verdict.log_refused:  # once per window: a flood must not flood the log
+                self._log.warning(
+                    "push110_rate_limited",
+                    via="mqtt",
+                    key=PUSH_TOPIC,
+                    refused=verdict.log_refused,
+                    per=self.push_limit.limit,
+                    window_s=self.push_limit.window_s,
+                    retry_after_s=round(verdict.retry_after_s, 1),
+                )
+            reply = refused_push_reply(payload, self.push_limit, verdict)
+            self._mqtt.publish(f"{PUSH_TOPIC}/reply", reply)
+            return
         try:
             self._pushes.put_nowait(payload)
         except asyncio.QueueFull:

@@ -5,7 +5,8 @@ environment (``CTI_…``, mostly secrets). What lives where:
 
 - :mod:`cti.settings.schema` — :class:`Settings` and its small sections (ami, mqtt,
   database, logging, ivr, dispatch110); :mod:`~cti.settings.dialplan`,
-  :mod:`~cti.settings.http` and :mod:`~cti.settings.workorders` hold the larger ones. The
+  :mod:`~cti.settings.http` and :mod:`~cti.settings.workorders` hold the larger ones,
+  :mod:`~cti.settings.tls` the TLS options of ``http.tls`` and ``mqtt.tls``. The
   IVR flows' models are in the pure :mod:`cti.ivr.config`, the number plan in
   :mod:`cti.numberplan`, so the pure packages never import this package (it loads yaml).
 - :mod:`cti.settings.load` — :func:`load_settings`: file, then environment
@@ -47,6 +48,7 @@ from cti.settings.schema import (
     node_secret_env_var,
     settings_json_schema,
 )
+from cti.settings.tls import TlsClientSettings, TlsServerSettings
 from cti.settings.workorders import (
     WORKORDERS_TOKEN_ENV,
     WorkOrdersEmbeddedSettings,
@@ -87,6 +89,8 @@ __all__ = [
     "RateLimit",
     "Settings",
     "SurveySettings",
+    "TlsClientSettings",
+    "TlsServerSettings",
     "VoicemailSettings",
     "WorkOrdersEmbeddedSettings",
     "WorkOrdersHttpSettings",

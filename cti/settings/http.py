@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from cti.settings.base import FROZEN, Seconds
+from cti.settings.tls import TlsServerSettings
 
 __all__ = ["HttpScope", "HttpSettings", "HttpToken", "RateLimit", "http_token_env_var"]
 
@@ -143,6 +144,12 @@ class HttpSettings(BaseModel):
         "with a token from that address gets 429 before its token is even looked at, so "
         "guessing tokens is slow. A good client behind the same address (NAT, proxy) is "
         "refused too while it lasts.",
+    )
+    # TLS (issue 15): cti/settings/tls.py; the files are loaded when the file is validated
+    tls: TlsServerSettings | None = Field(
+        default=None,
+        description="Serve HTTPS with this certificate and key (optionally mutual TLS); "
+        "none = plain HTTP (loopback, or a TLS proxy in front).",
     )
 
     @field_validator("tokens")

@@ -24,8 +24,9 @@ from cti.ivr.config import (
 from cti.numberplan import NumberPlan
 from cti.settings.base import FROZEN, Seconds
 from cti.settings.dialplan import DialplanSettings
-from cti.settings.http import HttpSettings
+from cti.settings.http import HttpSettings, RateLimit
 from cti.settings.kpis import KpiSettings
+from cti.settings.tls import TlsClientSettings
 from cti.settings.workorders import WorkOrdersSettings
 
 __all__ = [
@@ -180,6 +181,18 @@ class MqttSettings(BaseModel):
     )
     client_id: str = Field(default="hotline-cti", min_length=1, description="MQTT client id.")
     keepalive: int = Field(default=30, ge=1, le=65535, description="MQTT keepalive, s.")
+    # issue 15: TLS to the broker (cti/settings/tls.py) and the 110 push's rate limit
+    tls: TlsClientSettings | None = Field(
+        default=None,
+        description="Connect with TLS (usually port 8883): the CA, a client certificate, "
+        "the name checked; none = plain TCP. Also used by `cti seat-console`.",
+    )
+    push110_rate_limit: RateLimit = Field(
+        default=RateLimit(limit=120, window_s=60),
+        description="Pushes on <prefix>/110/transfers (the topic; MQTT does not say who "
+        "published): past it the push gets a rate_limited reply and is not stored; "
+        "logged once per window. As http.push110_rate_limit, which is per token.",
+    )
 
     @field_validator("password")
     @classmethod

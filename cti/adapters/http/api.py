@@ -107,6 +107,7 @@ def build_api(
     *,
     routers: Sequence[APIRouter] = (),
     log: FilteringBoundLogger | None = None,
+    limits: ApiLimits | None = None,
 ) -> FastAPI:
     """The FastAPI app of the daemon (OpenAPI at ``/docs`` and ``/openapi.json``).
 
@@ -115,6 +116,8 @@ def build_api(
         settings: the ``http`` section: tokens, ``metrics_public``, ``max_body_bytes``.
         routers: more routers (e.g. the 110 push API); guard them with :func:`require_scope`.
         log: structlog logger (default ``cti.http``).
+        limits: the rate limiters (default: new ones from *settings*); the daemon passes
+            its own to count their refusals in /metrics.
     """
     log = log or structlog.get_logger("cti.http")
     # /docs and /redoc from files in the package, not from a public CDN: the centre's
@@ -127,7 +130,8 @@ def build_api(
     )
     app.state.cti_auth = TokenAuth(settings.tokens)
     app.state.cti_log = log
-    app.state.cti_limits = ApiLimits.from_settings(settings)  # rate limits: throttle.py
+    # rate limits: throttle.py
+    app.state.cti_limits = limits if limits is not None else ApiLimits.from_settings(settings)
     install_error_handlers(app, log)
 
     app.include_router(_api_router(facade, log))

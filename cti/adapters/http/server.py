@@ -92,6 +92,7 @@ async def serve_http(
             continue
         break
     host, port = sock.getsockname()[:2]
+    tls = settings.tls
     config = uvicorn.Config(
         app,
         # the h11 protocol with the connection cap and the header deadline: uvicorn's own
@@ -111,8 +112,21 @@ async def serve_http(
         server_header=False,
         timeout_graceful_shutdown=3,
     )
+    if tls is not None:
+        # the context validated with the settings (cti/settings/tls.py: TLS 1.2 at least,
+        # the client CA when mutual), not uvicorn's own from file names
+        config.load()
+        config.ssl = tls.server_context()
+    scheme = "https" if tls is not None else "http"
     server = _Server(config)
-    log.info("http_listening", host=host, port=port, docs=f"http://{host}:{port}/docs")
+    log.info(
+        "http_listening",
+        host=host,
+        port=port,
+        tls=tls is not None,
+        client_certificates=tls is not None and tls.client_ca is not None,
+        docs=f"{scheme}://{host}:{port}/docs",
+    )
     if bound is not None and not bound.done():
         bound.set_result((host, port))
     try:

@@ -44,6 +44,7 @@ from pydantic import (
 from structlog.typing import FilteringBoundLogger
 
 from cti import __version__
+from cti.adapters.redact import redact_credentials
 from cti.jsonin import JsonRefused, load_json
 from cti.settings import WorkOrdersHttpSettings
 from cti.workorders.backend import WorkOrderRejected, WorkOrderUnavailable
@@ -349,7 +350,15 @@ def _excerpt(resp: httpx.Response) -> str:
         text = resp.text
     except (UnicodeDecodeError, LookupError):
         text = resp.content.decode("utf-8", "replace")
-    return text.strip()[:BODY_EXCERPT]
+    # an error page that echoes our headers must not put the token in the logs
+    return redact_credentials(text.strip(), _request_of(resp))[:BODY_EXCERPT]
+
+
+def _request_of(resp: httpx.Response) -> httpx.Request | None:
+    try:
+        return resp.request
+    except RuntimeError:  # a Response built without a request (tests)
+        return None
 
 
 def _json(resp: httpx.Response, op: str) -> Any:
