@@ -51,7 +51,6 @@ RAW = st.one_of(st.binary(max_size=600), WRONG_ENCODINGS)
 
 @pytest.fixture(scope="module")
 def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    targets.quiet()
     lp = asyncio.new_event_loop()
     yield lp
     lp.close()
