@@ -105,6 +105,19 @@ def _float(value: str | None) -> float | None:
         return None
 
 
+# Timestamps outside this range are not Asterisk's clock (epoch seconds 1e11 is the year
+# 5138): "nan", "inf" or 1e308 went into call records as started_at and broke every
+# datetime conversion and JSON payload after it (found by tests/fuzz).
+_MAX_TIMESTAMP: Final = 1e11
+
+
+def _timestamp(value: str | None, received: float) -> float:
+    t = _float(value)
+    if t is None or not 0.0 < t < _MAX_TIMESTAMP:  # also False for nan
+        return received
+    return t
+
+
 def _yes(value: str | None) -> bool:
     return (value or "").strip().lower() in {"yes", "true", "1", "on"}
 
@@ -926,7 +939,7 @@ def parse_event(node: str, headers: Mapping[str, str], received: float) -> AmiEv
             `Timestamp` (manager.conf `timestampevents = no`).
     """
     name = headers.get("Event", "")
-    t = _float(headers.get("Timestamp")) or received
+    t = _timestamp(headers.get("Timestamp"), received)
     builder = EVENT_TYPES.get(name)
     if builder is None:
         return AmiEvent(node=node, name=name, time=t, headers=headers)

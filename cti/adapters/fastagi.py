@@ -43,6 +43,8 @@ __all__ = [
 ]
 
 MAX_HEADER_BYTES: Final = 16 * 1024
+# a result or endpos with more digits is garbage (and int() refuses 4,300+ digits)
+_MAX_RESULT_DIGITS: Final = 18
 _QUOTE: Final = re.compile(r'["\\\n\r]')
 # RECORD FILE's answer: "200 result=<n> (<why>) endpos=<samples>"; <why> is dtmf, timeout
 # (also silence), hangup (result=-1), writefile (result=-1: the file could not be opened),
@@ -79,7 +81,17 @@ class AgiSession:
             raise AgiError(f"{verb}: no answer within {timeout_s or self._timeout} s") from None
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             raise AgiHangup(f"{verb}: connection lost ({exc})") from exc
-        parsed: dict[str, Any] = parse_agi_result(raw)
+        except ValueError as exc:
+            # StreamReader.readline's LimitOverrunError comes out as ValueError: an
+            # answer line over MAX_HEADER_BYTES (found by tests/fuzz)
+            raise AgiError(f"{verb}: answer line too long ({exc})") from exc
+        try:
+            parsed: dict[str, Any] = parse_agi_result(raw)
+        except ValueError as exc:
+            # panoramisk 1.4 does int() on the leading digits: an answer that does not
+            # start with a code ("garbage", "") or has 5,000 of them raises ValueError
+            # (found by tests/fuzz); a flow must only ever see AgiError/AgiHangup
+            raise AgiError(f"{verb}: not an AGI answer: {raw[:80]!r}") from exc
         error = parsed.get("error")
         if error in ("AGIResultHangup", "AGIAppError"):
             # result=-1: "error executing application, or hangup" — on a live channel the
@@ -115,7 +127,7 @@ class AgiSession:
     async def stream(self, prompt: str, escape: str = "") -> str | None:
         # "200 result=0 endpos=N": played to the end; "result=<ASCII code>": interrupted
         res = await self.command(f'STREAM FILE {_arg(prompt)} "{_digits(escape)}"')
-        return chr(int(res.result)) if res.result not in ("", "0") else None
+        return _digit_of(res.result) if res.result not in ("", "0") else None
 
     async def get_digits(self, prompt: str, *, timeout_s: float, max_digits: int) -> str | None:
         ms = int(timeout_s * 1000)
@@ -172,17 +184,9 @@ class AgiSession:
         except (ConnectionError, asyncio.IncompleteReadError):
             # the session ended with no answer: the file may or may not hold a message
             return Recorded(ended="hangup", digit=None, samples=None)
-        m = _RECORDED.match(raw)
-        if m is None:
-            raise AgiError(f"RECORD FILE: {raw}")
-        result, why, endpos = int(m[1]), m[2] or "", m[3]
-        samples = int(endpos) if endpos is not None else None
-        if why == "hangup":
-            return Recorded(ended="hangup", digit=None, samples=samples)
-        if result < 0 or why not in ("dtmf", "timeout", ""):
-            raise AgiError(f"RECORD FILE: {raw}")
-        digit = chr(result) if why == "dtmf" and result > 0 else None
-        return Recorded(ended=why or "timeout", digit=digit, samples=samples)
+        except ValueError as exc:  # an answer line over MAX_HEADER_BYTES
+            raise AgiError(f"RECORD FILE: answer line too long ({exc})") from exc
+        return _recorded(raw)
 
     async def _exchange_next(self) -> str:
         reader: asyncio.StreamReader = self._request.reader
@@ -190,6 +194,32 @@ class AgiSession:
         if not raw:
             raise asyncio.IncompleteReadError(b"", None)
         return str(raw.decode("utf-8", "replace").rstrip("\r\n"))
+
+
+def _recorded(raw: str) -> Recorded:
+    """RECORD FILE's answer line, checked."""
+    m = _RECORDED.match(raw)
+    if m is None or len(m[1]) > _MAX_RESULT_DIGITS or len(m[3] or "") > _MAX_RESULT_DIGITS:
+        raise AgiError(f"RECORD FILE: {raw[:80]}")
+    result, why, endpos = int(m[1]), m[2] or "", m[3]
+    samples = int(endpos) if endpos is not None else None
+    if why == "hangup":
+        return Recorded(ended="hangup", digit=None, samples=samples)
+    if result < 0 or why not in ("dtmf", "timeout", ""):
+        raise AgiError(f"RECORD FILE: {raw}")
+    digit = _digit_of(m[1]) if why == "dtmf" and result > 0 else None
+    return Recorded(ended=why or "timeout", digit=digit, samples=samples)
+
+
+def _digit_of(result: str) -> str:
+    """The key a `result=<ASCII code>` names. Anything but a code point (`abc`, a huge
+    number, a surrogate) is an AgiError, never a ValueError (found by tests/fuzz)."""
+    if not result.isascii() or not result.isdigit() or len(result) > _MAX_RESULT_DIGITS:
+        raise AgiError(f"not a key code: {result[:20]!r}")
+    code = int(result)
+    if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+        raise AgiError(f"not a key code: {result[:20]!r}")
+    return chr(code)
 
 
 def _arg(value: str) -> str:

@@ -56,6 +56,7 @@ from cti.events import (
     Hangup,
     HangupRequest,
     LocalBridge,
+    LocalOptimizationBegin,
     NewCallerid,
     Newchannel,
     Newexten,
@@ -257,6 +258,9 @@ class CallTracker:
         self._bridges: dict[_Key, set[str]] = {}
         self._seq = 0
         self._recently_gone: OrderedDict[_Key, None] = OrderedDict()
+        # Local halves being optimised away: (node, uniqueid) -> (the Source channel's
+        # uniqueid, the bridge of the `;1` half). See _on_local_optimization_begin.
+        self._optimizing: dict[_Key, tuple[str, str]] = {}
         self._resync_start: dict[str, int] = {}
         self._resync_seen: dict[str, set[str]] = {}
         self._disconnected_at: dict[str, float] = {}
@@ -270,6 +274,7 @@ class CallTracker:
             Rename: self._on_rename,
             VarSet: self._on_var_set,
             LocalBridge: self._on_local_bridge,
+            LocalOptimizationBegin: self._on_local_optimization_begin,
             DialBegin: self._on_dial_begin,
             DialEnd: self._on_dial_end,
             BridgeEnter: self._on_bridge_enter,
@@ -709,6 +714,39 @@ class CallTracker:
         self._chan(ev.node, ev.local_two, ev.time)
         return []
 
+    def _on_local_optimization_begin(self, ev: LocalOptimizationBegin) -> list[CallNotification]:
+        # A Dial(Local/...) chain collapses while the call is up (older dialplans, issue
+        # 15): the Source channel (the far side of `;2`) is swapped into the bridge of
+        # `;1`, then both halves hang up. That hang-up is the pipe going away, not the
+        # party leaving: the party lives on in the Source (one party already, by the
+        # DialBegin alias). Asterisk 22 reports `Success: No` in LocalOptimizationEnd
+        # even when the swap happened (seen live, every run), so the swap itself is the
+        # proof: see _optimized_away, checked at the hang-up.
+        one, two, src = ev.local_one, ev.local_two, ev.source
+        if one is None or two is None or src is None or not src.uniqueid:
+            return []
+        chan = self._channels.get((ev.node, one.uniqueid))
+        if chan is None or not chan.bridge:
+            return []
+        if len(self._optimizing) >= self._max_legs:
+            self._optimizing.clear()  # a peer that never hangs the halves up: stay bounded
+            self._anomaly("local_optimizations_dropped", node=ev.node)
+        for half in (one, two):
+            self._optimizing[(ev.node, half.uniqueid)] = (src.uniqueid, chan.bridge)
+        return []
+
+    def _optimized_away(self, node: str, uid: str, *, forget: bool) -> bool:
+        """The channel is a Local half whose Source took its place in a bridge (its
+        HangupRequest and Hangup are the pipe going away)."""
+        entry = (
+            self._optimizing.pop((node, uid), None) if forget else self._optimizing.get((node, uid))
+        )
+        if entry is None:
+            return False
+        src_uid, bridge = entry
+        src = self._channels.get((node, src_uid))
+        return src is not None and src.bridge == bridge
+
     def _on_dial_begin(self, ev: DialBegin) -> list[CallNotification]:
         dest = self._chan(ev.node, ev.dest, ev.time)
         if dest is None:
@@ -894,6 +932,8 @@ class CallTracker:
             # ast_softhangup() reports its reason flags, not a Q.850 cause, in `Cause`:
             # 4 is AST_SOFTHANGUP_SHUTDOWN (`core stop`, `core restart`)
             chan.call.system_end = True
+        if self._optimized_away(ev.node, ev.chan.uniqueid, forget=False):
+            return []
         self._mark_end(chan, requested=True)
         return []
 
@@ -910,6 +950,10 @@ class CallTracker:
             self._anomaly("unknown_channel", ami_event=ev.name, uniqueid=uid)
             return []
         call = chan.call
+        if self._optimized_away(node, uid, forget=True):
+            # optimised out of a Local chain: neither a party's end nor the call's cause
+            self._forget_channel(node, uid)
+            return self._end_call(call, ev.time) if not call.channels else []
         self._mark_end(chan, requested=False)
         if ev.cause:
             # the call's cause: the first one reported on the caller's side, else any

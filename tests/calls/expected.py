@@ -292,6 +292,34 @@ EXPECTED: dict[str, list[dict[str, Any]]] = {
             "history_complete": True,
         }
     ],
+    # an older dialplan's Dial(Local/...) chains (issue 15): the seat and the consultation
+    # are reached through two and three Local pairs, optimised away while the calls are up
+    # (LocalOptimizationBegin/End): still one attended transfer 1001 -> 1002, and the
+    # optimised pairs' hang-ups are not the callee hanging up
+    "transfer/attended_local_chain.jsonl": [
+        {
+            "call_id": "t219246-attended_local_chain",
+            "node": "main",
+            "caller": "13912345678",
+            "caller_name": "Test Caller",
+            "dialed": "12345",
+            "line": "12345",
+            "started_at": 1796296854.176802,
+            "answered_at": 1796296855.482491,
+            "ended_at": 1796296859.013529,
+            "answered_by": "1001",
+            "rang": ["1001", "1002"],
+            "outcome": "answered",
+            "hangup_by": "caller",
+            "cause": 16,
+            "transfers": [
+                {"type": "attended", "by": "1001", "to": "1002", "at": 1796296858.510672}
+            ],
+            "wait_s": 1.305689,
+            "talk_s": 3.531038,
+            "history_complete": True,
+        }
+    ],
     # Asterisk sent no TransferTarget* headers (live, about one attended transfer in four):
     # the target is found in the bridge the transferee was moved to
     "transfer/attended_no_target.jsonl": [

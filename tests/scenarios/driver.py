@@ -253,6 +253,49 @@ async def attended(c: TestAmiClient, cid: str) -> None:
     await hangup(c, customer)
 
 
+@scenario("transfer/attended_local_chain")
+async def attended_local_chain(c: TestAmiClient, cid: str) -> None:
+    """An older dialplan's traffic (issue 15): every leg runs through Dial(Local/...) chains
+    (asterisk-sample/extensions.conf `to-seat-legacy`, `legacy-agent`, `atxfer-legacy`),
+    and Asterisk optimises the middle Local pairs away while the calls are up."""
+    customer, held = await originate(c, cid, "12345")
+    await asyncio.sleep(0.3)
+    first, _ = await connect_seat(c, held, "1001", "to-seat-legacy")
+    # the chain's next hop: legacy-agent;2 dials the seat's own Local pair
+    seat_begin = await c.wait_for(
+        lambda m: (
+            m.get("Event") == "DialBegin"
+            and m.get("Channel") == first[:-1] + "2"
+            and str(m.get("DestChannel", "")).startswith("Local/1001@seats-talk")
+        ),
+        what="legacy-agent dials the seat",
+    )
+    seat1 = str(seat_begin["DestChannel"])
+    # the legacy-agent pair optimised away: the seat's ;1 now sits in the caller's bridge,
+    # and it is the channel that starts the attended transfer
+    await c.wait_for(
+        lambda m: m.get("Event") == "LocalOptimizationEnd" and m.get("LocalOneChannel") == first,
+        what="the legacy-agent pair optimised away",
+    )
+    await asyncio.sleep(0.5)
+    await c.action(
+        {"Action": "Atxfer", "Channel": seat1, "Context": "atxfer-legacy", "Exten": "1002"}
+    )
+    await c.wait_for(
+        lambda m: (
+            m.get("Event") == "DialEnd"
+            and str(m.get("DestChannel", "")).startswith("Local/1002@seats-talk")
+            and m.get("DialStatus") == "ANSWER"
+        ),
+        what="1002 answers the consultation at the end of the chain",
+    )
+    await asyncio.sleep(1.0)  # let the consultation chain optimise
+    await hangup(c, seat1)  # the transferer hangs up: the transfer completes
+    await c.wait_for(_is("AttendedTransfer"), what="AttendedTransfer")
+    await asyncio.sleep(0.5)
+    await hangup(c, customer)
+
+
 @scenario("multi/two_calls")
 async def two_calls(c: TestAmiClient, cid: str) -> None:
     # One after the other: Asterisk refuses an Originate whose ChannelId is a prefix of a
