@@ -113,10 +113,8 @@ base AS (
 ),
 e AS (
   SELECT base.*,
-         CASE WHEN wrn = 1 THEN COALESCE(
-           (SELECT w FROM wr WHERE wr.seat = base.seat AND wr.linkedid = base.linkedid), 0.0)
-         ELSE base.wrapup_s END AS wrap
-  FROM base
+         CASE WHEN wrn = 1 THEN COALESCE(wr.w, 0.0) ELSE base.wrapup_s END AS wrap
+  FROM base LEFT JOIN kpi_wr wr ON wr.seat = base.seat AND wr.linkedid = base.linkedid
 )"""
 
 
@@ -269,13 +267,21 @@ async def report_sql(  # noqa: C901, PLR0912, PLR0915 - one pass over the result
     offered = _in(sorted(OFFERED))
     params = {"start": start, "end": end, "slack": end + _WRAPUP_SLACK_S}
     prefix = (
-        f"WITH {_EVENTS}, {_ENTRIES}, m AS (SELECT DISTINCT q.call_id FROM queue_entries q "
+        f"WITH {_ENTRIES}, m AS MATERIALIZED (SELECT DISTINCT q.call_id FROM queue_entries q "
         f"WHERE q.entered_at >= :start AND q.entered_at < :end AND q.entry_seq > 1 AND {_VALID}), "
         f"g AS (SELECT e.*{''.join(', ' + c for c in cols)}, "
         "e.call_id IN (SELECT call_id FROM m) AS multi FROM e)"
     )
     sel_keys = "".join(c + ", " for c in kcols)
     async with store.engine.connect() as conn:
+        # the wrap-ups, once, in an indexed temporary table of this connection (a CTE
+        # joined to a million entries is scanned per row: no index on it in SQLite 3.40)
+        await conn.execute(text("DROP TABLE IF EXISTS temp.kpi_wr"))
+        await conn.execute(
+            text(f"CREATE TEMP TABLE kpi_wr AS WITH {_EVENTS} SELECT seat, linkedid, w FROM wr"),
+            params,
+        )
+        await conn.execute(text("CREATE INDEX temp.ix_kpi_wr ON kpi_wr (seat, linkedid)"))
         groups_rows = await conn.execute(
             text(
                 f"{prefix} SELECT {sel_keys}outcome, COUNT(*), "
@@ -320,6 +326,7 @@ async def report_sql(  # noqa: C901, PLR0912, PLR0915 - one pass over the result
         )
         multi = multi_rows.all()
         times = await _seat_time(conn, params)
+        await conn.execute(text("DROP TABLE temp.kpi_wr"))
 
     n_k = len(keys)
     tallies: dict[tuple[Any, ...], Tally] = {}
