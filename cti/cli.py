@@ -157,22 +157,24 @@ def _report(args: argparse.Namespace) -> int:
         print(f"cti report: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     # lazy, like `run`: the database only for this command
-    from cti.adapters.db.kpi_queries import load_facts, report_figures  # noqa: PLC0415
+    from cti.adapters.db.kpi_sql import report_sql  # noqa: PLC0415
     from cti.adapters.db.store import Store  # noqa: PLC0415
     from cti.kpis.report import report_csv, report_json, report_table  # noqa: PLC0415
 
-    async def facts() -> Any:
+    thresholds = settings.kpis.thresholds()
+
+    async def figures() -> Any:
+        # aggregated in SQL (cti/adapters/db/kpi_sql.py): a year is ~1 M entries
         store = Store(settings.database.url)
         try:
             await store.open()
-            return await load_facts(store, window.start, window.end)
+            return await report_sql(
+                store, window.start, window.end, thresholds=thresholds, by=args.by, tz=window.tz
+            )
         finally:
             await store.close()
 
-    thresholds = settings.kpis.thresholds()
-    whole, groups = report_figures(
-        asyncio.run(facts()), thresholds=thresholds, by=args.by, tz=window.tz
-    )
+    whole, groups = asyncio.run(figures())
     w = window
     if args.format == "json":
         body = report_json(

@@ -5,6 +5,9 @@ stored ones (`queue_entries`), then fed by the entries each call's :class:`Store
 carries. Per line and for the centre (one unit per call) it publishes today-so-far and
 rolling-24 h figures, retained, **at most once a second** and only when the payload changed
 (a caller still waiting makes `longest_waiting_s` grow, so that changes each second).
+The figures are running totals (:class:`cti.kpis.running.RunningWindows`: an entry is
+counted when it arrives and when its minute leaves the window), so a step costs O(lines),
+not O(entries of the day); the rolling window drops whole minutes (24 h to 24 h 59 s).
 
 Alarms come from the pure :func:`cti.kpis.alarms` over the same figures, with the callers
 still waiting and the ready seats per line asked of the core each step. The active set is
@@ -31,6 +34,7 @@ from cti.core.messages import Publish
 from cti.core.screen import SCHEMA_VERSION
 from cti.kpis import Alarm, Figures, LineFigures, QueueEntry, Thresholds, alarms, compute
 from cti.kpis.report import figures_json
+from cti.kpis.running import RunningWindows
 from cti.queue.model import WaitingCall
 
 __all__ = ["ALARMS_TOPIC", "LIVE_TOPIC", "LiveStats", "WaitHistogram", "zone"]
@@ -110,9 +114,8 @@ class LiveStats:
         self._ready_seats = ready_seats
         self._log = log
         self._interval = interval_s
-        self._entries: dict[tuple[str, str, int], QueueEntry] = {}
+        self._windows = RunningWindows(thresholds)
         self._dirty = True
-        self._expires_at = float("inf")  # when the oldest entry leaves the 24 h window
         self._day_start: float | None = None
         self._figures: dict[str, LineFigures] = {}
         self._last_body: dict[str, Any] | None = None
@@ -136,14 +139,14 @@ class LiveStats:
         self._add(entries, observe=True)
 
     def _add(self, entries: Iterable[QueueEntry], *, observe: bool) -> None:
-        for e in entries:
-            if e.left_at is None:
-                continue  # the core emits finished entries; an open one is not a fact yet
-            key = (e.node, e.call_id, e.entry_seq)
-            if observe and e.offered and key not in self._entries:
-                self.waits.observe(e.wait_s)
-            self._entries[key] = e
-            self._expires_at = min(self._expires_at, e.entered_at + DAY_S)
+        batch = list(entries)
+        # the core emits finished entries; an open one is not a fact yet (skipped there)
+        new = self._windows.add(batch)
+        if observe:
+            for e in new:
+                if e.offered:
+                    self.waits.observe(e.wait_s)
+        if any(e.left_at is not None for e in batch):
             self._dirty = True
 
     @property
@@ -154,14 +157,14 @@ class LiveStats:
 
     def step(self, now: float) -> None:
         """Recompute what changed, publish the figures if due and changed, and the alarms."""
-        if now >= self._expires_at:
-            self._prune(now)
         day = _midnight(now, self._tz)
+        if self._windows.advance(now, day):
+            self._dirty = True
         if day != self._day_start:
             self._day_start = day
             self._dirty = True
         if self._dirty:
-            self._recompute(now, day)
+            self._recompute()
             self._dirty = False
         waiting = self._longest_waiting(now)
         ready = dict(self._ready_seats())
@@ -191,28 +194,17 @@ class LiveStats:
 
     # ------------------------------------------------------------------ internals
 
-    def _prune(self, now: float) -> None:
-        start = now - DAY_S
-        self._entries = {k: e for k, e in self._entries.items() if e.entered_at >= start}
-        self._expires_at = min(
-            (e.entered_at + DAY_S for e in self._entries.values()), default=float("inf")
-        )
-        self._dirty = True
-
-    def _recompute(self, now: float, day: float) -> None:
-        t = self._t
-        rolling = [e for e in self._entries.values() if e.entered_at >= now - DAY_S]
-        today = [e for e in rolling if e.entered_at >= day]
-        lines = sorted({e.line for e in rolling} | set(self._ready_seats()))
-        figs: dict[str, LineFigures] = {}
-        for line in lines:
-            figs[line] = LineFigures(
-                today=compute([e for e in today if e.line == line], thresholds=t),
-                rolling_24h=compute([e for e in rolling if e.line == line], thresholds=t),
+    def _recompute(self) -> None:
+        w = self._windows
+        lines = sorted(w.lines() | set(self._ready_seats()))
+        figs: dict[str, LineFigures] = {
+            line: LineFigures(
+                today=w.figures(w.today, line), rolling_24h=w.figures(w.rolling, line)
             )
+            for line in lines
+        }
         figs[CENTRE] = LineFigures(
-            today=compute(today, thresholds=t, per_call=True),
-            rolling_24h=compute(rolling, thresholds=t, per_call=True),
+            today=w.figures(w.today, None), rolling_24h=w.figures(w.rolling, None)
         )
         self._figures = figs
 

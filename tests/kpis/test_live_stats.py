@@ -68,11 +68,15 @@ def test_an_entry_leaves_the_rolling_window_after_24_h() -> None:
     assert r.topic(LIVE_TOPIC)[-1].payload["lines"]["12345"]["rolling_24h"]["offered"] == 2
     r.live.step(T0 + DAY_S - 1)
     assert r.topic(LIVE_TOPIC)[-1].payload["lines"]["12345"]["rolling_24h"]["offered"] == 2
-    r.live.step(T0 + DAY_S + 1)  # "old" entered more than 24 h ago
+    # whole minutes leave the window: "old" (20 s into its minute) stays until that
+    # minute is more than 24 h ago, at most 59 s later than an exact 24 h cut
+    r.live.step(T0 + DAY_S + 1)
+    assert r.topic(LIVE_TOPIC)[-1].payload["lines"]["12345"]["rolling_24h"]["offered"] == 2
+    r.live.step(T0 + DAY_S + 40)  # the next minute: "old" entered more than 24 h ago
     last = r.topic(LIVE_TOPIC)[-1].payload["lines"]["12345"]
     assert last["rolling_24h"]["offered"] == 1
     assert last["rolling_24h"]["answer_rate"] == 1.0
-    r.live.step(T0 + DAY_S + 3600 + 1)
+    r.live.step(T0 + DAY_S + 3600 + 40)
     assert r.topic(LIVE_TOPIC)[-1].payload["lines"]["12345"]["rolling_24h"]["offered"] == 0
 
 

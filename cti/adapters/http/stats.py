@@ -1,7 +1,7 @@
 """GET /api/v1/stats: the official KPIs of a window (docs/kpis.md), from the stored facts.
 
-The same queries and calculator as ``cti report`` (:mod:`cti.adapters.db.kpi_queries`,
-:mod:`cti.kpis`), and the same JSON as ``cti report --format json``.
+The same SQL aggregation as ``cti report`` (:mod:`cti.adapters.db.kpi_sql`, checked
+against the calculator :mod:`cti.kpis`), and the same JSON as ``cti report --format json``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 
-from cti.adapters.db.kpi_queries import load_facts, report_figures
+from cti.adapters.db.kpi_sql import report_sql
 from cti.adapters.db.store import Store
 from cti.adapters.http.api import API_PREFIX
 from cti.adapters.http.auth import require_scope
@@ -57,8 +57,10 @@ def stats_router(store: Store, thresholds: Thresholds, timezone: str | None) -> 
             w = report_window(start, end, timezone, now=time.time())
         except ReportWindowError as exc:
             raise ApiError(422, "invalid_window", str(exc), fields=["from", "to"]) from exc
-        facts = await load_facts(store, w.start, w.end)
-        whole, groups = report_figures(facts, thresholds=thresholds, by=by, tz=w.tz)
+        # aggregated in SQL, the calculator's figures (tests/kpis/test_kpi_sql.py)
+        whole, groups = await report_sql(
+            store, w.start, w.end, thresholds=thresholds, by=by, tz=w.tz
+        )
         return report_json(
             start=w.start_label,
             end=w.end_label,

@@ -1,0 +1,361 @@
+"""A year of a mid-size city in SQLite, then the time of `cti report` over it.
+
+Usage: python benchmarks/report.py [--calls 1000000] [--db PATH] [--seed 1] [--live N]
+
+Generates --calls calls over one year (2025, Asia/Shanghai) into a fresh SQLite database
+with the daemon's own schema (cti/adapters/db/tables.py): per call its queue entries (5 %
+transferred on to a department line: a second entry), its call record (a survey rating
+for a third of the answered) and its seat's events (ringing, talking, wrap-up, ready).
+The mix: lines 12345 (70 %), 12315, 12369, 12333 and 110; outcomes ≈ 86 % answered, 7 %
+abandoned, callback requests, voicemail, IVR-only, after hours, blacklisted; waits from
+0 to a few minutes; calls by hour of day as a hotline's (peaks 9-11 and 14-16). Rows go
+in with sqlite3's executemany, journal off (a benchmark database, not a daemon's).
+
+Then it times the report of the whole year through the code path of `cti report` and GET
+/api/v1/stats (cti/adapters/db/kpi_sql.py) by line, department, seat, hour, day and
+line x day, and prints one table with the row counts, the database size and the machine.
+With --live N it also times one update of the live figures with N entries in the window,
+the old way (every entry recomputed) and as running totals (cti/kpis/running.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sqlite3
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import create_engine
+
+from benchmarks._machine import machine_line, version_of
+from cti.adapters.db.kpi_sql import report_sql
+from cti.adapters.db.rows import queue_entry_row
+from cti.adapters.db.store import Store
+from cti.adapters.db.tables import CALL_RECORDS, METADATA, QUEUE_ENTRIES, SEAT_EVENTS
+from cti.kpis import GroupBy, Origin, Outcome, QueueEntry, Thresholds, compute
+from cti.kpis.running import RunningWindows
+
+TZ = ZoneInfo("Asia/Shanghai")
+YEAR_START = datetime(2025, 1, 1, tzinfo=TZ).timestamp()
+YEAR_END = datetime(2026, 1, 1, tzinfo=TZ).timestamp()
+LINES = (("12345", 70), ("12315", 10), ("12369", 5), ("12333", 10), ("110", 5))
+DEPARTMENTS = ("water", "roads", "housing", "health", "market", "transport", None)
+OUTCOMES = (
+    (Outcome.ANSWERED, 860),
+    (Outcome.ABANDONED, 70),
+    (Outcome.CALLBACK_REQUESTED, 20),
+    (Outcome.VOICEMAIL, 10),
+    (Outcome.IVR_ONLY, 20),
+    (Outcome.AFTER_HOURS, 15),
+    (Outcome.BLACKLISTED, 5),
+)
+# calls per hour of day (relative): a hotline's day
+HOURS = (1, 1, 1, 1, 1, 2, 4, 8, 14, 18, 18, 15, 10, 12, 16, 17, 15, 12, 9, 7, 5, 4, 3, 2)
+SEATS = [f"{1000 + i}" for i in range(100)]
+LABELS = ("非常满意", "满意", "基本满意", "不满意")
+GROUPINGS: tuple[tuple[str, GroupBy | tuple[GroupBy, ...]], ...] = (
+    ("line", "line"),
+    ("department", "department"),
+    ("seat", "seat"),
+    ("hour", "hour"),
+    ("day", "day"),
+    ("line x day", ("line", "day")),
+)
+
+
+def _pick(rng: random.Random, weighted: Sequence[tuple[Any, int]]) -> Any:
+    return rng.choices([v for v, _ in weighted], [w for _, w in weighted])[0]
+
+
+def calls(n: int, seed: int) -> Iterator[tuple[list[QueueEntry], str | None, list[dict[str, Any]]]]:
+    """Per call: its entries, its rating (or None) and its seat events."""
+    rng = random.Random(seed)
+    days = int((YEAR_END - YEAR_START) // 86_400)
+    hours = list(range(24))
+    for i in range(n):
+        at = (
+            YEAR_START
+            + rng.randrange(days) * 86_400
+            + rng.choices(hours, HOURS)[0] * 3600
+            + rng.random() * 3600
+        )
+        line = _pick(rng, LINES)
+        outcome = _pick(rng, OUTCOMES)
+        origin = (
+            Origin.POLICE_110
+            if line == "110"
+            else rng.choice([Origin.DIRECT] * 8 + [Origin.SPECIAL_NUMBER, Origin.CALLBACK])
+        )
+        ivr = outcome in (Outcome.IVR_ONLY, Outcome.AFTER_HOURS, Outcome.BLACKLISTED)
+        wait = 0.0 if ivr else min(600.0, rng.expovariate(1 / 12.0))
+        answered = outcome is Outcome.ANSWERED
+        seat = rng.choice(SEATS) if answered else None
+        ring = min(wait, rng.uniform(2, 8)) if answered else 0.0
+        talk = rng.uniform(60, 420) if answered else 0.0
+        wrapup = rng.uniform(5, 60) if answered else 0.0
+        transfer = answered and rng.random() < 0.05
+        call_id = f"{1735660800 + i // 1000}.{i}"
+        first = QueueEntry(
+            call_id=call_id,
+            node="main",
+            line=line,
+            department=rng.choice(DEPARTMENTS),
+            origin=origin,
+            entered_at=at,
+            first_offered_at=at + wait - ring if answered else None,
+            connected_at=at + wait if answered else None,
+            left_at=at + wait + talk,
+            outcome=outcome,
+            seat=seat,
+            wait_s=wait,
+            ring_s=ring,
+            talk_s=talk,
+            offers=1 if answered and rng.random() < 0.03 else 0,
+            transferred_to="dept-" + str(rng.choice(DEPARTMENTS[:-1])) if transfer else None,
+        )
+        entries = [first]
+        events: list[dict[str, Any]] = []
+        if answered and seat is not None and first.left_at is not None:
+            end = first.left_at
+            events = [
+                _event(seat, at + wait - ring, "ringing", None),
+                _event(seat, at + wait, "talking", None),
+                _event(seat, end, "wrap_up", call_id),
+                _event(seat, end + wrapup, "ready", None),
+            ]
+        if transfer and first.left_at is not None:
+            w2 = rng.expovariate(1 / 20.0)
+            entries.append(
+                QueueEntry(
+                    call_id=call_id,
+                    node="main",
+                    entry_seq=2,
+                    line="dept-" + str(rng.choice(DEPARTMENTS[:-1])),
+                    origin=Origin.TRANSFER,
+                    entered_at=first.left_at,
+                    left_at=first.left_at + w2,
+                    outcome=Outcome.ABANDONED if rng.random() < 0.3 else Outcome.VOICEMAIL,
+                    wait_s=w2,
+                )
+            )
+        label = rng.choice(LABELS) if answered and rng.random() < 0.33 else None
+        yield entries, label, events
+
+
+def _event(seat: str, at: float, status: str, call_id: str | None) -> dict[str, Any]:
+    return {
+        "seat": seat,
+        "at": at,
+        "status": status,
+        "reason": None,
+        "previous": "",
+        "cause": "bench",
+        "call_id": call_id,
+    }
+
+
+def _record(e: QueueEntry, label: str | None) -> dict[str, Any]:
+    return {
+        "call_id": f"{e.node}:{e.call_id}",
+        "node": e.node,
+        "linkedid": e.call_id,
+        "caller": "13800000000",
+        "caller_name": "",
+        "satisfaction": label,
+        "dialed": e.line,
+        "line": e.line,
+        "started_at": e.entered_at,
+        "answered_at": e.connected_at,
+        "ended_at": e.left_at,
+        "answered_by": e.seat,
+        "rang": "[]",
+        "outcome": str(e.outcome),
+        "hangup_by": "caller",
+        "cause": 16,
+        "transfers": "[]",
+        "wait_s": e.wait_s,
+        "talk_s": e.talk_s,
+        "history_complete": 1,
+        "stored_at": e.left_at,
+    }
+
+
+def _insert(con: sqlite3.Connection, table: Any, rows: list[dict[str, Any]]) -> None:
+    cols = [c.name for c in table.columns if c.name != "id" or table is not SEAT_EVENTS]
+    sql = f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+    con.executemany(sql, [tuple(r.get(c) for c in cols) for r in rows])
+
+
+def generate(db: Path, n: int, seed: int) -> tuple[dict[str, int], float]:
+    """The database of ``n`` calls; returns the row counts and the seconds it took."""
+    t0 = time.perf_counter()
+    db.unlink(missing_ok=True)
+    engine = create_engine(f"sqlite:///{db}")
+    METADATA.create_all(engine)  # the daemon's schema, indexes included
+    engine.dispose()
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA journal_mode=OFF")
+    con.execute("PRAGMA synchronous=OFF")
+    entries: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    counts = {"calls": 0, "queue_entries": 0, "call_records": 0, "seat_events": 0}
+
+    def flush() -> None:
+        _insert(con, QUEUE_ENTRIES, entries)
+        _insert(con, CALL_RECORDS, records)
+        _insert(con, SEAT_EVENTS, events)
+        counts["queue_entries"] += len(entries)
+        counts["call_records"] += len(records)
+        counts["seat_events"] += len(events)
+        entries.clear()
+        records.clear()
+        events.clear()
+
+    for es, label, evs in calls(n, seed):
+        counts["calls"] += 1
+        entries.extend(queue_entry_row(e) for e in es)
+        records.append(_record(es[0], label))
+        events.extend(evs)
+        if len(entries) >= 50_000:
+            flush()
+    flush()
+    con.commit()
+    con.execute("ANALYZE")
+    con.close()
+    return counts, time.perf_counter() - t0
+
+
+async def time_reports(db: Path) -> list[tuple[str, float, int]]:
+    """(grouping, seconds, groups) of the year's report through report_sql."""
+    store = Store(f"sqlite+aiosqlite:///{db}")
+    await store.open()
+    out = []
+    try:
+        for name, by in GROUPINGS:
+            t0 = time.perf_counter()
+            _, groups = await report_sql(
+                store, YEAR_START, YEAR_END, thresholds=Thresholds(), by=by, tz=TZ
+            )
+            out.append((name, time.perf_counter() - t0, len(groups)))
+    finally:
+        await store.close()
+    return out
+
+
+@dataclass
+class LiveCost:
+    entries: int
+    before_ms: float
+    after_ms: float
+
+
+def live_cost(n: int, seed: int) -> LiveCost:
+    """One update with ``n`` entries in the 24 h window: the old full recompute (every line
+    and the centre, today and rolling) against running totals (add one call, read all)."""
+    t = Thresholds()
+    rng = random.Random(seed)
+    now = YEAR_START + 86_400
+    es: list[QueueEntry] = []
+    for es_, _, _ in calls(n, seed):
+        for e in es_:
+            at = now - rng.random() * 86_000
+            shift = at - e.entered_at
+            es.append(_moved(e, shift))
+        if len(es) >= n:
+            break
+    lines = sorted({e.line for e in es})
+    t0 = time.perf_counter()
+    for line in lines:  # the old _recompute: per line and centre, today and rolling
+        mine = [e for e in es if e.line == line]
+        compute(mine, thresholds=t)
+        compute([e for e in mine if e.entered_at >= now - 3600], thresholds=t)
+    compute(es, thresholds=t, per_call=True)
+    before = time.perf_counter() - t0
+    r = RunningWindows(t)
+    r.advance(now, now - 3600)
+    r.add(es)
+    extra = [_moved(e, now - 10 - e.entered_at) for e in next(calls(1, seed + 1))[0]]
+    t0 = time.perf_counter()
+    r.add(extra)
+    for line in r.lines():
+        r.figures(r.rolling, line)
+        r.figures(r.today, line)
+    r.figures(r.rolling, None)
+    r.figures(r.today, None)
+    after = time.perf_counter() - t0
+    return LiveCost(len(es), before * 1000, after * 1000)
+
+
+def _moved(e: QueueEntry, shift: float) -> QueueEntry:
+    from dataclasses import replace  # noqa: PLC0415
+
+    def m(x: float | None) -> float | None:
+        return None if x is None else x + shift
+
+    return replace(
+        e,
+        entered_at=e.entered_at + shift,
+        first_offered_at=m(e.first_offered_at),
+        connected_at=m(e.connected_at),
+        left_at=m(e.left_at),
+    )
+
+
+def render(
+    counts: dict[str, int], size: int, gen_s: float, reports: list[tuple[str, float, int]]
+) -> list[str]:
+    lines = [
+        (
+            f"calls {counts['calls']:,}  queue_entries {counts['queue_entries']:,}  "
+            f"call_records {counts['call_records']:,}  seat_events {counts['seat_events']:,}  "
+            f"database {size / 1e6:.0f} MB  generated in {gen_s:.1f} s"
+        ),
+        f"{'report by':<12} {'seconds':>8} {'groups':>7}",
+    ]
+    lines += [f"{name:<12} {s:>8.2f} {g:>7}" for name, s, g in reports]
+    return lines
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--calls", type=int, default=1_000_000)
+    p.add_argument("--db", type=Path, default=Path("/tmp/cti-bench-report.db"))
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--live", type=int, default=0, help="entries in the live window (0: skip)")
+    args = p.parse_args(argv)
+    if not 1 <= args.calls <= 5_000_000 or not 0 <= args.live <= 5_000_000:
+        p.error("--calls 1..5000000, --live 0..5000000")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    print(machine_line())
+    print(f"SQLite {sqlite3.sqlite_version}; SQLAlchemy {version_of('sqlalchemy')}")
+    counts, gen_s = generate(args.db, args.calls, args.seed)
+    reports = asyncio.run(time_reports(args.db))
+    for line in render(counts, args.db.stat().st_size, gen_s, reports):
+        print(line)
+    if args.live:
+        c = live_cost(args.live, args.seed)
+        print(
+            f"live update, {c.entries:,} entries in the window: full recompute "
+            f"{c.before_ms:,.1f} ms, running totals {c.after_ms:.3f} ms "
+            f"({c.before_ms / max(c.after_ms, 1e-9):,.0f}x)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

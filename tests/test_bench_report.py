@@ -1,0 +1,41 @@
+"""benchmarks/report.py on a small N: the generated database has the daemon's schema and a
+realistic mix, the report over it runs for every grouping, and the table is printed."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from benchmarks.report import GROUPINGS, generate, live_cost, parse_args, render, time_reports
+
+
+def test_a_small_year_is_generated_and_reported(tmp_path: Path) -> None:
+    db = tmp_path / "bench.db"
+    counts, gen_s = generate(db, 500, seed=3)
+    assert counts["calls"] == 500
+    assert counts["call_records"] == 500
+    assert 500 < counts["queue_entries"] < 600  # about 5 % transferred on: two entries
+    assert counts["seat_events"] > 4 * 400  # four per answered call
+    reports = asyncio.run(time_reports(db))
+    assert [name for name, _, _ in reports] == [name for name, _ in GROUPINGS]
+    by = {name: groups for name, _, groups in reports}
+    assert by["line"] >= 5
+    assert by["day"] > 200  # 500 calls over 365 days
+    lines = render(counts, db.stat().st_size, gen_s, reports)
+    assert lines[0].startswith("calls 500")
+    assert len(lines) == 2 + len(GROUPINGS)
+
+
+def test_live_cost_is_measured_both_ways() -> None:
+    c = live_cost(300, seed=2)
+    assert c.entries >= 300
+    assert c.before_ms > 0
+    assert c.after_ms > 0
+
+
+@pytest.mark.parametrize("argv", [["--calls", "0"], ["--calls", "5000001"], ["--live", "-1"]])
+def test_runs_are_bounded(argv: list[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(argv)
