@@ -177,7 +177,13 @@ async def inject(fault: str, daemon: FaultDaemon, db: Path, args: argparse.Names
     elif fault == "mosquitto-restart":
         pid = int(MOSQUITTO_PIDFILE.read_text(encoding="ascii").strip())
         os.kill(pid, signal.SIGTERM)
-        await asyncio.sleep(1.0)
+        # wait for it to be gone: `up` would take a Mosquitto still shutting down as running
+        for _ in range(100):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            await asyncio.sleep(0.1)
         await asyncio.to_thread(_testbed, "up")
     elif fault == "db-lock":
         locker = sqlite3.connect(db, timeout=5, isolation_level=None)
