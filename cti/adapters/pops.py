@@ -83,6 +83,12 @@ class PopCall(_Open):
         default=None,
         description="The call's recording file (on `answer`, and `end` of an answered call).",
     )
+    late: bool = Field(
+        default=False,
+        description="`answer` only: true when the daemon found the call already talking with "
+        "this seat after a restart (answered while the daemon was down): the pop comes late; "
+        "`answered_at` is null if the answer time is unknown.",
+    )
     dispatch110: PopTransfer110 | None = Field(
         default=None,
         description="What 110 pushed about this call, when it is a transfer from 110 (an "

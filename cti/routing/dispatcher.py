@@ -465,11 +465,17 @@ class Dispatcher:
         """Seats restored on a call not yet looked at: `seat -> call_id` (a copy)."""
         return dict(self._resuming)
 
-    def resume_seat(self, seat_id: str, *, talking: bool, now: float) -> list[Command]:
+    def resume_seat(
+        self, seat_id: str, *, talking: bool, now: float, answered_here: bool = False
+    ) -> list[Command]:
         """The restart's first channel list is in: the call `seat_id` was restored on is
         still being talked (`talking`: the seat stays on it; the call's end brings its
         wrap-up) or is over for the seat (it goes on as if the call had just ended: wrap-up
-        unless `after_restart` is `ready`, then what the agent last chose)."""
+        unless `after_restart` is `ready`, then what the agent last chose).
+
+        `answered_here`: the call is talking with *this* seat, which was restored reserved
+        or ringing — it answered while the daemon was down. The seat is talking now (not
+        ready for another call), and the call's end brings its wrap-up."""
         call_id = self._resuming.pop(seat_id, None)
         state = self.seats.get(seat_id)
         out: list[Command] = []
@@ -477,6 +483,16 @@ class Dispatcher:
             return out
         if talking and state.status is SeatStatus.TALKING:
             self._restored_talks[call_id] = seat_id
+            return out
+        offered = state.status in (SeatStatus.RESERVED, SeatStatus.RINGING)
+        if (
+            talking
+            and answered_here
+            and offered
+            and self._apply(seat_id, Answer(call_id=call_id), now, out)
+        ):
+            self._restored_talks[call_id] = seat_id
+            self.stats["seat_answered_while_down"] += 1
             return out
         skip_wrapup = self.plan.queue.after_restart == "ready"
         if state.status is SeatStatus.TALKING:
