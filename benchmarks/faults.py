@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -66,8 +67,8 @@ from benchmarks.e2e import (
     tmpdir,
 )
 from benchmarks.load import LoadDaemon, count_tickets, seats_for, settled_tickets
-from cti.adapters.ami import AmiError
-from tests.conftest import MQTT_HOST, MQTT_LOGIN, MQTT_PORT, PROJECT, unique
+from cti.adapters.ami import AmiClient, AmiError
+from tests.conftest import MQTT_HOST, MQTT_LOGIN, MQTT_PORT, PROJECT, bed_node, unique
 from tests.real.daemon_harness import spawn_daemon
 
 FAULTS = ("asterisk-restart", "asterisk-freeze", "daemon-kill", "mosquitto-restart", "db-lock")
@@ -200,7 +201,29 @@ async def inject(fault: str, daemon: FaultDaemon, db: Path, args: argparse.Names
 
 class FaultBench(Bench):
     """e2e's bench; a call Asterisk cannot take (AMI down: restarted, frozen) is not
-    offered: it is dropped from the run, not counted as unanswered."""
+    offered: it is dropped from the run, not counted as unanswered.
+
+    The bench plays the callers and watches: its AMI link must not give up on a frozen
+    Asterisk the way the daemon's does (ping deadline), or it would miss the answers and
+    hang-ups that happen the moment Asterisk runs again (counted as unanswered calls and
+    ghosts of the bench's own making), and its callers' hang-ups sent during the freeze
+    would be lost. Its pings and actions wait out the freeze instead."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__(args)
+        patient = args.freeze_s + 10.0
+        self.ami = AmiClient(
+            bed_node(name="bench", ping_timeout=patient, action_timeout=patient), self.events
+        )
+
+    async def hang_up(self, uid: str) -> None:
+        # a caller hanging up during a freeze: Asterisk sees it when it runs again
+        with contextlib.suppress(Exception):
+            await self.ami.action(
+                {"Action": "Hangup", "Channel": uid},
+                check=False,
+                timeout=self.args.freeze_s + 10.0,
+            )
 
     async def originate(self, exten_context: str, i: int) -> None:
         try:
@@ -241,6 +264,8 @@ async def run_fault(bench: Bench, fault: str, tmp: Path, args: argparse.Namespac
         pops_lost = sum(
             1 for c in calls if c.answered and not c.lost and not c.fallback and not c.popped
         )
+        if args.logs is not None:
+            _keep_logs(args.logs, fault, daemon, calls)
         errors = daemon.count(lambda r: r.get("level") in {"error", "critical"})
         notes.append(f"{errors} error logs")
         if daemon.proc is not None and daemon.proc.returncode is not None:
@@ -260,6 +285,19 @@ async def run_fault(bench: Bench, fault: str, tmp: Path, args: argparse.Namespac
         await bench.hang_up_mine()
         await daemon.stop()
         await settle_seats(bench)
+
+
+def _keep_logs(where: Path, fault: str, daemon: FaultDaemon, calls: list[Call]) -> None:
+    """--logs: the daemon's log records and each call's measured facts, one JSON a line."""
+    where.mkdir(parents=True, exist_ok=True)
+    with (where / f"{fault}.daemon.jsonl").open("w", encoding="utf-8") as f:
+        for r in daemon.logs:
+            f.write(json.dumps(r, default=str) + "\n")
+    with (where / f"{fault}.calls.jsonl").open("w", encoding="utf-8") as f:
+        for c in calls:
+            facts = {k: getattr(c, k) for k in ("uid", "originated", "hold", "ring", "answered")}
+            facts |= {k: getattr(c, k) for k in ("popped", "fallback", "lost", "hung_up")}
+            f.write(json.dumps(facts) + "\n")
 
 
 def _s(v: float | None) -> str:
@@ -342,6 +380,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lost-after", type=float, default=25.0, help="unanswered after this, s")
     p.add_argument("--freeze-s", type=float, default=7.0, help="SIGSTOP this long, s")
     p.add_argument("--lock-s", type=float, default=8.0, help="hold the SQLite lock this long")
+    p.add_argument("--logs", type=Path, default=None, help="keep daemon logs and calls here")
     args = p.parse_args(argv)
     names = FAULTS if args.faults == "all" else tuple(f for f in args.faults.split(",") if f)
     unknown = sorted(set(names) - set(FAULTS))

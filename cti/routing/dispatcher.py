@@ -267,6 +267,29 @@ class Dispatcher:
         )
         return out
 
+    def on_offer_undelivered(self, call_id: str, now: float) -> list[Command]:
+        """The offer of *call_id* never reached Asterisk (its Redirect was sent while the AMI
+        link was down: a frozen or restarting Asterisk); a resync finds the call still in
+        the holding loop and its seat never rang. Not a ring-no-answer: the seat keeps its
+        place in the idle order and stays ready, the call goes back to the head of its class
+        and is offered again. Empty when the seat already rang (the ring timer / RONA rule
+        that)."""
+        offer = self._offers.get(call_id)
+        state = self.seats.get(offer.seat_id) if offer is not None else None
+        out: list[Command] = []
+        if offer is None or state is None or state.status is not SeatStatus.RESERVED:
+            return out
+        self._drop_offer(call_id)
+        self._apply(offer.seat_id, OfferCancelled(call_id=call_id), now, out)
+        self.stats["offer_undelivered"] += 1
+        self._log.info("offer_undelivered", call_id=call_id, seat=offer.seat_id)
+        call = self.queue.requeue_at_head(offer.call)
+        self._mark(call_id, "requeued", now)
+        self._dirty = True
+        self._route_waiting(call, now, out)
+        self._route_seat(offer.seat_id, now, out)
+        return out
+
     def on_ring_timeout(self, call_id: str, now: float) -> list[Command]:
         """Ring no answer: the seat goes not-ready (RONA), the call back to the head."""
         offer = self._offers.get(call_id)
