@@ -93,7 +93,10 @@ class FaultDaemon(LoadDaemon):
     """load.py's daemon, whose MQTT watcher reconnects (Mosquitto restarts under it) and
     whose process can be SIGKILLed and started again with the same config and database."""
 
+    earlier_logs: list[dict[str, object]]
+
     async def start(self) -> None:
+        self.earlier_logs = []
         self._tasks.append(asyncio.create_task(self._mqtt_forever(), name="bench.mqtt"))
         await self._spawn()
         for seat in self.seat_ids:
@@ -105,6 +108,7 @@ class FaultDaemon(LoadDaemon):
         )
 
     async def _spawn(self) -> None:
+        self.earlier_logs += self.logs  # the killed process's, for --logs
         self.logs = []
         self.proc = await spawn_daemon(self.config)
         self._tasks.append(asyncio.create_task(self._read_logs(), name="bench.daemon_logs"))
@@ -261,9 +265,13 @@ async def run_fault(bench: Bench, fault: str, tmp: Path, args: argparse.Namespac
         tickets, dup = await settled_tickets(tmp / "cti.db", answered, timeout=15)
         with_ticket = count_tickets(tmp / "cti.db", answered)[0] - dup
         calls = list(bench.calls.values())
-        pops_lost = sum(
-            1 for c in calls if c.answered and not c.lost and not c.fallback and not c.popped
-        )
+        served = [c for c in calls if c.answered and not c.lost and not c.fallback]
+        # a call answered while the daemon was dead gets its pop late (call.late): the
+        # answer pop if it is still up at the restart, else a reconstructed end pop
+        pops_lost = sum(1 for c in served if not c.popped and not c.popped_late)
+        late = sum(1 for c in served if c.popped_late)
+        if late:
+            notes.append(f"{late} pops late")
         if args.logs is not None:
             _keep_logs(args.logs, fault, daemon, calls)
         errors = daemon.count(lambda r: r.get("level") in {"error", "critical"})
@@ -291,12 +299,12 @@ def _keep_logs(where: Path, fault: str, daemon: FaultDaemon, calls: list[Call]) 
     """--logs: the daemon's log records and each call's measured facts, one JSON a line."""
     where.mkdir(parents=True, exist_ok=True)
     with (where / f"{fault}.daemon.jsonl").open("w", encoding="utf-8") as f:
-        for r in daemon.logs:
+        for r in [*daemon.earlier_logs, *daemon.logs]:
             f.write(json.dumps(r, default=str) + "\n")
     with (where / f"{fault}.calls.jsonl").open("w", encoding="utf-8") as f:
         for c in calls:
             facts = {k: getattr(c, k) for k in ("uid", "originated", "hold", "ring", "answered")}
-            facts |= {k: getattr(c, k) for k in ("popped", "fallback", "lost", "hung_up")}
+            facts |= {k: getattr(c, k) for k in ("popped", "popped_late", "fallback", "lost")}
             f.write(json.dumps(facts) + "\n")
 
 

@@ -85,9 +85,16 @@ class PopCall(_Open):
     )
     late: bool = Field(
         default=False,
-        description="`answer` only: true when the daemon found the call already talking with "
-        "this seat after a restart (answered while the daemon was down): the pop comes late; "
-        "`answered_at` is null if the answer time is unknown.",
+        description="True when the pop comes late, after a daemon restart: `answer` of a call "
+        "found talking with this seat (answered while the daemon was down; `answered_at` null "
+        "if unknown), or `end` (with `reconstructed`) of a call this seat was on that ended "
+        "while the daemon was down.",
+    )
+    reconstructed: bool = Field(
+        default=False,
+        description="`end` only, with `late`: the call ended while the daemon was down; "
+        "`outcome` and the times are the daemon's reconstruction (a seat that was ringing "
+        "may have answered: the daemon cannot tell, it says `abandoned`).",
     )
     dispatch110: PopTransfer110 | None = Field(
         default=None,

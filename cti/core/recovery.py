@@ -138,6 +138,7 @@ class Recovery:
             return
         self._listed.add(node)
         since = self._last_alive.get(node, at)
+        gone: dict[str, CallSummary] = {}
         for linkedid, call in self._restart_calls.pop(node, {}).items():
             if self._tracker.call(node, linkedid) is not None:
                 self._tickets.opened(linkedid)
@@ -150,6 +151,7 @@ class Recovery:
                 recording=self._screen.recording(linkedid),
             )
             self._counts["reconstructed"] += 1
+            gone[linkedid] = summary
             self._log.info(
                 "call_reconstructed",
                 linkedid=linkedid,
@@ -173,6 +175,8 @@ class Recovery:
             if owner != node:
                 continue
             active = self._tracker.call(node, call_id)
+            if call_id in gone:
+                self._end_late(seat_id, gone[call_id], out)
             talking = active is not None and active.state is CallState.TALKING
             here = talking and active is not None and active.answered_by == seat_id
             self._route(
@@ -183,6 +187,32 @@ class Recovery:
                 self._pop_late(seat_id, call_id, out)
         for linkedid in [k for k, v in self._taken_by_id.items() if v.node == node]:
             del self._taken_by_id[linkedid]
+
+    def _end_late(self, seat_id: str, summary: CallSummary, out: list[Effect]) -> None:
+        """The seat was on a call (offered, ringing or talking) that ended while the daemon
+        was down: an `end` pop, late and reconstructed, so the agent's console shows who it
+        was — the agent may have answered it without a card (issue 15)."""
+        taken = self._taken_by_id.get(summary.call_id)
+        if taken is None:
+            return
+        offers = sum(1 for m in taken.marks if m.status == "reserved")
+        self._counts["pop_late"] += 1
+        self._log.info("pop_late", linkedid=summary.call_id, seat=seat_id, kind="end")
+        out.append(
+            self._screen.ended_late(
+                summary.call_id,
+                seat_id,
+                max(1, offers),
+                taken.draft,
+                reconstructed=True,
+                outcome=summary.outcome,
+                wait_s=summary.wait_s,
+                talk_s=summary.talk_s,
+                hangup_by=summary.hangup_by,
+                transfers=[],
+                recording=None,
+            )
+        )
 
     def _pop_late(self, seat_id: str, call_id: str, out: list[Effect]) -> None:
         """The seat talks with a call the daemon took before its restart: its answer pop,

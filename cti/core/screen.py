@@ -90,6 +90,17 @@ class Screen:
             seat, "answer", call_id, attempt, answered_at=answered_at, late=True, **extra
         )
 
+    def ended_late(
+        self, call_id: str, seat: str, attempt: int, draft: TicketDraft, **extra: Any
+    ) -> Pop:
+        """A call offered to `seat` that ended while the daemon was down (found gone when it
+        came back): an `end` pop, late, with the caller, so the agent who may have talked
+        to them sees who it was (the call record and ticket are reconstructed)."""
+        self._drafts.setdefault(call_id, draft)
+        pop = self._pop(seat, "end", call_id, attempt, late=True, **extra)
+        self.ended(call_id, keep_draft=False)
+        return pop
+
     def update(self, call_id: str) -> Pop | None:
         popped = self._popped.get(call_id)
         if popped is None:
