@@ -84,6 +84,7 @@ class Call:
     ring: float | None = None
     answered: float | None = None
     popped: float | None = None
+    popped_late: float | None = None  # a late pop (after a daemon restart: call.late)
     fallback: bool = False
     lost: bool = False
     hung_up: bool = False
@@ -401,11 +402,17 @@ class Daemon:
                 self.replies[str(body["request_id"])] = body
             elif topic.endswith("/state") and len(parts) == 3:
                 self.seat_status[parts[1]] = str(body.get("status"))
-            elif topic.endswith("/pop") and len(parts) == 3 and body.get("type") == "answer":
+            elif topic.endswith("/pop") and len(parts) == 3:
                 inner = body.get("call")
                 call_id = inner.get("call_id") if isinstance(inner, dict) else None
                 call = self.bench.calls.get(str(call_id))
-                if call is not None and call.popped is None:
+                if call is None:
+                    pass
+                elif isinstance(inner, dict) and inner.get("late") is True:
+                    call.popped_late = call.popped_late or now
+                    if body.get("type") == "answer" and call.popped is None:
+                        call.popped = now
+                elif body.get("type") == "answer" and call.popped is None:
                     call.popped = now
             self._changed.set()
 

@@ -30,7 +30,7 @@ from cti.core import (
     TicketNumberKnown,
 )
 from cti.core.messages import AdoptedChannelRead, ReadAdoptedChannel
-from cti.events import AmiConnected, parse_event
+from cti.events import AmiConnected, AmiDisconnected, parse_event
 from cti.numberplan import BlockedNumber
 from cti.seats.commands import parse_seat_command
 from tests.routing.plans import make_plan
@@ -465,3 +465,30 @@ def test_the_ticket_number_reaches_the_seat_in_an_update_pop_from_the_core() -> 
     # a number for a call nobody is shown (or a malformed id) changes nothing
     assert c.handle(TicketNumberKnown(call_id="main:zz", number="N2", at=102.0)) == []
     assert c.handle(TicketNumberKnown(call_id="nocolon", number="N3", at=102.0)) == []
+
+
+def test_an_offer_made_while_the_link_was_down_is_withdrawn_at_the_resync_not_rona() -> None:
+    """Issue 15, Asterisk frozen: the offer's Redirect never reached Asterisk, and the
+    resync lists the call still in cti-hold. Its seat never rang: it stays ready (no RONA)
+    and the call is offered again."""
+    c = core(wrapup_s=0)
+    c.handle(AmiConnected(node="main", time=100.0, version="11.0.0", reconnect=False))
+    start_call(c, "c1", 100.0)
+    c.handle(AmiDisconnected(node="main", time=100.5, reason="ping timeout"))
+    out = cmd(c, "1002", b'{"cmd":"login","ready":true}', 101.0)
+    assert [e.seat_id for e in out if isinstance(e, RedirectToSeat)] == ["1002"]  # not sent
+    c.handle(AmiConnected(node="main", time=108.0, version="11.0.0", reconnect=True))
+    out = c.handle(
+        ev(
+            "CoreShowChannel",
+            108.1,
+            **chan(HELD, "c1.2", "c1", Context="cti-hold", Priority="8", Application="Wait"),
+        )
+    )
+    states = [(e.status, e.reason) for e in out if isinstance(e, StoreSeatState)]
+    assert ("not_ready", "rona") not in states
+    assert states == [("ready", None), ("reserved", None)]  # withdrawn, offered again
+    assert [e.seat_id for e in out if isinstance(e, RedirectToSeat)] == ["1002"]
+    assert c.counts["offer_undelivered"] == 1
+    # a seat that did ring (DialBegin seen) and a call back in hold: still ring-no-answer
+    assert c.dispatcher.stats["offer_failed_rona"] == 0

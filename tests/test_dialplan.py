@@ -332,9 +332,37 @@ def test_fallback_queues_per_skill_with_the_seats_as_members() -> None:
         f"member => {seat.endpoint},0,{seat.id}"
         for seat in sorted(settings.numberplan.seats, key=lambda s: s.id)
     ]
+    # the skilled seat at penalty 0, the other general seats at penalty 1: they ring only
+    # while the skilled one is busy (no caller waits beside idle seats, GB/T 33358)
     assert [m for m in sections["cti-market"] if m.startswith("member")] == [
-        "member => Local/1001@seats,0,1001"
+        "member => Local/1001@seats,0,1001",
+        "member => Local/1002@seats,1,1002",
+        "member => Local/1003@seats,1,1003",
+        "member => Local/1004@seats,1,1004",
+        "member => Local/2001@seats,1,2001",
     ]
+
+
+def test_fallback_rings_skilled_seats_first_then_everyone() -> None:
+    settings = sample_settings()
+    text = generate_dialplan(settings.numberplan, settings.dialplan, source=SOURCE)
+    body = text[text.index("[cti-fallback]") :].split("\n\n")[0]
+    wait = settings.dialplan.fallback_skill_wait_s
+    steps = [
+        "Set(QUEUE_MAX_PENALTY=0)",
+        f"Queue(cti-${{CTI_SKILL}},,,,{wait})",
+        "Set(QUEUE_MAX_PENALTY=)",
+        "Queue(cti-${CTI_SKILL})",
+        "(general),Queue(cti-general)",
+    ]
+    at = [body.index(step) for step in steps]
+    assert at == sorted(at), body
+    # 0: no skilled-only phase, penalties alone
+    no_wait = settings.dialplan.model_copy(update={"fallback_skill_wait_s": 0})
+    text = generate_dialplan(settings.numberplan, no_wait, source=SOURCE)
+    body = text[text.index("[cti-fallback]") :].split("\n\n")[0]
+    assert "QUEUE_MAX_PENALTY" not in body
+    assert "Queue(cti-${CTI_SKILL})" in body
 
 
 # --------------------------------------------------------------------------- settings

@@ -3,7 +3,7 @@ still up are followed, seats that were on a call go on (pure, no I/O)."""
 
 from __future__ import annotations
 
-from cti.core import Core, Publish, StoreCall, StoreSeatState, Tick
+from cti.core import Core, Pop, Publish, StoreCall, StoreSeatState, Tick
 from cti.core.messages import SeatMark, StateRestored, TakenCall
 from cti.core.recovery import reconstruct
 from cti.seats.model import Pending, PendingKind, Reason
@@ -144,3 +144,56 @@ def test_after_restart_ready_skips_the_wrap_up() -> None:
     seats = {e.seat_id: (e.status, e.reason) for e in out if isinstance(e, StoreSeatState)}
     assert seats["1001"] == ("ready", None)
     assert seats["2001"] == ("not_ready", "meal")
+
+
+def test_a_seat_restored_ringing_on_a_call_answered_while_down_talks_and_gets_a_late_pop() -> None:
+    """Issue 15: the daemon died while 1002 rang; 1002 answered before it came back. The
+    seat is talking (not offered another call), and gets the answer pop, marked late."""
+    c = core(wrapup_s=10.0)
+    c.handle(
+        StateRestored(
+            seats={},
+            taken=(
+                TakenCall(
+                    draft=draft("up"),
+                    marks=(SeatMark(seat_id="1002", status="reserved", at=101.0),),
+                ),
+            ),
+            last_alive={"main": 118.0},
+            at=118.0,
+            busy={"1002": ("ringing", None, 101.5, "up", None)},
+        )
+    )
+    out = first_list(c, 130.0)
+    assert c.dispatcher.seats.get("1002").status == "talking"  # type: ignore[union-attr]
+    pops = [e for e in out if isinstance(e, Pop)]
+    assert [(p.seat, p.kind, p.attempt) for p in pops] == [("1002", "answer", 1)]
+    assert pops[0].call["late"] is True
+    assert pops[0].call["caller"] == "13800138000"  # the card shows the caller
+    # the call's end: the end pop and the seat's wrap-up
+    end = c.handle(ev("Hangup", 140.0, **chan("PJSIP/1002-1", "up.s", "up")))
+    end += c.handle(ev("Hangup", 140.1, **chan("PJSIP/trunk-1", "up", "up")))
+    assert [p.kind for p in end if isinstance(p, Pop)] == ["end"]
+    states = [e.status for e in end if isinstance(e, StoreSeatState) and e.seat_id == "1002"]
+    assert states[-1] == "wrap_up"
+
+
+def test_a_seat_restored_talking_gets_its_answer_pop_again_late() -> None:
+    c = restarted()
+    out = first_list(c, 130.0)
+    pops = [(e.seat, e.kind, e.call["late"]) for e in out if isinstance(e, Pop)]
+    assert ("1002", "answer", True) in pops
+
+
+def test_a_seat_on_a_call_that_ended_while_down_gets_a_late_reconstructed_end_pop() -> None:
+    c = restarted()
+    out = first_list(c, 130.0)
+    [end] = [e for e in out if isinstance(e, Pop) and e.kind == "end"]
+    assert (end.seat, end.call_id, end.call["late"], end.call["reconstructed"]) == (
+        "1001",
+        "gone",
+        True,
+        True,
+    )
+    assert end.call["caller"] == "13800138000"  # who the agent talked to
+    assert end.call["outcome"] == "answered"  # its talking mark was stored

@@ -4,6 +4,8 @@ executor (cti.app.daemon.AmiExecutor) sends them and never re-sends one blindly.
 
 from __future__ import annotations
 
+import math
+
 from cti.core.messages import (
     AddEmergencyLeg,
     AmiEffect,
@@ -85,7 +87,10 @@ def actions(effect: AmiEffect) -> list[dict[str, str]]:
         return escalation_actions(effect)  # 110/119/120/122: cti/core/escalation.py
     if isinstance(effect, RenewLease):
         # no Channel: a global variable, read by every holding loop as GLOBAL(...)
-        return [{"Action": "Setvar", "Variable": LEASE_VARIABLE, "Value": str(int(effect.until))}]
+        # whole seconds (the dialplan compares with EPOCH), rounded up: truncating would
+        # cut up to 1 s off a lease of a few seconds
+        until = str(math.ceil(effect.until))
+        return [{"Action": "Setvar", "Variable": LEASE_VARIABLE, "Value": until}]
     if isinstance(effect, MarkTaken):
         return [
             {

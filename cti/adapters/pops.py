@@ -116,6 +116,19 @@ class PopCall(_Open):
         default=None,
         description="The call's recording file (on `answer`, and `end` of an answered call).",
     )
+    late: bool = Field(
+        default=False,
+        description="True when the pop comes late, after a daemon restart: `answer` of a call "
+        "found talking with this seat (answered while the daemon was down; `answered_at` null "
+        "if unknown), or `end` (with `reconstructed`) of a call this seat was on that ended "
+        "while the daemon was down.",
+    )
+    reconstructed: bool = Field(
+        default=False,
+        description="`end` only, with `late`: the call ended while the daemon was down; "
+        "`outcome` and the times are the daemon's reconstruction (a seat that was ringing "
+        "may have answered: the daemon cannot tell, it says `abandoned`).",
+    )
     dispatch110: PopTransfer110 | None = Field(
         default=None,
         description="What 110 pushed about this call, when it is a transfer from 110 (an "

@@ -139,6 +139,8 @@ class Daemon:
             recording=f"{dp.recording_dir}/{{call_id}}.{dp.recording_format}",
             match_window_s=settings.dispatch110.match_window_s,
             max_channels=settings.ami.max_channels,
+            lease_s=settings.ami.lease_s,
+            lease_every_s=settings.ami.lease_renew_s,
         )
         # liveness row + database health (cti/adapters/restart.py)
         self.heartbeat = Heartbeat(

@@ -328,9 +328,27 @@ class Core:
         """A channel of the resync's list: waiting in hold, or in a fallback Queue() and
         not talking to a queue member (yet)."""
         if ev.chan.context == CONTEXT_HOLD:
-            self._adoption.adopt_or_wait(ev.node, ev.chan, ev.time, out)
+            if not self._offer_undelivered(ev, out):
+                self._adoption.adopt_or_wait(ev.node, ev.chan, ev.time, out)
         elif ev.chan.context == CONTEXT_FALLBACK and not ev.bridge_id:
             self._adoption.in_fallback(ev.node, ev.chan, ev.time, out)
+
+    def _offer_undelivered(self, ev: CoreShowChannel, out: list[Effect]) -> bool:
+        """A call offered while the AMI link was down (Asterisk frozen or restarting) whose
+        Redirect never arrived is listed still in the holding loop at the resync: its seat
+        never rang, so this is no ring-no-answer (that would make the seat not ready, RONA):
+        the offer is withdrawn and the call offered again (issue 15, the Asterisk freeze)."""
+        held = self._hold.get(ev.chan.linkedid)
+        if held is None or held.channel != ev.chan.channel or not held.in_hold:
+            return False
+        if held.expected_returns or self.dispatcher.offered_to(ev.chan.linkedid) is None:
+            return False
+        commands = self.dispatcher.on_offer_undelivered(ev.chan.linkedid, ev.time)
+        if not commands:
+            return False  # its seat rang: the usual ring-no-answer rule
+        self.counts["offer_undelivered"] += 1
+        self._route(commands, out)
+        return True  # in hold and offered again: nothing else to do with this listing
 
     def _notes(self, notes: list[CallNotification], out: list[Effect]) -> None:
         for note in notes:

@@ -120,11 +120,13 @@ class Recovery:
         self._restart_call_node: dict[str, str] = {}  # linkedid -> node
         self._last_alive: dict[str, float] = {}
         self._listed: set[str] = set()  # nodes whose first channel list is complete
+        self._taken_by_id: dict[str, TakenCall] = {}  # linkedid -> taken before the restart
 
     def restore(self, taken: Iterable[TakenCall], last_alive: Mapping[str, float]) -> None:
         for call in taken:
             self._restart_calls.setdefault(call.node, {})[call.linkedid] = call
             self._restart_call_node[call.linkedid] = call.node
+            self._taken_by_id[call.linkedid] = call
         self._last_alive.update(last_alive)
 
     def first_list(self, node: str, at: float, out: list[Effect]) -> None:
@@ -136,6 +138,7 @@ class Recovery:
             return
         self._listed.add(node)
         since = self._last_alive.get(node, at)
+        gone: dict[str, CallSummary] = {}
         for linkedid, call in self._restart_calls.pop(node, {}).items():
             if self._tracker.call(node, linkedid) is not None:
                 self._tickets.opened(linkedid)
@@ -148,6 +151,7 @@ class Recovery:
                 recording=self._screen.recording(linkedid),
             )
             self._counts["reconstructed"] += 1
+            gone[linkedid] = summary
             self._log.info(
                 "call_reconstructed",
                 linkedid=linkedid,
@@ -171,5 +175,66 @@ class Recovery:
             if owner != node:
                 continue
             active = self._tracker.call(node, call_id)
+            if call_id in gone:
+                self._end_late(seat_id, gone[call_id], out)
             talking = active is not None and active.state is CallState.TALKING
-            self._route(self._dispatcher.resume_seat(seat_id, talking=talking, now=at), out)
+            here = talking and active is not None and active.answered_by == seat_id
+            self._route(
+                self._dispatcher.resume_seat(seat_id, talking=talking, now=at, answered_here=here),
+                out,
+            )
+            if here:
+                self._pop_late(seat_id, call_id, out)
+        for linkedid in [k for k, v in self._taken_by_id.items() if v.node == node]:
+            del self._taken_by_id[linkedid]
+
+    def _end_late(self, seat_id: str, summary: CallSummary, out: list[Effect]) -> None:
+        """The seat was on a call (offered, ringing or talking) that ended while the daemon
+        was down: an `end` pop, late and reconstructed, so the agent's console shows who it
+        was — the agent may have answered it without a card (issue 15)."""
+        taken = self._taken_by_id.get(summary.call_id)
+        if taken is None:
+            return
+        offers = sum(1 for m in taken.marks if m.status == "reserved")
+        self._counts["pop_late"] += 1
+        self._log.info("pop_late", linkedid=summary.call_id, seat=seat_id, kind="end")
+        out.append(
+            self._screen.ended_late(
+                summary.call_id,
+                seat_id,
+                max(1, offers),
+                taken.draft,
+                reconstructed=True,
+                outcome=summary.outcome,
+                wait_s=summary.wait_s,
+                talk_s=summary.talk_s,
+                hangup_by=summary.hangup_by,
+                transfers=[],
+                recording=None,
+            )
+        )
+
+    def _pop_late(self, seat_id: str, call_id: str, out: list[Effect]) -> None:
+        """The seat talks with a call the daemon took before its restart: its answer pop,
+        marked late (it answered while the daemon was down, or the pop may not have gone out
+        before the stop), so the agent's card shows the caller."""
+        taken = self._taken_by_id.get(call_id)
+        if taken is not None:
+            self._screen.keep(call_id, taken.draft)
+        marks = taken.marks if taken is not None else ()
+        offers = sum(1 for m in marks if m.status == "reserved")
+        # the stored talking mark, if the daemon saw the answer; else unknown (null)
+        answered_at = next(
+            (m.at for m in marks if m.status == "talking" and m.seat_id == seat_id), None
+        )
+        self._counts["pop_late"] += 1
+        self._log.info("pop_late", linkedid=call_id, seat=seat_id)
+        out.append(
+            self._screen.answered_late(
+                call_id,
+                seat_id,
+                max(1, offers),
+                answered_at,
+                recording=self._screen.recording(call_id),
+            )
+        )

@@ -2,8 +2,9 @@
 call events. The one owner of what a pop shows of a call — its draft, where it stood in the
 line, the seat it was popped to, the ticket number once the backend has answered.
 
-A pop's ``kind``: ``offer`` (ringing), ``answer`` (connected), ``update`` (new facts: the
-ticket number, 110's data), ``end`` (hung up, or the offer withdrawn).
+A pop's ``kind``: ``offer`` (ringing), ``answer`` (connected; ``late`` when the daemon
+found the call already talking after a restart), ``update`` (new facts: the ticket number,
+110's data), ``end`` (hung up, or the offer withdrawn).
 """
 
 from __future__ import annotations
@@ -75,6 +76,30 @@ class Screen:
             return None
         self._talking[call_id] = popped[0]
         return self._pop(popped[0], "answer", call_id, popped[1], answered_at=at, **extra)
+
+    def answered_late(
+        self, call_id: str, seat: str, attempt: int, answered_at: float | None, **extra: Any
+    ) -> Pop:
+        """A call found talking with `seat` when the daemon came back (it answered while the
+        daemon was down, or its answer pop may not have gone out): the answer pop, late,
+        so the agent's card shows the caller. Same `pop_id` as the live one would have had
+        (the console de-duplicates a repeat)."""
+        self._popped[call_id] = (seat, attempt)
+        self._talking[call_id] = seat
+        return self._pop(
+            seat, "answer", call_id, attempt, answered_at=answered_at, late=True, **extra
+        )
+
+    def ended_late(
+        self, call_id: str, seat: str, attempt: int, draft: TicketDraft, **extra: Any
+    ) -> Pop:
+        """A call offered to `seat` that ended while the daemon was down (found gone when it
+        came back): an `end` pop, late, with the caller, so the agent who may have talked
+        to them sees who it was (the call record and ticket are reconstructed)."""
+        self._drafts.setdefault(call_id, draft)
+        pop = self._pop(seat, "end", call_id, attempt, late=True, **extra)
+        self.ended(call_id, keep_draft=False)
+        return pop
 
     def update(self, call_id: str) -> Pop | None:
         popped = self._popped.get(call_id)

@@ -57,6 +57,9 @@ _CLOSED: Final = "closed"
 # are replaced in free text (names, departments) so a name can never change the dialplan.
 _UNSAFE_TEXT: Final = re.compile(r"""[\x00-\x1f\x7f;,()|?:$\[\]{}\\"'^]""")
 _RULE: Final = "-" * 88
+# Penalty of the general seats in another skill's fallback queue: rung only while every
+# seat with the skill is busy or unavailable (app_queue tries lower penalties first).
+_OVERFLOW_PENALTY: Final = 1
 
 
 def fallback_queue(skill: str) -> str:
@@ -466,21 +469,32 @@ def _fallback(conf: _Conf, plan: NumberPlan, settings: DialplanSettings) -> None
         CONTEXT_FALLBACK,
         _RULE,
         "The daemon did not take the call: plain app_queue, static members = the plan's",
-        f"seats (queues_cti.conf). A call needing another skill tries cti-<skill> for {wait} s",
-        f"first, then {general}. The daemon may still Redirect the call to cti-connect.",
+        "seats (queues_cti.conf). A call needing another skill queues in cti-<skill>, where",
+        f"its skilled seats are members at penalty 0 and the other {plan.general_skill} seats at",
+        f"penalty {_OVERFLOW_PENALTY}: app_queue rings higher penalties only when every lower one",
+        "is busy or unavailable, so an idle skilled seat gets the call and, the skilled seats",
+        f"busy, an idle other seat does (15 s answer target). For the first {wait} s only",
+        "skilled seats ring (QUEUE_MAX_PENALTY=0). The daemon may still Redirect the call.",
     )
     apps = [
         "NoOp(CTI call ${CTI_CALL_ID} was not taken by the daemon: fallback queue)",
         "StopMusicOnHold()",
         "Set(CTI_FALLBACK=1)",
         f"Gosub({CONTEXT_RECORD},s,1)",
+        f'GotoIf($["${{CTI_SKILL}}" = "" | "${{CTI_SKILL}}" = "{plan.general_skill}"]?general)',
     ]
     if wait > 0:
+        # Queue()'s own timeout (timeoutpriority=app) also cuts the ring of a skilled seat
+        # at <wait> s; the second Queue() rings the skilled seats first again.
         apps += [
-            f'GotoIf($["${{CTI_SKILL}}" = "" | "${{CTI_SKILL}}" = "{plan.general_skill}"]?general)',
+            "Set(QUEUE_MAX_PENALTY=0)",
             f"Queue({_QUEUE_PREFIX}${{CTI_SKILL}},,,,{wait})",
+            "Set(QUEUE_MAX_PENALTY=)",
         ]
     apps += [
+        f"Queue({_QUEUE_PREFIX}${{CTI_SKILL}})",
+        # only a queue that does not exist (a skill without one) or a failure returns here
+        "NoOp(CTI fallback skill queue returned ${QUEUESTATUS})",
         f"(general)Queue({general})",
         # joinempty/leavewhenempty keep a caller in the queue; this is a failed queue only
         "NoOp(CTI fallback queue returned ${QUEUESTATUS})",
@@ -612,6 +626,9 @@ def generate_queues(plan: NumberPlan, settings: DialplanSettings, *, source: str
 
     Static members are the seats with that skill (``member => endpoint,0,seat id``), all at
     penalty 0: in the fallback nobody knows who is at their desk, so every seat gets its turn.
+    A skill other than the general one also has the other general seats, at penalty
+    ``_OVERFLOW_PENALTY``: they ring only when every skilled seat is busy or unavailable, so
+    a caller does not wait beside idle seats (the 15 s answer target, GB/T 33358).
 
     Raises:
         DialplanError: a seat endpoint that cannot be written as a queue member.
@@ -643,8 +660,13 @@ def generate_queues(plan: NumberPlan, settings: DialplanSettings, *, source: str
             "announce-holdtime = no",
             "announce-position = no",
         ]
+        overflow: list[str] = []
         for seat in sorted(plan.seats, key=lambda s: s.id):
             if skill in seat.skills:
                 dial = dial_string(seat.endpoint, f"seat {seat.id}")
                 conf.out.append(f"member => {dial},0,{seat.id}")
+            elif skill != plan.general_skill and plan.general_skill in seat.skills:
+                dial = dial_string(seat.endpoint, f"seat {seat.id}")
+                overflow.append(f"member => {dial},{_OVERFLOW_PENALTY},{seat.id}")
+        conf.out += overflow
     return conf.text()

@@ -269,6 +269,29 @@ class Dispatcher:
         )
         return out
 
+    def on_offer_undelivered(self, call_id: str, now: float) -> list[Command]:
+        """The offer of *call_id* never reached Asterisk (its Redirect was sent while the AMI
+        link was down: a frozen or restarting Asterisk); a resync finds the call still in
+        the holding loop and its seat never rang. Not a ring-no-answer: the seat keeps its
+        place in the idle order and stays ready, the call goes back to the head of its class
+        and is offered again. Empty when the seat already rang (the ring timer / RONA rule
+        that)."""
+        offer = self._offers.get(call_id)
+        state = self.seats.get(offer.seat_id) if offer is not None else None
+        out: list[Command] = []
+        if offer is None or state is None or state.status is not SeatStatus.RESERVED:
+            return out
+        self._drop_offer(call_id)
+        self._apply(offer.seat_id, OfferCancelled(call_id=call_id), now, out)
+        self.stats["offer_undelivered"] += 1
+        self._log.info("offer_undelivered", call_id=call_id, seat=offer.seat_id)
+        call = self.queue.requeue_at_head(offer.call)
+        self._mark(call_id, "requeued", now)
+        self._dirty = True
+        self._route_waiting(call, now, out)
+        self._route_seat(offer.seat_id, now, out)
+        return out
+
     def on_ring_timeout(self, call_id: str, now: float) -> list[Command]:
         """Ring no answer: the seat goes not-ready (RONA), the call back to the head."""
         offer = self._offers.get(call_id)
@@ -467,11 +490,17 @@ class Dispatcher:
         """Seats restored on a call not yet looked at: `seat -> call_id` (a copy)."""
         return dict(self._resuming)
 
-    def resume_seat(self, seat_id: str, *, talking: bool, now: float) -> list[Command]:
+    def resume_seat(
+        self, seat_id: str, *, talking: bool, now: float, answered_here: bool = False
+    ) -> list[Command]:
         """The restart's first channel list is in: the call `seat_id` was restored on is
         still being talked (`talking`: the seat stays on it; the call's end brings its
         wrap-up) or is over for the seat (it goes on as if the call had just ended: wrap-up
-        unless `after_restart` is `ready`, then what the agent last chose)."""
+        unless `after_restart` is `ready`, then what the agent last chose).
+
+        `answered_here`: the call is talking with *this* seat, which was restored reserved
+        or ringing — it answered while the daemon was down. The seat is talking now (not
+        ready for another call), and the call's end brings its wrap-up."""
         call_id = self._resuming.pop(seat_id, None)
         state = self.seats.get(seat_id)
         out: list[Command] = []
@@ -479,6 +508,16 @@ class Dispatcher:
             return out
         if talking and state.status is SeatStatus.TALKING:
             self._restored_talks[call_id] = seat_id
+            return out
+        offered = state.status in (SeatStatus.RESERVED, SeatStatus.RINGING)
+        if (
+            talking
+            and answered_here
+            and offered
+            and self._apply(seat_id, Answer(call_id=call_id), now, out)
+        ):
+            self._restored_talks[call_id] = seat_id
+            self.stats["seat_answered_while_down"] += 1
             return out
         skip_wrapup = self.plan.queue.after_restart == "ready"
         if state.status is SeatStatus.TALKING:

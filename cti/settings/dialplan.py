@@ -91,12 +91,13 @@ class DialplanSettings(BaseModel):
         "none = no such number.",
     )
     fallback_skill_wait_s: int = Field(
-        default=60,
+        default=5,
         ge=0,
         le=3600,
         description="In the fallback, a call needing a skill other than the general one "
-        "waits this long in its skill's queue before it also goes to the general queue "
-        "(0 = straight to the general queue).",
+        "rings only its skill's seats this long; then, while they are all busy, the other "
+        "general seats too (skilled seats still first). Keep it well under the 15 s answer "
+        "target; 0 = the other seats at once when the skilled ones are busy.",
     )
     subcentre_timeout_s: int = Field(
         default=60,

@@ -12,7 +12,14 @@ from __future__ import annotations
 import codecs
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from cti.ivr.config import (
     AnnounceSettings,
@@ -138,6 +145,34 @@ class AmiSettings(BaseModel):
         "refused (counted, logged as call_tracker_full; the call falls back to the "
         "dialplan's Queue()). Legs of calls already tracked get 25 % more room.",
     )
+    # The lease (global CTI_LEASE_UNTIL, docs/reliability.md): after a SIGKILL the calls the
+    # daemon had taken wait at most lease_s for the fallback Queue(). Shorter is faster, but
+    # a stall longer than lease_s - lease_renew_s (a GC pause, a blocked event loop, a slow
+    # AMI link) lets the lease run out under a live daemon and its calls fall back needlessly.
+    lease_s: Seconds = Field(
+        default=5.0,
+        ge=2.0,
+        le=300.0,
+        description="The daemon's lease on the calls it has taken, s: if it dies, they go "
+        "to the fallback Queue() at most this long after. At least twice lease_renew_s.",
+    )
+    lease_renew_s: Seconds = Field(
+        default=1.0,
+        ge=0.2,
+        le=60.0,
+        description="Renew the lease this often, s (one AMI Setvar per node); a stall longer "
+        "than lease_s - lease_renew_s makes live calls fall back.",
+    )
+
+    @model_validator(mode="after")
+    def _lease_outlives_renewal(self) -> AmiSettings:
+        if self.lease_renew_s * 2 > self.lease_s:
+            msg = (
+                f"lease_s ({self.lease_s:g}) must be at least twice lease_renew_s "
+                f"({self.lease_renew_s:g}): one late renewal must not end the lease"
+            )
+            raise ValueError(msg)
+        return self
 
     @field_validator("nodes")
     @classmethod

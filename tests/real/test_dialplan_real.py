@@ -287,6 +287,88 @@ async def test_a_taken_call_stays_held_while_the_lease_is_valid(bed: Bed) -> Non
         await bed.setvar(LEASE_VARIABLE, "0")
 
 
+# ---- the fallback keeps the 15 s answer target (GB/T 33358) without breaking the skills
+
+ANSWER_TARGET_S = 15.0
+SKILL_WAIT_S = SETTINGS.dialplan.fallback_skill_wait_s
+WRAPUP_S = SETTINGS.numberplan.queue.wrapup_s
+
+
+async def _seat_rested(bed: Bed, queue: str, seat: str) -> None:
+    """Wait until *seat* is out of app_queue's wrap-up (shared_lastcall: a fallback call in
+    any queue counts), so the test sees the penalty rule and not an earlier test's call."""
+    deadline = time.monotonic() + WRAPUP_S + 10
+    while time.monotonic() < deadline:
+        reply = await bed.client.action({"Action": "QueueStatus", "Queue": queue, "Member": seat})
+        members = [ev for ev in reply.items if ev.name == "QueueMember"]
+        assert members, f"{seat} is not a member of {queue}"
+        last = float(members[0].headers.get("LastCall") or 0)
+        if members[0].headers.get("InCall") != "1" and time.time() - last > WRAPUP_S + 1:
+            return
+        await asyncio.sleep(1)
+    pytest.fail(f"seat {seat} still in a call or wrap-up")
+
+
+@asynccontextmanager
+async def busy_seat(bed: Bed, seat: str) -> AsyncIterator[None]:
+    """The seat's phone in another call: its Local channel exists, device state INUSE."""
+    leg = unique("busy")
+    await bed.client.action(
+        {
+            "Action": "Originate",
+            "Channel": f"Local/{seat}@seats",
+            "Context": "customer",
+            "Exten": "s",
+            "Priority": "1",
+            "Async": "true",
+            "ChannelId": leg,
+        }
+    )
+    up = await bed.until(
+        lambda ev: (
+            ev.name == "Newstate"
+            and ev.headers.get("Uniqueid") == leg
+            and ev.headers.get("ChannelStateDesc") == "Up"
+        )
+    )
+    try:
+        yield
+    finally:
+        await bed.client.action({"Action": "Hangup", "Channel": up.headers["Channel"]}, check=False)
+
+
+async def _fallback_answer(bed: Bed, c: Call) -> tuple[AmiEvent, float]:
+    """The AgentConnect of the call and the seconds it waited in the fallback."""
+    entered = await bed.until(in_context(c.b, CONTEXT_FALLBACK), timeout=HOLD_S + 5)
+    t0 = time.monotonic()
+    connect = await bed.until(
+        lambda ev: ev.name == "AgentConnect" and ev.headers.get("Linkedid") == c.a,
+        timeout=ANSWER_TARGET_S + 10,
+        after=entered,
+    )
+    return connect, time.monotonic() - t0
+
+
+async def test_fallback_skilled_seat_busy_an_idle_other_seat_answers(bed: Bed) -> None:
+    # 12315 needs `market`: seat 1001 only. It is busy; 1002..2001 (general) are idle.
+    async with busy_seat(bed, "1001"), call(bed, "12315") as c:
+        connect, waited = await _fallback_answer(bed, c)
+    assert connect.headers["Queue"] == "cti-market"
+    assert connect.headers["MemberName"] != "1001"
+    # within the answer target, after the skilled-only phase (QUEUE_MAX_PENALTY=0 holds)
+    assert waited < ANSWER_TARGET_S, waited
+    assert waited >= SKILL_WAIT_S - 1.5, waited
+
+
+async def test_fallback_skilled_seat_idle_gets_the_call(bed: Bed) -> None:
+    await _seat_rested(bed, "cti-market", "1001")
+    async with call(bed, "12315") as c:
+        connect, waited = await _fallback_answer(bed, c)
+    assert connect.headers["Queue"] == "cti-market"
+    assert connect.headers["MemberName"] == "1001"  # not one of the idle general seats
+    assert waited < SKILL_WAIT_S, waited
+
+
 async def _recording_exists(call_id: str) -> None:
     rec = SETTINGS.dialplan
     path = CHROOT / rec.recording_dir.lstrip("/") / f"{call_id}.{rec.recording_format}"

@@ -60,6 +60,7 @@ async def test_sigkill_calls_end_during_the_outage(tmp_path: Path) -> None:
         for seat in SEATS:
             await h.seat(seat["id"], {"cmd": "login", "ready": True})
         calls = [await h.call("12345", f"1380000081{i}", f"市民{i}") for i in range(4)]
+        calls_caller = {c: f"1380000081{i}" for i, c in enumerate(calls)}
         for call in calls:
             await h.wait(lambda c=call: h.answered_by(c), 15, f"{call} answered")  # type: ignore[misc]
         seat_of = {c: h.answered_by(c) for c in calls}
@@ -107,6 +108,31 @@ async def test_sigkill_calls_end_during_the_outage(tmp_path: Path) -> None:
             ev = h.published("calls/events", call_id=call, type="ended")
             assert ev
             assert ev[0]["reconstructed"] is True
+        # --- issue 15: each seat learns late of the call it was on: an `end` pop, late and
+        # reconstructed, with the caller; the seat still talking gets its answer pop again
+        for call in ended:
+            seat_id = seat_of[call]
+            late = await h.wait(
+                lambda s=seat_id, c=call: [  # type: ignore[misc]
+                    p
+                    for p in h.published(f"seats/{s}/pop", type="end")
+                    if p["call"]["call_id"] == c and p["call"].get("late")
+                ],
+                10,
+                f"the late end pop of {call}",
+            )
+            assert late[0]["call"]["reconstructed"] is True
+            assert late[0]["call"]["caller"] == calls_caller[call]
+        again = await h.wait(
+            lambda: [
+                p
+                for p in h.published(f"seats/{seat_of[still]}/pop", type="answer")
+                if p["call"]["call_id"] == still and p["call"].get("late")
+            ],
+            10,
+            "the late answer pop of the call still talking",
+        )
+        assert again[0]["call"]["caller"] == calls_caller[still]
         # --- item 3: the seats whose call ended are ready again within one wrap-up
         t0 = time.monotonic()
         for call in ended:
