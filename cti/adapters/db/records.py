@@ -71,8 +71,14 @@ class RecordWriter:
         max_pending: int = 200_000,
         clock: Any = time.time,
         on_commit: Callable[[], None] | None = None,
+        linger_s: float = 0.05,
     ) -> None:
         self._store = store
+        # after the first row of an idle spell, wait this long before writing, so the rows of
+        # one tick (a call's record, its seat changes, the next call's draft ticket) share a
+        # transaction: at 20 calls/s that is ~1 commit per call instead of ~5 (issue 12).
+        # Bounded delay; the rows are in memory meanwhile, as they are during any write.
+        self._linger = linger_s
         self._on_commit = on_commit
         self._log: FilteringBoundLogger = log or structlog.get_logger("cti.store")
         self._batch = batch
@@ -150,6 +156,8 @@ class RecordWriter:
                 self._idle.set()
                 self._wake.clear()
                 await self._wake.wait()
+                if self._linger > 0 and len(self._pending) < self._batch:
+                    await asyncio.sleep(self._linger)
                 continue
             n = min(self._batch, len(self._pending))
             while n < len(self._pending) and self._pending[n][0] in _WITH_THE_RECORD:
