@@ -1,7 +1,8 @@
 """Write-behind for call records: the core never awaits the database.
 
 :meth:`RecordWriter.add` is synchronous and a writer task stores records in batches, one
-transaction per batch (:meth:`~cti.adapters.db.store.Store.upsert_calls`), so a slow disk
+transaction per batch (:meth:`~cti.adapters.db.store.Store.upsert_calls`; after an idle spell it
+waits `linger_s` so the rows of one tick share a transaction), so a slow disk
 or a locked database never stalls call handling. A batch that fails is retried with
 backoff; records are kept in memory meanwhile (bounded, overflow logged at error level)
 and writes are idempotent (upsert on ``call_id``), so a retry never doubles a record.
