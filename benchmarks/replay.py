@@ -134,6 +134,37 @@ def run(
     return spent, n, ended, top
 
 
+def rss_mb() -> float:
+    """This process's resident memory now (VmRSS), MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def hold(one: list[dict[str, str]], calls: int) -> tuple[int, float, float, int]:
+    """`calls` calls live in the tracker at once: each call's events up to its first
+    Hangup (answered, transferred, answered again, still talking), all the calls before any
+    ends. Returns (live calls, tracemalloc MiB held by the tracker, process RSS MB, events)."""
+    cut = next((i for i, m in enumerate(one) if m.get("Event") == "Hangup"), len(one))
+    # room for every leg: the default bound (DEFAULT_MAX_CHANNELS per node) is the
+    # production guard, this row measures what the calls themselves cost
+    tracker = CallTracker(logger=quiet(), max_channels=8 * calls)
+    now = time.time()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    held = events = 0
+    for msgs in template(one[:cut], calls):
+        # parsed and fed one call at a time: what stays allocated is the tracker's state
+        for m in msgs:
+            tracker.handle(parse_event("main", m, now))
+        events += len(msgs)
+    held = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    live = len(tracker.active_calls())
+    return live, held / 2**20, rss_mb(), events
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -150,6 +181,9 @@ def main() -> int:
     p.add_argument("--concurrent", type=int, default=50)
     p.add_argument("--fixture", type=Path, default=DEFAULT_FIXTURE)
     p.add_argument("--repeat", type=int, default=3, help="best of N timing runs")
+    p.add_argument(
+        "--hold", type=int, default=10_000, help="calls held live at once for the memory row"
+    )
     args = p.parse_args()
 
     one = load_call(args.fixture)
@@ -185,6 +219,13 @@ def main() -> int:
     print(
         "peak MiB: tracemalloc peak allocated by the measured path on top of its input "
         f"batch ({k} calls), over a run of {min(args.calls, 2000)} calls"
+    )
+    live, held_mib, rss, events = hold(one, args.hold)
+    print()
+    print(
+        f"held at once: {live:,} live calls ({events:,} events, each call up to its first "
+        f"Hangup): the tracker holds {held_mib:.1f} MiB (tracemalloc), process RSS "
+        f"{rss:.0f} MB"
     )
     return 0
 

@@ -11,6 +11,7 @@ popped, the core sends the seat an `update` pop with it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
 from typing import Any, Final
@@ -183,6 +184,16 @@ def pop_json_schema() -> dict[str, Any]:
     return schema
 
 
+def _forget(
+    pending: dict[tuple[str, str], asyncio.Task[None]],
+    keys: tuple[tuple[str, str], ...],
+    task: asyncio.Task[None],
+) -> None:
+    for k in keys:
+        if pending.get(k) is task:
+            del pending[k]
+
+
 class PopPublisher:
     def __init__(
         self,
@@ -212,15 +223,38 @@ class PopPublisher:
         self._queue.put_nowait((pop, self._monotonic()))
 
     async def run(self) -> None:
-        while True:
-            pop, since = await self._queue.get()
-            try:
-                payload = await self._payload(pop)
-            except Exception:  # noqa: BLE001 - one bad pop must not stop the others
-                self._log.exception("pop_failed", linkedid=pop.call_id, seat=pop.seat)
-                continue
-            self._mqtt.publish(f"seats/{pop.seat}/pop", payload, on_sent=self._sent_since(since))
-            self.published += 1
+        """Pops in the order the core made them per call and per seat, but a call's history
+        lookup holds up only the pops behind it in that order: one at a time, every answer
+        pop waited for all the offers' lookups before it, and at 50 calls/s those queued
+        into seconds (issue 12). A pop with nothing before it and no lookup goes at once."""
+        # name -> the last unfinished pop task of that call / seat
+        pending: dict[tuple[str, str], asyncio.Task[None]] = {}
+        async with asyncio.TaskGroup() as group:
+            while True:
+                pop, since = await self._queue.get()
+                keys = (("call", pop.call_id), ("seat", pop.seat))
+                before = {t for k in keys if (t := pending.get(k)) is not None}
+                if not before and pop.kind != "offer":
+                    await self._send(pop, since)  # no awaits inside for these kinds: no I/O
+                    continue
+                task = group.create_task(self._after(before, pop, since), name="adapter.pops.pop")
+                for k in keys:
+                    pending[k] = task
+                task.add_done_callback(functools.partial(_forget, pending, keys))
+
+    async def _after(self, before: set[asyncio.Task[None]], pop: Pop, since: float) -> None:
+        if before:
+            await asyncio.wait(before)  # they never raise: _send logs its own failures
+        await self._send(pop, since)
+
+    async def _send(self, pop: Pop, since: float) -> None:
+        try:
+            payload = await self._payload(pop)
+        except Exception:  # noqa: BLE001 - one bad pop must not stop the others
+            self._log.exception("pop_failed", linkedid=pop.call_id, seat=pop.seat)
+            return
+        self._mqtt.publish(f"seats/{pop.seat}/pop", payload, on_sent=self._sent_since(since))
+        self.published += 1
 
     def _sent_since(self, since: float) -> Callable[[], None]:
         def sent() -> None:
@@ -254,9 +288,12 @@ class PopPublisher:
         now = self._clock()
         try:
             async with asyncio.timeout(HISTORY_DEADLINE_S):
-                calls = await self._store.calls(caller=caller, limit=5)
-                tickets = await self._workorders.find_recent_by_caller(
-                    caller, since=now - self._history_s, limit=5
+                # both at once: the deadline is one database round trip, not two
+                calls, tickets = await asyncio.gather(
+                    self._store.calls(caller=caller, limit=5),
+                    self._workorders.find_recent_by_caller(
+                        caller, since=now - self._history_s, limit=5
+                    ),
                 )
         except (TimeoutError, WorkOrderError, OSError) as exc:
             self._log.warning("pop_history_incomplete", linkedid=call_id, error=repr(exc))

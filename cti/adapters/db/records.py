@@ -1,7 +1,8 @@
 """Write-behind for call records: the core never awaits the database.
 
 :meth:`RecordWriter.add` is synchronous and a writer task stores records in batches, one
-transaction per batch (:meth:`~cti.adapters.db.store.Store.upsert_calls`), so a slow disk
+transaction per batch (:meth:`~cti.adapters.db.store.Store.upsert_calls`; after an idle spell it
+waits `linger_s` so the rows of one tick share a transaction), so a slow disk
 or a locked database never stalls call handling. A batch that fails is retried with
 backoff; records are kept in memory meanwhile (bounded, overflow logged at error level)
 and writes are idempotent (upsert on ``call_id``), so a retry never doubles a record.
@@ -71,8 +72,14 @@ class RecordWriter:
         max_pending: int = 200_000,
         clock: Any = time.time,
         on_commit: Callable[[], None] | None = None,
+        linger_s: float = 0.05,
     ) -> None:
         self._store = store
+        # after the first row of an idle spell, wait this long before writing, so the rows of
+        # one tick (a call's record, its seat changes, the next call's draft ticket) share a
+        # transaction: at 20 calls/s that is ~1 commit per call instead of ~5 (issue 12).
+        # Bounded delay; the rows are in memory meanwhile, as they are during any write.
+        self._linger = linger_s
         self._on_commit = on_commit
         self._log: FilteringBoundLogger = log or structlog.get_logger("cti.store")
         self._batch = batch
@@ -150,6 +157,8 @@ class RecordWriter:
                 self._idle.set()
                 self._wake.clear()
                 await self._wake.wait()
+                if self._linger > 0 and len(self._pending) < self._batch:
+                    await asyncio.sleep(self._linger)
                 continue
             n = min(self._batch, len(self._pending))
             while n < len(self._pending) and self._pending[n][0] in _WITH_THE_RECORD:

@@ -36,6 +36,11 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _missing_indexes(conn: Any) -> None:
+    for index in CALL_RECORDS.indexes:
+        index.create(conn, checkfirst=True)
+
+
 class Store:
     """The database: engine, schema, and the few queries the daemon needs."""
 
@@ -52,6 +57,9 @@ class Store:
         """Create missing tables (idempotent)."""
         async with self.engine.begin() as conn:
             await conn.run_sync(METADATA.create_all)
+            # create_all adds indexes only with their table: an index added to an existing
+            # table later (the history lookup's, issue 12) is created here
+            await conn.run_sync(_missing_indexes)
 
     async def close(self) -> None:
         await self.engine.dispose()

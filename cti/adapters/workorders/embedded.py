@@ -73,9 +73,6 @@ class EmbeddedWorkOrders:
 
     async def create(self, draft: TicketDraft, *, key: str) -> TicketRef:
         try:
-            existing = await self._number_of(key)
-            if existing is not None:
-                return TicketRef(number=existing)
             try:
                 return await self._insert_ticket(draft, key)
             except IntegrityError:
@@ -200,12 +197,21 @@ class EmbeddedWorkOrders:
             # the day's counter: an upsert holds the row (or SQLite's write lock) until
             # commit, so two creates never get the same number; a failed create rolls it
             # back, so numbers have no gaps
-            stmt = insert(conn, TICKET_DAYS).values(day=day, last=1)
-            stmt = stmt.on_conflict_do_update(
+            upsert = insert(conn, TICKET_DAYS).values(day=day, last=1)
+            counter = upsert.on_conflict_do_update(
                 index_elements=["day"], set_={"last": TICKET_DAYS.c.last + 1}
+            ).returning(TICKET_DAYS.c.last)
+            seq = await conn.scalar(counter)
+            # the key checked after the counter's write, not before it: this transaction
+            # holds the write lock now, so the answer cannot change under it (a SELECT first
+            # would make SQLite upgrade a read transaction, which fails at once instead of
+            # waiting); a create already done rolls the counter back: no gap
+            existing: str | None = await conn.scalar(
+                select(TICKETS.c.number).where(TICKETS.c.create_key == key)
             )
-            await conn.execute(stmt)
-            seq = await conn.scalar(select(TICKET_DAYS.c.last).where(TICKET_DAYS.c.day == day))
+            if existing is not None:
+                await conn.rollback()
+                return TicketRef(number=existing)
             number = f"{self._prefix}-{day}-{seq:06d}"
             await conn.execute(
                 TICKETS.insert().values(
