@@ -316,7 +316,7 @@ EXPECTED: dict[str, list[dict[str, Any]]] = {
                 {"type": "attended", "by": "1001", "to": "1002", "at": 1796296858.510672}
             ],
             "wait_s": 1.305689,
-            "talk_s": 3.531038,
+            "talk_s": 3.530832,
             "history_complete": True,
         }
     ],
