@@ -405,7 +405,9 @@ class Daemon:
             caller=s.caller,
             line=s.line,
             outcome=s.outcome,
-            seat=s.answered_by,
+            **answerer_fields(
+                s.answered_by, is_seat=self.core.seat_state(s.answered_by or "") is not None
+            ),
             wait_s=s.wait_s,
             talk_s=s.talk_s,
             hangup_by=s.hangup_by,
@@ -487,3 +489,13 @@ class Daemon:
                 ticket=number,
             )
         )
+
+
+def answerer_fields(answered_by: str | None, *, is_seat: bool) -> dict[str, str | None]:
+    """Who answered, for the `call_ended` log line. A call into the line is answered by a
+    seat (`seat`: an id, kept whole by the log masking); a call the daemon originated (a
+    callback) by the citizen, whose number must go under a phone field (`callee`) so the
+    masking hides it."""
+    if answered_by is None or is_seat:
+        return {"seat": answered_by}
+    return {"callee": answered_by}

@@ -13,9 +13,11 @@ from structlog.testing import capture_logs
 
 from cti.adapters.db.store import Store
 from cti.app import Daemon, ShutdownError
+from cti.app.daemon import answerer_fields
 from cti.app.jobs import Jobs
 from cti.calls.ids import CallRef
 from cti.core import Effect
+from cti.logs import mask_phone_numbers
 from cti.settings import load_settings
 
 
@@ -104,3 +106,16 @@ def test_a_call_id_is_node_colon_linkedid() -> None:
     for bad in ("main", ":x", "main:"):
         with pytest.raises(ValueError, match="not a call id"):
             CallRef.parse(bad)
+
+
+def test_the_call_ended_line_masks_a_citizen_who_answered_an_originated_call() -> None:
+    # A callback is answered by the citizen, not by a seat: the log scan of a CI run found
+    # that number whole under `seat` (an id key the masking keeps).
+    def logged(answered_by: str | None, *, is_seat: bool) -> dict[str, object]:
+        fields = answerer_fields(answered_by, is_seat=is_seat)
+        return dict(mask_phone_numbers(None, "info", dict(fields)))
+
+    assert logged("13900001234", is_seat=False) == {"callee": "139****1234"}
+    assert logged("1001", is_seat=True) == {"seat": "1001"}
+    assert logged("8001234", is_seat=True) == {"seat": "8001234"}  # a seat id stays whole
+    assert logged(None, is_seat=False) == {"seat": None}
