@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from structlog.typing import FilteringBoundLogger
 
 from cti.adapters.db.store import Store
+from cti.adapters.http.metrics import Histogram
 from cti.adapters.mqtt import MqttAdapter
 from cti.core.messages import Pop
 from cti.workorders.backend import WorkOrderBackend, WorkOrderError
@@ -37,27 +38,14 @@ __all__ = [
 POP_LATENCY_BUCKETS_S: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
-class PopLatency:
+class PopLatency(Histogram):
     """Seconds from the core's pop (its ``Pop`` effect handed to the publisher) to the
     broker's acknowledgement of the MQTT publish (QoS 1 PUBACK): the caller-history lookup
     and the MQTT backlog included (/metrics ``cti_pop_latency_seconds``). Cumulative
     buckets, as Prometheus expects of a histogram; since the daemon started."""
 
     def __init__(self, buckets: tuple[float, ...] = POP_LATENCY_BUCKETS_S) -> None:
-        self.bounds = buckets
-        self.counts = [0] * len(buckets)
-        self.count = 0
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.count += 1
-        self.sum += value
-        for i, le in enumerate(self.bounds):
-            if value <= le:
-                self.counts[i] += 1
-
-    def cumulative(self) -> tuple[tuple[float, int], ...]:
-        return tuple(zip(self.bounds, self.counts, strict=True))
+        super().__init__(buckets)
 
 
 POP_SCHEMA_VERSION: Final = 1

@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 
 from structlog.typing import FilteringBoundLogger
 
+from cti.adapters.http.metrics import Histogram
 from cti.core.messages import Publish
 from cti.core.screen import SCHEMA_VERSION
 from cti.kpis import Alarm, Figures, LineFigures, QueueEntry, Thresholds, alarms, compute
@@ -72,25 +73,12 @@ def _alarm_json(a: Alarm, state: str, since: float) -> dict[str, Any]:
 WAIT_BUCKETS_S: Final = (1.0, 3.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 
 
-class WaitHistogram:
+class WaitHistogram(Histogram):
     """Waits of the offered entries ended since the daemon started (/metrics
     `cti_queue_wait_seconds`): cumulative, as Prometheus expects of a histogram."""
 
     def __init__(self, buckets: tuple[float, ...] = WAIT_BUCKETS_S) -> None:
-        self.bounds = buckets
-        self.counts = [0] * len(buckets)
-        self.count = 0
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.count += 1
-        self.sum += value
-        for i, le in enumerate(self.bounds):
-            if value <= le:
-                self.counts[i] += 1
-
-    def cumulative(self) -> tuple[tuple[float, int], ...]:
-        return tuple(zip(self.bounds, self.counts, strict=True))
+        super().__init__(buckets)
 
 
 class LiveStats:

@@ -15,7 +15,14 @@ from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.core import Metric as PromMetric
 from prometheus_client.registry import Collector
 
-__all__ = ["METRICS_CONTENT_TYPE", "HistogramMetric", "Metric", "ReadyPart", "render_metrics"]
+__all__ = [
+    "METRICS_CONTENT_TYPE",
+    "Histogram",
+    "HistogramMetric",
+    "Metric",
+    "ReadyPart",
+    "render_metrics",
+]
 
 METRICS_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -55,6 +62,32 @@ class HistogramMetric:
     buckets: tuple[tuple[float, int], ...]
     count: int
     sum: float
+
+
+class Histogram:
+    """Observations since the daemon started, counted into fixed buckets: what a
+    :class:`HistogramMetric` shows at scrape time (cumulative, as Prometheus expects)."""
+
+    def __init__(self, buckets: tuple[float, ...]) -> None:
+        self.bounds = buckets
+        self.counts = [0] * len(buckets)
+        self.count = 0
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.count += 1
+        self.sum += value
+        for i, le in enumerate(self.bounds):
+            if value <= le:
+                self.counts[i] += 1
+
+    def cumulative(self) -> tuple[tuple[float, int], ...]:
+        return tuple(zip(self.bounds, self.counts, strict=True))
+
+    def metric(self, *, name: str, help: str) -> HistogramMetric:  # noqa: A002 - Prometheus' word
+        return HistogramMetric(
+            name=name, help=help, buckets=self.cumulative(), count=self.count, sum=self.sum
+        )
 
 
 class _Snapshot(Collector):
