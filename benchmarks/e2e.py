@@ -546,6 +546,21 @@ def remove_recordings(call_ids: set[str]) -> int:
     return n
 
 
+def start(bench: Bench) -> list[asyncio.Task[None]]:
+    """What every benchmark's main does first, in its running loop: quiet logs, SIGTERM
+    handled, the bench's AMI link and event reader started (stop them with clean_up)."""
+    # the AMI client logs every connection step; a benchmark prints only its table
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    # SIGTERM like Ctrl-C: cancel, so every `finally` hangs up and stops the daemon
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+    return [
+        asyncio.create_task(bench.ami.run(), name="bench.ami"),
+        asyncio.create_task(bench.consume(), name="bench.events"),
+    ]
+
+
 async def clean_up(bench: Bench, runners: Iterable[asyncio.Task[None]]) -> None:
     """After a run, whatever ended it: this run's calls hung up, its tasks stopped, its
     recordings removed (the testbed is shared: leave nothing behind)."""
@@ -573,17 +588,8 @@ async def main(args: argparse.Namespace) -> int:
             "skew the daemon rows (--ignore-other-daemons to run anyway, with a warning)"
         )
         return 2
-    # the AMI client logs every connection step; a benchmark prints only its table
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    main_task = asyncio.current_task()
-    assert main_task is not None
-    # SIGTERM like Ctrl-C: cancel, so every `finally` below hangs up and stops the daemon
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     bench = Bench(args)
-    runners: list[asyncio.Task[None]] = [
-        asyncio.create_task(bench.ami.run(), name="bench.ami"),
-        asyncio.create_task(bench.consume(), name="bench.events"),
-    ]
+    runners = start(bench)
     rows: list[Row] = []
     version = "?"
     aborted = ""

@@ -38,7 +38,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import signal
 import sqlite3
@@ -52,7 +51,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiomqtt
 import httpx
-import structlog
 
 from benchmarks._machine import machine_line, version_of
 from benchmarks.e2e import (
@@ -64,6 +62,7 @@ from benchmarks.e2e import (
     other_daemons,
     pct,
     settle_seats,
+    start,
     tmpdir,
 )
 from benchmarks.load import LoadDaemon, count_tickets, seats_for, settled_tickets
@@ -336,16 +335,9 @@ async def main(args: argparse.Namespace) -> int:
     if others:
         print(f"another `cti run` is running (pids {others}): it would take our calls; stop it")
         return 2
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    main_task = asyncio.current_task()
-    assert main_task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     machine = machine_line()
     bench = FaultBench(args)
-    runners = [
-        asyncio.create_task(bench.ami.run(), name="bench.ami"),
-        asyncio.create_task(bench.consume(), name="bench.events"),
-    ]
+    runners = start(bench)
     rows: list[Row] = []
     aborted = ""
     budget = sum(args.runs * args.period + args.lost_after + 90 for _ in args.faults)

@@ -36,9 +36,7 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import math
-import signal
 import sqlite3
 import sys
 import time
@@ -47,7 +45,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import structlog
 import yaml
 
 from benchmarks._machine import machine_line, version_of
@@ -61,6 +58,7 @@ from benchmarks.e2e import (
     other_daemons,
     pct,
     settle_seats,
+    start,
     tmpdir,
 )
 from cti.adapters.ami import AmiError
@@ -233,16 +231,9 @@ async def main(args: argparse.Namespace) -> int:
     if others:
         print(f"another `cti run` is running (pids {others}): it would take our calls; stop it")
         return 2
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    main_task = asyncio.current_task()
-    assert main_task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     machine = machine_line()  # before the run: the load average is the machine's, not ours
     bench = Bench(args)
-    runners = [
-        asyncio.create_task(bench.ami.run(), name="bench.ami"),
-        asyncio.create_task(bench.consume(), name="bench.events"),
-    ]
+    runners = start(bench)
     rows: list[Row] = []
     version = "?"
     aborted = ""
