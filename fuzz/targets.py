@@ -1,6 +1,7 @@
 """The fuzz targets: one function per input the daemon reads from the network.
 
-Shared by the atheris harnesses (``fuzz/fuzz_*.py``, coverage-guided, bounded runs in
+Shared by the atheris harness (``fuzz/run.py <name>`` for a name of ``HARNESSES``,
+coverage-guided, bounded runs in
 tests/fuzz/test_atheris_harnesses.py) and the hypothesis properties
 (tests/fuzz/test_hostile_inputs.py). Each target takes raw bytes (what a peer can send)
 and raises :class:`FuzzFinding` (or lets an unexpected exception escape) when the code
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any, Final
 
 from pydantic import SecretStr
@@ -300,3 +302,16 @@ def headers_from(data: bytes) -> list[tuple[str, str]]:
         )
         out.append((key, value))
     return out
+
+
+def harnesses(loop: asyncio.AbstractEventLoop) -> dict[str, Callable[[bytes], None]]:
+    """Each target fed raw bytes, by the name `python -m fuzz.run NAME` takes; the FastAGI
+    targets run their coroutine on *loop*."""
+    return {
+        "ami_client": ami_client,
+        "ami_events": lambda data: ami_events(headers_from(data)),
+        "amiwire": amiwire,
+        "fastagi_answer": lambda data: fastagi_answer(data, loop),
+        "fastagi_headers": lambda data: fastagi_headers(data, loop),
+        "mqtt_payloads": mqtt_payloads,
+    }

@@ -3,13 +3,14 @@
 Coverage-guided fuzzing of the AMI decoder, the AMI client, the event parser and call
 tracker, the FastAGI request reader and answers, and the MQTT payloads. A harness that
 finds a crash exits non-zero and leaves the input in the test's tmp dir (the failure
-message names it); reproduce with ``python -m fuzz.fuzz_<target> <that file>``.
+message names it); reproduce with ``python -m fuzz.run <target> <that file>``.
 ``CTI_FUZZ_SECONDS`` (default 4 per harness: all six stay under ~45 s with their
 start-up) sets the time for a deeper run by hand.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -19,19 +20,23 @@ from typing import Final
 
 import pytest
 
+from fuzz import targets
+
 ROOT: Final = Path(__file__).resolve().parents[2]
-HARNESSES: Final = sorted(p.stem for p in (ROOT / "fuzz").glob("fuzz_*.py"))
+_names_only = asyncio.new_event_loop()  # harnesses() wants one; only its names are read here
+HARNESSES: Final = sorted(targets.harnesses(_names_only))
+_names_only.close()
 SECONDS: Final = int(os.environ.get("CTI_FUZZ_SECONDS", "4"))
 
 
 def test_one_harness_per_target() -> None:
     assert HARNESSES == [
-        "fuzz_ami_client",
-        "fuzz_ami_events",
-        "fuzz_amiwire",
-        "fuzz_fastagi_answer",
-        "fuzz_fastagi_headers",
-        "fuzz_mqtt_payloads",
+        "ami_client",
+        "ami_events",
+        "amiwire",
+        "fastagi_answer",
+        "fastagi_headers",
+        "mqtt_payloads",
     ]
 
 
@@ -42,7 +47,8 @@ def test_harness_runs_clean(harness: str, tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            f"fuzz.{harness}",
+            "fuzz.run",
+            harness,
             f"-max_total_time={SECONDS}",
             "-max_len=4096",
             "-rss_limit_mb=1024",
