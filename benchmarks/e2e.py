@@ -546,6 +546,17 @@ def remove_recordings(call_ids: set[str]) -> int:
     return n
 
 
+def print_table(lines: Iterable[str], aborted: str) -> int:
+    """A benchmark's table, then why it stopped early if it did; its exit status (3:
+    aborted, the rows are those measured before)."""
+    for line in lines:
+        print(line)
+    if aborted:
+        print(aborted)
+        return 3
+    return 0
+
+
 def start(bench: Bench) -> list[asyncio.Task[None]]:
     """What every benchmark's main does first, in its running loop: quiet logs, SIGTERM
     handled, the bench's AMI link and event reader started (stop them with clean_up)."""
@@ -626,12 +637,7 @@ async def main(args: argparse.Namespace) -> int:
     )
     if others:
         print(f"WARNING: other `cti run` processes were running during this run: pids {others}")
-    for line in render(rows):
-        print(line)
-    if aborted:
-        print(aborted)
-        return 3
-    return 0
+    return print_table(render(rows), aborted)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -61,6 +61,7 @@ from benchmarks.e2e import (
     clean_up,
     other_daemons,
     pct,
+    print_table,
     settle_seats,
     start,
     tmpdir,
@@ -361,12 +362,7 @@ async def main(args: argparse.Namespace) -> int:
         f"unanswered after {args.lost_after:g} s; freeze {args.freeze_s:g} s, "
         f"lock {args.lock_s:g} s; generated Local seats, wrap-up 0"
     )
-    for line in render(rows):
-        print(line)
-    if aborted:
-        print(aborted)
-        return 3
-    return 0
+    return print_table(render(rows), aborted)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

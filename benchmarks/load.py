@@ -57,6 +57,7 @@ from benchmarks.e2e import (
     clean_up,
     other_daemons,
     pct,
+    print_table,
     settle_seats,
     start,
     tmpdir,
@@ -266,12 +267,7 @@ async def main(args: argparse.Namespace) -> int:
         f"{args.seconds:g} s per rate, talk {args.talk:g} s, steady window from "
         f"{args.warmup:g} s, lost after {args.lost_after:g} s; embedded tickets"
     )
-    for line in render(rows):
-        print(line)
-    if aborted:
-        print(aborted)
-        return 3
-    return 0
+    return print_table(render(rows), aborted)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
