@@ -397,6 +397,7 @@ class Daemon:
 
     def _store_call(self, effect: StoreCall) -> None:
         s = effect.summary
+        who = s.answered_by
         self.tally.calls_ended += 1
         self._log.info(
             "call_ended",
@@ -406,7 +407,7 @@ class Daemon:
             line=s.line,
             outcome=s.outcome,
             **answerer_fields(
-                s.answered_by, is_seat=self.core.seat_state(s.answered_by or "") is not None
+                who, is_seat=who is not None and self.core.seat_state(who) is not None
             ),
             wait_s=s.wait_s,
             talk_s=s.talk_s,
