@@ -6,8 +6,8 @@ import pytest
 from pydantic import ValidationError
 
 from cti.adapters.ami_actions import actions
-from cti.core.messages import RenewLease
-from cti.dialplan.contract import LEASE_VARIABLE
+from cti.core.messages import RenewLease, ReturnToHold
+from cti.dialplan.contract import CONTEXT_HOLD, LEASE_VARIABLE, TAKEN_VARIABLE
 from cti.settings import AmiSettings, load_settings
 from tests.conftest import PROJECT
 
@@ -31,3 +31,21 @@ def test_lease_must_outlive_two_renewals() -> None:
 def test_lease_value_is_rounded_up() -> None:
     out = actions(RenewLease(node="main", until=1700000000.2))
     assert out == [{"Action": "Setvar", "Variable": LEASE_VARIABLE, "Value": "1700000001"}]
+
+
+def test_a_call_sent_back_to_hold_is_marked_taken_again() -> None:
+    # Seen in CI: the freeze cut the link with the call's MarkTaken in flight; each take-back
+    # from the fallback queue met a holding loop without CTI_TAKEN, which sent it straight
+    # back to the fallback: 1,058 take-backs in 10 s, until the caller hung up.
+    chan = "Local/12315@cti-entry-00000001;2"
+    out = actions(ReturnToHold(node="main", channel=chan, call_id="c1", reason="fallback"))
+    assert out == [
+        {"Action": "Setvar", "Channel": chan, "Variable": TAKEN_VARIABLE, "Value": "1"},
+        {
+            "Action": "Redirect",
+            "Channel": chan,
+            "Context": CONTEXT_HOLD,
+            "Exten": "s",
+            "Priority": "1",
+        },
+    ]

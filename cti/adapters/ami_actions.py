@@ -92,14 +92,7 @@ def actions(effect: AmiEffect) -> list[dict[str, str]]:
         until = str(math.ceil(effect.until))
         return [{"Action": "Setvar", "Variable": LEASE_VARIABLE, "Value": until}]
     if isinstance(effect, MarkTaken):
-        return [
-            {
-                "Action": "Setvar",
-                "Channel": effect.channel,
-                "Variable": TAKEN_VARIABLE,
-                "Value": "1",
-            }
-        ]
+        return [_taken(effect.channel)]
     if isinstance(effect, RedirectToSeat):
         # the daemon's plan is authoritative: the endpoint goes along, so a seat added to
         # cti.yaml works before the generated dialplan is reloaded
@@ -124,15 +117,25 @@ def actions(effect: AmiEffect) -> list[dict[str, str]]:
                 "Priority": "1",
             },
         ]
+    # Back to the holding loop, marked taken again: a call's MarkTaken is lost when the AMI
+    # link drops with it in flight (a Setvar is not re-sent), and a holding loop that finds
+    # no CTI_TAKEN sends the call to the fallback Queue() at once once the lease has run
+    # out: the daemon would take it back from there, and round again, every few ms.
     return [
+        _taken(effect.channel),
         {
             "Action": "Redirect",
             "Channel": effect.channel,
             "Context": CONTEXT_HOLD,
             "Exten": "s",
             "Priority": "1",
-        }
+        },
     ]
+
+
+def _taken(channel: str) -> dict[str, str]:
+    """The Setvar that tells the holding loop the daemon holds this call."""
+    return {"Action": "Setvar", "Channel": channel, "Variable": TAKEN_VARIABLE, "Value": "1"}
 
 
 def escalation_actions(effect: EscalationEffect) -> list[dict[str, str]]:
