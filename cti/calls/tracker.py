@@ -725,15 +725,31 @@ class CallTracker:
         one, two, src = ev.local_one, ev.local_two, ev.source
         if one is None or two is None or src is None or not src.uniqueid:
             return []
-        chan = self._channels.get((ev.node, one.uniqueid))
-        if chan is None or not chan.bridge:
+        target = self._optimization_target(ev.node, one.uniqueid, two.uniqueid, src.uniqueid)
+        if not target:
             return []
         if len(self._optimizing) >= self._max_legs:
             self._optimizing.clear()  # a peer that never hangs the halves up: stay bounded
             self._anomaly("local_optimizations_dropped", node=ev.node)
         for half in (one, two):
-            self._optimizing[(ev.node, half.uniqueid)] = (src.uniqueid, chan.bridge)
+            self._optimizing[(ev.node, half.uniqueid)] = (src.uniqueid, target)
         return []
+
+    def _optimization_target(self, node: str, one: str, two: str, src: str) -> str | None:
+        """The bridge the Source is swapped into: that of the half it is *not* bridged with.
+        Either way round happens on the same dialplan, run to run (seen live: Asterisk
+        optimises from whichever side first passes a frame): the Source bridged with `;2`
+        goes into `;1`'s bridge, and a Source bridged with `;1` into `;2`'s. Taking `;1`'s
+        bridge always named the callee as hanging up first whenever a consultation chain
+        collapsed the other way (the open defect of tests/real/test_calls_live_real.py)."""
+        one_ch = self._channels.get((node, one))
+        two_ch = self._channels.get((node, two))
+        src_ch = self._channels.get((node, src))
+        one_bridge = one_ch.bridge if one_ch is not None else None
+        two_bridge = two_ch.bridge if two_ch is not None else None
+        if src_ch is not None and src_ch.bridge and src_ch.bridge == one_bridge:
+            return two_bridge or None
+        return one_bridge or None
 
     def _optimized_away(self, node: str, uid: str, *, forget: bool) -> bool:
         """The channel is a Local half whose Source took its place in a bridge (its

@@ -320,6 +320,34 @@ EXPECTED: dict[str, list[dict[str, Any]]] = {
             "history_complete": True,
         }
     ],
+    # the same scenario live, the consultation chain collapsing the other way round: its
+    # middle pair's Source (bridged with `;1`) is swapped into `;2`'s bridge, and the
+    # transfer target's own pair is optimised only after the AttendedTransfer (one run in
+    # three on the testbed): still the caller who hung up
+    "transfer/attended_local_chain_reversed.jsonl": [
+        {
+            "call_id": "t58c502-attended_local_chain",
+            "node": "main",
+            "caller": "13912345678",
+            "caller_name": "Test Caller",
+            "dialed": "12345",
+            "line": "12345",
+            "started_at": 1796318540.909517,
+            "answered_at": 1796318542.219692,
+            "ended_at": 1796318545.792974,
+            "answered_by": "1001",
+            "rang": ["1001", "1002"],
+            "outcome": "answered",
+            "hangup_by": "caller",
+            "cause": 16,
+            "transfers": [
+                {"type": "attended", "by": "1001", "to": "1002", "at": 1796318545.288881}
+            ],
+            "wait_s": 1.310175,
+            "talk_s": 3.573282,
+            "history_complete": True,
+        }
+    ],
     # Asterisk sent no TransferTarget* headers (live, about one attended transfer in four):
     # the target is found in the bridge the transferee was moved to
     "transfer/attended_no_target.jsonl": [

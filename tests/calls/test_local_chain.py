@@ -73,3 +73,21 @@ def test_a_failed_optimisation_still_ends_the_party() -> None:
             out += [n.summary for n in tracker.handle(ev) if isinstance(n, CallEnded)]
     assert len(out) == 1
     assert out[0].hangup_by == "callee"
+
+
+def test_a_chain_collapsing_the_other_way_is_still_the_caller_hanging_up() -> None:
+    """Live, a Local pair's Source is swapped into the bridge of the half it is *not*
+    bridged with — sometimes `;1`'s, sometimes `;2`'s (run to run on the same dialplan).
+    Recorded once each way; both are the caller hanging up after the transfer."""
+    reversed_chain = FIXTURE / "attended_local_chain_reversed.jsonl"
+    tracker = CallTracker()
+    ended = []
+    for line in reversed_chain.read_text().splitlines():
+        ev = _from_json(json.loads(line), "main")
+        if ev is not None:
+            ended += [n for n in tracker.handle(ev) if isinstance(n, CallEnded)]
+    (call,) = ended
+    assert call.summary.hangup_by == "caller"
+    assert call.summary.transfers[0].to == "1002"
+    # nothing of the chain was taken for a party leaving or left behind
+    assert tracker.active_calls() == []

@@ -44,21 +44,11 @@ def track(trace: list[dict[str, Any]]) -> tuple[CallTracker, list[dict[str, Any]
     return tracker, out
 
 
-# Known open defect (session note, 2026-12-03): when a Local chain is optimised away while
-# the call ends, live traffic sometimes orders the hang-ups so that the tracker names the
-# callee as the one who hung up (the recorded fixture replays with "caller", tested by
-# tests/calls/test_local_chain.py). The attended transfer itself is compared in full.
-RACY_HANGUP_BY = frozenset({"transfer/attended_local_chain"})
-
-
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 async def test_live_scenario_matches_fixture(name: str) -> None:
     trace = await run_scenario(name)
     tracker, live = track(trace)
     expected = EXPECTED[f"{name}.jsonl"]
-    if name in RACY_HANGUP_BY:
-        live = [{**s, "hangup_by": None} for s in live]
-        expected = [{**s, "hangup_by": None} for s in expected]
     assert sorted(map(normalize, live), key=lambda s: s["call_id"]) == sorted(
         map(normalize, expected), key=lambda s: s["call_id"]
     )
