@@ -164,3 +164,27 @@ def test_an_adopted_call_answered_by_the_daemon_records_its_answer() -> None:
     assert stored.wait_s == 12.5  # from the channel's birth (its age when listed)
     assert stored.talk_s == 10.0
     assert stored.history_complete is False
+
+
+def test_a_call_bounced_back_to_fallback_again_and_again_is_left_in_queue() -> None:
+    """A brake: the holding loop handing the same call to Queue() over and over (its lease
+    check failing for a reason the daemon cannot see) must not become a Redirect loop."""
+    c = core()
+    connected(c, 100.0)
+    start_call(c, "c1", 100.5)
+    backs = []
+    for k in range(6):
+        out = c.handle(
+            ev(
+                "Newexten",
+                120.0 + k,
+                **chan(HELD, "c1.2", "c1", Context="cti-fallback", Priority="1"),
+            )
+        )
+        backs.append(len([e for e in out if isinstance(e, ReturnToHold)]))
+    assert backs == [1, 1, 1, 0, 0, 0]
+    assert c.counts["fallback_taken_back"] == 3
+    assert c.counts["fallback_left_in_queue"] == 1
+    assert c.dispatcher.queue.get("c1") is not None  # still in the line: a seat may take it
+    out = cmd(c, "1001", b'{"cmd":"login","ready":true}', 130.0)
+    assert [e.call_id for e in out if isinstance(e, RedirectToSeat)] == ["c1"]

@@ -111,6 +111,11 @@ class _Adopting:
     from_fallback: bool
 
 
+# Take-backs of one call from a fallback Queue() before it is left there: a daemon
+# restart or an AMI outage takes one; more than a few means something keeps bouncing it.
+MAX_TAKE_BACKS = 3
+
+
 class Adoption:
     """Calls waiting when the daemon (re)connects, which it did not see arrive (issue 18,
     items 1 and 4): read their variables first, then take them at the place their wait
@@ -133,9 +138,11 @@ class Adoption:
         self._log = log
         self._counts = counts
         self._adopting: dict[str, _Adopting] = {}  # call id -> waiting for its variables
+        self._taken_back: Counter[str] = Counter()  # call id -> take-backs from fallback
 
     def ended(self, call_id: str) -> None:
         self._adopting.pop(call_id, None)
+        self._taken_back.pop(call_id, None)
 
     def in_fallback(self, node: str, chan: ChannelSnapshot, at: float, out: list[Effect]) -> None:
         """`chan` waits in a fallback ``Queue()`` (the daemon was down, or its lease ran
@@ -146,6 +153,21 @@ class Adoption:
             self.adopt_or_wait(node, chan, at, out, from_fallback=True)
         elif held.channel == chan.channel and call_id in self._dispatcher.queue:
             # still in our line: back to the holding loop, or app_queue rings seats too
+            self._taken_back[call_id] += 1
+            if self._taken_back[call_id] > MAX_TAKE_BACKS:
+                # the holding loop keeps handing it to Queue() (its lease check failing for
+                # a reason the daemon cannot see, a dialplan edited under it): each take-back
+                # would be a Redirect a second, forever. Queue() answers it; a seat the core
+                # picks still gets it by Redirect, which takes it out of Queue() too.
+                if self._taken_back[call_id] == MAX_TAKE_BACKS + 1:
+                    self._counts["fallback_left_in_queue"] += 1
+                    self._log.warning(
+                        "fallback_take_backs_stopped",
+                        linkedid=call_id,
+                        node=node,
+                        take_backs=MAX_TAKE_BACKS,
+                    )
+                return
             self._counts["fallback_taken_back"] += 1
             self._log.info("call_back_from_fallback", linkedid=call_id, node=node)
             self._out_of_fallback(call_id, out)
