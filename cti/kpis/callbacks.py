@@ -1,0 +1,197 @@
+"""The callback figures (漏接电话回拨, docs/kpis.md): of the calls abandoned in the line that
+went on the callback list, how many were called back (placed), how many citizens answered
+a callback (reached) and how many were reached within N minutes of hanging up.
+
+The facts are the callback list's rows (one per missed call, ``cti/adapters/db/callbacks.py``)
+read as :class:`CallbackRequest`; the figures are counted per request, so a request called
+back three times before the citizen answered is placed once, reached once, and its three
+attempts are in ``attempts``. Pure, like the rest of :mod:`cti.kpis`: no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, tzinfo
+
+from cti.kpis.definitions import Figures, GroupBy, Thresholds, compute
+
+__all__ = [
+    "CallbackFigures",
+    "CallbackRequest",
+    "callback_figures",
+    "group_callbacks",
+    "with_callbacks",
+]
+
+
+def _time(name: str, value: float | None) -> None:
+    if value is not None and (not math.isfinite(value) or value < 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallbackRequest:
+    """One missed call on the callback list and what became of it (epoch seconds)."""
+
+    call_id: str
+    """The missed call (its linkedid; unique per node)."""
+    node: str
+    line: str
+    requested_at: float
+    """When the citizen hung up in the line: the call joined the list."""
+    attempts: int = 0
+    """Callbacks placed for it (each one-click call back)."""
+    reached_at: float | None = None
+    """When the citizen answered a callback (the callback call's answer); ``None`` while
+    nobody reached them."""
+    seat: str | None = None
+    """The seat that called back last."""
+
+    def __post_init__(self) -> None:
+        _time("requested_at", self.requested_at)
+        _time("reached_at", self.reached_at)
+        if not self.call_id or not self.line:
+            raise ValueError("call_id and line must not be empty")
+        if self.attempts < 0:
+            raise ValueError(f"attempts must be >= 0, got {self.attempts}")
+        if self.reached_at is not None:
+            if self.attempts < 1:
+                raise ValueError("a reached request was called back at least once")
+            if self.reached_at < self.requested_at:
+                raise ValueError("reached_at is before requested_at")
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.node, self.call_id)
+
+    @property
+    def reached(self) -> bool:
+        return self.reached_at is not None
+
+    @property
+    def reach_s(self) -> float | None:
+        """Seconds from the request to the citizen answering, when reached."""
+        return None if self.reached_at is None else self.reached_at - self.requested_at
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallbackFigures:
+    """The callback figures of a set of requests."""
+
+    within_min: float
+    """N of "reached within N minutes" (inclusive: reach ≤ N·60 s)."""
+    requests: int
+    """Missed calls that went on the list."""
+    placed: int
+    """Requests called back at least once."""
+    attempts: int
+    """Callbacks placed in all (a request may take several)."""
+    reached: int
+    """Requests whose citizen answered a callback."""
+    reached_within: int
+    """Reached within ``within_min`` minutes of the request."""
+    reach_rate: float | None
+    """reached ÷ requests."""
+    reached_within_rate: float | None
+    """reached within N min ÷ requests (like N秒接通率, ÷ every request)."""
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return None if den == 0 else num / den
+
+
+def callback_figures(requests: Iterable[CallbackRequest], *, within_min: float) -> CallbackFigures:
+    """Count the requests (each once, whatever its attempts)."""
+    limit = within_min * 60.0
+    n = placed = attempts = reached = within = 0
+    for r in requests:
+        n += 1
+        attempts += r.attempts
+        placed += r.attempts > 0
+        if (s := r.reach_s) is not None:
+            reached += 1
+            within += s <= limit  # inclusive, like every "within N" of docs/kpis.md
+    return CallbackFigures(
+        within_min=within_min,
+        requests=n,
+        placed=placed,
+        attempts=attempts,
+        reached=reached,
+        reached_within=within,
+        reach_rate=_ratio(reached, n),
+        reached_within_rate=_ratio(within, n),
+    )
+
+
+def _label(by: GroupBy, r: CallbackRequest, tz: tzinfo | None) -> str | None:
+    if by == "line":
+        return r.line
+    if by == "department":
+        return None  # the list does not know the department: one group apart
+    if by == "seat":
+        return r.seat
+    if tz is None:
+        raise ValueError(f"grouping by {by} needs a time zone (tz=)")
+    fmt = "%Y-%m-%d %H:00" if by == "hour" else "%Y-%m-%d"
+    return datetime.fromtimestamp(r.requested_at, tz).strftime(fmt)
+
+
+def _key(by: Sequence[GroupBy], r: CallbackRequest, tz: tzinfo | None) -> str | None:
+    # the keys of cti report's groups (kpi_sql._key): one label, or several joined
+    parts = [_label(b, r, tz) for b in by]
+    if len(parts) == 1:
+        return parts[0]
+    return " ".join("(无)" if p is None else p for p in parts)
+
+
+def _keys(by: GroupBy | Sequence[GroupBy] | None) -> list[GroupBy]:
+    return [] if by is None else [by] if isinstance(by, str) else list(by)
+
+
+def group_callbacks(
+    requests: Iterable[CallbackRequest],
+    *,
+    by: GroupBy | Sequence[GroupBy],
+    within_min: float,
+    tz: tzinfo | None = None,
+) -> dict[str | None, CallbackFigures]:
+    """Figures per line, seat (the last to call back), hour or day (of ``requested_at`` in
+    ``tz``); by department every request is in the group ``None``. Each request falls in
+    exactly one group, so the groups add up to the whole."""
+    keys = _keys(by)
+    parts: dict[str | None, list[CallbackRequest]] = defaultdict(list)
+    for r in requests:
+        parts[_key(keys, r, tz)].append(r)
+    return {k: callback_figures(p, within_min=within_min) for k, p in parts.items()}
+
+
+def with_callbacks(
+    whole: Figures,
+    groups: Sequence[tuple[str | None, Figures]],
+    requests: Iterable[CallbackRequest],
+    *,
+    by: GroupBy | Sequence[GroupBy] | None,
+    thresholds: Thresholds,
+    tz: tzinfo | None = None,
+) -> tuple[Figures, list[tuple[str | None, Figures]]]:
+    """A report's centre and groups with their callback figures: a group of requests but no
+    queue entry (a day whose missed calls were all called back the next) is added with
+    zero entry figures, and the groups are sorted by key again (``None`` first)."""
+    t = thresholds
+    reqs = list(requests)
+    centre = replace(whole, callbacks=callback_figures(reqs, within_min=t.callback_within_min))
+    keys = _keys(by)
+    if not keys:
+        return centre, list(groups)
+    per = group_callbacks(reqs, by=keys, within_min=t.callback_within_min, tz=tz)
+    none = callback_figures((), within_min=t.callback_within_min)
+    out = [(k, replace(f, callbacks=per.get(k, none))) for k, f in groups]
+    have = {k for k, _ in groups}
+    if missing := [k for k in per if k not in have]:
+        empty = compute((), thresholds=t)
+        out += [(k, replace(empty, callbacks=per[k])) for k in missing]
+    out.sort(key=lambda kv: (kv[0] is not None, kv[0] or ""))
+    return centre, out
