@@ -5,12 +5,12 @@ adapters that store the facts and publish the figures live at the edge.
 """
 
 from cti.kpis.alarms import Alarm, AlarmKind, LineFigures, alarms
+from cti.kpis.callback_report import with_callbacks
 from cti.kpis.callbacks import (
     CallbackFigures,
     CallbackRequest,
     callback_figures,
     group_callbacks,
-    with_callbacks,
 )
 from cti.kpis.definitions import (
     Figures,

@@ -5,7 +5,9 @@ a callback (reached) and how many were reached within N minutes of hanging up.
 The facts are the callback list's rows (one per missed call, ``cti/adapters/db/callbacks.py``)
 read as :class:`CallbackRequest`; the figures are counted per request, so a request called
 back three times before the citizen answered is placed once, reached once, and its three
-attempts are in ``attempts``. Pure, like the rest of :mod:`cti.kpis`: no clock, no I/O.
+attempts are in ``attempts``. A report's figures get theirs from
+:func:`cti.kpis.callback_report.with_callbacks`. Pure, like the rest of :mod:`cti.kpis`:
+no clock, no I/O.
 """
 
 from __future__ import annotations
@@ -13,18 +15,21 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, tzinfo
-
-from cti.kpis.definitions import Figures, GroupBy, Thresholds, compute
+from typing import Literal
 
 __all__ = [
     "CallbackFigures",
     "CallbackRequest",
     "callback_figures",
     "group_callbacks",
-    "with_callbacks",
+    "keys_of",
 ]
+
+# cti.kpis.definitions.GroupBy, spelled again: definitions imports this module (the
+# Figures' callbacks field), so this one cannot import it back
+GroupBy = Literal["line", "department", "seat", "hour", "day"]
 
 
 def _time(name: str, value: float | None) -> None:
@@ -147,7 +152,8 @@ def _key(by: Sequence[GroupBy], r: CallbackRequest, tz: tzinfo | None) -> str | 
     return " ".join("(无)" if p is None else p for p in parts)
 
 
-def _keys(by: GroupBy | Sequence[GroupBy] | None) -> list[GroupBy]:
+def keys_of(by: GroupBy | Sequence[GroupBy] | None) -> list[GroupBy]:
+    """`by` as a list of keys (none, one, or several as line and day)."""
     return [] if by is None else [by] if isinstance(by, str) else list(by)
 
 
@@ -161,37 +167,8 @@ def group_callbacks(
     """Figures per line, seat (the last to call back), hour or day (of ``requested_at`` in
     ``tz``); by department every request is in the group ``None``. Each request falls in
     exactly one group, so the groups add up to the whole."""
-    keys = _keys(by)
+    keys = keys_of(by)
     parts: dict[str | None, list[CallbackRequest]] = defaultdict(list)
     for r in requests:
         parts[_key(keys, r, tz)].append(r)
     return {k: callback_figures(p, within_min=within_min) for k, p in parts.items()}
-
-
-def with_callbacks(
-    whole: Figures,
-    groups: Sequence[tuple[str | None, Figures]],
-    requests: Iterable[CallbackRequest],
-    *,
-    by: GroupBy | Sequence[GroupBy] | None,
-    thresholds: Thresholds,
-    tz: tzinfo | None = None,
-) -> tuple[Figures, list[tuple[str | None, Figures]]]:
-    """A report's centre and groups with their callback figures: a group of requests but no
-    queue entry (a day whose missed calls were all called back the next) is added with
-    zero entry figures, and the groups are sorted by key again (``None`` first)."""
-    t = thresholds
-    reqs = list(requests)
-    centre = replace(whole, callbacks=callback_figures(reqs, within_min=t.callback_within_min))
-    keys = _keys(by)
-    if not keys:
-        return centre, list(groups)
-    per = group_callbacks(reqs, by=keys, within_min=t.callback_within_min, tz=tz)
-    none = callback_figures((), within_min=t.callback_within_min)
-    out = [(k, replace(f, callbacks=per.get(k, none))) for k, f in groups]
-    have = {k for k, _ in groups}
-    if missing := [k for k in per if k not in have]:
-        empty = compute((), thresholds=t)
-        out += [(k, replace(empty, callbacks=per[k])) for k in missing]
-    out.sort(key=lambda kv: (kv[0] is not None, kv[0] or ""))
-    return centre, out

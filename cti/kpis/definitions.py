@@ -13,13 +13,11 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
+from cti.kpis.callbacks import CallbackFigures
 from cti.kpis.facts import OFFERED, Outcome, QueueEntry, Rating, SeatInterval
 from cti.seats.model import Reason, SeatStatus
-
-if TYPE_CHECKING:  # at run time cti.kpis.callbacks imports this module, not the reverse
-    from cti.kpis.callbacks import CallbackFigures
 
 __all__ = [
     "Figures",

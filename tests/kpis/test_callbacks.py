@@ -5,6 +5,8 @@ definition (docs/kpis.md), over any requests; and the store's reading of the cal
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import random
 import tempfile
 from datetime import datetime
@@ -31,7 +33,7 @@ from cti.kpis import (
     group_callbacks,
     with_callbacks,
 )
-from cti.kpis.report import figures_json
+from cti.kpis.report import figures_json, report_csv, report_table
 from tests.kpis.facts import T0, entry
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -300,3 +302,33 @@ def test_the_stored_list_in_report_sql_and_the_calculator_path() -> None:
                 await store.close()
 
     asyncio.run(run())
+
+
+def test_the_table_and_csv_show_the_callback_figures() -> None:
+    t = Thresholds(callback_within_min=45)
+    reqs = [
+        CallbackRequest(
+            call_id="a", node="n", line="12345", requested_at=T0, attempts=2, reached_at=T0 + 60
+        ),
+        CallbackRequest(call_id="b", node="n", line="12345", requested_at=T0),
+    ]
+    centre, groups = with_callbacks(
+        compute([], thresholds=t), [], reqs, by="line", thresholds=t, tz=TZ
+    )
+    table = report_table(
+        start="s", end="e", timezone="UTC", by="line", thresholds=t, centre=centre, groups=groups
+    )
+    cols, *rows = csv.reader(
+        io.StringIO(report_csv(by="line", thresholds=t, centre=centre, groups=groups))
+    )
+    for heading in ("漏接待回拨", "已回拨", "回拨接通", "45分钟内回拨接通"):
+        assert heading in table
+        assert heading in cols
+    line = dict(zip(cols, rows[0], strict=True))
+    assert (line["线路"], line["漏接待回拨"], line["已回拨"], line["回拨接通"]) == (
+        "12345",
+        "2",
+        "1",
+        "1",
+    )
+    assert line["45分钟内回拨接通"] == "1"
