@@ -23,8 +23,11 @@ __all__ = [
     "CallbackFigures",
     "CallbackRequest",
     "callback_figures",
+    "counted",
     "group_callbacks",
+    "join_key",
     "keys_of",
+    "label",
 ]
 
 # cti.kpis.definitions.GroupBy, spelled again: definitions imports this module (the
@@ -119,34 +122,47 @@ def callback_figures(requests: Iterable[CallbackRequest], *, within_min: float) 
         if (s := r.reach_s) is not None:
             reached += 1
             within += s <= limit  # inclusive, like every "within N" of docs/kpis.md
+    return counted(
+        within_min, requests=n, placed=placed, attempts=attempts, reached=reached, within=within
+    )
+
+
+def counted(
+    within_min: float, *, requests: int, placed: int, attempts: int, reached: int, within: int
+) -> CallbackFigures:
+    """The figures of counts made elsewhere (SQL: cti/adapters/db/kpi_callbacks.py)."""
     return CallbackFigures(
         within_min=within_min,
-        requests=n,
+        requests=requests,
         placed=placed,
         attempts=attempts,
         reached=reached,
         reached_within=within,
-        reach_rate=_ratio(reached, n),
-        reached_within_rate=_ratio(within, n),
+        reach_rate=_ratio(reached, requests),
+        reached_within_rate=_ratio(within, requests),
     )
 
 
-def _label(by: GroupBy, r: CallbackRequest, tz: tzinfo | None) -> str | None:
+def label(by: GroupBy, line: str, seat: str | None, at: float, tz: tzinfo | None) -> str | None:
+    """A request's group for one key (``at`` its request time)."""
     if by == "line":
-        return r.line
+        return line
     if by == "department":
         return None  # the list does not know the department: one group apart
     if by == "seat":
-        return r.seat
+        return seat
     if tz is None:
         raise ValueError(f"grouping by {by} needs a time zone (tz=)")
     fmt = "%Y-%m-%d %H:00" if by == "hour" else "%Y-%m-%d"
-    return datetime.fromtimestamp(r.requested_at, tz).strftime(fmt)
+    return datetime.fromtimestamp(at, tz).strftime(fmt)
 
 
 def _key(by: Sequence[GroupBy], r: CallbackRequest, tz: tzinfo | None) -> str | None:
-    # the keys of cti report's groups (kpi_sql._key): one label, or several joined
-    parts = [_label(b, r, tz) for b in by]
+    return join_key([label(b, r.line, r.seat, r.requested_at, tz) for b in by])
+
+
+def join_key(parts: Sequence[str | None]) -> str | None:
+    """The keys of cti report's groups (kpi_sql._key): one label, or several joined."""
     if len(parts) == 1:
         return parts[0]
     return " ".join("(无)" if p is None else p for p in parts)

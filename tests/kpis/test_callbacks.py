@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import insert
 
-from cti.adapters.db.kpi_callbacks import load_callback_requests
+from cti.adapters.db.kpi_callbacks import callback_figures_sql, load_callback_requests
 from cti.adapters.db.kpi_queries import load_facts, report_figures
 from cti.adapters.db.kpi_sql import report_sql
 from cti.adapters.db.store import Store
@@ -27,6 +27,7 @@ from cti.adapters.db.tables import CALL_RECORDS, CALLBACKS
 from cti.kpis import (
     CallbackFigures,
     CallbackRequest,
+    GroupBy,
     Thresholds,
     callback_figures,
     compute,
@@ -332,3 +333,68 @@ def test_the_table_and_csv_show_the_callback_figures() -> None:
         "1",
     )
     assert line["45分钟内回拨接通"] == "1"
+
+
+BYS: list[list[GroupBy]] = [[], ["line"], ["seat"], ["department"], ["hour"], ["day"]]
+BYS.append(["line", "day"])
+
+
+@st.composite
+def stored_list(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows of the callback list in any state, and the records of some of their callbacks."""
+    rows, records = [], []
+    for i in range(draw(st.integers(0, 15))):
+        at = T0 + draw(st.floats(-7200, 3 * 86_400, allow_nan=False))
+        status = draw(st.sampled_from(["open", "calling", "done"]))
+        attempts = draw(st.integers(0, 3))
+        cb_id = f"cb{i}" if attempts or status == "done" else None
+        last_at = at + draw(DELAYS) if draw(st.booleans()) else None
+        rows.append(
+            _cb(
+                f"m{i}",
+                at,
+                line=draw(st.sampled_from(["12345", "12315", ""])),
+                status=status,
+                attempts=attempts,
+                last_seat=draw(st.sampled_from([None, "1001", "1002"])),
+                last_at=last_at,
+                callback_call_id=cb_id,
+            )
+        )
+        if cb_id is not None and draw(st.booleans()):
+            answered = draw(st.sampled_from([None, at - 5, at + 1800, at + 1800.5]))
+            records.append(_record(cb_id, answered))
+    return rows, records
+
+
+@settings(max_examples=40, deadline=None)
+@given(stored_list())
+def test_counted_in_sql_equals_the_calculator(
+    data: tuple[list[dict[str, Any]], list[dict[str, Any]]],
+) -> None:
+    rows, records = data
+
+    async def run() -> None:
+        with tempfile.TemporaryDirectory() as d:
+            store = Store(f"sqlite+aiosqlite:///{Path(d) / 'cti.db'}")
+            await store.open()
+            try:
+                async with store.engine.begin() as conn:
+                    if rows:
+                        await conn.execute(insert(CALLBACKS), rows)
+                    if records:
+                        await conn.execute(insert(CALL_RECORDS), records)
+                start, end = T0 - 3600, T0 + 2 * 86_400
+                reqs = await load_callback_requests(store, start, end)
+                for by in BYS:
+                    total, per = await callback_figures_sql(
+                        store, start, end, by=by, within_min=30.0, tz=TZ
+                    )
+                    assert total == callback_figures(reqs, within_min=30.0), by
+                    if by:
+                        want = group_callbacks(reqs, by=by, within_min=30.0, tz=TZ)
+                        assert per == want, by
+            finally:
+                await store.close()
+
+    asyncio.run(run())
