@@ -5,6 +5,13 @@ adapters that store the facts and publish the figures live at the edge.
 """
 
 from cti.kpis.alarms import Alarm, AlarmKind, LineFigures, alarms
+from cti.kpis.callback_report import with_callbacks
+from cti.kpis.callbacks import (
+    CallbackFigures,
+    CallbackRequest,
+    callback_figures,
+    group_callbacks,
+)
 from cti.kpis.definitions import (
     Figures,
     GroupBy,
@@ -35,6 +42,8 @@ __all__ = [
     "OFFERED",
     "Alarm",
     "AlarmKind",
+    "CallbackFigures",
+    "CallbackRequest",
     "Figures",
     "GroupBy",
     "LineFigures",
@@ -47,10 +56,13 @@ __all__ = [
     "Thresholds",
     "WithinN",
     "alarms",
+    "callback_figures",
     "centre",
     "collapse_call",
     "compute",
     "group",
+    "group_callbacks",
     "grouped_by_key",
     "window",
+    "with_callbacks",
 ]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Literal
 
+from cti.kpis.callbacks import CallbackFigures
 from cti.kpis.facts import OFFERED, Outcome, QueueEntry, Rating, SeatInterval
 from cti.seats.model import Reason, SeatStatus
 
@@ -66,6 +67,8 @@ class Thresholds:
     """Alarm: today's ``answer_s`` 接通率 (÷ offered) below this."""
     longest_wait_max_s: float = 15.0
     """Alarm: a caller has been waiting longer than this."""
+    callback_within_min: float = 30.0
+    """N of "callbacks reached within N minutes" (inclusive; :mod:`cti.kpis.callbacks`)."""
     satisfied: tuple[str, ...] = ("非常满意", "满意", "基本满意")
     """Rating labels that count as satisfied (the numerator of 满意率)."""
     unsatisfied: tuple[str, ...] = ("不满意",)
@@ -78,6 +81,7 @@ class Thresholds:
         if not math.isfinite(self.short_abandon_s) or self.short_abandon_s < 0:
             raise ValueError(f"short_abandon_s must be >= 0, got {self.short_abandon_s!r}")
         _positive("longest_wait_max_s", self.longest_wait_max_s)
+        _positive("callback_within_min", self.callback_within_min)
         _fraction("answer_rate_min", self.answer_rate_min)
         _fraction("n_s_rate_min", self.n_s_rate_min)
         if both := set(self.satisfied) & set(self.unsatisfied):
@@ -180,6 +184,9 @@ class Figures:
     """Answered units with a valid rating ÷ answered."""
     seats: tuple[SeatFigures, ...] = field(default=())
     """Per seat, sorted by seat id."""
+    callbacks: CallbackFigures | None = None
+    """The callback list's figures of the window (:func:`cti.kpis.callbacks.with_callbacks`:
+    ``cti report``, the stats API); ``None`` where they are not computed (the live figures)."""
 
     def within_n(self, n_s: float) -> WithinN:
         """The figures for one N; ``KeyError`` for an N the thresholds do not report."""

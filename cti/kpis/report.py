@@ -58,6 +58,18 @@ def figures_json(f: Figures) -> dict[str, Any]:
         "satisfaction_rate": f.satisfaction_rate,
         "rating_coverage": f.rating_coverage,
     }
+    if f.callbacks is not None:
+        c = f.callbacks
+        out["callbacks"] = {
+            "within_min": c.within_min,
+            "requests": c.requests,
+            "placed": c.placed,
+            "attempts": c.attempts,
+            "reached": c.reached,
+            "reached_within": c.reached_within,
+            "reach_rate": c.reach_rate,
+            "reached_within_rate": c.reached_within_rate,
+        }
     if f.seats:
         out["seats"] = [
             {
@@ -78,7 +90,12 @@ def figures_json(f: Figures) -> dict[str, Any]:
 
 
 def thresholds_json(t: Thresholds) -> dict[str, Any]:
-    return {"answer_s": t.answer_s, "n_s": list(t.n_s), "short_abandon_s": t.short_abandon_s}
+    return {
+        "answer_s": t.answer_s,
+        "n_s": list(t.n_s),
+        "short_abandon_s": t.short_abandon_s,
+        "callback_within_min": t.callback_within_min,
+    }
 
 
 def report_json(
@@ -140,8 +157,17 @@ def columns(t: Thresholds) -> list[tuple[str, Any]]:
         ("满意率", lambda f: _pct(f.satisfaction_rate)),
         ("评价覆盖率", lambda f: _pct(f.rating_coverage)),
         ("仅IVR/非工作时间/黑名单", lambda f: str(f.ivr_counted_apart)),
+        # the callback list (漏接电话回拨): missed calls, called back, citizen reached
+        ("漏接待回拨", lambda f: _cb(f, "requests")),
+        ("已回拨", lambda f: _cb(f, "placed")),
+        ("回拨接通", lambda f: _cb(f, "reached")),
+        (f"{_n(t.callback_within_min)}分钟内回拨接通", lambda f: _cb(f, "reached_within")),
     ]
     return cols
+
+
+def _cb(f: Figures, name: str) -> str:
+    return "-" if f.callbacks is None else str(getattr(f.callbacks, name))
 
 
 _GROUP_HEADING: Mapping[str | None, str] = {
@@ -195,7 +221,8 @@ def report_table(
         (
             f"阈值: N秒接通率 N = {', '.join(_n(n) for n in t.n_s)} 秒 (等待 ≤ N); "
             f"短时放弃 < {_n(t.short_abandon_s)} 秒; 接通率 = 接通 ÷ 人工请求量; "
-            f"SL = {_n(t.answer_s)}秒内接通 ÷ 接通"
+            f"SL = {_n(t.answer_s)}秒内接通 ÷ 接通; "
+            f"回拨接通 = 漏接电话的市民接听了回拨 (≤ {_n(t.callback_within_min)} 分钟)"
         ),
         "",
         line(head),

@@ -38,6 +38,11 @@ class KpiSettings(BaseModel):
     longest_wait_max_s: float = Field(
         default=15.0, gt=0, le=86_400, description="Alarm: a caller still waiting longer."
     )
+    # the callback figures (docs/kpis.md): a missed call's citizen reached by a callback
+    # within this many minutes of hanging up (inclusive)
+    callback_within_min: float = Field(
+        default=30.0, gt=0, le=10_080, description="N of 'callbacks reached within N min'."
+    )
     timezone: str | None = Field(
         default=None,
         description="IANA zone for --from/--to and hour/day groups (e.g. Asia/Shanghai); "
@@ -71,4 +76,5 @@ class KpiSettings(BaseModel):
             answer_rate_min=self.answer_rate_min,
             n_s_rate_min=self.n_s_rate_min,
             longest_wait_max_s=self.longest_wait_max_s,
+            callback_within_min=self.callback_within_min,
         )

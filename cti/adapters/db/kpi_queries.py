@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import tzinfo
 from typing import Any
 
 from sqlalchemy import and_, func, select
 
+from cti.adapters.db.kpi_callbacks import load_callback_requests
 from cti.adapters.db.store import Store
 from cti.adapters.db.tables import CALL_RECORDS, QUEUE_ENTRIES, SEAT_EVENTS
 from cti.kpis import (
+    CallbackRequest,
     Figures,
     GroupBy,
     Origin,
@@ -31,6 +33,7 @@ from cti.kpis import (
     centre,
     group,
     grouped_by_key,
+    with_callbacks,
 )
 from cti.seats.model import Reason, SeatStatus
 
@@ -45,6 +48,8 @@ class Facts:
     entries: list[QueueEntry]
     ratings: list[Rating]
     intervals: list[SeatInterval]
+    callbacks: list[CallbackRequest] = field(default_factory=list)
+    """The callback list's requests of the window (cti/adapters/db/kpi_callbacks.py)."""
 
 
 def _entry(r: Any) -> QueueEntry | None:
@@ -165,7 +170,8 @@ async def load_facts(store: Store, start: float, end: float) -> Facts:
         for r in rated
         if math.isfinite(r.ended_at) and r.ended_at >= 0
     ]
-    return Facts(entries=entries, ratings=ratings, intervals=intervals)
+    callbacks = await load_callback_requests(store, start, end)
+    return Facts(entries=entries, ratings=ratings, intervals=intervals, callbacks=callbacks)
 
 
 def _with_wrapups(
@@ -193,7 +199,7 @@ def report_figures(
         seat_intervals=facts.intervals,
     )
     if by is None:
-        return whole, []
+        return with_callbacks(whole, [], facts.callbacks, by=None, thresholds=thresholds)
     parts = group(
         facts.entries,
         by=by,
@@ -202,4 +208,6 @@ def report_figures(
         ratings=facts.ratings,
         seat_intervals=facts.intervals,
     )
-    return whole, grouped_by_key(parts)
+    return with_callbacks(
+        whole, grouped_by_key(parts), facts.callbacks, by=by, thresholds=thresholds, tz=tz
+    )

@@ -35,6 +35,7 @@ from typing import Any
 
 from sqlalchemy import text
 
+from cti.adapters.db.kpi_callbacks import callback_figures_sql
 from cti.adapters.db.kpi_queries import _entry
 from cti.adapters.db.store import Store
 from cti.kpis import (
@@ -48,6 +49,7 @@ from cti.kpis import (
     Thresholds,
     collapse_call,
 )
+from cti.kpis.callback_report import attach_callbacks
 from cti.kpis.tally import SeatTally, Tally, exact
 from cti.seats.model import Reason, SeatStatus
 
@@ -409,4 +411,10 @@ async def report_sql(  # noqa: C901, PLR0912, PLR0915 - one pass over the result
             empty = Tally.of(t).figures(t, seats=_seat_figures(SeatTally(), {seat: times[seat]}))
             groups.append((seat, empty))
     groups.sort(key=lambda kv: (kv[0] is not None, kv[0] or ""))
-    return whole, groups if keys else []
+    # the callback list's figures: a query of their own (cti/adapters/db/kpi_callbacks.py)
+    cb_total, cb_groups = await callback_figures_sql(
+        store, start, end, by=keys, within_min=t.callback_within_min, tz=tz
+    )
+    return attach_callbacks(
+        whole, groups if keys else [], cb_total, cb_groups, grouped=bool(keys), thresholds=t
+    )
