@@ -51,7 +51,9 @@ async def load_previous_schema(store: Store) -> None:
                 "kind": "create",
                 "payload": {"x": 1},
                 "created_at": T0,
-                "attempts": 0,
+                "attempts": 1,
+                "delivered_at": T0 + 1,  # delivered long ago: a running daemon leaves it
+                "ticket_number": "12345-20260225-000001",
                 "parked": False,
             },
         )
