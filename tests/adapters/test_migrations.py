@@ -113,6 +113,15 @@ async def test_a_database_of_the_previous_version_is_adopted_with_its_data(db_ur
                 lambda c: {i["name"] for i in inspect(c).get_indexes("call_records")}
             )
             assert "ix_call_records_caller_started" in indexes
+            caller = await conn.run_sync(
+                lambda c: next(
+                    col["type"]
+                    for col in inspect(c).get_columns("call_records")
+                    if col["name"] == "caller"
+                )
+            )
+            # 0002: PostgreSQL's VARCHAR(64) of 0.1 unbounded (SQLite ignores lengths)
+            assert store.is_sqlite or getattr(caller, "length", None) is None
         calls = await store.calls()
         assert {c["call_id"] for c in calls} == {"main:c1", "main:c2"}
         c1 = next(c for c in calls if c["call_id"] == "main:c1")
