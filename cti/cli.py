@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         "seat-console": _seat_console,
         "outbox": _outbox,
         "report": _report,
+        "db": _db,
     }
     return handlers[args.command](args)  # argparse has checked the choices
 
@@ -141,6 +142,17 @@ def _outbox(args: argparse.Namespace) -> int:
             await store.close()
 
     return asyncio.run(go())
+
+
+def _db(args: argparse.Namespace) -> int:
+    env = dict(os.environ)
+    env.setdefault("CTI_AMI_SECRET", "not-used-by-db")  # only the database is needed
+    settings = _load(args.config, env)
+    if settings is None:
+        return EXIT_CONFIG
+    from cti.adapters.db.db_command import db_command  # noqa: PLC0415 - lazy, like `run`
+
+    return asyncio.run(db_command(settings.database.url, args.action, sys.stdout, sys.stderr))
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -314,6 +326,17 @@ def _parser() -> argparse.ArgumentParser:
         "keys", nargs="*", metavar="KEY", help="rows to requeue (`list` shows them)"
     )
     outbox.add_argument("--all", action="store_true", help="requeue every parked row")
+    db = sub.add_parser(
+        "db",
+        parents=[config],
+        help="the database schema: upgrade it (migrations), or show its revision",
+        description="`upgrade` brings the database of database.url to this version's schema "
+        "(Alembic migrations; a database of the version before migrations is adopted with "
+        "its data); `status` prints its revision, exit 1 when it is behind, 4 when the "
+        "database cannot be opened. The daemon upgrades at start unless database.migrate "
+        "is false (docs/deployment.md).",
+    )
+    db.add_argument("action", choices=["upgrade", "status"])
     report = sub.add_parser(
         "report",
         parents=[config],

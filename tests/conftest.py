@@ -10,12 +10,14 @@ import os
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TypedDict
 
 import pytest
 
 from cti.settings import AmiNode
+from tests.dbs import DATABASES, create_pg_database, drop_pg_database
 from tests.real.logcapture import capture_daemon_logs  # noqa: F401  # autouse: the log scan
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -41,6 +43,37 @@ MQTT_LOGIN: MqttLogin = {"username": "cti-test", "password": "testsecret"}
 SEAT_PASSWORD = "seatsecret"
 # ... and daemons as `hotline-cti` (config/cti.yaml has it too)
 DAEMON_MQTT_LOGIN: MqttLogin = {"username": "hotline-cti", "password": "ctisecret"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--db",
+        action="append",
+        choices=DATABASES,
+        help="run the store tests (the db_url fixture) on this database; repeat for several "
+        "(default: $CTI_TEST_DB, comma-separated, else sqlite; scripts/dev test gives both)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "db_url" in metafunc.fixturenames:
+        dbs = metafunc.config.getoption("db") or [
+            d.strip() for d in os.environ.get("CTI_TEST_DB", "sqlite").split(",") if d.strip()
+        ]
+        metafunc.parametrize("db_url", dbs, indirect=True)
+
+
+@pytest.fixture
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A new empty database: a SQLite file, or a database of the testbed's PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/cti.db"
+        return
+    url = create_pg_database()
+    try:
+        yield url
+    finally:
+        drop_pg_database(url)
 
 
 @pytest.fixture(scope="session")

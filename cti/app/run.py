@@ -82,7 +82,7 @@ async def _open(
         return EXIT_CONFIG
     store = Store(settings.database.url)
     try:
-        await store.open()
+        await store.open(migrate=settings.database.migrate)
     except Exception as exc:  # noqa: BLE001 - any driver error: report it, exit clearly
         log.error(
             "cti_fatal",

@@ -297,6 +297,11 @@ class DatabaseSettings(BaseModel):
         description="SQLAlchemy async URL: sqlite+aiosqlite:////abs/path.db (4 slashes = "
         "absolute path) or postgresql+asyncpg://user@host/db.",
     )
+    migrate: bool = Field(
+        default=True,
+        description="Upgrade the schema (Alembic migrations) when the daemon starts; false: "
+        "refuse to start on a schema that is behind, and upgrade with `cti db upgrade`.",
+    )
     heartbeat_s: Seconds = Field(
         default=2.0,
         description="Write the daemon's liveness row this often, s: after a crash it bounds "

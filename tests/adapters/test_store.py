@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,8 +41,8 @@ def summary(n: int, **kw: Any) -> CallSummary:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(f"sqlite+aiosqlite:///{tmp_path}/sub/dir/cti.db")  # missing dirs are made
+async def store(db_url: str) -> AsyncIterator[Store]:
+    s = Store(db_url.replace("/cti.db", "/sub/dir/cti.db"))  # SQLite: missing dirs are made
     await s.open()
     yield s
     await s.close()

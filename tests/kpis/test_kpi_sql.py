@@ -99,10 +99,13 @@ def facts(draw: st.DrawFn) -> tuple[list[QueueEntry], dict[str, str], list[dict[
 
 
 async def store_facts(
-    db: Path, entries: list[QueueEntry], rated: dict[str, str], events: list[dict[str, Any]]
+    db: Path | str, entries: list[QueueEntry], rated: dict[str, str], events: list[dict[str, Any]]
 ) -> Store:
-    store = Store(f"sqlite+aiosqlite:///{db}")
+    store = Store(f"sqlite+aiosqlite:///{db}" if isinstance(db, Path) else db)
     await store.open()
+    async with store.engine.begin() as conn:  # PostgreSQL: one database for every example
+        for table in (QUEUE_ENTRIES, CALL_RECORDS, SEAT_EVENTS):
+            await conn.execute(table.delete())
     rows = {(r["call_id"], r["entry_seq"]): r for r in map(queue_entry_row, entries)}
     async with store.engine.begin() as conn:
         if rows:
@@ -169,14 +172,21 @@ def _ratings_of(loaded: Any, line: str, ratings: list[Any]) -> list[Any]:
     return [r for r in ratings if r.key in owner and owner[r.key].line == line]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=60,
+    deadline=None,
+    # db_url: one database for all examples, emptied by store_facts
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(facts())
 def test_sql_path_equals_the_calculator(
+    db_url: str,
     data: tuple[list[QueueEntry], dict[str, str], list[dict[str, Any]]],
 ) -> None:
     async def run() -> None:
         with tempfile.TemporaryDirectory() as d:
-            store = await store_facts(Path(d) / "cti.db", *data)
+            db = Path(d) / "cti.db" if db_url.startswith("sqlite") else db_url
+            store = await store_facts(db, *data)
             try:
                 await compare(store)
             finally:

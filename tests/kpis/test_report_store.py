@@ -56,8 +56,8 @@ FATES = [
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(f"sqlite+aiosqlite:///{tmp_path}/cti.db")
+async def store(db_url: str) -> AsyncIterator[Store]:
+    s = Store(db_url)
     await s.open()
     yield s
     await s.close()
@@ -104,7 +104,7 @@ async def test_entries_are_written_once_whatever_the_retries(store: Store) -> No
 
 
 async def test_cti_report_json_gives_the_hand_computed_figures(
-    store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    store: Store, db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     await write(store, FATES)
     config = tmp_path / "cti.yaml"
@@ -113,7 +113,7 @@ async def test_cti_report_json_gives_the_hand_computed_figures(
             f"""\
             ami:
               nodes: [{{name: main, username: cti, secret: s}}]
-            database: {{url: "sqlite+aiosqlite:///{tmp_path}/cti.db"}}
+            database: {{url: "{db_url}"}}
             kpis: {{answer_s: 15, timezone: Asia/Shanghai}}
             """
         ),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,8 +44,8 @@ def draft(n: int, **kw: Any) -> TicketDraft:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(f"sqlite+aiosqlite:///{tmp_path}/cti.db")
+async def store(db_url: str) -> AsyncIterator[Store]:
+    s = Store(db_url)
     await s.open()
     yield s
     await s.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -160,8 +159,8 @@ class FakeBackend:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path}/cti.db"
+def db(db_url: str) -> str:
+    return db_url
 
 
 @pytest.fixture

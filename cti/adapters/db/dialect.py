@@ -12,7 +12,7 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["Insert", "insert"]
+__all__ = ["Insert", "floor_sql", "insert", "temp_index", "temp_schema"]
 
 Insert = sqlite.Insert | postgresql.Insert
 
@@ -22,3 +22,24 @@ def insert(on: AsyncConnection | str, table: Table) -> Insert:
     as ``conn.dialect.name``): SQLite's, else PostgreSQL's."""
     name = on if isinstance(on, str) else on.dialect.name
     return sqlite.insert(table) if name == "sqlite" else postgresql.insert(table)
+
+
+# the raw SQL of the reports (kpi_sql.py) differs in three words
+
+
+def temp_schema(dialect: str) -> str:
+    """The schema of a connection's temporary tables: ``temp`` / ``pg_temp``."""
+    return "temp" if dialect == "sqlite" else "pg_temp"
+
+
+def temp_index(name: str, dialect: str) -> str:
+    """An index name for a temporary table: SQLite wants its schema named, PostgreSQL
+    refuses it (the index goes with its table)."""
+    return f"temp.{name}" if dialect == "sqlite" else name
+
+
+def floor_sql(dialect: str) -> str:
+    """The function that rounds a time bucket down before ``CAST(... AS INTEGER)``: SQLite's
+    CAST truncates (times are >= 0, so that is the floor) and its FLOOR() exists only when
+    compiled with the math functions; PostgreSQL's CAST rounds to nearest, so FLOOR it."""
+    return "" if dialect == "sqlite" else "FLOOR"

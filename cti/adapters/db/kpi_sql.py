@@ -35,6 +35,7 @@ from typing import Any
 
 from sqlalchemy import text
 
+from cti.adapters.db.dialect import floor_sql, temp_index, temp_schema
 from cti.adapters.db.kpi_callbacks import callback_figures_sql
 from cti.adapters.db.kpi_queries import _entry
 from cti.adapters.db.store import Store
@@ -147,12 +148,13 @@ def _offsets(start: float, end: float, tz: tzinfo) -> list[tuple[float, float]]:
     return pieces
 
 
-def _key_sql(by: GroupBy, pieces: list[tuple[float, float]]) -> str:
+def _key_sql(by: GroupBy, pieces: list[tuple[float, float]], dialect: str = "sqlite") -> str:
     if by in ("line", "department", "seat"):
         return f"{by}"
     width = 86_400 if by == "day" else 3600
     offset = "CASE " + " ".join(f"WHEN entered_at >= {t!r} THEN {o!r}" for t, o in reversed(pieces))
-    return f"CAST((entered_at + ({offset} ELSE {pieces[0][1]!r} END)) / {width} AS INTEGER)"
+    local = f"(entered_at + ({offset} ELSE {pieces[0][1]!r} END))"
+    return f"CAST({floor_sql(dialect)}({local} / {width}) AS INTEGER)"
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -265,7 +267,8 @@ async def report_sql(  # noqa: C901, PLR0912, PLR0915 - one pass over the result
     t = thresholds
     keys: list[GroupBy] = [] if by is None else [by] if isinstance(by, str) else list(by)
     pieces = _offsets(start, end, tz)
-    cols = [f"{_key_sql(k, pieces)} AS k{i}" for i, k in enumerate(keys)]
+    dialect = store.engine.dialect.name
+    cols = [f"{_key_sql(k, pieces, dialect)} AS k{i}" for i, k in enumerate(keys)]
     kcols = [f"k{i}" for i in range(len(keys))]
     group_cols = ", ".join([*kcols, "outcome"])
     within = ", ".join(
@@ -283,12 +286,15 @@ async def report_sql(  # noqa: C901, PLR0912, PLR0915 - one pass over the result
     async with store.engine.connect() as conn:
         # the wrap-ups, once, in an indexed temporary table of this connection (a CTE
         # joined to a million entries is scanned per row: no index on it in SQLite 3.40)
-        await conn.execute(text("DROP TABLE IF EXISTS temp.kpi_wr"))
+        tmp = temp_schema(dialect)
+        await conn.execute(text(f"DROP TABLE IF EXISTS {tmp}.kpi_wr"))
         await conn.execute(
             text(f"CREATE TEMP TABLE kpi_wr AS WITH {_EVENTS} SELECT seat, linkedid, w FROM wr"),  # nosec B608
             params,
         )
-        await conn.execute(text("CREATE INDEX temp.ix_kpi_wr ON kpi_wr (seat, linkedid)"))
+        await conn.execute(
+            text(f"CREATE INDEX {temp_index('ix_kpi_wr', dialect)} ON kpi_wr (seat, linkedid)")
+        )
         groups_rows = await conn.execute(
             text(
                 f"{prefix} SELECT {sel_keys}outcome, COUNT(*), "  # nosec B608
@@ -333,7 +339,7 @@ async def report_sql(  # noqa: C901, PLR0912, PLR0915 - one pass over the result
         )
         multi = multi_rows.all()
         times = await _seat_time(conn, params)
-        await conn.execute(text("DROP TABLE temp.kpi_wr"))
+        await conn.execute(text(f"DROP TABLE {tmp}.kpi_wr"))
 
     n_k = len(keys)
     tallies: dict[tuple[Any, ...], Tally] = {}

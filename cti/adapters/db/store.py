@@ -2,7 +2,8 @@
 call records and seat events.
 
 SQLite (aiosqlite) is the embedded default; PostgreSQL (asyncpg) goes through the same
-code. :meth:`Store.open` creates every table of :mod:`cti.adapters.db.tables`. Writes come
+code. :meth:`Store.open` brings the schema (every table of :mod:`cti.adapters.db.tables`)
+to this version's revision with the Alembic migrations (:mod:`cti.adapters.db.migrate`). Writes come
 in batches from the write-behind :class:`~cti.adapters.db.records.RecordWriter`; the rows
 that go in a record's transaction are written by :mod:`cti.adapters.db.rows`.
 """
@@ -17,9 +18,10 @@ from sqlalchemy import event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from cti.adapters.db import migrate as migrations
 from cti.adapters.db.dialect import insert
 from cti.adapters.db.rows import write_callback_rows, write_queue_entry_rows, write_rows
-from cti.adapters.db.tables import CALL_RECORDS, METADATA, SEAT_EVENTS
+from cti.adapters.db.tables import CALL_RECORDS, SEAT_EVENTS
 
 __all__ = ["Store"]
 
@@ -36,11 +38,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _missing_indexes(conn: Any) -> None:
-    for index in CALL_RECORDS.indexes:
-        index.create(conn, checkfirst=True)
-
-
 class Store:
     """The database: engine, schema, and the few queries the daemon needs."""
 
@@ -53,13 +50,12 @@ class Store:
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
 
-    async def open(self) -> None:
-        """Create missing tables (idempotent)."""
+    async def open(self, *, migrate: bool = True) -> None:
+        """Upgrade the schema to this version's (idempotent; a database of the version
+        before migrations is adopted with its rows); with ``migrate=False`` only check it
+        and raise :class:`~cti.adapters.db.migrate.SchemaNotCurrentError` if it is behind."""
         async with self.engine.begin() as conn:
-            await conn.run_sync(METADATA.create_all)
-            # create_all adds indexes only with their table: an index added to an existing
-            # table later (the history lookup's, issue 12) is created here
-            await conn.run_sync(_missing_indexes)
+            await conn.run_sync(migrations.upgrade if migrate else migrations.check)
 
     async def close(self) -> None:
         await self.engine.dispose()

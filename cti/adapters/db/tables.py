@@ -244,3 +244,13 @@ HEARTBEATS: Final = Table(
     Column("node", String(32), primary_key=True),  # the Asterisk node served
     Column("at", Float, nullable=False),  # epoch s of the last write
 )
+
+
+# PostgreSQL: every bounded text column unbounded, as SQLite has them (it ignores VARCHAR's
+# length): a value longer than expected (a hostile caller id) is stored on both instead of
+# failing its whole batch on PostgreSQL only (migration 0002_pg_unbounded_text). Applied to
+# every table above, and to any table added later.
+for _table in METADATA.tables.values():
+    for _column in _table.columns:
+        if type(_column.type) is String and _column.type.length:
+            _column.type = _column.type.with_variant(String(), "postgresql")
