@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
+from cti.adapters.ami import AmiClient, EventQueue
+from cti.events import AmiEvent
 from tests.conftest import bed_node
 from tests.real.daemon_harness import Harness, write_config
 from tests.real.sip import SipBed
@@ -50,9 +52,6 @@ def config(tmp_path: Path) -> tuple[Path, str]:
 
 async def county_channels() -> list[dict[str, Any]]:
     """The county node's channels now (CoreShowChannels over its own AMI)."""
-    from cti.adapters.ami import AmiClient, EventQueue
-    from cti.events import AmiEvent
-
     client = AmiClient(bed_node(name="county-driver", port=COUNTY_AMI_PORT), EventQueue(10_000))
     task = asyncio.create_task(client.run())
     try:
