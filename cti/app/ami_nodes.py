@@ -60,7 +60,9 @@ class AmiNodes:
             handler(item)
 
     def _up(self, item: AmiConnected) -> None:
-        if not item.reconnect:
+        transit = {n.name for n in self._settings.ami.nodes if n.transit}
+        # a transit (county) node runs no IVR: its prompts are the city's concern
+        if not item.reconnect and item.node not in transit:
             self._jobs.start(self._check_prompts(item.node), f"ami[{item.node}].prompts")
         since = self._gap_since.pop(item.node, None)
         gap = round(item.time - since, 3) if since is not None else None

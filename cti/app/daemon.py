@@ -141,6 +141,7 @@ class Daemon:
             max_channels=settings.ami.max_channels,
             lease_s=settings.ami.lease_s,
             lease_every_s=settings.ami.lease_renew_s,
+            transit_nodes=frozenset(n.name for n in settings.ami.nodes if n.transit),
         )
         # liveness row + database health (cti/adapters/restart.py)
         self.heartbeat = Heartbeat(

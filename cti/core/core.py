@@ -115,8 +115,11 @@ class Core:
         recording: str = "/var/spool/asterisk/monitor/hotline-cti/{call_id}.wav",
         match_window_s: float = 300.0,
         max_channels: int = DEFAULT_MAX_CHANNELS,
+        transit_nodes: frozenset[str] = frozenset(),
     ) -> None:
         self._log = log
+        # county nodes (ami.nodes[].transit): their calls are carried to the city's node
+        self._transit_nodes = transit_nodes
         self.plan = plan
         # a seat's channel is named by the seat, not its phone (PJSIP/6001 -> seat 1001):
         # answered_by, rang and transfers of records, events and tickets hold seat ids
@@ -386,6 +389,9 @@ class Core:
     def _call_ended(self, s: CallSummary, out: list[Effect]) -> None:
         if s.call_id.startswith(PROMPT_CHECK_ID_PREFIX):
             return  # the daemon's prompt check (cti/adapters/prompt_check.py), not a call
+        if s.node in self._transit_nodes:
+            self._transit_ended(s)
+            return
         entries = self._entries.ended(s, callback_kept=self._callbacks.is_virtual(s.call_id))
         if (
             s.outcome == "abandoned"
@@ -433,6 +439,27 @@ class Core:
         body = s.to_json()
         del body["call_id"]
         out.append(call_event("ended", s.call_id, **body))
+
+    def _transit_ended(self, s: CallSummary) -> None:
+        """A county node's leg of a call it sent over the trunk: the city's node holds the
+        same call (its own linkedid), which is the one recorded, ticketed and counted. A
+        second record here would count the call twice, answered by the trunk. Unanswered
+        means the trunk never took it: the city has no trace of that caller, so say so."""
+        self.counts["transit_calls_ended"] += 1
+        if s.answered_by is None:
+            self._log.warning(
+                "transit_call_not_carried",
+                node=s.node,
+                call_id=s.call_id,
+                caller=s.caller,
+                dialed=s.dialed,
+                outcome=s.outcome,
+                cause=s.cause,
+            )
+        else:
+            self._log.info(
+                "transit_call_ended", node=s.node, call_id=s.call_id, carried_by=s.answered_by
+            )
 
     def _on_newexten(self, ev: Newexten, out: list[Effect]) -> None:
         if ev.chan.priority != 1:

@@ -99,6 +99,14 @@ class AmiNode(BaseModel):
         default="gb18030",
         description="Codec for AMI bytes that are not valid UTF-8 (old trunks send GBK).",
     )
+    # A county platform (县区平台) whose calls all go over its trunk to the city's node:
+    # its legs are the same calls as the city's, recorded there (docs/county-nodes.md).
+    transit: bool = Field(
+        default=False,
+        description="A node that only carries calls to another node over a trunk (a county "
+        "platform): its calls are tracked but never stored as call records, tickets or KPIs "
+        "(the receiving node's leg is the call).",
+    )
 
     @field_validator("reconnect_max")
     @classmethod

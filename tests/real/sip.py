@@ -21,6 +21,10 @@ from tests.conftest import PROJECT, bed_cli
 SCENARIOS = PROJECT / "tests" / "sip"
 ASTERISK = "127.0.0.1:5060"
 CALLER_PORT = 5070  # pjsip.conf [sipp-carrier] identify: match = 127.0.0.1:5070
+# the county node county1 (asterisk-sample/county1/pjsip.conf): its PJSIP, and its
+# carrier's caller port ([county-carrier] identify: match = 127.0.0.1:5072)
+COUNTY_ASTERISK = "127.0.0.1:5062"
+COUNTY_CALLER_PORT = 5072
 
 
 def phone_ports(endpoint: str) -> tuple[int, int, int]:
@@ -124,19 +128,21 @@ class SipBed:
         proc.send_signal(signal.SIGKILL)
 
     async def call(
-        self, number: str, caller: str = "13800138000", *, talk_s: float = 8.0
+        self, number: str, caller: str = "13800138000", *, talk_s: float = 8.0, county: bool = False
     ) -> asyncio.subprocess.Process:
         """A citizen (display name 张三) calls `number` over the trunk; hangs up `talk_s`
-        after the hotline answered. Wait on the process: 0 when the call went as planned."""
+        after the hotline answered. Wait on the process: 0 when the call went as planned.
+        `county`: over the county node's carrier instead (county1, the second Asterisk),
+        whose dialplan sends it over the inter-node trunk to the city."""
         return await self._sipp(
             f"caller{number}",
-            ASTERISK,
+            COUNTY_ASTERISK if county else ASTERISK,
             "-sf",
             "caller.xml",
             "-p",
-            str(CALLER_PORT),
+            str(COUNTY_CALLER_PORT if county else CALLER_PORT),
             "-mp",
-            "16100",
+            "16200" if county else "16100",
             "-m",
             "1",
             "-s",
