@@ -57,6 +57,10 @@ __all__ = ["RecordWriter", "summary_row", "write_unavailable"]
 _WITH_THE_RECORD = frozenset({"outbox", "callback", "entry"})
 _KINDS = ("call", "seat", "outbox", "callback", "entry")
 _Row = tuple[str, dict[str, Any]]
+# a failed batch is retried at most this long after (with jitter): a retry against a full
+# disk costs one failed transaction, and the time to recover after the space is freed is
+# this retry (benchmarks/faults.py disk-full: 10 s here made it 6-8 s, over the 5 s target)
+_RETRY_MAX_S = 2.0
 
 
 def write_unavailable(exc: BaseException) -> bool:
@@ -281,7 +285,7 @@ class RecordWriter:
                     self._give_back(source, rest)  # the database went away meanwhile
                 self.failing += 1
                 self.last_error = _reason(exc)
-                delay = backoff_delay(attempt, 0.2, 10.0, rng)
+                delay = backoff_delay(attempt, 0.2, _RETRY_MAX_S, rng)
                 attempt += 1
                 self._log.error(
                     "call_records_write_failed",
