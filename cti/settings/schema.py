@@ -279,7 +279,7 @@ class DatabaseSettings(BaseModel):
         description="Rows (call records, seat events, queue entries, ticket operations) kept "
         "in memory while the database cannot be written (disk full, I/O error, locked), "
         "written when it recovers. At the cap the oldest are dropped, ticket operations "
-        "last (each logged, all counted in /metrics). ~1-2 KB a row.",
+        "last (each logged, all counted in /metrics). ~1 KB a row.",
     )
 
     @field_validator("url")
