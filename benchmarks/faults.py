@@ -2,6 +2,7 @@
 
 Usage: python benchmarks/faults.py [--faults all|NAME,...] [--runs 3] [--rate 1] [--period 15]
                                    [--talk 1] [--lost-after 25] [--freeze-s 7] [--lock-s 8]
+                                   [--full-s 8]
 
 Needs the testbed (scripts/testbed up) and no other `cti run` on this host. Run it under the
 testbed's lock, for the whole run (it restarts Asterisk and Mosquitto):
@@ -19,6 +20,8 @@ then --lost-after s for the last calls. Faults:
   mosquitto-restart  SIGTERM Mosquitto (by its pidfile), scripts/testbed up starts it again
   db-lock            another process holds an exclusive SQLite lock on the daemon's database
                      for --lock-s
+  disk-full          the daemon's database on a tmpfs of its own (needs root), filled to
+                     ENOSPC for --full-s, then freed
 
 Columns (docs/reliability.md says more):
   offered      calls originated (a call Asterisk refused while it was down is not offered)
@@ -28,8 +31,9 @@ Columns (docs/reliability.md says more):
                state topic is not `ready` afterwards
   pops lost    calls a daemon seat answered without an "answer" screen-pop seen on MQTT
   tkt lost/dup answered calls without a ticket in the daemon's database / second tickets
-  recover      the fault's end (SIGCONT, the restart command's return, the unlock) to
-               /readyz 200 again, p50 and max over the runs; for daemon-kill, from the kill
+  recover      the fault's end (SIGCONT, the restart command's return, the unlock, the
+               space freed) to /readyz 200 again, p50 and max over the runs; for
+               daemon-kill, from the kill
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -44,6 +49,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,7 +77,14 @@ from cti.adapters.ami import AmiClient, AmiError
 from tests.conftest import MQTT_HOST, MQTT_LOGIN, MQTT_PORT, PROJECT, bed_node, unique
 from tests.real.daemon_harness import spawn_daemon
 
-FAULTS = ("asterisk-restart", "asterisk-freeze", "daemon-kill", "mosquitto-restart", "db-lock")
+FAULTS = (
+    "asterisk-restart",
+    "asterisk-freeze",
+    "daemon-kill",
+    "mosquitto-restart",
+    "db-lock",
+    "disk-full",
+)
 TESTBED = PROJECT / "scripts" / "testbed"
 MOSQUITTO_PIDFILE = TESTBED_ROOT.parent / "mosquitto.pid"
 
@@ -94,6 +107,7 @@ class FaultDaemon(LoadDaemon):
     whose process can be SIGKILLed and started again with the same config and database."""
 
     earlier_logs: list[dict[str, object]]
+    peak_pending = 0.0  # disk-full: rows in memory at the end of the full spell
 
     async def start(self) -> None:
         self.earlier_logs = []
@@ -190,6 +204,15 @@ async def inject(fault: str, daemon: FaultDaemon, db: Path, args: argparse.Names
                 break
             await asyncio.sleep(0.1)
         await asyncio.to_thread(_testbed, "up")
+    elif fault == "disk-full":
+        filler = await asyncio.to_thread(fill, db.parent)
+        try:
+            await asyncio.sleep(args.full_s)
+            daemon.peak_pending = max(
+                daemon.peak_pending, (await scrape(daemon)).get("cti_call_records_pending", 0)
+            )
+        finally:
+            filler.unlink()
     elif fault == "db-lock":
         locker = sqlite3.connect(db, timeout=5, isolation_level=None)
         try:
@@ -201,6 +224,47 @@ async def inject(fault: str, daemon: FaultDaemon, db: Path, args: argparse.Names
     else:  # pragma: no cover - parse_args refuses it
         raise ValueError(fault)
     return await until_ready(daemon)
+
+
+def fill(disk: Path) -> Path:
+    """Write a file on `disk` until ENOSPC; returns it (unlink it to free the space)."""
+    filler = disk / "filler"
+    with filler.open("wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+    return filler
+
+
+async def scrape(daemon: FaultDaemon) -> dict[str, float]:
+    """The daemon's unlabelled /metrics samples (labelled ones keep their labels)."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        text = (await http.get(daemon.url() + "/metrics")).text
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name and not line.startswith("#"):
+            with contextlib.suppress(ValueError):
+                out[name] = float(value)
+    return out
+
+
+@contextlib.contextmanager
+def own_disk(where: Path, fault: str, size: str = "64m") -> Iterator[None]:
+    """disk-full: a tmpfs of `size` mounted on the run's directory (the daemon's database
+    and configuration live there); other faults: nothing."""
+    if fault != "disk-full":
+        yield
+        return
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=True)
 
 
 class FaultBench(Bench):
@@ -274,6 +338,14 @@ async def run_fault(bench: Bench, fault: str, tmp: Path, args: argparse.Namespac
             notes.append(f"{late} pops late")
         if args.logs is not None:
             _keep_logs(args.logs, fault, daemon, calls)
+        if fault == "disk-full":
+            m = await scrape(daemon)
+            dropped = m.get("cti_call_records_dropped_total", -1)
+            poisoned = sum(v for k, v in m.items() if k.startswith("cti_call_records_poisoned"))
+            notes.append(
+                f"{daemon.peak_pending:.0f} rows in memory at the free, "
+                f"{dropped:.0f} dropped, {poisoned:.0f} poisoned"
+            )
         errors = daemon.count(lambda r: r.get("level") in {"error", "critical"})
         notes.append(f"{errors} error logs")
         if daemon.proc is not None and daemon.proc.returncode is not None:
@@ -349,7 +421,8 @@ async def main(args: argparse.Namespace) -> int:
                 for i, fault in enumerate(args.faults):
                     sub = tmp / f"run{i}"
                     sub.mkdir()
-                    rows.append(await run_fault(bench, fault, sub, args))
+                    with own_disk(sub, fault):
+                        rows.append(await run_fault(bench, fault, sub, args))
                     await bench.ami.wait_connected(30)
     except (AmiError, TimeoutError, OSError, subprocess.SubprocessError) as exc:
         aborted = f"ABORTED: {exc!r}; rows measured before it are below, the rest discarded"
@@ -360,7 +433,7 @@ async def main(args: argparse.Namespace) -> int:
         f"aiomqtt {version_of('aiomqtt')}; {args.rate:g} calls/s for {args.runs} x "
         f"{args.period:g} s per fault (fault at +{args.at:g} s), talk {args.talk:g} s, "
         f"unanswered after {args.lost_after:g} s; freeze {args.freeze_s:g} s, "
-        f"lock {args.lock_s:g} s; generated Local seats, wrap-up 0"
+        f"lock {args.lock_s:g} s, disk full {args.full_s:g} s; generated Local seats, wrap-up 0"
     )
     return print_table(render(rows), aborted)
 
@@ -376,6 +449,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lost-after", type=float, default=25.0, help="unanswered after this, s")
     p.add_argument("--freeze-s", type=float, default=7.0, help="SIGSTOP this long, s")
     p.add_argument("--lock-s", type=float, default=8.0, help="hold the SQLite lock this long")
+    p.add_argument("--full-s", type=float, default=8.0, help="keep the disk full this long")
     p.add_argument("--logs", type=Path, default=None, help="keep daemon logs and calls here")
     args = p.parse_args(argv)
     names = FAULTS if args.faults == "all" else tuple(f for f in args.faults.split(",") if f)
@@ -391,8 +465,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--period in [5, 120] s, --at in [0, --period)")
     if not 0 < args.talk <= 30 or not 0 < args.lost_after <= 120:
         p.error("--talk in (0, 30], --lost-after in (0, 120]")
-    if not 0 < args.freeze_s <= 60 or not 0 < args.lock_s <= 60:
-        p.error("--freeze-s and --lock-s in (0, 60]")
+    if not 0 < args.freeze_s <= 60 or not 0 < args.lock_s <= 60 or not 0 < args.full_s <= 60:
+        p.error("--freeze-s, --lock-s and --full-s in (0, 60]")
     args.duration = args.runs * args.period  # the name e2e's Bench reads
     return args
 

@@ -117,7 +117,10 @@ class Daemon:
             backoff_high=settings.workorders.retry_max_s,
         )
         self.records = RecordWriter(
-            store, log=structlog.get_logger("cti.store"), on_commit=self.tickets.notify
+            store,
+            log=structlog.get_logger("cti.store"),
+            on_commit=self.tickets.notify,
+            max_pending=settings.database.max_pending_rows,
         )
         self.mqtt = MqttAdapter(
             settings.mqtt,

@@ -183,13 +183,17 @@ class HttpFacade:
         w, hb = self._records, self._heartbeat
         limit = self.settings.database.degraded_after_failures
         failing = max(w.failing, hb.failing)
+        # the reason as the driver gave it (``database or disk is full``): the records'
+        # own, else the heartbeat's
+        reason = w.last_error or hb.last_error
         parts.append(
             ReadyPart(
                 name="database",
                 ready=failing < limit,
                 detail=("open" if failing < limit else f"degraded: {failing} failed writes")
-                + f"; {w.pending} record(s) pending, {w.failures} write failure(s)"
-                + (f": {hb.last_error}" if hb.last_error else ""),
+                + (f" ({reason})" if reason else "")
+                + f"; {w.pending} record(s) pending (at most {w.max_pending}), "
+                f"{w.failures} write failure(s)",
             )
         )
         mqtt = self._mqtt
@@ -287,6 +291,15 @@ class HttpFacade:
             one("cti_call_records_dropped_total", "counter", "Rows dropped.", rec.dropped),
             one("cti_call_records_write_failures_total", "counter", "Failed batches.",
                 rec.failures),
+            one("cti_call_records_pending_limit", "gauge", "Rows kept in memory at most.",
+                rec.max_pending),
+            per("cti_call_records_dropped_by_kind_total", "counter",
+                "Rows dropped at the memory cap, by kind (outbox: ticket operations).", "kind",
+                {k: rec.dropped_by_kind[k] for k in ("call", "seat", "outbox", "callback",
+                                                     "entry")}),
+            per("cti_call_records_poisoned_total", "counter",
+                "Rows the database refused on their own, left out (logged).", "kind",
+                {k: rec.poisoned[k] for k in ("call", "seat", "outbox", "callback", "entry")}),
             one("cti_mqtt_connected", "gauge", "1 while the broker connection is up.",
                 int(mqtt.connected)),
             one("cti_mqtt_backlog", "gauge", "Messages waiting to be published.",

@@ -321,6 +321,14 @@ class DatabaseSettings(BaseModel):
         description="This many failed writes in a row (heartbeat or call records) make "
         "/readyz report the database not ready (a locked or failing database).",
     )
+    max_pending_rows: int = Field(
+        default=200_000,
+        ge=100,
+        description="Rows (call records, seat events, queue entries, ticket operations) kept "
+        "in memory while the database cannot be written (disk full, I/O error, locked), "
+        "written when it recovers. At the cap the oldest are dropped, ticket operations "
+        "last (each logged, all counted in /metrics). ~1 KB a row.",
+    )
 
     @field_validator("url")
     @classmethod
