@@ -1,4 +1,5 @@
-"""The one dialect switch: an ``INSERT`` that knows ``ON CONFLICT`` on SQLite and PostgreSQL.
+"""The dialect switches: an ``INSERT`` that knows ``ON CONFLICT`` on SQLite and PostgreSQL,
+and the integer floor of a time bucket (:func:`floor_int`).
 
 SQLAlchemy's generic ``insert`` has no upsert; each dialect has its own ``insert`` with
 ``on_conflict_do_nothing`` / ``on_conflict_do_update`` (the same API on both). Every
@@ -12,7 +13,7 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["Insert", "insert"]
+__all__ = ["Insert", "floor_int", "insert"]
 
 Insert = sqlite.Insert | postgresql.Insert
 
@@ -22,3 +23,14 @@ def insert(on: AsyncConnection | str, table: Table) -> Insert:
     as ``conn.dialect.name``): SQLite's, else PostgreSQL's."""
     name = on if isinstance(on, str) else on.dialect.name
     return sqlite.insert(table) if name == "sqlite" else postgresql.insert(table)
+
+
+def floor_int(on: AsyncConnection | str, expr: str) -> str:
+    """SQL for ``floor(expr)`` as an integer, for an ``expr`` that is never negative (a
+    time bucket). SQLite's ``CAST(x AS INTEGER)`` truncates (= floor for x >= 0) and its
+    ``floor()`` exists only in builds with the math functions; PostgreSQL's cast rounds to
+    nearest, so it takes ``FLOOR`` first."""
+    name = on if isinstance(on, str) else on.dialect.name
+    if name == "sqlite":
+        return f"CAST({expr} AS INTEGER)"
+    return f"CAST(FLOOR({expr}) AS BIGINT)"

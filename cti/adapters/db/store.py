@@ -37,8 +37,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _missing_indexes(conn: Any) -> None:
-    for index in CALL_RECORDS.indexes:
-        index.create(conn, checkfirst=True)
+    # every table's: an index added to an existing table later is created on open
+    for table in METADATA.sorted_tables:
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            index.create(conn, checkfirst=True)
 
 
 class Store:
@@ -58,7 +60,8 @@ class Store:
         async with self.engine.begin() as conn:
             await conn.run_sync(METADATA.create_all)
             # create_all adds indexes only with their table: an index added to an existing
-            # table later (the history lookup's, issue 12) is created here
+            # table later (the history lookup's, issue 12; the report's, issue 17) is
+            # created here
             await conn.run_sync(_missing_indexes)
 
     async def close(self) -> None:
