@@ -25,7 +25,7 @@ from cti.adapters.db.kpi_sql import report_sql
 from cti.adapters.db.rows import queue_entry_row
 from cti.adapters.db.store import Store
 from cti.adapters.db.tables import CALL_RECORDS, QUEUE_ENTRIES, SEAT_EVENTS
-from cti.kpis import Outcome, QueueEntry, Thresholds, group
+from cti.kpis import GroupBy, Outcome, QueueEntry, Thresholds, group
 from tests.kpis.facts import T0, entry
 from tests.kpis.test_properties import LABELS, WAITS
 
@@ -145,7 +145,8 @@ async def compare(store: Store) -> None:
     # scanned (kpi_sql._scan), with calls and seat intervals cut at both ends
     lo, hi = T0 + 86_400, T0 + 86_400 + 7 * 3600
     part = await load_facts(store, lo, hi)
-    for by in (None, "line", "seat"):
+    part_by: tuple[GroupBy | None, ...] = (None, "line", "seat")
+    for by in part_by:
         want = report_figures(part, thresholds=T, by=by, tz=TZ)
         close(await report_sql(store, lo, hi, thresholds=T, by=by, tz=TZ), want, f"part {by}")
     # line x day: the calculator's days of each line
@@ -205,9 +206,8 @@ def test_an_existing_database_gets_the_report_indexes() -> None:
             await store.open()
             try:
                 async with store.engine.connect() as conn:
-                    names = {
-                        r[1] for r in await conn.exec_driver_sql("PRAGMA index_list(seat_events)")
-                    }
+                    listed = await conn.exec_driver_sql("PRAGMA index_list(seat_events)")
+                    names = {str(r._mapping["name"]) for r in listed}
                     plan = " ".join(
                         str(r)
                         for r in await conn.exec_driver_sql(

@@ -312,7 +312,7 @@ async def _scan(conn: Any, start: float, end: float) -> bool:
     ).one()
     if lo is None or hi is None or hi <= lo:
         return False
-    return (min(end, hi) - max(start, lo)) >= (hi - lo) / 4
+    return bool((min(end, hi) - max(start, lo)) >= (hi - lo) / 4)
 
 
 def _add_part(tally: Tally, o: Outcome, m: Any, n_within: int) -> None:
