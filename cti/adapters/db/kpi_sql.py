@@ -93,7 +93,7 @@ _VALID = " AND ".join(
 # that SQLite walks ix_seat_events_report (seat, id, ...) in LEAD's own order instead of
 # the `at` index followed by a sort of every event (portable: unary plus is PostgreSQL's too)
 _EVENTS = """
-ev AS (
+ev AS MATERIALIZED (
   SELECT id, seat, at, status, reason, call_id,
          LEAD(at) OVER (PARTITION BY seat ORDER BY id) AS nxt
   FROM seat_events
@@ -106,7 +106,24 @@ wr AS (
   FROM ev
   WHERE status = 'wrap_up' AND call_id IS NOT NULL AND call_id <> '' AND nxt IS NOT NULL
   GROUP BY seat, call_id
+),
+iv AS (
+  SELECT seat, status, reason,
+         CASE WHEN at > :start THEN at ELSE :start END AS lo,
+         CASE WHEN nxt IS NULL OR nxt > :end THEN :end ELSE nxt END AS hi
+  FROM ev
 )"""
+
+# both results of the events' one LEAD pass, in one temporary table of the connection:
+# the wrap-ups (seat, linkedid, w) joined to the entries, and the seat time by (seat,
+# status, reason) cut to the window (status NULL on the wrap-up rows)
+_EVENT_SUMS = f"""
+CREATE TEMP TABLE kpi_ev AS WITH {_EVENTS}
+SELECT seat, linkedid, w, NULL AS status, NULL AS reason, NULL AS s, NULL AS n FROM wr
+UNION ALL
+SELECT seat, NULL, NULL, status, reason, SUM(hi - lo), COUNT(*) FROM iv
+WHERE lo < :end AND hi >= lo GROUP BY seat, status, reason
+"""  # nosec B608
 
 
 def _window(alias: str, *, scan: bool) -> str:
@@ -139,7 +156,7 @@ SELECT base.*,
        base.call_id IN (
          SELECT q.call_id FROM queue_entries q
          WHERE {_window("q", scan=scan)} AND q.entry_seq > 1 AND {_VALID}) AS multi
-FROM base LEFT JOIN kpi_wr wr ON wr.seat = base.seat AND wr.linkedid = base.linkedid
+FROM base LEFT JOIN kpi_ev wr ON wr.seat = base.seat AND wr.linkedid = base.linkedid
 """  # nosec B608
 
 
@@ -245,17 +262,9 @@ def _reason(text_: str | None) -> str:
         return str(Reason.OTHER)
 
 
-async def _seat_time(conn: Any, params: dict[str, float]) -> dict[str, dict[str, Any]]:
+async def _seat_time(conn: Any) -> dict[str, dict[str, Any]]:
     rows = await conn.execute(
-        text(
-            f"WITH {_EVENTS.split('wr AS', maxsplit=1)[0].rstrip().rstrip(',')}, "  # nosec B608
-            "iv AS (SELECT seat, status, reason, "
-            "  CASE WHEN at > :start THEN at ELSE :start END AS lo, "
-            "  CASE WHEN nxt IS NULL OR nxt > :end THEN :end ELSE nxt END AS hi FROM ev) "
-            "SELECT seat, status, reason, SUM(hi - lo) AS s, COUNT(*) AS n FROM iv "
-            "WHERE lo < :end AND hi >= lo GROUP BY seat, status, reason"
-        ),
-        params,
+        text("SELECT seat, status, reason, s, n FROM kpi_ev WHERE status IS NOT NULL")
     )
     out: dict[str, dict[str, Any]] = defaultdict(
         lambda: {"logged_in": [], "occupied": [], "not_ready": defaultdict(list), "rona": 0}
@@ -363,15 +372,13 @@ async def report_sql(  # noqa: C901, PLR0912, PLR0915 - one pass over the result
         dialect = conn.dialect.name
         cols = [f"{_key_sql(k, pieces, dialect)} AS k{i}" for i, k in enumerate(keys)]
         scan = await _scan(conn, start, end)
-        # the wrap-ups, once, in an indexed temporary table of this connection (a CTE
-        # joined to a million entries is scanned per row: no index on it in SQLite 3.40)
-        await conn.execute(text("DROP TABLE IF EXISTS kpi_wr"))
+        # the events' sums (wrap-ups, seat time) once, in an indexed temporary table of
+        # this connection (a CTE joined to a million entries is scanned per row: no index
+        # on it in SQLite 3.40)
+        await conn.execute(text("DROP TABLE IF EXISTS kpi_ev"))
         await conn.execute(text("DROP TABLE IF EXISTS kpi_e"))
-        await conn.execute(
-            text(f"CREATE TEMP TABLE kpi_wr AS WITH {_EVENTS} SELECT seat, linkedid, w FROM wr"),  # nosec B608
-            params,
-        )
-        await conn.execute(text("CREATE INDEX ix_kpi_wr ON kpi_wr (seat, linkedid)"))
+        await conn.execute(text(_EVENT_SUMS), params)
+        await conn.execute(text("CREATE INDEX ix_kpi_ev ON kpi_ev (seat, linkedid)"))
         await conn.execute(text(_entries_sql(cols, scan=scan)), params)
         groups_rows = (
             await conn.execute(
@@ -409,9 +416,9 @@ async def report_sql(  # noqa: C901, PLR0912, PLR0915 - one pass over the result
                 )
             )
         ).all()
-        times = await _seat_time(conn, params)
+        times = await _seat_time(conn)
         await conn.execute(text("DROP TABLE kpi_e"))
-        await conn.execute(text("DROP TABLE kpi_wr"))
+        await conn.execute(text("DROP TABLE kpi_ev"))
 
     n_k = len(keys)
     n_within = len(t.n_s)
