@@ -324,23 +324,33 @@ async def _scan(conn: Any, start: float, end: float) -> bool:
     return bool((min(end, hi) - max(start, lo)) >= (hi - lo) / 4)
 
 
-def _add_part(tally: Tally, o: Outcome, m: Any, n_within: int) -> None:
-    """One aggregate row of ``kpi_e`` (its units all of outcome ``o``) into ``tally``."""
+def _add_part(tally: Tally, o: Outcome, m: Any, x: tuple[int, int, int]) -> None:
+    """One aggregate row of ``kpi_e`` (its units all of outcome ``o``; ``x`` its wait, talk
+    and wrap-up sums, exact) into ``tally``."""
     tally.units += m["units"]
     tally.outcomes[o] = tally.outcomes.get(o, 0) + m["units"]
     tally.short_abandoned += m["short"]
     if o is Outcome.ANSWERED:
-        tally.within = [
-            w + m[f"within{i}"] for i, w in zip(range(n_within), tally.within, strict=True)
-        ]
-        tally.answered_wait += exact(m["wait"])
-        tally.talk += exact(m["talk"])
-        tally.wrapup += exact(m["wrap"])
+        tally.within = [w + m[f"within{i}"] for i, w in enumerate(tally.within)]
+        tally.answered_wait += x[0]
+        tally.talk += x[1]
+        tally.wrapup += x[2]
     tally.transfers_out += m["transfers"]
     tally.rona += m["rona"]
     longest = m["longest"]
     if longest is not None and (tally.longest_wait_s is None or longest > tally.longest_wait_s):
         tally.longest_wait_s = longest
+
+
+def _rate(tally: Tally, label: str, n: int, thresholds: Thresholds) -> None:
+    """``n`` ratings ``label``: :meth:`Tally.rate` ``n`` times."""
+    if label in thresholds.satisfied:
+        tally.ratings += n
+        tally.ratings_satisfied += n
+    elif label in thresholds.unsatisfied:
+        tally.ratings += n
+    else:
+        tally.ratings_invalid += n
 
 
 async def report_sql(  # noqa: C901, PLR0912, PLR0915 - one pass over the results
@@ -421,9 +431,7 @@ async def report_sql(  # noqa: C901, PLR0912, PLR0915 - one pass over the result
         await conn.execute(text("DROP TABLE kpi_ev"))
 
     n_k = len(keys)
-    n_within = len(t.n_s)
     tallies: dict[tuple[Any, ...], Tally] = {}
-    total = Tally.of(t)
     single_longest: float | None = None  # of the calls with one entry in the window
     seat_tallies: dict[tuple[Any, ...], SeatTally] = defaultdict(SeatTally)
     all_seats = SeatTally()
@@ -434,21 +442,22 @@ async def report_sql(  # noqa: C901, PLR0912, PLR0915 - one pass over the result
         tally = tallies.get(k)
         if tally is None:
             tally = tallies[k] = Tally.of(t)
-        _add_part(tally, o, m, n_within)
-        _add_part(total, o, m, n_within)
+        answered = o is Outcome.ANSWERED
+        x = (exact(m["wait"]), exact(m["talk"]), exact(m["wrap"])) if answered else (0, 0, 0)
+        _add_part(tally, o, m, x)
         ls = m["longest_single"]
         if ls is not None and (single_longest is None or ls > single_longest):
             single_longest = ls
-        if o is Outcome.ANSWERED and m["seat"] is not None:
-            talk, wrap = exact(m["talk"]), exact(m["wrap"])
-            seat_tallies[k].add_sums(m["seat"], m["units"], talk, wrap)
-            all_seats.add_sums(m["seat"], m["units"], talk, wrap)
+        if answered and m["seat"] is not None:
+            seat_tallies[k].add_sums(m["seat"], m["units"], x[1], x[2])
+            all_seats.add_sums(m["seat"], m["units"], x[1], x[2])
     for row in rating_rows:
         k = tuple(row[:n_k])
         label, n = row[n_k:]
-        for _ in range(n):
-            tallies.setdefault(k, Tally.of(t)).rate(label, t)
-            total.rate(label, t)
+        _rate(tallies.setdefault(k, Tally.of(t)), label, n, t)
+    total = Tally.of(t)  # every entry, one unit each: the groups' sum (exact)
+    for tally in tallies.values():
+        total.merge(tally)
 
     # the centre: every entry as its own unit, less the multi-entry calls' entries, plus
     # those calls collapsed. A rating stays: a call has an answered entry (its rating's
