@@ -1,6 +1,7 @@
 """A year of a mid-size city in SQLite, then the time of `cti report` over it.
 
-Usage: python benchmarks/report.py [--calls 1000000] [--db PATH] [--seed 1] [--live N]
+Usage: python benchmarks/report.py [--calls 100000,1000000] [--db PATH] [--seed 1]
+       [--old "line x day"] [--live N]
 
 Generates --calls calls over one year (2025, Asia/Shanghai) into a fresh SQLite database
 with the daemon's own schema (cti/adapters/db/tables.py): per call its queue entries (5 %
@@ -14,6 +15,10 @@ in with sqlite3's executemany, journal off (a benchmark database, not a daemon's
 Then it times the report of the whole year through the code path of `cti report` and GET
 /api/v1/stats (cti/adapters/db/kpi_sql.py) by line, department, seat, hour, day and
 line x day, and prints one table with the row counts, the database size and the machine.
+For each size of --calls (comma-separated) a database is generated; the groupings named by
+--old are also timed with the report as it was before issue 17's one-pass rewrite
+(benchmarks/_kpi_sql_before.py), in the same run (the old one costs ≈50 s per grouping
+at 1 M calls: by default only line x day, the target).
 With --live N it also times one update of the live figures with N entries in the window,
 the old way (every entry recomputed) and as running totals (cti/kpis/running.py).
 """
@@ -37,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import create_engine
 
+from benchmarks._kpi_sql_before import report_sql as report_sql_before
 from benchmarks._machine import machine_line, version_of
 from cti.adapters.db.kpi_sql import report_sql
 from cti.adapters.db.rows import queue_entry_row
@@ -236,10 +242,11 @@ def generate(db: Path, n: int, seed: int) -> tuple[dict[str, int], float]:
     return counts, time.perf_counter() - t0
 
 
-async def time_reports(db: Path) -> list[tuple[str, float, int]]:
-    """(grouping, seconds, groups) of the year's report through report_sql."""
+async def time_reports(db: Path, old: Sequence[str]) -> list[tuple[str, float, float | None, int]]:
+    """(grouping, seconds, seconds before issue 17 or None, groups) of the year's report;
+    the two give the same groups (checked: same keys)."""
     store = Store(f"sqlite+aiosqlite:///{db}")
-    await store.open()
+    await store.open()  # as the daemon: creates the indexes an existing database lacks
     out = []
     try:
         for name, by in GROUPINGS:
@@ -247,7 +254,20 @@ async def time_reports(db: Path) -> list[tuple[str, float, int]]:
             _, groups = await report_sql(
                 store, YEAR_START, YEAR_END, thresholds=Thresholds(), by=by, tz=TZ
             )
-            out.append((name, time.perf_counter() - t0, len(groups)))
+            new_s = time.perf_counter() - t0
+            before_s = None
+            if name in old:
+                t0 = time.perf_counter()
+                _, was = await report_sql_before(
+                    store, YEAR_START, YEAR_END, thresholds=Thresholds(), by=by, tz=TZ
+                )
+                before_s = time.perf_counter() - t0
+                if [k for k, _ in was] != [k for k, _ in groups] or any(
+                    a.units != b.units or a.answered != b.answered
+                    for (_, a), (_, b) in zip(was, groups, strict=True)
+                ):
+                    print(f"MISMATCH by {name}: the old and new reports differ")
+            out.append((name, new_s, before_s, len(groups)))
     finally:
         await store.close()
     return out
@@ -313,7 +333,10 @@ def _moved(e: QueueEntry, shift: float) -> QueueEntry:
 
 
 def render(
-    counts: dict[str, int], size: int, gen_s: float, reports: list[tuple[str, float, int]]
+    counts: dict[str, int],
+    size: int,
+    gen_s: float,
+    reports: list[tuple[str, float, float | None, int]],
 ) -> list[str]:
     lines = [
         (
@@ -321,21 +344,39 @@ def render(
             f"call_records {counts['call_records']:,}  seat_events {counts['seat_events']:,}  "
             f"database {size / 1e6:.0f} MB  generated in {gen_s:.1f} s"
         ),
-        f"{'report by':<12} {'seconds':>8} {'groups':>7}",
+        f"{'report by':<12} {'seconds':>8} {'before':>8} {'speed-up':>8} {'groups':>7}",
     ]
-    lines += [f"{name:<12} {s:>8.2f} {g:>7}" for name, s, g in reports]
+    for name, s, before, g in reports:
+        was = "-" if before is None else f"{before:.2f}"
+        ratio = "-" if before is None else f"{before / max(s, 1e-9):.1f}x"
+        lines.append(f"{name:<12} {s:>8.2f} {was:>8} {ratio:>8} {g:>7}")
     return lines
+
+
+def _sizes(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("--calls", type=int, default=1_000_000)
+    p.add_argument("--calls", type=_sizes, default=[100_000, 1_000_000], help="e.g. 100000,1000000")
     p.add_argument("--db", type=Path, default=Path("/tmp/cti-bench-report.db"))
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--old",
+        default="line x day",
+        help="groupings also timed the old way, comma-separated ('all', '' for none)",
+    )
     p.add_argument("--live", type=int, default=0, help="entries in the live window (0: skip)")
     args = p.parse_args(argv)
-    if not 1 <= args.calls <= 5_000_000 or not 0 <= args.live <= 5_000_000:
-        p.error("--calls 1..5000000, --live 0..5000000")
+    if not args.calls or not all(1 <= n <= 5_000_000 for n in args.calls):
+        p.error("--calls 1..5000000 each")
+    if not 0 <= args.live <= 5_000_000:
+        p.error("--live 0..5000000")
+    names = [n for n, _ in GROUPINGS]
+    args.old = names if args.old == "all" else [o.strip() for o in args.old.split(",") if o.strip()]
+    if unknown := set(args.old) - set(names):
+        p.error(f"--old: unknown grouping {sorted(unknown)}; one of {names}")
     return args
 
 
@@ -343,10 +384,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     print(machine_line())
     print(f"SQLite {sqlite3.sqlite_version}; SQLAlchemy {version_of('sqlalchemy')}")
-    counts, gen_s = generate(args.db, args.calls, args.seed)
-    reports = asyncio.run(time_reports(args.db))
-    for line in render(counts, args.db.stat().st_size, gen_s, reports):
-        print(line)
+    for n in args.calls:
+        counts, gen_s = generate(args.db, n, args.seed)
+        reports = asyncio.run(time_reports(args.db, args.old))
+        for line in render(counts, args.db.stat().st_size, gen_s, reports):
+            print(line, flush=True)
     if args.live:
         c = live_cost(args.live, args.seed)
         print(

@@ -11,16 +11,21 @@ import pytest
 from benchmarks.report import GROUPINGS, generate, live_cost, parse_args, render, time_reports
 
 
-def test_a_small_year_is_generated_and_reported(tmp_path: Path) -> None:
+def test_a_small_year_is_generated_and_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     db = tmp_path / "bench.db"
     counts, gen_s = generate(db, 500, seed=3)
     assert counts["calls"] == 500
     assert counts["call_records"] == 500
     assert 500 < counts["queue_entries"] < 600  # about 5 % transferred on: two entries
     assert counts["seat_events"] > 4 * 400  # four per answered call
-    reports = asyncio.run(time_reports(db))
-    assert [name for name, _, _ in reports] == [name for name, _ in GROUPINGS]
-    by = {name: groups for name, _, groups in reports}
+    reports = asyncio.run(time_reports(db, ["line x day", "seat"]))
+    assert [name for name, *_ in reports] == [name for name, _ in GROUPINGS]
+    # the old report (before issue 17's rewrite) timed beside the new, same groups
+    assert {name for name, _, before, _ in reports if before is not None} == {"line x day", "seat"}
+    assert "MISMATCH" not in capsys.readouterr().out
+    by = {name: groups for name, _, _, groups in reports}
     assert by["line"] >= 5
     assert by["day"] > 200  # 500 calls over 365 days
     lines = render(counts, db.stat().st_size, gen_s, reports)
@@ -35,7 +40,17 @@ def test_live_cost_is_measured_both_ways() -> None:
     assert c.after_ms > 0
 
 
-@pytest.mark.parametrize("argv", [["--calls", "0"], ["--calls", "5000001"], ["--live", "-1"]])
+def test_sizes_and_old_groupings_are_parsed() -> None:
+    args = parse_args(["--calls", "100,2000", "--old", "line, day"])
+    assert args.calls == [100, 2000]
+    assert args.old == ["line", "day"]
+    assert parse_args(["--old", "all"]).old == [name for name, _ in GROUPINGS]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--calls", "0"], ["--calls", "5000001"], ["--live", "-1"], ["--old", "week"]],
+)
 def test_runs_are_bounded(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
         parse_args(argv)

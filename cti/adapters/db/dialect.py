@@ -1,4 +1,5 @@
-"""The one dialect switch: an ``INSERT`` that knows ``ON CONFLICT`` on SQLite and PostgreSQL.
+"""The dialect switches: an ``INSERT`` that knows ``ON CONFLICT`` on SQLite and PostgreSQL,
+and the integer floor of a time bucket (:func:`floor_int`).
 
 SQLAlchemy's generic ``insert`` has no upsert; each dialect has its own ``insert`` with
 ``on_conflict_do_nothing`` / ``on_conflict_do_update`` (the same API on both). Every
@@ -12,7 +13,7 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["Insert", "floor_sql", "insert", "temp_index", "temp_schema"]
+__all__ = ["Insert", "floor_int", "floor_sql", "insert", "temp_index", "temp_schema"]
 
 Insert = sqlite.Insert | postgresql.Insert
 
@@ -43,3 +44,14 @@ def floor_sql(dialect: str) -> str:
     CAST truncates (times are >= 0, so that is the floor) and its FLOOR() exists only when
     compiled with the math functions; PostgreSQL's CAST rounds to nearest, so FLOOR it."""
     return "" if dialect == "sqlite" else "FLOOR"
+
+
+def floor_int(on: AsyncConnection | str, expr: str) -> str:
+    """SQL for ``floor(expr)`` as an integer, for an ``expr`` that is never negative (a
+    time bucket). SQLite's ``CAST(x AS INTEGER)`` truncates (= floor for x >= 0) and its
+    ``floor()`` exists only in builds with the math functions; PostgreSQL's cast rounds to
+    nearest, so it takes ``FLOOR`` first."""
+    name = on if isinstance(on, str) else on.dialect.name
+    if name == "sqlite":
+        return f"CAST({expr} AS INTEGER)"
+    return f"CAST(FLOOR({expr}) AS BIGINT)"

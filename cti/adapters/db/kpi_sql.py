@@ -4,9 +4,13 @@
 the window into Python: a year of a mid-size city (≈1 M entries) takes tens of seconds.
 Every figure but the centre's per-call collapse is a count, a sum or a maximum over
 entries, so the database computes them per group and per outcome
-(:class:`cti.kpis.tally.Tally` turns those into :class:`~cti.kpis.Figures`):
+(:class:`cti.kpis.tally.Tally` turns those into :class:`~cti.kpis.Figures`). The window
+is read once (issue 17: the five passes of before took ≈5 s per 100 k entries): the seat
+events into ``kpi_ev``, the entries into ``kpi_e``, both temporary tables of the report's
+connection, then every figure from them:
 
-- one unit per entry, by group: ``GROUP BY key, outcome`` over the window's valid rows;
+- one unit per entry, by group: one ``GROUP BY keys, outcome, seat`` over the window's
+  valid rows with every count and sum (:func:`_aggregates`);
 - each answered entry's wrap-up, as the calculator's path: the answering seat's
   ``wrap_up`` time for that call from ``seat_events`` (each row lasting until the seat's
   next), given to the seat's last answered entry of the call;
@@ -35,7 +39,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from cti.adapters.db.dialect import floor_sql, temp_index, temp_schema
+from cti.adapters.db.dialect import floor_int
 from cti.adapters.db.kpi_callbacks import callback_figures_sql
 from cti.adapters.db.kpi_queries import _entry
 from cti.adapters.db.store import Store
@@ -78,7 +82,7 @@ _VALID = " AND ".join(
     [
         f"q.outcome IN ({_in(list(Outcome))})",
         f"q.origin IN ({_in(list(Origin))})",
-        _nonneg("q.entered_at"),
+        _nonneg("+q.entered_at"),  # never an index bound (see _window)
         _nonneg("q.left_at"),
         *(f"(q.{c} IS NULL OR {_nonneg('q.' + c)})" for c in ("first_offered_at", "connected_at")),
         *(_nonneg(f"q.{c}") for c in ("wait_s", "ring_s", "talk_s", "wrapup_s")),
@@ -91,13 +95,15 @@ _VALID = " AND ".join(
 )
 
 # the seat events of the window (and each seat's last one before), each lasting until the
-# seat's next: the calculator's intervals, in SQL
+# seat's next: the calculator's intervals, in SQL. `+at`: an expression, not the column, so
+# that SQLite walks ix_seat_events_report (seat, id, ...) in LEAD's own order instead of
+# the `at` index followed by a sort of every event (portable: unary plus is PostgreSQL's too)
 _EVENTS = """
-ev AS (
+ev AS MATERIALIZED (
   SELECT id, seat, at, status, reason, call_id,
          LEAD(at) OVER (PARTITION BY seat ORDER BY id) AS nxt
   FROM seat_events
-  WHERE (at >= :start AND at < :slack)
+  WHERE (+at >= :start AND +at < :slack)
      OR id IN (SELECT MAX(id) FROM seat_events WHERE at < :start GROUP BY seat)
 ),
 wr AS (
@@ -106,24 +112,100 @@ wr AS (
   FROM ev
   WHERE status = 'wrap_up' AND call_id IS NOT NULL AND call_id <> '' AND nxt IS NOT NULL
   GROUP BY seat, call_id
+),
+iv AS (
+  SELECT seat, status, reason,
+         CASE WHEN at > :start THEN at ELSE :start END AS lo,
+         CASE WHEN nxt IS NULL OR nxt > :end THEN :end ELSE nxt END AS hi
+  FROM ev
 )"""
 
-# the window's valid entries with their wrap-up as the calculator sees it: the chosen
-# entry (last answered of its seat and call) gets the seat's wrap-up, or 0
-_ENTRIES = f"""
-base AS (
-  SELECT q.*,
+# both results of the events' one LEAD pass, in one temporary table of the connection:
+# the wrap-ups (seat, linkedid, w) joined to the entries, and the seat time by (seat,
+# status, reason) cut to the window (status NULL on the wrap-up rows; the NULLs typed, as
+# PostgreSQL's UNION wants)
+_EVENT_SUMS = f"""
+CREATE TEMP TABLE kpi_ev AS WITH {_EVENTS}
+SELECT seat, linkedid, w, CAST(NULL AS VARCHAR(16)) AS status,
+       CAST(NULL AS VARCHAR(32)) AS reason, CAST(NULL AS FLOAT) AS s,
+       CAST(NULL AS INTEGER) AS n
+FROM wr
+UNION ALL
+SELECT seat, CAST(NULL AS VARCHAR(128)), CAST(NULL AS FLOAT), status, reason,
+       SUM(hi - lo), COUNT(*)
+FROM iv
+WHERE lo < :end AND hi >= lo GROUP BY seat, status, reason
+"""  # nosec B608
+
+
+def _window(alias: str, *, scan: bool) -> str:
+    """The window's bounds on ``alias.entered_at``; ``scan``: as an expression, so that the
+    planner reads the table in order rather than through the ``entered_at`` index (for a
+    window over most of the table, a row lookup per entry costs ≈6x a scan, measured)."""
+    col = f"+{alias}.entered_at" if scan else f"{alias}.entered_at"
+    return f"{col} >= :start AND {col} < :end"
+
+
+def _entries_sql(key_cols: Sequence[str], *, scan: bool) -> str:
+    """The window's valid entries, read once into ``kpi_e``: the group keys (``k0``..),
+    the columns the aggregates read, the wrap-up as the calculator sees it (the chosen
+    entry, last answered of its seat and call, gets the seat's wrap-up, or 0) and
+    ``multi`` (its call has several entries in the window)."""
+    keys = "".join(f", {c}" for c in key_cols)
+    return f"""
+CREATE TEMP TABLE kpi_e AS
+WITH base AS (
+  SELECT q.call_id, q.linkedid, q.entry_seq, q.line, q.department, q.seat, q.outcome,
+         q.entered_at, q.wait_s, q.talk_s, q.wrapup_s, q.offers, q.transferred_to{keys},
          CASE WHEN q.outcome = 'answered' THEN ROW_NUMBER() OVER (
            PARTITION BY q.seat, q.linkedid, q.outcome = 'answered'
            ORDER BY q.entry_seq DESC, q.entered_at, q.call_id) END AS wrn
   FROM queue_entries q
-  WHERE q.entered_at >= :start AND q.entered_at < :end AND {_VALID}
-),
-e AS (
-  SELECT base.*,
-         CASE WHEN wrn = 1 THEN COALESCE(wr.w, 0.0) ELSE base.wrapup_s END AS wrap
-  FROM base LEFT JOIN kpi_wr wr ON wr.seat = base.seat AND wr.linkedid = base.linkedid
-)"""  # nosec B608
+  WHERE {_window("q", scan=scan)} AND {_VALID}
+)
+SELECT base.*,
+       CASE WHEN wrn = 1 THEN COALESCE(wr.w, 0.0) ELSE base.wrapup_s END AS wrap,
+       base.call_id IN (
+         SELECT q.call_id FROM queue_entries q
+         WHERE {_window("q", scan=scan)} AND q.entry_seq > 1 AND {_VALID}) AS multi
+FROM base LEFT JOIN kpi_ev wr ON wr.seat = base.seat AND wr.linkedid = base.linkedid
+"""  # nosec B608
+
+
+def _aggregates(t: Thresholds) -> list[tuple[str, str]]:
+    """(name, SQL) of every figure summed per (keys, outcome, seat) over ``kpi_e``, in one
+    pass: an extra aggregate is one more pair here, read back by its name."""
+    offered = _in(sorted(OFFERED))
+    return [
+        ("units", "COUNT(*)"),
+        (
+            "short",
+            (
+                f"SUM(CASE WHEN outcome = 'abandoned' AND wait_s < {t.short_abandon_s!r} "
+                "THEN 1 ELSE 0 END)"
+            ),
+        ),
+        *(
+            (
+                f"within{i}",
+                f"SUM(CASE WHEN outcome = 'answered' AND wait_s <= {n!r} THEN 1 ELSE 0 END)",
+            )
+            for i, n in enumerate(t.n_s)
+        ),
+        ("wait", "SUM(wait_s)"),
+        ("talk", "SUM(talk_s)"),
+        ("wrap", "SUM(wrap)"),
+        (
+            "transfers",
+            (
+                "SUM(CASE WHEN outcome = 'transferred_out' OR transferred_to IS NOT NULL "
+                "THEN 1 ELSE 0 END)"
+            ),
+        ),
+        ("rona", "SUM(offers)"),
+        ("longest", f"MAX(CASE WHEN outcome IN ({offered}) THEN wait_s END)"),
+        ("longest_single", f"MAX(CASE WHEN outcome IN ({offered}) AND NOT multi THEN wait_s END)"),
+    ]
 
 
 def _offsets(start: float, end: float, tz: tzinfo) -> list[tuple[float, float]]:
@@ -148,13 +230,12 @@ def _offsets(start: float, end: float, tz: tzinfo) -> list[tuple[float, float]]:
     return pieces
 
 
-def _key_sql(by: GroupBy, pieces: list[tuple[float, float]], dialect: str = "sqlite") -> str:
+def _key_sql(by: GroupBy, pieces: list[tuple[float, float]], dialect: str) -> str:
     if by in ("line", "department", "seat"):
         return f"{by}"
     width = 86_400 if by == "day" else 3600
     offset = "CASE " + " ".join(f"WHEN entered_at >= {t!r} THEN {o!r}" for t, o in reversed(pieces))
-    local = f"(entered_at + ({offset} ELSE {pieces[0][1]!r} END))"
-    return f"CAST({floor_sql(dialect)}({local} / {width}) AS INTEGER)"
+    return floor_int(dialect, f"(entered_at + ({offset} ELSE {pieces[0][1]!r} END)) / {width}")
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -193,17 +274,9 @@ def _reason(text_: str | None) -> str:
         return str(Reason.OTHER)
 
 
-async def _seat_time(conn: Any, params: dict[str, float]) -> dict[str, dict[str, Any]]:
+async def _seat_time(conn: Any) -> dict[str, dict[str, Any]]:
     rows = await conn.execute(
-        text(
-            f"WITH {_EVENTS.split('wr AS', maxsplit=1)[0].rstrip().rstrip(',')}, "  # nosec B608
-            "iv AS (SELECT seat, status, reason, "
-            "  CASE WHEN at > :start THEN at ELSE :start END AS lo, "
-            "  CASE WHEN nxt IS NULL OR nxt > :end THEN :end ELSE nxt END AS hi FROM ev) "
-            "SELECT seat, status, reason, SUM(hi - lo) AS s, COUNT(*) AS n FROM iv "
-            "WHERE lo < :end AND hi >= lo GROUP BY seat, status, reason"
-        ),
-        params,
+        text("SELECT seat, status, reason, s, n FROM kpi_ev WHERE status IS NOT NULL")
     )
     out: dict[str, dict[str, Any]] = defaultdict(
         lambda: {"logged_in": [], "occupied": [], "not_ready": defaultdict(list), "rona": 0}
@@ -252,6 +325,46 @@ def _seat_figures(entries: SeatTally, times: dict[str, dict[str, Any]]) -> tuple
     return tuple(out)
 
 
+async def _scan(conn: Any, start: float, end: float) -> bool:
+    """Whether the window covers most of the stored entries (then scanned, see _window):
+    two index lookups (MIN, MAX), whatever the table's size."""
+    lo, hi = (
+        await conn.execute(text("SELECT MIN(entered_at), MAX(entered_at) FROM queue_entries"))
+    ).one()
+    if lo is None or hi is None or hi <= lo:
+        return False
+    return bool((min(end, hi) - max(start, lo)) >= (hi - lo) / 4)
+
+
+def _add_part(tally: Tally, o: Outcome, m: Any, x: tuple[int, int, int]) -> None:
+    """One aggregate row of ``kpi_e`` (its units all of outcome ``o``; ``x`` its wait, talk
+    and wrap-up sums, exact) into ``tally``."""
+    tally.units += m["units"]
+    tally.outcomes[o] = tally.outcomes.get(o, 0) + m["units"]
+    tally.short_abandoned += m["short"]
+    if o is Outcome.ANSWERED:
+        tally.within = [w + m[f"within{i}"] for i, w in enumerate(tally.within)]
+        tally.answered_wait += x[0]
+        tally.talk += x[1]
+        tally.wrapup += x[2]
+    tally.transfers_out += m["transfers"]
+    tally.rona += m["rona"]
+    longest = m["longest"]
+    if longest is not None and (tally.longest_wait_s is None or longest > tally.longest_wait_s):
+        tally.longest_wait_s = longest
+
+
+def _rate(tally: Tally, label: str, n: int, thresholds: Thresholds) -> None:
+    """``n`` ratings ``label``: :meth:`Tally.rate` ``n`` times."""
+    if label in thresholds.satisfied:
+        tally.ratings += n
+        tally.ratings_satisfied += n
+    elif label in thresholds.unsatisfied:
+        tally.ratings += n
+    else:
+        tally.ratings_invalid += n
+
+
 async def report_sql(  # noqa: C901, PLR0912, PLR0915 - one pass over the results
     store: Store,
     start: float,
@@ -263,125 +376,100 @@ async def report_sql(  # noqa: C901, PLR0912, PLR0915 - one pass over the result
 ) -> tuple[Figures, list[tuple[str | None, Figures]]]:
     """What ``report_figures(await load_facts(store, start, end), ...)`` gives, from SQL:
     the centre (one unit per call) and, with ``by`` (one key or several, e.g. line and
-    day), the groups (one unit per entry) sorted by key."""
+    day), the groups (one unit per entry) sorted by key.
+
+    The window's entries are read once (into the temporary ``kpi_e`` of this connection,
+    keys and wrap-ups computed), then every count and sum comes from one ``GROUP BY keys,
+    outcome, seat`` over it (:func:`_aggregates`); ratings and the multi-entry calls are
+    small queries on the same table."""
     t = thresholds
     keys: list[GroupBy] = [] if by is None else [by] if isinstance(by, str) else list(by)
     pieces = _offsets(start, end, tz)
-    dialect = store.engine.dialect.name
-    cols = [f"{_key_sql(k, pieces, dialect)} AS k{i}" for i, k in enumerate(keys)]
     kcols = [f"k{i}" for i in range(len(keys))]
-    group_cols = ", ".join([*kcols, "outcome"])
-    within = ", ".join(
-        f"SUM(CASE WHEN outcome = 'answered' AND wait_s <= {n!r} THEN 1 ELSE 0 END)" for n in t.n_s
-    )
-    offered = _in(sorted(OFFERED))
-    params = {"start": start, "end": end, "slack": end + _WRAPUP_SLACK_S}
-    prefix = (
-        f"WITH {_ENTRIES}, m AS MATERIALIZED (SELECT DISTINCT q.call_id FROM queue_entries q "  # nosec B608
-        f"WHERE q.entered_at >= :start AND q.entered_at < :end AND q.entry_seq > 1 AND {_VALID}), "
-        f"g AS (SELECT e.*{''.join(', ' + c for c in cols)}, "
-        "e.call_id IN (SELECT call_id FROM m) AS multi FROM e)"
-    )
     sel_keys = "".join(c + ", " for c in kcols)
+    owner_keys = "".join(f"owner.{c}, " for c in kcols)
+    aggs = _aggregates(t)
+    params = {"start": start, "end": end, "slack": end + _WRAPUP_SLACK_S}
     async with store.engine.connect() as conn:
-        # the wrap-ups, once, in an indexed temporary table of this connection (a CTE
-        # joined to a million entries is scanned per row: no index on it in SQLite 3.40)
-        tmp = temp_schema(dialect)
-        await conn.execute(text(f"DROP TABLE IF EXISTS {tmp}.kpi_wr"))
-        await conn.execute(
-            text(f"CREATE TEMP TABLE kpi_wr AS WITH {_EVENTS} SELECT seat, linkedid, w FROM wr"),  # nosec B608
-            params,
-        )
-        await conn.execute(
-            text(f"CREATE INDEX {temp_index('ix_kpi_wr', dialect)} ON kpi_wr (seat, linkedid)")
-        )
-        groups_rows = await conn.execute(
-            text(
-                f"{prefix} SELECT {sel_keys}outcome, COUNT(*), "  # nosec B608
-                f"SUM(CASE WHEN outcome = 'abandoned' AND wait_s < {t.short_abandon_s!r} "
-                "THEN 1 ELSE 0 END), "
-                f"{within + ', ' if within else ''}"
-                "SUM(wait_s), SUM(talk_s), SUM(wrap), "
-                "SUM(CASE WHEN outcome = 'transferred_out' OR transferred_to IS NOT NULL "
-                "THEN 1 ELSE 0 END), SUM(offers), "
-                f"MAX(CASE WHEN outcome IN ({offered}) THEN wait_s END), "
-                f"MAX(CASE WHEN outcome IN ({offered}) AND NOT multi THEN wait_s END) "
-                f"FROM g GROUP BY {group_cols}"
-            ),
-            params,
-        )
-        seat_result = await conn.execute(
-            text(
-                f"{prefix} SELECT {sel_keys}seat, COUNT(*), SUM(talk_s), SUM(wrap) FROM g "  # nosec B608
-                f"WHERE outcome = 'answered' GROUP BY {', '.join([*kcols, 'seat'])}"
-            ),
-            params,
-        )
-        seat_rows = seat_result.all()
-        # ratings: one per call, counted for its last answered entry of the window
-        rating_result = await conn.execute(
-            text(
-                f"{prefix}, owner AS (SELECT g.*, ROW_NUMBER() OVER (PARTITION BY g.call_id "  # nosec B608
-                "ORDER BY entry_seq DESC, entered_at DESC, wait_s DESC) AS rn FROM g "
-                "WHERE outcome = 'answered' AND g.call_id IN (SELECT call_id FROM call_records "
-                "WHERE satisfaction IS NOT NULL AND ended_at >= 0 AND ended_at <= "
-                f"{_MAX})) SELECT {sel_keys}cr.satisfaction, COUNT(*) FROM owner "
-                "JOIN call_records cr ON cr.call_id = owner.call_id WHERE rn = 1 "
-                f"GROUP BY {', '.join([*kcols, 'cr.satisfaction'])}"
-            ),
-            params,
-        )
-        rating_rows = rating_result.all()
+        dialect = conn.dialect.name
+        cols = [f"{_key_sql(k, pieces, dialect)} AS k{i}" for i, k in enumerate(keys)]
+        scan = await _scan(conn, start, end)
+        # the events' sums (wrap-ups, seat time) once, in an indexed temporary table of
+        # this connection (a CTE joined to a million entries is scanned per row: no index
+        # on it in SQLite 3.40)
+        await conn.execute(text("DROP TABLE IF EXISTS kpi_ev"))
+        await conn.execute(text("DROP TABLE IF EXISTS kpi_e"))
+        await conn.execute(text(_EVENT_SUMS), params)
+        await conn.execute(text("CREATE INDEX ix_kpi_ev ON kpi_ev (seat, linkedid)"))
+        await conn.execute(text(_entries_sql(cols, scan=scan)), params)
+        groups_rows = (
+            await conn.execute(
+                text(
+                    f"SELECT {sel_keys}outcome, seat, "  # nosec B608
+                    + ", ".join(f"{sql} AS {name}" for name, sql in aggs)
+                    + f" FROM kpi_e GROUP BY {', '.join([*kcols, 'outcome', 'seat'])}"
+                )
+            )
+        ).all()
+        # ratings: one per call, counted for its last answered entry of the window (a call
+        # with one entry in the window: that entry; the few others ranked)
+        rating_rows = (
+            await conn.execute(
+                text(
+                    f"WITH owner AS (SELECT {sel_keys}call_id FROM kpi_e "  # nosec B608
+                    "WHERE outcome = 'answered' AND NOT multi "
+                    f"UNION ALL SELECT {sel_keys}call_id FROM (SELECT kpi_e.*, ROW_NUMBER() "
+                    "OVER (PARTITION BY call_id ORDER BY entry_seq DESC, entered_at DESC, "
+                    "wait_s DESC) AS rn FROM kpi_e WHERE outcome = 'answered' AND multi) x "
+                    f"WHERE rn = 1) SELECT {owner_keys}"
+                    "cr.satisfaction, COUNT(*) FROM owner JOIN call_records cr "
+                    "ON cr.call_id = owner.call_id WHERE cr.satisfaction IS NOT NULL AND "
+                    f"cr.ended_at >= 0 AND cr.ended_at <= {_MAX} "
+                    f"GROUP BY {owner_keys}cr.satisfaction"
+                )
+            )
+        ).all()
         # the calls with more than one entry in the window, read whole for the centre
-        multi_rows = await conn.execute(
-            text(f"{prefix} SELECT g.*, wrap AS wrap_eff FROM g WHERE multi"),  # nosec B608
-            params,
-        )
-        multi = multi_rows.all()
-        times = await _seat_time(conn, params)
-        await conn.execute(text(f"DROP TABLE {tmp}.kpi_wr"))
+        multi = (
+            await conn.execute(
+                text(
+                    "SELECT q.*, e.wrap AS wrap_eff FROM kpi_e e JOIN queue_entries q "
+                    "ON q.call_id = e.call_id AND q.entry_seq = e.entry_seq WHERE e.multi"
+                )
+            )
+        ).all()
+        times = await _seat_time(conn)
+        await conn.execute(text("DROP TABLE kpi_e"))
+        await conn.execute(text("DROP TABLE kpi_ev"))
 
     n_k = len(keys)
     tallies: dict[tuple[Any, ...], Tally] = {}
-    total = Tally.of(t)
     single_longest: float | None = None  # of the calls with one entry in the window
+    seat_tallies: dict[tuple[Any, ...], SeatTally] = defaultdict(SeatTally)
+    all_seats = SeatTally()
     for row in groups_rows:
+        m = row._mapping  # noqa: SLF001 - SQLAlchemy's public row API
         k = tuple(row[:n_k])
-        outcome, units, short, *rest = row[n_k:]
-        wn = rest[: len(t.n_s)]
-        wait, talk, wrap, transfers, rona, longest, longest_single = rest[len(t.n_s) :]
-        part = Tally.of(t)
-        o = Outcome(outcome)
-        part.units = units
-        part.outcomes[o] = units
-        part.short_abandoned = short
-        if o is Outcome.ANSWERED:
-            part.within = list(wn)
-            part.answered_wait = exact(wait)
-            part.talk = exact(talk)
-            part.wrapup = exact(wrap)
-        part.transfers_out = transfers
-        part.rona = rona
-        part.longest_wait_s = longest
-        tallies.setdefault(k, Tally.of(t)).merge(part)
-        total.merge(part)
-        if longest_single is not None and (
-            single_longest is None or longest_single > single_longest
-        ):
-            single_longest = longest_single
+        o = Outcome(m["outcome"])
+        tally = tallies.get(k)
+        if tally is None:
+            tally = tallies[k] = Tally.of(t)
+        answered = o is Outcome.ANSWERED
+        x = (exact(m["wait"]), exact(m["talk"]), exact(m["wrap"])) if answered else (0, 0, 0)
+        _add_part(tally, o, m, x)
+        ls = m["longest_single"]
+        if ls is not None and (single_longest is None or ls > single_longest):
+            single_longest = ls
+        if answered and m["seat"] is not None:
+            seat_tallies[k].add_sums(m["seat"], m["units"], x[1], x[2])
+            all_seats.add_sums(m["seat"], m["units"], x[1], x[2])
     for row in rating_rows:
         k = tuple(row[:n_k])
         label, n = row[n_k:]
-        for _ in range(n):
-            tallies.setdefault(k, Tally.of(t)).rate(label, t)
-            total.rate(label, t)
-    seat_tallies: dict[tuple[Any, ...], SeatTally] = defaultdict(SeatTally)
-    all_seats = SeatTally()
-    for row in seat_rows:
-        k = tuple(row[:n_k])
-        seat, n, talk, wrap = row[n_k:]
-        seat_tallies[k].add_sums(seat, n, exact(talk), exact(wrap))
-        all_seats.add_sums(seat, n, exact(talk), exact(wrap))
+        _rate(tallies.setdefault(k, Tally.of(t)), label, n, t)
+    total = Tally.of(t)  # every entry, one unit each: the groups' sum (exact)
+    for tally in tallies.values():
+        total.merge(tally)
 
     # the centre: every entry as its own unit, less the multi-entry calls' entries, plus
     # those calls collapsed. A rating stays: a call has an answered entry (its rating's

@@ -118,6 +118,10 @@ SEAT_EVENTS: Final = Table(
     Column("previous", String(16), nullable=False),
     Column("cause", String(64), nullable=False),
     Column("call_id", String(128)),
+    # the report's seat intervals (each event lasting until the seat's next, LEAD over
+    # seat then id): this covering index gives that order without a sort, and every column
+    # the report reads without a table lookup (2.2 s -> 0.25 s per 344 k events, issue 17)
+    Index("ix_seat_events_report", "seat", "id", "at", "status", "reason", "call_id"),
 )
 
 
