@@ -31,13 +31,15 @@ outcome, a negative time …) are left out here too, by the same conditions.
 from __future__ import annotations
 
 import math
+import re
+import secrets
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 
 from cti.adapters.db.dialect import floor_int
 from cti.adapters.db.kpi_callbacks import callback_figures_sql
@@ -59,6 +61,9 @@ from cti.kpis.tally import SeatTally, Tally, exact
 from cti.seats.model import Reason, SeatStatus
 
 __all__ = ["report_sql"]
+
+# the report's temporary tables and index, renamed per report on PostgreSQL (report_sql)
+_TEMP_NAMES: Final = re.compile(r"\b(?:kpi_ev|kpi_e|ix_kpi_ev)\b")
 
 _WRAPUP_SLACK_S = 3600.0  # as kpi_queries: a wrap-up follows its call
 # The SQL below is built with f-strings (bandit B608, marked `nosec` line by line): what is
@@ -274,9 +279,9 @@ def _reason(text_: str | None) -> str:
         return str(Reason.OTHER)
 
 
-async def _seat_time(conn: Any) -> dict[str, dict[str, Any]]:
+async def _seat_time(conn: Any, q: Callable[[str], TextClause]) -> dict[str, dict[str, Any]]:
     rows = await conn.execute(
-        text("SELECT seat, status, reason, s, n FROM kpi_ev WHERE status IS NOT NULL")
+        q("SELECT seat, status, reason, s, n FROM kpi_ev WHERE status IS NOT NULL")
     )
     out: dict[str, dict[str, Any]] = defaultdict(
         lambda: {"logged_in": [], "occupied": [], "not_ready": defaultdict(list), "rona": 0}
@@ -392,19 +397,28 @@ async def report_sql(  # noqa: C901, PLR0912, PLR0915 - one pass over the result
     params = {"start": start, "end": end, "slack": end + _WRAPUP_SLACK_S}
     async with store.engine.connect() as conn:
         dialect = conn.dialect.name
+        # PostgreSQL keeps a connection's temporary tables and, in asyncpg, its prepared
+        # statements for the pooled connection's life: a statement prepared on the last
+        # report's kpi_e is refused once kpi_e has other columns (another grouping:
+        # InvalidCachedStatementError). Each report names its tables anew there.
+        tag = f"_{secrets.token_hex(4)}" if dialect == "postgresql" else ""
+
+        def q(sql: str) -> TextClause:
+            return text(_TEMP_NAMES.sub(lambda m: m.group(0) + tag, sql))
+
         cols = [f"{_key_sql(k, pieces, dialect)} AS k{i}" for i, k in enumerate(keys)]
         scan = await _scan(conn, start, end)
         # the events' sums (wrap-ups, seat time) once, in an indexed temporary table of
         # this connection (a CTE joined to a million entries is scanned per row: no index
         # on it in SQLite 3.40)
-        await conn.execute(text("DROP TABLE IF EXISTS kpi_ev"))
-        await conn.execute(text("DROP TABLE IF EXISTS kpi_e"))
-        await conn.execute(text(_EVENT_SUMS), params)
-        await conn.execute(text("CREATE INDEX ix_kpi_ev ON kpi_ev (seat, linkedid)"))
-        await conn.execute(text(_entries_sql(cols, scan=scan)), params)
+        await conn.execute(q("DROP TABLE IF EXISTS kpi_ev"))
+        await conn.execute(q("DROP TABLE IF EXISTS kpi_e"))
+        await conn.execute(q(_EVENT_SUMS), params)
+        await conn.execute(q("CREATE INDEX ix_kpi_ev ON kpi_ev (seat, linkedid)"))
+        await conn.execute(q(_entries_sql(cols, scan=scan)), params)
         groups_rows = (
             await conn.execute(
-                text(
+                q(
                     f"SELECT {sel_keys}outcome, seat, "  # nosec B608
                     + ", ".join(f"{sql} AS {name}" for name, sql in aggs)
                     + f" FROM kpi_e GROUP BY {', '.join([*kcols, 'outcome', 'seat'])}"
@@ -415,7 +429,7 @@ async def report_sql(  # noqa: C901, PLR0912, PLR0915 - one pass over the result
         # with one entry in the window: that entry; the few others ranked)
         rating_rows = (
             await conn.execute(
-                text(
+                q(
                     f"WITH owner AS (SELECT {sel_keys}call_id FROM kpi_e "  # nosec B608
                     "WHERE outcome = 'answered' AND NOT multi "
                     f"UNION ALL SELECT {sel_keys}call_id FROM (SELECT kpi_e.*, ROW_NUMBER() "
@@ -432,15 +446,15 @@ async def report_sql(  # noqa: C901, PLR0912, PLR0915 - one pass over the result
         # the calls with more than one entry in the window, read whole for the centre
         multi = (
             await conn.execute(
-                text(
+                q(
                     "SELECT q.*, e.wrap AS wrap_eff FROM kpi_e e JOIN queue_entries q "
                     "ON q.call_id = e.call_id AND q.entry_seq = e.entry_seq WHERE e.multi"
                 )
             )
         ).all()
-        times = await _seat_time(conn)
-        await conn.execute(text("DROP TABLE kpi_e"))
-        await conn.execute(text("DROP TABLE kpi_ev"))
+        times = await _seat_time(conn, q)
+        await conn.execute(q("DROP TABLE kpi_e"))
+        await conn.execute(q("DROP TABLE kpi_ev"))
 
     n_k = len(keys)
     tallies: dict[tuple[Any, ...], Tally] = {}
