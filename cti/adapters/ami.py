@@ -35,7 +35,7 @@ import random
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -280,9 +280,12 @@ class AmiClient:
         clock: Callable[[], float] = time.time,
         resync_actions: Sequence[str] = _RESYNC_ACTIONS,
         rng: random.Random | None = None,
+        keep_events: Collection[str] | None = None,
     ) -> None:
         self.node = node
         self.name = node.name
+        # the events the consumer reads (None: all); see AmiWireDecoder
+        self._keep_events = keep_events
         self._events = events
         self._log = (log or structlog.get_logger("cti.ami")).bind(node=node.name)
         self._clock = clock
@@ -294,7 +297,9 @@ class AmiClient:
         # list actions that timed out: their late items must not leak into the stream
         self._abandoned: deque[str] = deque(maxlen=64)
         self._transport: asyncio.Transport | None = None
-        self._decoder = AmiWireDecoder(fallback_encoding=node.encoding_fallback)
+        self._decoder = AmiWireDecoder(
+            fallback_encoding=node.encoding_fallback, keep_events=keep_events
+        )
         self._banner: asyncio.Future[str] | None = None
         self._lost: asyncio.Future[str] | None = None
         self._login_id: str | None = None
@@ -393,7 +398,9 @@ class AmiClient:
     async def _session(self) -> bool:
         """One connection's life. Returns True if it got logged in before it ended."""
         loop = asyncio.get_running_loop()
-        self._decoder = AmiWireDecoder(fallback_encoding=self.node.encoding_fallback)
+        self._decoder = AmiWireDecoder(
+            fallback_encoding=self.node.encoding_fallback, keep_events=self._keep_events
+        )
         self._banner = loop.create_future()
         self._lost = loop.create_future()
         self._log.debug("ami_connecting", host=self.node.host, port=self.node.port)
