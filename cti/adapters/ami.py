@@ -37,7 +37,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 import structlog
 from panoramisk.ami_protocol import AMIProtocol
@@ -504,8 +504,10 @@ class AmiClient:
     def _teardown(self, transport: asyncio.BaseTransport | None) -> None:
         was_connected = self._connected.is_set()
         self._connected.clear()
-        if isinstance(transport, asyncio.Transport):
-            transport.abort()
+        # duck-typed like _on_connection_made: uvloop's transport is no asyncio.Transport
+        abort = getattr(transport, "abort", None)
+        if callable(abort):
+            abort()
         self._transport = None
         pending, self._pending = self._pending, {}
         for p in pending.values():
@@ -576,10 +578,12 @@ class AmiClient:
     # ------------------------------------------------------------------ receiving
 
     def _on_connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if not isinstance(transport, asyncio.Transport):  # TCP always is; keeps mypy honest
+        # duck-typed: uvloop's TCPTransport writes like asyncio's but is no subclass of
+        # asyncio.Transport (an isinstance check refused every uvloop connection)
+        if not callable(getattr(transport, "write", None)):
             msg = f"unexpected transport {transport!r}"
             raise TypeError(msg)
-        self._transport = transport
+        self._transport = cast("asyncio.Transport", transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
