@@ -408,7 +408,7 @@ class Settings(BaseModel):
         description="KPI thresholds and time zone of cti report / the stats API (docs/kpis.md).",
     )
     event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
-        default="auto",
+        default="asyncio",
         description=(
             "The daemon's event loop: auto = uvloop when installed, else asyncio; uvloop = "
             "uvloop (asyncio, with a log line, when not installed); asyncio = the standard loop "
