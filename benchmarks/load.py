@@ -76,12 +76,20 @@ def seats_for(rate: float, talk: float) -> int:
     return math.ceil(rate * (talk + ANSWER_DELAY_S + 1.0)) + 5
 
 
+# --variants: name -> (event_loop, ami.drop_unread_events)
+VARIANTS: dict[str, tuple[str, bool]] = {
+    "asyncio+parse-all": ("asyncio", False),
+    "asyncio": ("asyncio", True),
+    "uvloop": ("uvloop", True),
+}
+
+
 class LoadDaemon(Daemon):
     """e2e's daemon with `n` generated seats instead of the plan's five: seat i has the
     skills, team and languages of the plan's seat i mod 5, so the shipped number plan (whose
     lines and overflow steps name those skills and teams) stays valid and routes as shipped."""
 
-    def __init__(self, tmp: Path, bench: Bench, n: int) -> None:
+    def __init__(self, tmp: Path, bench: Bench, n: int, variant: str = "") -> None:
         super().__init__(tmp, bench)
         plan = yaml.safe_load((PROJECT / "config" / "cti.yaml").read_text(encoding="utf-8"))
         models = plan["numberplan"]["seats"]
@@ -94,6 +102,12 @@ class LoadDaemon(Daemon):
         self.config, self.prefix = write_config(
             tmp, seats=seats, queue={"wrapup_s": 0, "sticky_window_s": 0}
         )
+        if variant:  # issue 12's switches, A/B within one run
+            data = yaml.safe_load(self.config.read_text(encoding="utf-8"))
+            loop, drop = VARIANTS[variant]
+            data["event_loop"] = loop
+            data["ami"]["drop_unread_events"] = drop
+            self.config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
 
 
 @dataclass
@@ -155,11 +169,13 @@ async def steady_cpu(pids: dict[str, int], start: float, end: float) -> dict[str
     return out
 
 
-async def run_rate(bench: Bench, rate: float, tmp: Path, args: argparse.Namespace) -> Row:
+async def run_rate(
+    bench: Bench, rate: float, tmp: Path, args: argparse.Namespace, variant: str = ""
+) -> Row:
     bench.calls = {}
     bench.hold_context = "cti-hold"
     n_seats = args.seats or seats_for(rate, args.talk)
-    daemon = LoadDaemon(tmp, bench, n_seats)
+    daemon = LoadDaemon(tmp, bench, n_seats, variant)
     try:
         await daemon.start()
         assert daemon.proc is not None
@@ -187,7 +203,8 @@ async def run_rate(bench: Bench, rate: float, tmp: Path, args: argparse.Namespac
             cpu_pct=100 * cpu["cti_s"] / cpu["wall"],
             ast_pct=100 * cpu["asterisk_s"] / cpu["wall"],
             rss_mb=sampler.rss_peak_kb.get("cti", 0) / 1024,
-            note=f"{errors} error logs, {sum(c.fallback for c in calls)} fallback",
+            note=(variant + ": " if variant else "")
+            + f"{errors} error logs, {sum(c.fallback for c in calls)} fallback",
         )
     finally:
         await bench.hang_up_mine()
@@ -239,7 +256,9 @@ async def main(args: argparse.Namespace) -> int:
     version = "?"
     aborted = ""
     # bounded: every rate's run, its daemon's start and stop, and the stragglers' deadline
-    budget = sum(args.seconds + args.lost_after + args.talk + 60 for _ in args.rates)
+    budget = len(args.variants) * sum(
+        args.seconds + args.lost_after + args.talk + 60 for _ in args.rates
+    )
     try:
         async with asyncio.timeout(budget):
             await bench.ami.wait_connected(10)
@@ -247,11 +266,12 @@ async def main(args: argparse.Namespace) -> int:
             version = str(settings.response.get("AsteriskVersion", "?"))
             ast_pid = asterisk_pid()
             with tmpdir() as tmp:
-                for i, rate in enumerate(args.rates):
-                    print(f"... rate {rate:g}/s", file=sys.stderr, flush=True)
+                runs = [(r, v) for r in args.rates for v in args.variants]
+                for i, (rate, variant) in enumerate(runs):
+                    print(f"... rate {rate:g}/s {variant}", file=sys.stderr, flush=True)
                     sub = tmp / f"run{i}"
                     sub.mkdir()
-                    row = await run_rate(bench, rate, sub, args)
+                    row = await run_rate(bench, rate, sub, args, variant)
                     if asterisk_pid() != ast_pid:
                         msg = "Asterisk was restarted during the run"
                         raise AmiError("bench", msg)  # noqa: TRY301 - one abort path
@@ -278,7 +298,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seats", type=int, default=0, help="seats (0: enough for each rate)")
     p.add_argument("--lost-after", type=float, default=20.0, help="unanswered after this: lost")
     p.add_argument("--warmup", type=float, default=3.0, help="s before the steady CPU window")
+    p.add_argument(
+        "--variants",
+        default="",
+        help="each rate once per variant, comma-separated: "
+        + ", ".join(VARIANTS)
+        + " (default: the shipped configuration)",
+    )
     args = p.parse_args(argv)
+    args.variants = [v for v in args.variants.split(",") if v] or [""]
+    if any(v and v not in VARIANTS for v in args.variants):
+        p.error(f"--variants: one of {', '.join(VARIANTS)}")
     args.rates = [float(r) for r in args.rates.split(",") if r]
     if not args.rates or any(r <= 0 or r > 60 for r in args.rates):
         p.error("--rates must be in (0, 60] calls/s")

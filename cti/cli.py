@@ -427,11 +427,18 @@ def _run(config: Path | None, *, pidfile: Path | None = None) -> int:
     if settings is None:
         return EXIT_CONFIG
     configure_logging(settings.logging)
-    from cti import app  # noqa: PLC0415 -- lazy: the daemon's imports only for `run`
+    # lazy: the daemon's imports only for `run`
+    import structlog  # noqa: PLC0415
 
+    from cti import app  # noqa: PLC0415
+    from cti.adapters.eventloop import loop_factory  # noqa: PLC0415
+
+    factory, loop_note = loop_factory(settings.event_loop)
+    structlog.get_logger("cti").info("event_loop", loop=loop_note, wanted=settings.event_loop)
     try:
-        # the absolute path: SIGHUP re-reads this very file, whatever the cwd is then
-        return asyncio.run(app.run(settings, config_path=path.absolute(), pidfile=pidfile))
+        with asyncio.Runner(loop_factory=factory) as runner:
+            # the absolute path: SIGHUP re-reads this very file, whatever the cwd is then
+            return runner.run(app.run(settings, config_path=path.absolute(), pidfile=pidfile))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
 

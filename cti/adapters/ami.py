@@ -35,9 +35,9 @@ import random
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 import structlog
 from panoramisk.ami_protocol import AMIProtocol
@@ -280,9 +280,12 @@ class AmiClient:
         clock: Callable[[], float] = time.time,
         resync_actions: Sequence[str] = _RESYNC_ACTIONS,
         rng: random.Random | None = None,
+        keep_events: Collection[str] | None = None,
     ) -> None:
         self.node = node
         self.name = node.name
+        # the events the consumer reads (None: all); see AmiWireDecoder
+        self._keep_events = keep_events
         self._events = events
         self._log = (log or structlog.get_logger("cti.ami")).bind(node=node.name)
         self._clock = clock
@@ -294,7 +297,9 @@ class AmiClient:
         # list actions that timed out: their late items must not leak into the stream
         self._abandoned: deque[str] = deque(maxlen=64)
         self._transport: asyncio.Transport | None = None
-        self._decoder = AmiWireDecoder(fallback_encoding=node.encoding_fallback)
+        self._decoder = AmiWireDecoder(
+            fallback_encoding=node.encoding_fallback, keep_events=keep_events
+        )
         self._banner: asyncio.Future[str] | None = None
         self._lost: asyncio.Future[str] | None = None
         self._login_id: str | None = None
@@ -393,7 +398,9 @@ class AmiClient:
     async def _session(self) -> bool:
         """One connection's life. Returns True if it got logged in before it ended."""
         loop = asyncio.get_running_loop()
-        self._decoder = AmiWireDecoder(fallback_encoding=self.node.encoding_fallback)
+        self._decoder = AmiWireDecoder(
+            fallback_encoding=self.node.encoding_fallback, keep_events=self._keep_events
+        )
         self._banner = loop.create_future()
         self._lost = loop.create_future()
         self._log.debug("ami_connecting", host=self.node.host, port=self.node.port)
@@ -497,8 +504,10 @@ class AmiClient:
     def _teardown(self, transport: asyncio.BaseTransport | None) -> None:
         was_connected = self._connected.is_set()
         self._connected.clear()
-        if isinstance(transport, asyncio.Transport):
-            transport.abort()
+        # duck-typed like _on_connection_made: uvloop's transport is no asyncio.Transport
+        abort = getattr(transport, "abort", None)
+        if callable(abort):
+            abort()
         self._transport = None
         pending, self._pending = self._pending, {}
         for p in pending.values():
@@ -569,10 +578,12 @@ class AmiClient:
     # ------------------------------------------------------------------ receiving
 
     def _on_connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if not isinstance(transport, asyncio.Transport):  # TCP always is; keeps mypy honest
+        # duck-typed: uvloop's TCPTransport writes like asyncio's but is no subclass of
+        # asyncio.Transport (an isinstance check refused every uvloop connection)
+        if not callable(getattr(transport, "write", None)):
             msg = f"unexpected transport {transport!r}"
             raise TypeError(msg)
-        self._transport = transport
+        self._transport = cast("asyncio.Transport", transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):

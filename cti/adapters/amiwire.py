@@ -22,7 +22,10 @@ contain a newline, so nothing is ambiguous).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from collections.abc import Collection
 
 __all__ = ["BANNER_PREFIX", "AmiWireDecoder", "WireStats", "encode_action", "parse_block"]
 
@@ -45,6 +48,8 @@ class WireStats:
     oversized_dropped: int = 0
     lines_without_colon: int = 0
     bytes_in: int = 0
+    # unsolicited events dropped unparsed because their name is not in `keep_events`
+    filtered_events: int = 0
     last_garbage: list[str] = field(default_factory=list)
 
 
@@ -78,11 +83,26 @@ class AmiWireDecoder:
     messages in order. The greeting line is stored in :attr:`banner`.
     """
 
-    def __init__(self, *, fallback_encoding: str = "gb18030", expect_banner: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        fallback_encoding: str = "gb18030",
+        expect_banner: bool = True,
+        keep_events: Collection[str] | None = None,
+    ) -> None:
         self._buf = bytearray()
+        # bytes at the start of the buffer already searched for the separator without a hit:
+        # a message arriving in many small reads is scanned once, not once per read
+        self._scanned = 0
         self._fallback = fallback_encoding
         self.banner: str | None = None if expect_banner else ""
         self.stats = WireStats()
+        # None: every message is parsed. Otherwise an unsolicited event (no ActionID) whose
+        # name is not in the set is dropped before it is decoded or split into headers: a
+        # busy Asterisk sends many events the daemon never reads (AGIExec, Cdr, RTCP...).
+        self._keep: frozenset[bytes] | None = (
+            None if keep_events is None else frozenset(n.encode("ascii") for n in keep_events)
+        )
 
     def feed(self, data: bytes) -> list[dict[str, str]]:
         """Add bytes; return every message completed by them (possibly none)."""
@@ -91,20 +111,40 @@ class AmiWireDecoder:
         self.stats.bytes_in += len(data)
         if self.banner is None and not self._take_banner():
             return []
-        end = buf.rfind(_SEP)
+        # the separator may straddle the old end: look back len(_SEP) - 1 bytes
+        end = buf.rfind(_SEP, max(0, self._scanned - len(_SEP) + 1))
         if end < 0:
             if len(buf) > MAX_MESSAGE_BYTES:
                 self.stats.oversized_dropped += 1
                 buf.clear()
+            self._scanned = len(buf)
             return []
         chunk = bytes(buf[:end])
         del buf[: end + len(_SEP)]
+        self._scanned = 0
         out: list[dict[str, str]] = []
+        keep = self._keep
         for raw in chunk.split(_SEP):
+            if keep is not None and self._filtered(raw, keep):
+                continue
             msg = self._decode(raw)
             if msg is not None:
                 out.append(msg)
         return out
+
+    def _filtered(self, raw: bytes, keep: frozenset[bytes]) -> bool:
+        """True for an unsolicited event not in `keep` (counted). Asterisk writes `Event:`
+        as an event's first line; anything else (responses, noise, an event with another
+        first line) is parsed as usual. An event carrying an ActionID belongs to an action
+        (a list's item, an OriginateResponse) and is always kept."""
+        if not raw.startswith(b"Event: "):
+            return False
+        nl = raw.find(b"\r\n")
+        name = raw[7:] if nl < 0 else raw[7:nl]
+        if name in keep or b"\r\nActionID:" in raw:
+            return False
+        self.stats.filtered_events += 1
+        return True
 
     def _take_banner(self) -> bool:
         buf = self._buf

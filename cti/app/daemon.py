@@ -77,7 +77,7 @@ from cti.core import (
     call_event,
 )
 from cti.core.messages import AmiEffect, ReadAdoptedChannel
-from cti.events import AmiEvent
+from cti.events import EVENT_TYPES, AmiEvent
 from cti.seats.commands import parse_seat_command
 from cti.settings import Settings
 from cti.settings.reload import ReloadPlan
@@ -131,7 +131,14 @@ class Daemon:
         self.pops = PopPublisher(store, workorders, self.mqtt, log=structlog.get_logger("cti.pops"))
         self.events = EventQueue(settings.ami.event_queue_size, log=structlog.get_logger("cti.ami"))
         self.clients = {
-            node.name: AmiClient(node, self.events, log=structlog.get_logger("cti.ami"))
+            node.name: AmiClient(
+                node,
+                self.events,
+                log=structlog.get_logger("cti.ami"),
+                # the daemon reads only the typed events (the tracker, the core and the
+                # prompt check dispatch on them); the others are dropped unparsed (issue 12)
+                keep_events=EVENT_TYPES if settings.ami.drop_unread_events else None,
+            )
             for node in settings.ami.nodes
         }
         self.ami = AmiExecutor(self.clients, log=structlog.get_logger("cti.ami"))

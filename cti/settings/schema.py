@@ -145,6 +145,14 @@ class AmiSettings(BaseModel):
         ge=100,
         description="Bound of the queue between panoramisk's callback and the core.",
     )
+    drop_unread_events: bool = Field(
+        default=True,
+        description=(
+            "Drop, unparsed, the unsolicited events the daemon never reads (those without a "
+            "typed event in cti/events.py: AGIExec, Cdr, RTCP...); false parses them all "
+            "(docs/performance.md)."
+        ),
+    )
     max_channels: int = Field(
         default=20000,
         ge=100,
@@ -454,6 +462,14 @@ class Settings(BaseModel):
     kpis: KpiSettings = Field(
         default_factory=KpiSettings,
         description="KPI thresholds and time zone of cti report / the stats API (docs/kpis.md).",
+    )
+    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        default="asyncio",
+        description=(
+            "The daemon's event loop: auto = uvloop when installed, else asyncio; uvloop = "
+            "uvloop (asyncio, with a log line, when not installed); asyncio = the standard loop "
+            "(docs/performance.md)."
+        ),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -151,3 +152,61 @@ def test_encode_action_refuses_header_injection() -> None:
     assert encode_action({"Action": "Ping", "Variable": ["A=1", "B=2"]}) == (
         b"Action: Ping\r\nVariable: A=1\r\nVariable: B=2\r\n\r\n"
     )
+
+
+# --- issue 12: no rescanning on partial reads, unread events dropped unparsed ---------
+
+
+def test_a_message_in_one_byte_reads_is_scanned_once_and_decoded() -> None:
+    dec = AmiWireDecoder(expect_banner=False)
+    raw = b"Event: Newexten\r\nChannel: PJSIP/a-1\r\nAppData: " + b"x" * 20_000 + b"\r\n\r\n"
+    out: list[dict[str, str]] = []
+    for i in range(len(raw)):
+        out += dec.feed(raw[i : i + 1])
+    assert out == [{"Event": "Newexten", "Channel": "PJSIP/a-1", "AppData": "x" * 20_000}]
+
+
+@pytest.mark.parametrize("cut", [1, 2, 3])
+def test_a_separator_split_across_reads_is_found(cut: int) -> None:
+    dec = AmiWireDecoder(expect_banner=False)
+    raw = b"Event: Hangup\r\nUniqueid: 1.1\r\n\r\nEvent: Hangup\r\nUniqueid: 1.2\r\n\r\n"
+    first = raw.index(b"\r\n\r\n") + cut
+    assert dec.feed(raw[:first]) == []
+    assert [m["Uniqueid"] for m in dec.feed(raw[first:])] == ["1.1", "1.2"]
+
+
+def test_partial_reads_cost_linear_time() -> None:
+    """A 2 MB message in 4 KB reads: the old decoder rescanned the whole buffer on every
+    read (≈250 MB of searching); this one scans each byte about once."""
+    dec = AmiWireDecoder(expect_banner=False)
+    body = b"Event: X\r\nOutput: " + b"y" * 2_000_000 + b"\r\n\r\n"
+    t0 = time.perf_counter()
+    out: list[dict[str, str]] = []
+    for i in range(0, len(body), 4096):
+        out += dec.feed(body[i : i + 4096])
+    assert len(out) == 1
+    assert time.perf_counter() - t0 < 0.5
+
+
+def test_unsolicited_events_not_kept_are_dropped_and_counted() -> None:
+    dec = AmiWireDecoder(expect_banner=False, keep_events={"Hangup"})
+    out = dec.feed(
+        b"Event: AGIExecStart\r\nChannel: L/1\r\n\r\n"
+        b"Event: Hangup\r\nUniqueid: 1.1\r\n\r\n"
+        # an action's items (ActionID) are kept whatever their name
+        b"Event: Status\r\nActionID: a1\r\nChannel: L/1\r\n\r\n"
+        b"Response: Success\r\nActionID: a2\r\n\r\n"
+        b"Event: Cdr\r\n\r\n"
+    )
+    assert [m.get("Event", m.get("Response")) for m in out] == ["Hangup", "Status", "Success"]
+    assert dec.stats.filtered_events == 2
+    assert dec.stats.messages == 3
+
+
+def test_without_keep_events_everything_is_parsed() -> None:
+    dec = AmiWireDecoder(expect_banner=False)
+    assert [m["Event"] for m in dec.feed(b"Event: Cdr\r\n\r\nEvent: RTCPSent\r\n\r\n")] == [
+        "Cdr",
+        "RTCPSent",
+    ]
+    assert dec.stats.filtered_events == 0
