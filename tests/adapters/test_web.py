@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import re
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from cti import cli
 from cti.adapters.http import build_api, serve_http
 from cti.adapters.http.console import install_web
 from cti.adapters.http.live import LiveHub, visible
@@ -346,3 +348,16 @@ async def test_the_stream_carries_only_the_own_seat() -> None:
 
 def test_parse_seat_command_refuses_a_seat_field() -> None:
     assert isinstance(parse_seat_command(b'{"cmd":"ready","seat":"1002"}'), CommandError)
+
+
+def test_cli_hash_password_reads_stdin(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough one\n"))
+    assert cli.main(["hash-password"]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert printed.startswith("$argon2id$")
+    assert verify_password(printed, "a long enough one")
+    WebUser(name="x", role="admin", password_hash=printed)  # the config accepts it
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert cli.main(["hash-password"]) == 2
