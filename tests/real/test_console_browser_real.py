@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import secrets
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.async_api import Page, async_playwright, expect
 
@@ -21,7 +24,9 @@ from tests.real.daemon_harness import Harness
 from tests.real.web_helpers import (
     CHROMIUM,
     CHROMIUM_ARGS,
+    LINE110,
     PASSWORD,
+    TOKEN_110,
     base_url,
     free_port,
     web_config,
@@ -124,4 +129,40 @@ async def test_agent_pop_card_in_the_browser(tmp_path: Path) -> None:
             await expect(page.locator("#state")).to_have_text("示闲")
         finally:
             watcher.cancel()
+            await browser.close()
+
+
+async def test_a_110_transfer_pops_with_110s_data(tmp_path: Path) -> None:
+    tid = "J" + secrets.token_hex(5)
+    caller = f"139{random.randrange(10**8):08d}"
+    async with Harness(*web_config(tmp_path)) as h, async_playwright() as pw:
+        base = await base_url(h)
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(locale="zh-CN")
+            await log_in(page, base, "a1001")
+            await page.click("#btn-login")
+            await expect(page.locator("#state")).to_have_text("示忙")
+            await page.click("#btn-ready")
+            await expect(page.locator("#state")).to_have_text("示闲")
+            push = {
+                "transfer_id": tid, "mode": "voice", "caller": caller, "caller_name": "周九",
+                "category": "噪音扰民", "summary": "楼下装修噪音 夜间施工", "address": "幸福路1号",
+                "called_at": datetime.now(UTC).isoformat(), "operator_id": "110-0815",
+            }  # fmt: skip
+            async with httpx.AsyncClient(
+                base_url=base, headers={"Authorization": f"Bearer {TOKEN_110}"}, timeout=10
+            ) as c:
+                resp = await c.post("/api/v1/transfers/110", json=push)
+                assert resp.status_code == 202, resp.text
+            call = await h.call(LINE110, caller, "周九", variables={"CTI_TRANSFER_ID": tid})
+            await expect(page.locator("#pop-card")).to_be_visible(timeout=5_000)
+            await expect(page.locator("#pop-caller")).to_have_text(caller)
+            await expect(page.locator("#pop-110")).to_be_visible()
+            await expect(page.locator("#pop-110-id")).to_have_text(tid)
+            await expect(page.locator("#pop-110-category")).to_have_text("噪音扰民")
+            await expect(page.locator("#pop-110-summary")).to_have_text("楼下装修噪音 夜间施工")
+            await expect(page.locator("#pop-110-address")).to_have_text("幸福路1号")
+            await h.hang_up(call)
+        finally:
             await browser.close()

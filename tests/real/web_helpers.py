@@ -4,6 +4,7 @@ HTTP, and Debian's chromium for Playwright (it cannot download browsers here).""
 from __future__ import annotations
 
 import re
+import secrets
 import socket
 from pathlib import Path
 from typing import Any, Final
@@ -19,6 +20,8 @@ CHROMIUM: Final = "/usr/bin/chromium"
 CHROMIUM_ARGS: Final = ["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"]
 PASSWORD: Final = "test-only-password-1"
 HASH: Final = hash_password(PASSWORD)
+TOKEN_110: Final = "p-" + secrets.token_hex(16)  # the 110 system's, for its pushes
+LINE110: Final = "12345110"  # the sample plan's 110 transfer line
 
 # one seat per agent; every skill of the plan has a seat
 SEATS: Final = [
@@ -46,6 +49,9 @@ def web_config(tmp: Path, *, lockout_after: int = 5, port: int = 0) -> tuple[Pat
     path, prefix = write_config(tmp, seats=SEATS, queue=QUEUE)
     data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
     data["http"]["port"] = port
+    data["http"]["tokens"] = [
+        {"name": "dispatch-110", "token": TOKEN_110, "scopes": ["transfers110"]}
+    ]
     data["web"] = {
         "lockout_after": lockout_after,
         "lockout_s": 300,

@@ -148,10 +148,12 @@ def _console_router(  # noqa: C901 - one closure per route
         ctx: WebContext = request.app.state.cti_web
         if sess.streams >= ctx.sessions.settings.max_streams_per_user:
             raise ApiError(429, "too_many_streams", "too many open streams for this user")
-        stream = hub.open(user)
-        sess.streams += 1
 
         async def body() -> Any:
+            # opened in the generator, so the finally below always pairs with it (a client
+            # gone before the first event leaves neither a stream nor a count behind)
+            stream = hub.open(user)
+            sess.streams += 1
             try:
                 yield {"event": "hello", "data": json.dumps({"user": user.name, "seat": user.seat})}
                 async for item in stream.events():

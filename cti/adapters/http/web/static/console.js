@@ -159,10 +159,12 @@
 
   function connect() {
     const es = new EventSource("/events");
-    es.addEventListener("open", () => {
+    es.addEventListener("hello", () => {
+      // the server's first event, sent once this stream receives every later event: the
+      // state fetched now misses nothing (after a daemon restart or a lost stream the
+      // state may have changed meanwhile)
       $("link").textContent = "已连接";
       $("link").className = "link up";
-      // after a daemon restart (or a lost stream) the state may have changed meanwhile
       loadState();
       loadCallbacks();
     });
