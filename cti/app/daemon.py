@@ -218,6 +218,7 @@ class Daemon:
             settings, http=self.http, callbacks=self.callbacks, log=structlog.get_logger("cti.web")
         )
         self.mqtt.taps.append(self.web.hub.publish)
+        self.http.more_metrics.append(self.web.metrics)
         self._effects = self._effect_table()
 
     def apply_reload(self, plan: ReloadPlan) -> None:

@@ -88,6 +88,8 @@ class HttpFacade:
         # the rate limiters whose refusals /metrics counts (issue 15)
         self.limits = ApiLimits.from_settings(settings.http)
         self._mqtt_push_limit = mqtt_push_limit
+        # metrics of parts built after this facade (the browser pages, cti/app/web.py)
+        self.more_metrics: list[Callable[[], Sequence[Metric]]] = []
 
     def serve(
         self,
@@ -320,6 +322,7 @@ class HttpFacade:
                 len(self._live.active_alarms)),
             *reload_metrics(self._reloads),
             self._rate_limited(),
+            *(m for more in self.more_metrics for m in more()),
         ]  # fmt: skip
 
     def _rate_limited(self) -> Metric:

@@ -10,12 +10,13 @@ buttons. The hub gets every MQTT publish through the adapter's tap (cti/app/daem
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI
 from structlog.typing import FilteringBoundLogger
 
 from cti.adapters.db.callbacks import list_callbacks
+from cti.adapters.http import Metric
 from cti.adapters.http.console import install_web
 from cti.adapters.http.live import LiveHub
 from cti.adapters.http.sessions import SessionTable
@@ -50,6 +51,23 @@ class WebPages:
                     user=user.name,
                     hint="a test-only user (web.users[].test_only): never in production",
                 )
+
+    def metrics(self) -> list[Metric]:
+        """The browser pages in /metrics: sessions and streams open, events delivered,
+        streams closed for falling behind."""
+
+        def one(name: str, kind: Literal["counter", "gauge"], text: str, v: float) -> Metric:
+            return Metric(name=name, kind=kind, help=text, samples=(({}, v),))
+
+        hub = self.hub
+        return [
+            one("cti_web_sessions", "gauge", "Browser sessions logged in.", len(self.sessions)),
+            one("cti_web_streams", "gauge", "Browser live streams open (/events).", len(hub)),
+            one("cti_web_events_total", "counter", "Events queued to browser streams.",
+                hub.delivered),
+            one("cti_web_stream_overflows_total", "counter",
+                "Browser streams closed: web.stream_queue events behind.", hub.overflows),
+        ]  # fmt: skip
 
     def install(self, app: FastAPI) -> None:
         install_web(

@@ -66,6 +66,10 @@ async def test_agent_sees_and_commands_only_its_own_seat(tmp_path: Path) -> None
                                 break
                 assert seen, "no state event"
                 assert set(seen) == {"seats/1001/state"}, seen
+                metrics = (await c.get("/metrics")).text
+                assert "cti_web_sessions 1.0" in metrics
+                assert "cti_web_streams 1.0" in metrics
+                assert "cti_web_stream_overflows_total 0.0" in metrics
             # a command naming another seat is not a command at all
             refused = await c.post(
                 "/console/api/command",
