@@ -146,7 +146,41 @@ async def _send(
             say(f"[error] {cmd}")
             continue
         cmd["request_id"] = uuid.uuid4().hex[:8]
-        await client.publish(f"{base}/cmd", json.dumps(cmd), qos=1)
+        try:
+            await client.publish(f"{base}/cmd", json.dumps(cmd), qos=1)
+        except aiomqtt.MqttError:
+            # the connection went with it: say so rather than resend a command the agent
+            # may already have replaced (the state after the reconnect tells what holds)
+            say(f"[error] not sent, the broker went away: {line.strip()}")
+            raise
+
+
+async def _connect(
+    settings: MqttSettings, seat: str, username: str | None, password: str | None, start: int
+) -> tuple[aiomqtt.Client, int] | list[str]:
+    """The first broker from `start` on (mqtt.failover order) that takes the login; or why
+    none did."""
+    brokers = settings.brokers()
+    errors: list[str] = []
+    for k in range(len(brokers)):
+        index = (start + k) % len(brokers)
+        host, port = brokers[index]
+        client = aiomqtt.Client(
+            host,
+            port,
+            username=username or seat,
+            password=password,
+            identifier=f"seat-console-{seat}-{uuid.uuid4().hex[:6]}",
+            # the daemon's mqtt.tls: the same broker listener, the same CA and name check
+            tls_context=settings.tls.client_context() if settings.tls is not None else None,
+        )
+        try:
+            await client.__aenter__()
+        except aiomqtt.MqttError as exc:
+            errors.append(f"{host}:{port}: {exc}")
+            continue
+        return client, index
+    return errors
 
 
 async def seat_console(
@@ -164,44 +198,90 @@ async def seat_console(
     broker's ACL (docs/mqtt.md) then shows it exactly what that agent's desktop would see.
     """
     base = f"{settings.prefix}/seats/{seat}"
-    client = aiomqtt.Client(
-        settings.host,
-        settings.port,
-        username=username or seat,
-        password=password,
-        identifier=f"seat-console-{seat}-{uuid.uuid4().hex[:6]}",
-        # the daemon's mqtt.tls: the same broker listener, the same CA and name check
-        tls_context=settings.tls.client_context() if settings.tls is not None else None,
-    )
     lines: asyncio.Queue[str | None] = asyncio.Queue()
 
     def say(text: str) -> None:
         out.write(text + "\n")
         out.flush()
 
+    reader = asyncio.create_task(_read_lines(lines, stdin))
     try:
-        await client.__aenter__()
-    except aiomqtt.MqttError as exc:
-        # e.g. "[code:135] Not authorized": a wrong CTI_SEAT_PASSWORD, or a user the ACL
-        # does not know — say so in one line, not with a traceback
-        sys.stderr.write(
-            f"cannot log in to the broker {settings.host}:{settings.port} as "
-            f"{username or seat!r}: {exc} (password from $CTI_SEAT_PASSWORD)\n"
-        )
-        return BROKER_REFUSED
+        index, first = 0, True
+        while True:
+            got = await _connect(settings, seat, username, password, index)
+            if isinstance(got, list):
+                # e.g. "[code:135] Not authorized": a wrong CTI_SEAT_PASSWORD, or a user the
+                # ACL does not know — say so in one line, not with a traceback
+                sys.stderr.write(
+                    f"cannot log in to the broker as {username or seat!r}: "
+                    f"{'; '.join(got)} (password from $CTI_SEAT_PASSWORD)\n"
+                )
+                return BROKER_REFUSED
+            client, index = got
+            where = "{}:{}".format(*settings.brokers()[index])
+            if await _serve(client, base, lines, say, where=where, first=first):
+                return 0
+            first = False
+            index += 1  # the next broker first: this one just failed (mqtt.failover)
+    finally:
+        reader.cancel()
+
+
+async def _serve(
+    client: aiomqtt.Client,
+    base: str,
+    lines: asyncio.Queue[str | None],
+    say: Any,
+    *,
+    where: str,
+    first: bool,
+) -> bool:
+    """One connection's life: True when the agent quit, False when the broker went away."""
     async with contextlib.AsyncExitStack() as stack:
-        stack.push_async_exit(client)
-        for kind in ("state", "pop", "reply"):
-            await client.subscribe(f"{base}/{kind}", qos=1)
-        say(f"seat {seat} on {settings.host}:{settings.port} ({base}); {USAGE}")
-        reader = asyncio.create_task(_read_lines(lines, stdin))
-        shower = asyncio.create_task(_show(client, say))
+        # leaving a dead connection raises again; it is already reported
+        stack.push_async_exit(_QuietExit(client))
         try:
-            await _send(client, base, lines, say)
-            await asyncio.sleep(1.0)  # let the last replies arrive
+            for kind in ("state", "pop", "reply"):
+                await client.subscribe(f"{base}/{kind}", qos=1)
+        except aiomqtt.MqttError as exc:
+            say(f"[broker] {where} went away: {exc}; trying the next")
+            return False
+        say(
+            f"seat {seat_of(base)} on {where} ({base}); {USAGE}"
+            if first
+            else f"[broker] on {where}"
+        )
+        shower = asyncio.create_task(_show(client, say))
+        sender = asyncio.create_task(_send(client, base, lines, say))
+        try:
+            await asyncio.wait({shower, sender}, return_when=asyncio.FIRST_COMPLETED)
+            if sender.done() and sender.exception() is None:
+                await asyncio.sleep(1.0)  # let the last replies arrive
+                return True
+            failed = sender if sender.done() else shower
+            say(f"[broker] {where} went away: {failed.exception()}; trying the next")
+            return False
         finally:
-            shower.cancel()
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await shower
-    return 0
+            for task in (shower, sender):
+                task.cancel()
+            for task in (shower, sender):
+                with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                    await task
+
+
+def seat_of(base: str) -> str:
+    return base.rsplit("/", 1)[-1]
+
+
+class _QuietExit:
+    """Leave an aiomqtt client whose connection may already be gone."""
+
+    def __init__(self, client: aiomqtt.Client) -> None:
+        self._client = client
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        with contextlib.suppress(aiomqtt.MqttError):
+            await self._client.__aexit__(None, None, None)

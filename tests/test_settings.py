@@ -15,6 +15,7 @@ from cti.settings import (
     AmiNode,
     ConfigError,
     ConfigProblem,
+    MqttSettings,
     Settings,
     load_settings,
     node_secret_env_var,
@@ -515,3 +516,17 @@ def test_the_ivr_sections_are_the_pure_models_the_flows_take(tmp_path: Path) -> 
     assert type(ivr.callback_offer) is ivr_config.CallbackOfferSettings
     assert type(ivr.voicemail) is ivr_config.VoicemailSettings
     assert (ivr.survey.attempts, ivr.voicemail.max_s) == (3, 60)
+
+
+def test_mqtt_failover_lists_the_brokers_in_order_and_refuses_a_repeat() -> None:
+    s = MqttSettings.model_validate(
+        {"host": "mq1", "port": 1883, "failover": [{"host": "mq2"}, {"host": "mq3", "port": 8883}]}
+    )
+    assert s.brokers() == (("mq1", 1883), ("mq2", 1883), ("mq3", 8883))
+    assert MqttSettings().brokers() == (("127.0.0.1", 1883),)
+    with pytest.raises(ValueError, match="broker mq1:1883 is listed twice"):
+        MqttSettings.model_validate({"host": "mq1", "failover": [{"host": "mq1"}]})
+    with pytest.raises(ValueError, match="broker mq2:1 is listed twice"):
+        MqttSettings.model_validate(
+            {"host": "mq1", "failover": [{"host": "mq2", "port": 1}, {"host": "mq2", "port": 1}]}
+        )

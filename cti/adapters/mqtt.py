@@ -143,9 +143,10 @@ class MqttAdapter:
         self._s = settings
         self._subs = tuple(subscriptions)
         self._on_message = on_message
-        self._log = (log or structlog.get_logger("cti.mqtt")).bind(
-            broker=f"{settings.host}:{settings.port}"
-        )
+        self._brokers = settings.brokers()
+        self._index = 0  # the broker in use (or tried next): sticky, see run()
+        self._base_log = log or structlog.get_logger("cti.mqtt")
+        self._log = self._base_log.bind(broker=self.broker)
         self._outbox = Outbox(max_outbox, log=self._log)
         self._reconnect = (reconnect_min, reconnect_max)
         self._clock = clock
@@ -154,6 +155,7 @@ class MqttAdapter:
         self.published = 0
         self.received = 0
         self.bad_messages = 0
+        self.failovers = 0
         # who else sees every publish (the browsers' live hub, cti/adapters/http/live.py):
         # called in publish(), before the broker, so a broker outage does not hide it
         self.taps: list[Callable[[str, Mapping[str, Any] | bytes], None]] = []
@@ -167,6 +169,12 @@ class MqttAdapter:
     @property
     def backlog(self) -> int:
         return len(self._outbox)
+
+    @property
+    def broker(self) -> str:
+        """host:port of the broker in use, or tried next while disconnected."""
+        host, port = self._brokers[self._index]
+        return f"{host}:{port}"
 
     def topic(self, relative: str) -> str:
         return f"{self._s.prefix}/{relative}"
@@ -200,10 +208,18 @@ class MqttAdapter:
         )
 
     async def run(self) -> None:
-        """Connect, serve and reconnect forever."""
-        attempt = 0
+        """Connect, serve and reconnect forever.
+
+        With several brokers (`mqtt.failover`) a lost or refused connection moves on to the
+        next one at once; only a whole round of the list without a connection backs off.
+        The client stays on the broker that works instead of going back to the first: a
+        flapping primary would otherwise move every seat's traffic back and forth, and the
+        bridge between the brokers carries the topics either way."""
+        attempt = 0  # rounds of the list without a connection
+        tried = 0  # brokers tried in this round
         while True:
             was_up = False
+            self._log = self._base_log.bind(broker=self.broker)
             try:
                 await self._session()
             except* aiomqtt.MqttError as group:
@@ -218,7 +234,15 @@ class MqttAdapter:
                 was_up = self._connected.is_set()
                 self._connected.clear()
             if was_up:
-                attempt = 0
+                attempt, tried = 0, 0
+            tried += 1
+            if len(self._brokers) > 1:
+                self._index = (self._index + 1) % len(self._brokers)
+                self.failovers += 1
+                self._log.info("mqtt_failover", next_broker=self.broker)
+            if tried < len(self._brokers):
+                continue  # another broker of this round is waiting: no backoff
+            tried = 0
             delay = backoff_delay(attempt, *self._reconnect, self._rng)
             attempt += 1
             await asyncio.sleep(delay)
@@ -228,11 +252,12 @@ class MqttAdapter:
     async def _session(self) -> None:
         """One connection's life; it only ever ends with an MqttError (or cancellation)."""
         s = self._s
+        host, port = self._brokers[self._index]
         status = self.topic("status")
         will = aiomqtt.Will(status, b'{"online":false}', qos=1, retain=True)
         async with aiomqtt.Client(
-            s.host,
-            s.port,
+            host,
+            port,
             username=s.username,
             password=s.password.get_secret_value() if s.password else None,
             identifier=s.client_id,

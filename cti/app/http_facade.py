@@ -207,8 +207,8 @@ class HttpFacade:
                 name="mqtt",
                 ready=mqtt.connected,
                 required=False,  # seats miss pops, but calls are still routed and answered
-                detail=f"{'connected' if mqtt.connected else 'disconnected'}; "
-                f"backlog {mqtt.backlog}",
+                detail=f"{'connected to' if mqtt.connected else 'disconnected, next'} "
+                f"{mqtt.broker}; backlog {mqtt.backlog}",
             )
         )
         return parts
@@ -301,6 +301,8 @@ class HttpFacade:
             one("cti_mqtt_backlog", "gauge", "Messages waiting to be published.",
                 mqtt.backlog),
             one("cti_mqtt_published_total", "counter", "Messages published.", mqtt.published),
+            one("cti_mqtt_broker_switches_total", "counter",
+                "Moves to the next broker of mqtt.failover.", mqtt.failovers),
             per("cti_core_counts_total", "counter", "Core events by kind.", "kind",
                 counters["core"]),
             per("cti_tracker_anomalies_total", "counter", "Call tracker anomalies.", "kind",

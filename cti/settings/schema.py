@@ -199,6 +199,15 @@ class AmiSettings(BaseModel):
         return nodes
 
 
+class BrokerAddress(BaseModel):
+    """One more broker of `mqtt.failover` (issue 14)."""
+
+    model_config = FROZEN
+
+    host: str = Field(min_length=1, max_length=253, description="Broker host.")
+    port: int = Field(default=1883, ge=1, le=65535, description="Broker TCP port.")
+
+
 class MqttSettings(BaseModel):
     """The MQTT broker (screen-pops, seat state, agent commands)."""
 
@@ -223,12 +232,38 @@ class MqttSettings(BaseModel):
         description="Connect with TLS (usually port 8883): the CA, a client certificate, "
         "the name checked; none = plain TCP. Also used by `cti seat-console`.",
     )
+    # issue 14: a list of brokers, host:port first. Clients stay on the broker that works
+    # (no flapping back); the brokers must share their topics (a Mosquitto bridge,
+    # docs/mqtt.md "Several brokers"), or seats on the other one see nothing.
+    failover: tuple[BrokerAddress, ...] = Field(
+        default=(),
+        max_length=8,
+        description="Further brokers tried in order when the one in use cannot be reached "
+        "(the daemon and `cti seat-console`); the same login, TLS and prefix on each.",
+    )
     push110_rate_limit: RateLimit = Field(
         default=RateLimit(limit=120, window_s=60),
         description="Pushes on <prefix>/110/transfers (the topic; MQTT does not say who "
         "published): past it the push gets a rate_limited reply and is not stored; "
         "logged once per window. As http.push110_rate_limit, which is per token.",
     )
+
+    def brokers(self) -> tuple[tuple[str, int], ...]:
+        """Every broker in the order tried: host:port, then `failover`."""
+        return ((self.host, self.port), *((b.host, b.port) for b in self.failover))
+
+    @field_validator("failover")
+    @classmethod
+    def _failover_distinct(
+        cls, value: tuple[BrokerAddress, ...], info: ValidationInfo
+    ) -> tuple[BrokerAddress, ...]:
+        seen = {(info.data.get("host"), info.data.get("port"))}
+        for b in value:
+            if (b.host, b.port) in seen:
+                msg = f"broker {b.host}:{b.port} is listed twice"
+                raise ValueError(msg)
+            seen.add((b.host, b.port))
+        return value
 
     @field_validator("password")
     @classmethod
