@@ -87,8 +87,33 @@ def main(argv: list[str] | None = None) -> int:
         "outbox": _outbox,
         "report": _report,
         "db": _db,
+        "hash-password": _hash_password,
     }
     return handlers[args.command](args)  # argparse has checked the choices
+
+
+def _hash_password(_args: argparse.Namespace) -> int:
+    """The argon2id hash of a password for web.users[].password_hash: read from stdin
+    (first line), or asked twice on a terminal; the password is never an argument (it
+    would sit in the shell history and in `ps`)."""
+    import getpass  # noqa: PLC0415 - only this command needs it
+    import hmac  # noqa: PLC0415
+
+    from cti.adapters.http.sessions import MAX_PASSWORD_CHARS, hash_password  # noqa: PLC0415
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        again = getpass.getpass("again: ")
+        if not hmac.compare_digest(again.encode(), password.encode()):
+            print("the two passwords differ", file=sys.stderr)
+            return EXIT_CONFIG
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not 8 <= len(password) <= MAX_PASSWORD_CHARS:
+        print(f"a password has 8 to {MAX_PASSWORD_CHARS} characters", file=sys.stderr)
+        return EXIT_CONFIG
+    print(hash_password(password))
+    return EXIT_OK
 
 
 def _config_schema(_args: argparse.Namespace) -> int:
@@ -362,6 +387,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("trace", type=Path, metavar="TRACE")
     sub.add_parser("config-schema", help="print the JSON schema of the configuration file")
+    sub.add_parser(
+        "hash-password",
+        help="print the argon2 hash of a password (stdin, or asked) for web.users[].password_hash",
+    )
     return parser
 
 

@@ -156,6 +156,9 @@ class MqttAdapter:
         self.received = 0
         self.bad_messages = 0
         self.failovers = 0
+        # who else sees every publish (the browsers' live hub, cti/adapters/http/live.py):
+        # called in publish(), before the broker, so a broker outage does not hide it
+        self.taps: list[Callable[[str, Mapping[str, Any] | bytes], None]] = []
 
     # ------------------------------------------------------------------ API
 
@@ -190,6 +193,11 @@ class MqttAdapter:
     ) -> None:
         """Queue a message (never blocks). `payload` dicts are sent as UTF-8 JSON;
         `on_sent` is called once the publish completed (never for a message dropped)."""
+        for tap in self.taps:
+            try:
+                tap(topic, payload)
+            except Exception:  # noqa: BLE001 - a tap's bug must not cost the MQTT publish
+                self._log.exception("mqtt_tap_failed", topic=topic)
         data = (
             payload
             if isinstance(payload, bytes)

@@ -54,6 +54,7 @@ from cti.app.jobs import Jobs
 from cti.app.live_stats import DAY_S, LiveStats, zone
 from cti.app.reload import Reloader, ReloadStats
 from cti.app.transfers110 import PUSH_TOPIC, Transfers110
+from cti.app.web import WebPages
 from cti.calls.ids import CallRef
 from cti.core import (
     CallbackDone,
@@ -223,6 +224,12 @@ class Daemon:
             reloads=self.reloads,
             mqtt_push_limit=self.transfers110.push_limit,
         )
+        # the browser pages (docs/console.md): every MQTT publish goes to their streams too
+        self.web = WebPages(
+            settings, http=self.http, callbacks=self.callbacks, log=structlog.get_logger("cti.web")
+        )
+        self.mqtt.taps.append(self.web.hub.publish)
+        self.http.more_metrics.append(self.web.metrics)
         self._effects = self._effect_table()
 
     def apply_reload(self, plan: ReloadPlan) -> None:
@@ -234,6 +241,7 @@ class Daemon:
             self.feed(PlanReloaded(plan=plan.settings.numberplan, at=time.time()))
         self.http.use_settings(plan.settings, tokens=plan.tokens_changed)
         self.ivr.use_settings(plan.settings)
+        self.web.use_settings(plan.settings)
 
     async def aclose(self) -> None:
         """Close the HTTP clients (work-order backend, 110 webhook)."""
@@ -305,7 +313,8 @@ class Daemon:
                 callbacks_router(self.callbacks),
                 stats_router(self.store, kpis.thresholds(), kpis.timezone),
             ]
-            yield self.http.serve(routers), "adapter.http"
+            yield self.http.serve(routers, self.web.install), "adapter.http"
+            yield self.web.hub.run(), "adapter.http.live"
         if self.settings.ivr.enabled:
             yield self.ivr.serve(), "adapter.ivr"
 

@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import time
 from collections import Counter
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, Literal
 
 import structlog
@@ -88,12 +88,21 @@ class HttpFacade:
         # the rate limiters whose refusals /metrics counts (issue 15)
         self.limits = ApiLimits.from_settings(settings.http)
         self._mqtt_push_limit = mqtt_push_limit
+        # metrics of parts built after this facade (the browser pages, cti/app/web.py)
+        self.more_metrics: list[Callable[[], Sequence[Metric]]] = []
 
-    def serve(self, routers: Sequence[APIRouter]) -> Coroutine[Any, Any, None]:
-        """The HTTP server (the API, `routers` added), to run as a task."""
+    def serve(
+        self,
+        routers: Sequence[APIRouter],
+        extend: Callable[[FastAPI], None] | None = None,
+    ) -> Coroutine[Any, Any, None]:
+        """The HTTP server (the API, `routers` added, then `extend` of the app: the browser
+        pages), to run as a task."""
         http = self.settings.http
         log = structlog.get_logger("cti.http")
         api = self._api = build_api(self, http, log=log, routers=routers, limits=self.limits)
+        if extend is not None:
+            extend(api)
         return serve_http(api, http, log=log, stats=self.guard)
 
     def use_settings(self, settings: Settings, *, tokens: bool) -> None:
@@ -328,6 +337,7 @@ class HttpFacade:
                 len(self._live.active_alarms)),
             *reload_metrics(self._reloads),
             self._rate_limited(),
+            *(m for more in self.more_metrics for m in more()),
         ]  # fmt: skip
 
     def _rate_limited(self) -> Metric:

@@ -49,6 +49,7 @@ from cti.settings.schema import (
     settings_json_schema,
 )
 from cti.settings.tls import TlsClientSettings, TlsServerSettings
+from cti.settings.web import WebRole, WebSettings, WebUser
 from cti.settings.workorders import (
     WORKORDERS_TOKEN_ENV,
     WorkOrdersEmbeddedSettings,
@@ -92,6 +93,9 @@ __all__ = [
     "TlsClientSettings",
     "TlsServerSettings",
     "VoicemailSettings",
+    "WebRole",
+    "WebSettings",
+    "WebUser",
     "WorkOrdersEmbeddedSettings",
     "WorkOrdersHttpSettings",
     "WorkOrdersSettings",

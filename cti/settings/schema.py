@@ -34,6 +34,7 @@ from cti.settings.dialplan import DialplanSettings
 from cti.settings.http import HttpSettings, RateLimit
 from cti.settings.kpis import KpiSettings
 from cti.settings.tls import TlsClientSettings
+from cti.settings.web import WebSettings
 from cti.settings.workorders import WorkOrdersSettings
 
 __all__ = [
@@ -446,6 +447,10 @@ class Settings(BaseModel):
     http: HttpSettings = Field(
         default_factory=HttpSettings,
         description="HTTP API, /metrics, /healthz, /readyz (docs/http-api.md).",
+    )
+    web: WebSettings = Field(
+        default_factory=WebSettings,
+        description="The browser pages' users, roles, sessions (docs/console.md).",
     )
     workorders: WorkOrdersSettings = Field(
         default_factory=WorkOrdersSettings,
