@@ -196,19 +196,24 @@ class County:
     async def __aexit__(self, *exc: object) -> None:
         with contextlib.suppress(Exception):
             await self.client.action(
-                {"Action": "Hangup", "Channel": "/^Local\\/.*@county-from-carrier-/"},
+                {
+                    "Action": "Hangup",
+                    "Channel": "/^Local\\/.*@county-(from-carrier|test-hostile)-/",
+                },
                 check=False,
             )
         if self._task is not None:
             self._task.cancel()
 
-    async def call(self, number: str, caller: str, name: str) -> str:
+    async def call(
+        self, number: str, caller: str, name: str, context: str = "county-from-carrier"
+    ) -> str:
         """A citizen calls the county's `number`; returns the county's linkedid."""
         linkedid = f"county1-{unique()}"
         await self.client.action(
             {
                 "Action": "Originate",
-                "Channel": f"Local/{number}@county-from-carrier",
+                "Channel": f"Local/{number}@{context}",
                 "Application": "Wait",
                 "Data": "120",
                 "Async": "true",
@@ -218,6 +223,14 @@ class County:
             }
         )
         return linkedid
+
+    async def hang_up_all(self) -> None:
+        res = await self.client.action({"Action": "CoreShowChannels"})
+        for ev in res.items:
+            if isinstance(ev, AmiEvent) and ev.headers.get("Channel", "").startswith("Local/"):
+                await self.client.action(
+                    {"Action": "Hangup", "Channel": ev.headers["Channel"]}, check=False
+                )
 
     async def hang_up(self, linkedid: str) -> None:
         res = await self.client.action({"Action": "CoreShowChannels"})
@@ -378,3 +391,44 @@ async def test_a_city_seat_transfers_a_county_call_to_a_department(
     assert len(json.loads(records[0][1])) == 1
     transfers = json.loads(facts)[f"main:{call_id}"]["transfers"]
     assert [(t["by"], t["to"]) for t in transfers] == [("1001", "12315")]
+
+
+async def test_hostile_x_cti_headers_are_refused_whole_and_the_call_goes_on(
+    local_config: tuple[Path, str], tmp_path: Path
+) -> None:
+    """A county node sending X-CTI-Dialed with characters outside its set and an
+    X-CTI-Origin too long (asterisk-sample/county1/ [county-test-hostile], reached by
+    Originate only): the city's cti-node-header refuses each whole (not cut or cleaned
+    into a value the node never sent), names it in CTI_NODE_HEADER_REFUSED, and the call
+    is the county line's call all the same, its `dialed` the plan number."""
+    async with County() as county, Harness(*local_config) as h:
+        await h.wait(lambda: h.log("ami_node_up", node="county1"), 20, "county1 node up")
+        assert (await h.seat("1001", {"cmd": "login", "ready": True}))["ok"] is True
+        await county.call("12345", "13900139004", "周八", context="county-test-hostile")
+        offers = await h.wait(
+            lambda: h.published("seats/1001/pop", type="offer"), 20, "the county call popped"
+        )
+        call = offers[0]["call"]
+        call_id = call["call_id"]
+        assert (call["line"], call["caller"]) == ("980112345", "13900139004")
+        # the node is the trunk's (configuration), the refused headers are not there at all
+        assert call["via"] == {"node": "county1", "dialed": "", "call_id": ""}, call
+        await h.wait(lambda: h.answered_by(call_id), 15, "1001 answered")
+        refused = set()
+        while h.ami_events.qsize():
+            ev = h.ami_events.get_nowait()
+            if (
+                isinstance(ev, AmiEvent)
+                and ev.name == "VarSet"
+                and ev.headers.get("Variable") == "CTI_NODE_HEADER_REFUSED"
+                and ev.headers.get("Linkedid") == call_id
+            ):
+                refused.add(ev.headers.get("Value"))
+        assert refused == {"X-CTI-Dialed", "X-CTI-Origin"}, refused
+        await county.hang_up_all()
+        ended = await h.wait(
+            lambda: h.published("calls/events", call_id=call_id, type="ended"), 15, "the record"
+        )
+        no_errors(h)
+    assert ended[0]["dialed"] == "980112345"  # the trunk's number: nothing else was believed
+    assert ended[0]["via"] == {"node": "county1", "dialed": "", "call_id": ""}
