@@ -144,11 +144,27 @@ class Trunk(BaseModel):
     name: Slug
     endpoint: str = Field(description="Dial prefix, e.g. PJSIP/carrier-ct (TECH/resource).")
     description: str = ""
+    node: Slug | None = Field(
+        default=None,
+        description="A county node's inter-node trunk (docs/county-nodes.md): the node's name. "
+        "Only on such a trunk does the city's dialplan read the X-CTI-Dialed / X-CTI-Origin "
+        "headers (what the citizen dialled there, the node's linkedid); a carrier's are "
+        "never believed.",
+    )
 
     @field_validator("endpoint")
     @classmethod
     def _known_tech(cls, value: str) -> str:
         return _canonical_endpoint(value)
+
+    @model_validator(mode="after")
+    def _node_trunk_is_pjsip(self) -> Self:
+        # the headers are read with PJSIP_HEADER, and the trunk is recognised by its
+        # CHANNEL(endpoint): only a whole PJSIP endpoint name can be compared with it
+        if self.node is not None and not re.fullmatch(r"PJSIP/[A-Za-z0-9_.-]+", self.endpoint):
+            msg = f"trunk {self.name}: a node's trunk is one PJSIP endpoint (PJSIP/<name>)"
+            raise ValueError(msg)
+        return self
 
 
 class HoursRule(BaseModel):

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
+import structlog.testing
 
 from cti.core import Core, Publish, StoreCall
 from cti.events import parse_event
@@ -51,3 +52,20 @@ def test_the_same_call_on_an_ordinary_node_is_stored() -> None:
     [stored] = [e for e in out if isinstance(e, StoreCall)]
     assert stored.summary.caller == "13900139000"
     assert c.counts["transit_calls_ended"] == 0
+
+
+def test_a_county_call_the_trunk_never_carried_is_a_warning_not_a_record() -> None:
+    """The county trunk down (or the city's Asterisk): the county's Dial over the trunk
+    never answers, the caller hangs up or is hung up. The city has no trace of that caller,
+    so the daemon connected to the county node says so (docs/deployment.md, failures)."""
+    c = Core(make_plan(), log=structlog.get_logger("test"), transit_nodes=frozenset({"county1"}))
+    with structlog.testing.capture_logs() as logs:
+        out = county_leg(c, "county1")
+    assert not [e for e in out if isinstance(e, StoreCall)]
+    [warning] = [r for r in logs if r["event"] == "transit_call_not_carried"]
+    assert (warning["log_level"], warning["node"], warning["call_id"]) == (
+        "warning",
+        "county1",
+        "county1-100.1",
+    )
+    assert c.counts["transit_calls_ended"] == 1

@@ -55,7 +55,7 @@ def parse(text: str) -> Dialplan:
             exten = m.group(1)
             assert exten not in out[context], f"{context}/{exten} twice"
             out[context][exten] = [("", m.group(2))]
-        elif m := re.fullmatch(r" same => n(?:\(([a-z]+)\))?,(.*)", line):
+        elif m := re.fullmatch(r" same => n(?:\(([a-z0-9]+)\))?,(.*)", line):
             out[context][exten].append((m.group(1) or "", m.group(2)))
         else:
             pytest.fail(f"unexpected line {raw!r}")
@@ -466,3 +466,41 @@ def test_the_survey_keeps_the_caller_after_the_seat_hangs_up() -> None:
     )
     assert "Dial(${CTI_SEAT_DIAL},${CTI_RING},mt)" in seat
     assert seat[-1] == "Hangup()"
+
+
+# --------------------------------------------------------------------------- county nodes
+
+
+def test_only_a_county_nodes_trunk_has_its_x_cti_headers_read() -> None:
+    """numberplan.trunks[].node: cti-from-trunk reads X-CTI-Dialed / X-CTI-Origin on that
+    trunk alone (a carrier's headers are never believed), through cti-node-header, which
+    lets no header text into a variable, an event or an expression unfiltered."""
+    settings = sample_settings()
+    dp = parse(generate_dialplan(settings.numberplan, settings.dialplan, source=SOURCE))
+    body = apps(dp, CONTEXT_FROM_TRUNK, "_X!")
+    assert 'GotoIf($["${CTI_TRUNK}" = "county1"]?node0)' in body
+    start = body.index("Set(__CTI_VIA_NODE=county1)")
+    assert body[start + 1 : start + 4] == [
+        "Gosub(cti-node-header,s,1(X-CTI-Dialed,CTI_VIA_DIALED,0-9*#+,32))",
+        "Gosub(cti-node-header,s,1(X-CTI-Origin,CTI_VIA_CALL_ID,-.0-9A-Za-z_,64))",
+        f"Goto({CONTEXT_INBOUND},${{EXTEN}},1)",
+    ]
+    # the carrier's call goes straight on (`in`), before any header is looked at
+    assert body.index(f"Goto({CONTEXT_INBOUND},${{EXTEN}},1)") < start
+    header = apps(dp, "cti-node-header", "s")
+    raw = "${PJSIP_HEADER(read,${ARG1})}"
+    for app in header:
+        # the raw header only inside LEN() or FILTER(), never in a Set of its own or $[]
+        for at in (m.start() for m in re.finditer(re.escape(raw), app)):
+            assert app[:at].endswith(("${LEN(", "${FILTER(${ARG3},")), app
+    assert "Set(__${ARG2}=${value})" in header
+    # without a node trunk, the context is as before: no header is read anywhere
+    plain = plan_with(trunks=[{"name": "carrier", "endpoint": "PJSIP/carrier"}])
+    text = generate_dialplan(plain, settings.dialplan, source=SOURCE)
+    assert "PJSIP_HEADER(read,X-CTI" not in text
+    assert "cti-node-header" not in text
+
+
+def test_a_node_trunk_must_be_one_pjsip_endpoint() -> None:
+    with pytest.raises(ValueError, match="one PJSIP endpoint"):
+        plan_with(trunks=[{"name": "county1", "endpoint": "IAX2/county1", "node": "county1"}])

@@ -10,7 +10,7 @@ process's limit, so AMI and FastAGI keep their descriptors whatever the HTTP sid
 
 The soft limit is raised to the hard one first (allowed without privileges): systemd's
 default soft limit is 1024 even where the hard one is 512 K; the shipped unit
-(deploy/hotline-cti.service) sets ``LimitNOFILE=`` explicitly.
+(deploy/systemd/hotline-cti.service) sets ``LimitNOFILE=`` explicitly.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class FdBudget:
             f"http.max_connections and its refusals ({self.http}) + "
             f"ivr.max_sessions ({self.fastagi}) + "
             f"{self.reserve} kept for AMI, MQTT and the database need {self.needed}: raise "
-            "LimitNOFILE= in the systemd unit (deploy/hotline-cti.service) or lower "
+            "LimitNOFILE= in the systemd unit (deploy/systemd/hotline-cti.service) or lower "
             "http.max_connections"
         )
 

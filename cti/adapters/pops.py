@@ -81,6 +81,14 @@ class PopTransfer110(_Open):
     operator_id: str = ""
 
 
+class PopVia(_Open):
+    node: str = Field(description="The county node (县区平台) the call came from.")
+    dialed: str = Field(
+        default="", description="What the citizen dialled there (the county's 12345)."
+    )
+    call_id: str = Field(default="", description="The call's linkedid on that node.")
+
+
 class PopCall(_Open):
     call_id: str = Field(description="The call id (Asterisk Linkedid).")
     node: str | None = None
@@ -117,6 +125,11 @@ class PopCall(_Open):
         description="`end` only, with `late`: the call ended while the daemon was down; "
         "`outcome` and the times are the daemon's reconstruction (a seat that was ringing "
         "may have answered: the daemon cannot tell, it says `abandoned`).",
+    )
+    via: PopVia | None = Field(
+        default=None,
+        description="A county node's call (docs/county-nodes.md): `line` is the county line, "
+        "`caller` the citizen as the county saw them; absent for every other call.",
     )
     dispatch110: PopTransfer110 | None = Field(
         default=None,

@@ -12,6 +12,7 @@ from cti.calls.model import (
     Outcome,
     Transfer,
     Trigger,
+    Via,
     next_state,
 )
 from cti.calls.tracker import CallTracker, party_name
@@ -29,6 +30,7 @@ __all__ = [
     "Outcome",
     "Transfer",
     "Trigger",
+    "Via",
     "next_state",
     "party_name",
 ]

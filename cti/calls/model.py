@@ -19,6 +19,7 @@ __all__ = [
     "Transfer",
     "TransferType",
     "Trigger",
+    "Via",
     "next_state",
 ]
 
@@ -28,6 +29,34 @@ Outcome = Literal[
 """``ivr_only``: set by the core for a call on a line that never entered the line (the
 progress query alone), which the tracker would call ``abandoned``."""
 HangupBy = Literal["caller", "callee", "system"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Via:
+    """The county node a call crossed from over its trunk (docs/county-nodes.md): the
+    node's name, what the citizen dialled there and the call's linkedid there (its id in
+    the county's CDRs). Set from the trunk's checked ``X-CTI-*`` headers; empty when the
+    node did not send one or it was refused."""
+
+    node: str
+    dialed: str = ""
+    call_id: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return {"node": self.node, "dialed": self.dialed, "call_id": self.call_id}
+
+    @classmethod
+    def from_json(cls, data: object) -> Via | None:
+        """Read back (a stored draft); anything but an object with a node is None."""
+        if not isinstance(data, dict) or not isinstance(data.get("node"), str):
+            return None
+        return cls(
+            node=data["node"],
+            dialed=str(data.get("dialed") or ""),
+            call_id=str(data.get("call_id") or ""),
+        )
+
+
 TransferType = Literal["blind", "attended", "redirect", "escalation_blind", "escalation_threeway"]
 
 
@@ -113,10 +142,12 @@ class CallSummary:
     wait_s: float | None
     talk_s: float | None
     history_complete: bool
+    via: Via | None = None  # a county node's call: where it came from
 
     def to_json(self) -> dict[str, Any]:
-        """The `cti replay` / call-record JSON object (see docs/call-records.md)."""
-        return {
+        """The `cti replay` / call-record JSON object (see docs/call-records.md); ``via``
+        only for a call that came over a county node's trunk."""
+        out: dict[str, Any] = {
             "call_id": self.call_id,
             "node": self.node,
             "caller": self.caller,
@@ -138,6 +169,9 @@ class CallSummary:
             "talk_s": self.talk_s,
             "history_complete": self.history_complete,
         }
+        if self.via is not None:
+            out["via"] = self.via.to_json()
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -156,6 +190,7 @@ class ActiveCall:
     history_complete: bool
     transfer_id: str = ""  # CTI_TRANSFER_ID: the 110 transfer the trunk said this call is
     started_at: float = 0.0  # its first channel's birth (for an adopted call: its age)
+    via: Via | None = None  # a county node's call: where it came from (CTI_VIA_*)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

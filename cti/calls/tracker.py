@@ -15,8 +15,9 @@ Time only comes from events (`AmiEvent.time`: Asterisk's Timestamp, or receive t
 
 from __future__ import annotations
 
+import re
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Final
@@ -36,9 +37,17 @@ from cti.calls.model import (
     Transfer,
     TransferType,
     Trigger,
+    Via,
     next_state,
 )
-from cti.dialplan.contract import AFTER_HOURS_VARIABLE, LINE_VARIABLE, TRANSFER_ID_VARIABLE
+from cti.dialplan.contract import (
+    AFTER_HOURS_VARIABLE,
+    LINE_VARIABLE,
+    TRANSFER_ID_VARIABLE,
+    VIA_CALL_ID_VARIABLE,
+    VIA_DIALED_VARIABLE,
+    VIA_NODE_VARIABLE,
+)
 from cti.events import (
     AmiConnected,
     AmiDisconnected,
@@ -82,6 +91,14 @@ _TRANSFER_VARIABLE: Final = TRANSFER_ID_VARIABLE
 # set by the after-hours flow (cti/ivr/flows.py) once the daemon found the line closed: an
 # unanswered call is then a message taken (voicemail), not an abandoned call
 _AFTER_HOURS_VARIABLE: Final = AFTER_HOURS_VARIABLE
+# a county node's call (docs/county-nodes.md): set by cti-from-trunk from the trunk's
+# X-CTI-* headers, already filtered there; checked again here like any outside input
+# (a dialplan edited by hand, a variable set by something else), each value on its own
+_VIA_CHECKS: Final = {
+    VIA_NODE_VARIABLE: re.compile(r"[a-z0-9][a-z0-9_-]{0,39}"),  # a Slug, as the config's
+    VIA_DIALED_VARIABLE: re.compile(r"\+?[0-9*#]{1,32}"),
+    VIA_CALL_ID_VARIABLE: re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}"),
+}
 _SOFTHANGUP_SHUTDOWN: Final = 4
 # The table is bounded (issue 16): 120,000 Newchannel events without a Hangup (a broken
 # or hostile AMI peer) grew the daemon by 200 MB and made a reconnect write 120,000 bogus
@@ -171,6 +188,8 @@ class _Call:
     dialed: str = ""
     line: str = ""
     transfer_id: str = ""
+    # CTI_VIA_* (a county node's call): variable name -> checked value
+    via: dict[str, str] = field(default_factory=dict)
     after_hours: bool = False
     answered_at: float | None = None
     answered_by: str | None = None
@@ -209,7 +228,32 @@ def _snapshot(c: _Call) -> ActiveCall:
         history_complete=c.history_complete,
         transfer_id=c.transfer_id,
         started_at=c.started_at,
+        via=_via(c),
     )
+
+
+def _via(c: _Call) -> Via | None:
+    node = c.via.get(VIA_NODE_VARIABLE)
+    if node is None:
+        return None
+    return Via(
+        node=node,
+        dialed=c.via.get(VIA_DIALED_VARIABLE, ""),
+        call_id=c.via.get(VIA_CALL_ID_VARIABLE, ""),
+    )
+
+
+def _note_via(call: _Call, name: str, value: str) -> bool:
+    """A CTI_VIA_* value of the call's caller channel, kept if it passes its check; the
+    citizen's number dialled at the county is the call's dialled number (the trunk's
+    Request-URI is the county line's plan number, which is the call's line)."""
+    check = _VIA_CHECKS.get(name)
+    if check is None or not check.fullmatch(value):
+        return False
+    call.via[name] = value
+    if name == VIA_DIALED_VARIABLE:
+        call.dialed = value
+    return True
 
 
 class CallTracker:
@@ -347,11 +391,20 @@ class CallTracker:
         return True
 
     def note_adopted(
-        self, node: str, call_id: str, *, line: str, dialed: str, transfer_id: str
+        self,
+        node: str,
+        call_id: str,
+        *,
+        line: str,
+        dialed: str,
+        transfer_id: str,
+        via: Mapping[str, str] | None = None,
     ) -> bool:
         """What an adopted call's channel says it is (read back with AMI ``Status``, see
         :mod:`cti.core.adoption`): the line, the dialled number and the 110 transfer id it was
-        not seen to get. Only fills what is unknown. False when the call is unknown."""
+        not seen to get, and a county node's call's CTI_VIA_* (`via`, checked here, the
+        citizen's dialled number at the county before `dialed`). Only fills what is unknown.
+        False when the call is unknown."""
         key = self._call_alias.get((node, call_id), (node, call_id))
         call = self._calls.get(key)
         if call is None:
@@ -359,6 +412,9 @@ class CallTracker:
         call.line = call.line or line
         call.dialed = call.dialed or dialed
         call.transfer_id = call.transfer_id or transfer_id
+        if not call.via:
+            for name, value in (via or {}).items():
+                _note_via(call, name, value)
         return True
 
     def expect_channels(self, node: str, call_id: str, uniqueids: tuple[str, ...]) -> None:
@@ -615,6 +671,7 @@ class CallTracker:
                 else None
             ),
             history_complete=call.history_complete,
+            via=_via(call),
         )
 
     def _connect(
@@ -701,6 +758,12 @@ class CallTracker:
             chan = self._chan(ev.node, ev.chan, ev.time)
             if chan is not None:
                 chan.call.transfer_id = ev.value
+        elif name in _VIA_CHECKS and ev.value:
+            chan = self._chan(ev.node, ev.chan, ev.time)
+            if chan is None or not self._is_caller(chan):
+                return []  # only the trunk's channel says where the call came from
+            if not _note_via(chan.call, name, ev.value):
+                self._anomaly("via_value_refused", linkedid=chan.call.call_id, variable=name)
         elif name == _AFTER_HOURS_VARIABLE and ev.value == "1":
             chan = self._chan(ev.node, ev.chan, ev.time)
             if chan is not None:

@@ -12,6 +12,8 @@ So the core first asks for the channel's variables (``ReadAdoptedChannel`` in
 (``AdoptedChannelRead``) comes back:
 
 * ``CTI_LINE`` / ``CTI_DNIS`` / ``CTI_TRANSFER_ID``: what the inbound dialplan set;
+* ``CTI_VIA_NODE`` / ``CTI_VIA_DIALED`` / ``CTI_VIA_CALL_ID``: a county node's call, where
+  it came from (checked by the tracker, :meth:`CallTracker.note_adopted`);
 * ``CTI_ENTERED``: when ``cti-line`` put the call in the line (epoch seconds with ms,
   ``STRFTIME(,,%s.%3q)``): the call joins the one line at the place its wait gives it.
   Missing (a dialplan generated before this variable existed): the channel's age.
@@ -48,6 +50,9 @@ from cti.dialplan.contract import (
     ENTERED_VARIABLE,
     LINE_VARIABLE,
     TRANSFER_ID_VARIABLE,
+    VIA_CALL_ID_VARIABLE,
+    VIA_DIALED_VARIABLE,
+    VIA_NODE_VARIABLE,
 )
 from cti.events import ChannelSnapshot
 from cti.routing.dispatcher import Dispatcher
@@ -57,6 +62,7 @@ __all__ = ["AdoptedFacts", "Adoption", "Wait"]
 # a line or dialled number: what a dial string / the number plan can hold
 _NUMBER: Final = re.compile(r"\+?[0-9A-Za-z*#]{1,40}")
 _TRANSFER_ID: Final = re.compile(r"[0-9A-Za-z._:-]{1,64}")
+_VIA_VARIABLES: Final = frozenset({VIA_NODE_VARIABLE, VIA_DIALED_VARIABLE, VIA_CALL_ID_VARIABLE})
 # an entry time older than this is not believed (a clock step, a forged variable)
 _MAX_AGE_S: Final = 86_400.0
 
@@ -221,7 +227,13 @@ class Adoption:
         if active is None:
             return
         self._tracker.note_adopted(
-            node, call_id, line=facts.line, dialed=facts.dnis, transfer_id=facts.transfer_id
+            node,
+            call_id,
+            line=facts.line,
+            dialed=facts.dnis,
+            transfer_id=facts.transfer_id,
+            # a county node's call: the tracker checks these as it does their VarSets
+            via={k: v for k, v in item.variables.items() if k in _VIA_VARIABLES},
         )
         if facts.entered_at is None and active.started_at > 0:
             # a dialplan without CTI_ENTERED: the channel's age (CoreShowChannels Duration)

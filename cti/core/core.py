@@ -392,6 +392,7 @@ class Core:
         if s.node in self._transit_nodes:
             self._transit_ended(s)
             return
+        s = self._with_draft_facts(s)
         entries = self._entries.ended(s, callback_kept=self._callbacks.is_virtual(s.call_id))
         if (
             s.outcome == "abandoned"
@@ -439,6 +440,22 @@ class Core:
         body = s.to_json()
         del body["call_id"]
         out.append(call_event("ended", s.call_id, **body))
+
+    def _with_draft_facts(self, s: CallSummary) -> CallSummary:
+        """A call adopted while talking (the daemon restarted mid-call) showed the tracker
+        neither its line variables nor a county node's CTI_VIA_*: its record takes them
+        from its ticket draft, which the restarted daemon read back from the outbox, so
+        the record keeps the line, and a county call its county, that its ticket has."""
+        draft = self._screen.draft(s.call_id)
+        if s.history_complete or draft is None or (s.line and s.via is not None):
+            return s
+        via = s.via or draft.via
+        return dataclasses.replace(
+            s,
+            line=s.line or draft.line,
+            dialed=s.dialed or (via.dialed if via is not None and via.dialed else draft.line),
+            via=via,
+        )
 
     def _transit_ended(self, s: CallSummary) -> None:
         """A county node's leg of a call it sent over the trunk: the city's node holds the

@@ -156,6 +156,7 @@ class Intake:
             caller_name=chan.caller_name,
             at=at,
             transfer=transfer,
+            via=active.via,
         )
         self._screen.show(call_id, draft)
         out.append(StoreTicketOp(op=OutboxOp.create(draft)))

@@ -144,6 +144,8 @@ class Screen:
                 origin=draft.origin,
                 arrived_at=draft.created_at,
             )
+            if draft.via is not None:
+                call["via"] = draft.via.to_json()
         call["queue_positions"] = self._queue_marks.get(call_id, [])
         transfer = self._transfer_of(call_id)
         if transfer is not None:

@@ -22,6 +22,7 @@ __all__ = [
     "CONTEXT_HOLD",
     "CONTEXT_INBOUND",
     "CONTEXT_LINE",
+    "CONTEXT_NODE_HEADER",
     "CONTEXT_PROMPT_CHECK",
     "CONTEXT_RECORD",
     "DNIS_VARIABLE",
@@ -37,11 +38,16 @@ __all__ = [
     "SEAT_VARIABLE",
     "TAKEN_VARIABLE",
     "TRANSFER_ID_VARIABLE",
+    "VIA_CALL_ID_VARIABLE",
+    "VIA_DIALED_VARIABLE",
+    "VIA_NODE_VARIABLE",
     "VOICEMAIL_VARIABLE",
 ]
 
 CONTEXT_FROM_TRUNK: Final = "cti-from-trunk"
 """Context of a trunk endpoint (pjsip.conf ``context = cti-from-trunk``)."""
+CONTEXT_NODE_HEADER: Final = "cti-node-header"
+"""Gosub of ``cti-from-trunk`` on a county node's trunk: one ``X-CTI-*`` header, checked."""
 CONTEXT_INBOUND: Final = "cti-inbound"
 """One extension per number of the plan (and patterns for unknown numbers)."""
 CONTEXT_LINE: Final = "cti-line"
@@ -88,6 +94,18 @@ DNIS_VARIABLE: Final = "CTI_DNIS"
 TRANSFER_ID_VARIABLE: Final = "CTI_TRANSFER_ID"
 """Channel variable: the 110 transfer id a 110 trunk carried (X-Transfer-Id)."""
 
+# ---- set by cti-from-trunk on a county node's trunk (numberplan.trunks[].node), read by
+# the daemon (docs/county-nodes.md). Only that trunk's headers are read; each is refused
+# whole (left unset) when it holds a character outside its set or is too long.
+VIA_NODE_VARIABLE: Final = "CTI_VIA_NODE"
+"""Channel variable: the county node the call came from (the trunk's ``node``, from the
+configuration: the trunk is identified by its address, not by what the node says)."""
+VIA_DIALED_VARIABLE: Final = "CTI_VIA_DIALED"
+"""Channel variable: what the citizen dialled at the county node (its ``X-CTI-Dialed``)."""
+VIA_CALL_ID_VARIABLE: Final = "CTI_VIA_CALL_ID"
+"""Channel variable: the call's linkedid on the county node (its ``X-CTI-Origin``): the id
+of the same call in the county's CDRs and in the daemon's transit log."""
+
 # ---- set by the daemon, read by the dialplan
 SEAT_ENDPOINT_VARIABLE: Final = "CTI_SEAT_ENDPOINT"
 """Channel variable: the seat's endpoint, set before the Redirect to ``cti-connect`` (the
@@ -113,6 +131,9 @@ ADOPTION_VARIABLES: Final = (
     DNIS_VARIABLE,
     ENTERED_VARIABLE,
     TRANSFER_ID_VARIABLE,
+    VIA_NODE_VARIABLE,
+    VIA_DIALED_VARIABLE,
+    VIA_CALL_ID_VARIABLE,
 )
 """What the daemon reads back from a waiting call it adopts (AMI ``Status`` with
 ``Variables``): what the inbound dialplan set, and when the call joined the line."""

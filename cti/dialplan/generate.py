@@ -31,12 +31,16 @@ from cti.dialplan.contract import (
     CONTEXT_HOLD,
     CONTEXT_INBOUND,
     CONTEXT_LINE,
+    CONTEXT_NODE_HEADER,
     CONTEXT_PROMPT_CHECK,
     CONTEXT_RECORD,
     ENTERED_VARIABLE,
     LEASE_VARIABLE,
     PROMPT_FORMATS,
     TAKEN_VARIABLE,
+    VIA_CALL_ID_VARIABLE,
+    VIA_DIALED_VARIABLE,
+    VIA_NODE_VARIABLE,
     VOICEMAIL_VARIABLE,
 )
 from cti.dialplan.dialstrings import DialplanError, dial_string, emergency_dial, trunk_dial
@@ -45,6 +49,7 @@ from cti.numberplan import (
     Line,
     LineMode,
     NumberPlan,
+    Trunk,
 )
 from cti.settings import DialplanSettings
 
@@ -150,7 +155,7 @@ def generate_dialplan(plan: NumberPlan, settings: DialplanSettings, *, source: s
         f"Holding: {settings.hold_timeout_s} s before the fallback Queue(); ring timeout "
         f"{_seconds(plan.queue.ring_timeout_s)} s; recordings in {settings.recording_dir}.",
     )
-    _from_trunk(conf)
+    _from_trunk(conf, plan)
     _inbound(conf, plan, settings)
     _line(conf, settings)
     _hold(conf, settings)
@@ -178,21 +183,79 @@ def generate_dialplan(plan: NumberPlan, settings: DialplanSettings, *, source: s
     return conf.text()
 
 
-def _from_trunk(conf: _Conf) -> None:
+def _from_trunk(conf: _Conf, plan: NumberPlan) -> None:
     conf.section(
         CONTEXT_FROM_TRUNK,
         _RULE,
         "Calls from the carrier: set `context = cti-from-trunk` on the trunk's endpoint.",
         "The dialled number (DNIS) is the extension.",
     )
-    body = (
+    nodes = sorted((t for t in plan.trunks if t.node is not None), key=lambda t: t.name)
+    if nodes:
+        conf.comment(
+            "A county node's trunk (numberplan.trunks[].node, docs/county-nodes.md): its",
+            "X-CTI-* headers are read on that trunk only, never on a carrier's.",
+        )
+    body = [
         'GotoIf($["${CHANNEL(channeltype)}" != "PJSIP"]?in)',
         "Set(__CTI_TRUNK=${CHANNEL(endpoint)})",
-        f"(in)Goto({CONTEXT_INBOUND},${{EXTEN}},1)",
-    )
+    ]
+    for index, trunk in enumerate(nodes):
+        body.append(f'GotoIf($["${{CTI_TRUNK}}" = "{_endpoint_name(trunk)}"]?node{index})')
+    body.append(f"(in)Goto({CONTEXT_INBOUND},${{EXTEN}},1)")
+    for index, trunk in enumerate(nodes):
+        body += [
+            f"(node{index})Set(__{VIA_NODE_VARIABLE}={trunk.node})",
+            *(
+                f"Gosub({CONTEXT_NODE_HEADER},s,1({header},{variable},{chars},{longest}))"
+                for header, variable, chars, longest in _NODE_HEADERS
+            ),
+            f"Goto({CONTEXT_INBOUND},${{EXTEN}},1)",
+        ]
     conf.exten("_X!", "NoOp(CTI trunk call for ${EXTEN})", *body)
     conf.exten("_+X!", "NoOp(CTI trunk call for ${EXTEN})", *body)
     conf.exten("s", "NoOp(CTI trunk call without a dialled number)", f"Goto({CONTEXT_INBOUND},s,1)")
+    if nodes:
+        _node_header(conf)
+
+
+# The headers a county node adds to its trunk INVITE (asterisk-sample/county1/): the
+# variable each sets, the characters it may hold (FILTER's syntax: a leading `-` is the
+# character itself) and its longest length. One longer, or with any other character, is
+# refused whole (left unset) rather than cut or cleaned into something it never said.
+_NODE_HEADERS: Final = (
+    ("X-CTI-Dialed", VIA_DIALED_VARIABLE, "0-9*#+", 32),
+    ("X-CTI-Origin", VIA_CALL_ID_VARIABLE, "-.0-9A-Za-z_", 64),
+)
+
+
+def _endpoint_name(trunk: Trunk) -> str:
+    """The endpoint of a node's trunk as CHANNEL(endpoint) says it (``PJSIP/county1``)."""
+    return trunk.endpoint.partition("/")[2]
+
+
+def _node_header(conf: _Conf) -> None:
+    conf.section(
+        CONTEXT_NODE_HEADER,
+        _RULE,
+        "Gosub(cti-node-header,s,1(header,variable,characters,longest)): one X-CTI-* header of",
+        "a county node's trunk into an inherited variable, for the daemon. Header text is",
+        "hostile until checked: it reaches no variable, AMI event or $[] expression unfiltered",
+        "(an expression calls dialplan functions; a CR/LF in an AMI event forges headers).",
+        "FILTER keeps the allowed characters; a value FILTER shortened (it held another",
+        "character) or one too long is refused whole. No header: nothing set.",
+    )
+    conf.exten(
+        "s",
+        "Set(LOCAL(sent)=${LEN(${PJSIP_HEADER(read,${ARG1})})})",
+        'GotoIf($["${sent}" = "0"]?done)',
+        "Set(LOCAL(value)=${FILTER(${ARG3},${PJSIP_HEADER(read,${ARG1})})})",
+        "GotoIf($[${sent} > ${ARG4} | ${LEN(${value})} != ${sent}]?refused)",
+        "Set(__${ARG2}=${value})",
+        "(done)Return()",
+        "(refused)Set(CTI_NODE_HEADER_REFUSED=${ARG1})",
+        "Return()",
+    )
 
 
 def _inbound(conf: _Conf, plan: NumberPlan, settings: DialplanSettings) -> None:

@@ -11,7 +11,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Literal, Self
 
-from cti.calls.model import CallSummary
+from cti.calls.model import CallSummary, Via
 
 __all__ = [
     "OpKind",
@@ -84,9 +84,12 @@ class TicketDraft:
     content: str = ""
     address: str = ""
     external_ref: str | None = None  # 110's incident number (接警单号) for a 110 transfer
+    # a county node's call (docs/county-nodes.md): the county, what the citizen dialled
+    # there (the line is the county line), the call's id in the county's CDRs
+    via: Via | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "call_id": self.call_id,
             "node": self.node,
             "caller": self.caller,
@@ -103,6 +106,9 @@ class TicketDraft:
             "address": self.address,
             "external_ref": self.external_ref,
         }
+        if self.via is not None:  # only then: every other draft keeps its shape
+            out["via"] = self.via.to_json()
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Self:
@@ -122,6 +128,7 @@ class TicketDraft:
             content=str(data.get("content") or ""),
             address=str(data.get("address") or ""),
             external_ref=data.get("external_ref"),
+            via=Via.from_json(data.get("via")),
         )
 
 
@@ -162,6 +169,7 @@ class TicketCallFacts:
     # it ended between ended_at and ended_before (docs/workorders.md, "After a restart")
     reconstructed: bool = False
     ended_before: float | None = None
+    via: Via | None = None  # a county node's call (as on its draft)
 
     @classmethod
     def from_summary(
@@ -184,10 +192,11 @@ class TicketCallFacts:
                 TicketTransfer(type=t.type, by=t.by, to=t.to, at=t.at) for t in summary.transfers
             ),
             external_ref=external_ref,
+            via=summary.via,
         )
 
     def to_json(self) -> dict[str, Any]:
-        out = {
+        out: dict[str, Any] = {
             "call_id": self.call_id,
             "seat": self.seat,
             "wait_s": self.wait_s,
@@ -201,6 +210,8 @@ class TicketCallFacts:
         if self.reconstructed:  # only then: the facts of every other call keep their shape
             out["reconstructed"] = True
             out["ended_before"] = self.ended_before
+        if self.via is not None:
+            out["via"] = self.via.to_json()
         return out
 
     @classmethod
@@ -217,6 +228,7 @@ class TicketCallFacts:
             external_ref=data.get("external_ref"),
             reconstructed=data.get("reconstructed") is True,
             ended_before=_float_or_none(data.get("ended_before")),
+            via=Via.from_json(data.get("via")),
         )
 
 

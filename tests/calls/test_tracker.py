@@ -265,3 +265,68 @@ def test_an_originated_call_is_answered_when_its_second_leg_answers() -> None:
     assert (s["outcome"], s["answered_by"], s["answered_at"]) == ("answered", "13900001234", 103.0)
     assert s["talk_s"] == pytest.approx(7.0)  # to the citizen's hangup
     assert t.anomalies["impossible_transition"] == 0
+
+
+def test_a_county_nodes_call_says_where_it_came_from_and_hostile_values_are_refused() -> None:
+    """CTI_VIA_* (set by cti-from-trunk from a county trunk's X-CTI-* headers, already
+    filtered there) are checked again: one bad value is refused alone, the others kept;
+    the citizen's number dialled at the county becomes the call's dialled number."""
+    t = CallTracker()
+    trunk = chan("PJSIP/county1-1", "main-1.1", "main-1.1", CallerIDNum="139", Exten="980112345")
+    t.handle(ev("Newchannel", 100.0, **trunk))
+    for name, value in (
+        ("__CTI_VIA_NODE", "county1"),
+        ("__CTI_VIA_DIALED", "12345"),
+        ("__CTI_VIA_CALL_ID", "county1-1796318229.2\r\nEvent: Forged"),
+        ("__CTI_LINE", "980112345"),
+    ):
+        t.handle(ev("VarSet", 100.1, **trunk, Variable=name, Value=value))
+    [active] = t.active_calls()
+    assert active.via is not None
+    assert (active.via.node, active.via.dialed, active.via.call_id) == ("county1", "12345", "")
+    assert (active.dialed, active.line) == ("12345", "980112345")
+    assert t.anomalies["via_value_refused"] == 1
+    # a seat's leg cannot claim the call came from elsewhere
+    seat = chan("PJSIP/6001-2", "main-1.2", "main-1.1")
+    t.handle(ev("Newchannel", 101.0, **seat))
+    t.handle(ev("VarSet", 101.1, **seat, Variable="__CTI_VIA_CALL_ID", Value="county9-1.1"))
+    t.handle(ev("HangupRequest", 110.0, **trunk, Cause="16"))
+    t.handle(ev("Hangup", 110.0, **seat, Cause="16"))
+    [s] = ended(t, [ev("Hangup", 110.0, **trunk, Cause="16")])
+    assert s["via"] == {"node": "county1", "dialed": "12345", "call_id": ""}
+    assert s["dialed"] == "12345"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CTI_VIA_DIALED", "1" * 33),  # longer than a dialled number
+        ("CTI_VIA_DIALED", "12345;x"),
+        ("CTI_VIA_NODE", "County1"),  # not a node name of the configuration
+        ("CTI_VIA_CALL_ID", "-1.2"),
+        ("CTI_VIA_CALL_ID", "x" * 65),
+    ],
+)
+def test_a_via_value_outside_its_set_is_refused(name: str, value: str) -> None:
+    t = CallTracker()
+    trunk = chan("PJSIP/county1-1", "main-1.1", "main-1.1", Exten="980112345")
+    t.handle(ev("Newchannel", 100.0, **trunk))
+    t.handle(ev("VarSet", 100.1, **trunk, Variable=name, Value=value))
+    [active] = t.active_calls()
+    assert active.via is None
+    assert active.dialed == "980112345"
+    assert t.anomalies["via_value_refused"] == 1
+
+
+def test_an_adopted_county_call_gets_its_via_from_its_variables() -> None:
+    t = CallTracker()
+    trunk = chan("PJSIP/county1-1", "main-1.1", "main-1.1", Exten="s")
+    t.handle(ev("CoreShowChannel", 100.0, **trunk, Duration="00:00:05"))
+    via = {"CTI_VIA_NODE": "county1", "CTI_VIA_DIALED": "96310", "CTI_VIA_CALL_ID": "bad id"}
+    t.note_adopted(
+        "main", "main-1.1", line="980196310", dialed="980196310", transfer_id="", via=via
+    )
+    [active] = t.active_calls()
+    assert active.via is not None
+    assert (active.via.node, active.via.dialed, active.via.call_id) == ("county1", "96310", "")
+    assert (active.dialed, active.line) == ("96310", "980196310")
