@@ -1,20 +1,30 @@
 """Screen-pops to many browsers: the daemon's SSE fan-out beside its MQTT delivery, one run.
 
 Usage: python benchmarks/sse.py [--clients 500] [--calls 20] [--rate 2] [--talk 2]
+                                [--procs 2] [--profile FILE]
 
 Needs the testbed (scripts/testbed up) and no other daemon serving FastAGI. A fresh
 `cti run` (config/cti.yaml's seats, wrap-up 0) with web users ``bench0..`` (admin: every
-stream sees every pop; 100 streams each); --clients simulated browsers, each one HTTP/1.0
-connection to /events (close-delimited, so a line is a line) with a logged-in session
-cookie, reading Server-Sent Events; one MQTT subscriber on the pops. --calls calls are
-originated at --rate per second into 12345 and hung up --talk s after the seat answers;
-each makes pops (offer, answer, update with the ticket, end).
+stream sees every publish — pops, states, queue, calls, stats; 100 streams each);
+--clients simulated browsers, each one HTTP/1.0 connection to /events (close-delimited, so
+a line is a line) with a logged-in session cookie, spread over --procs client processes
+(benchmarks/sse_clients.py), and one MQTT subscriber on the pops in a process of its own.
+--calls calls are originated at --rate per second into 12345, each hung up --talk s after
+a seat answered it; each makes pops (offer, answer, update with the ticket, end).
 
-Columns: the latency of each pop from its `at` (the daemon stamps it as it hands the pop to
-MQTT and to the browsers' hub) to its receipt, per SSE client and for MQTT, p50/p99/max; the
-pops received of those expected (pops times clients); the daemon's CPU% (100 = one core) and
-peak RSS over the load window, and this benchmark's own CPU% (the clients share the
-machine). Every figure is one clock, this machine's.
+Measuring the daemon, not the clients: on 2 vCPUs, 500 clients in the harness's own event
+loop delayed their own reads (and the MQTT subscriber's); now each client process stamps a
+chunk in ``data_received`` before any parsing and reports how late its loop ran (a 10 ms
+ticker): "their loops late" says how much of a latency may be the clients'.
+
+Columns: the latency of each pop from its `at` to its receipt, per SSE client and for MQTT,
+p50/p99/max, for all pops and per type. `at` is stamped as the daemon builds the pop: an
+`offer`'s includes its caller-history lookup (up to 200 ms, `pop_history_incomplete` past
+it). The pops received of those expected (pops times clients); the daemon's CPU% (100 =
+one core) and peak RSS over the load window, the client processes' CPU%; events per stream
+and socket reads per stream (an upper bound of the daemon's writes: batching shows there).
+--profile records the daemon with py-spy (raw collapsed stacks) over the load window.
+Every figure is one clock, this machine's.
 """
 
 from __future__ import annotations

@@ -199,3 +199,24 @@ async def test_the_response_stops_when_the_client_goes() -> None:
     await asyncio.wait_for(response({"type": "http"}, receive, send), 2)
     assert len(closed) == 1
     assert len(hub) == 0  # the stream is gone from the hub with its client
+
+
+async def test_a_burst_within_the_batch_window_is_one_chunk() -> None:
+    # web.stream_batch_ms: an offer's pop, a history lookup after its state and queue
+    # events, joins them in the one write
+    hub = LiveHub(batch_s=0.05)
+    stream = hub.open(AGENT)
+    task = asyncio.create_task(hub.run())
+    try:
+        hub.publish("seats/1001/state", {"n": 1})
+        await asyncio.sleep(0.01)
+        hub.publish("seats/1001/pop", {"type": "offer", "call": {}})
+        async with asyncio.timeout(2):
+            chunk = await stream.next_chunk()
+        assert chunk is not None
+        assert chunk.count(b"event: ") == 2
+        assert hub.batches == 1
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
