@@ -1,45 +1,53 @@
 """Screen-pops to many browsers: the daemon's SSE fan-out beside its MQTT delivery, one run.
 
 Usage: python benchmarks/sse.py [--clients 500] [--calls 20] [--rate 2] [--talk 2]
+                                [--procs 2] [--profile FILE]
 
 Needs the testbed (scripts/testbed up) and no other daemon serving FastAGI. A fresh
 `cti run` (config/cti.yaml's seats, wrap-up 0) with web users ``bench0..`` (admin: every
-stream sees every pop; 100 streams each); --clients simulated browsers, each one HTTP/1.0
-connection to /events (close-delimited, so a line is a line) with a logged-in session
-cookie, reading Server-Sent Events; one MQTT subscriber on the pops. --calls calls are
-originated at --rate per second into 12345 and hung up --talk s after the seat answers;
-each makes pops (offer, answer, update with the ticket, end).
+stream sees every publish — pops, states, queue, calls, stats; 100 streams each);
+--clients simulated browsers, each one HTTP/1.0 connection to /events (close-delimited, so
+a line is a line) with a logged-in session cookie, spread over --procs client processes
+(benchmarks/sse_clients.py), and one MQTT subscriber on the pops in a process of its own.
+--calls calls are originated at --rate per second into 12345, each hung up --talk s after
+a seat answered it; each makes pops (offer, answer, update with the ticket, end).
 
-Columns: the latency of each pop from its `at` (the daemon stamps it as it hands the pop to
-MQTT and to the browsers' hub) to its receipt, per SSE client and for MQTT, p50/p99/max; the
-pops received of those expected (pops times clients); the daemon's CPU% (100 = one core) and
-peak RSS over the load window, and this benchmark's own CPU% (the clients share the
-machine). Every figure is one clock, this machine's.
+Measuring the daemon, not the clients: on 2 vCPUs, 500 clients in the harness's own event
+loop delayed their own reads (and the MQTT subscriber's); now each client process stamps a
+chunk in ``data_received`` before any parsing and reports how late its loop ran (a 10 ms
+ticker): "their loops late" says how much of a latency may be the clients'.
+
+Columns: the latency of each pop from its `at` to its receipt, per SSE client and for MQTT,
+p50/p99/max, for all pops and per type. `at` is stamped as the daemon builds the pop: an
+`offer`'s includes its caller-history lookup (up to 200 ms, `pop_history_incomplete` past
+it). The pops received of those expected (pops times clients); the daemon's CPU% (100 =
+one core) and peak RSS over the load window, the client processes' CPU%; events per stream
+and socket reads per stream (an upper bound of the daemon's writes: batching shows there).
+--profile records the daemon with py-spy (raw collapsed stacks) over the load window.
+Every figure is one clock, this machine's.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
+import signal
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import aiomqtt
 import httpx
 import yaml
 
 from benchmarks._machine import machine_line
 from benchmarks.e2e import ProcSampler, other_daemons, pct
 from cti.adapters.http.sessions import hash_password
-from tests.conftest import MQTT_HOST, MQTT_LOGIN, MQTT_PORT, PROJECT, unique
+from tests.conftest import PROJECT
 from tests.real.daemon_harness import Harness, write_config
 
 PASSWORD = "bench-only-password"
@@ -76,49 +84,6 @@ async def session_cookie(base: str, user: str) -> str:
         return str(c.cookies["cti_session"])
 
 
-class Client:
-    """One simulated browser: GET /events over HTTP/1.0, every pop's latency noted."""
-
-    def __init__(self, host: str, port: int, cookie: str) -> None:
-        self.host, self.port, self.cookie = host, port, cookie
-        self.hello = asyncio.Event()
-        self.latencies: dict[str, float] = {}  # pop_id -> seconds
-
-    async def run(self) -> None:
-        reader, writer = await asyncio.open_connection(self.host, self.port)
-        writer.write(
-            f"GET /events HTTP/1.0\r\nHost: {self.host}:{self.port}\r\n"
-            f"Cookie: cti_session={self.cookie}\r\nAccept: text/event-stream\r\n\r\n".encode()
-        )
-        await writer.drain()
-        event = ""
-        try:
-            while line := await reader.readline():
-                if line.startswith(b"event:"):
-                    event = line[6:].strip().decode()
-                elif line.startswith(b"data:"):
-                    if event == "hello":
-                        self.hello.set()
-                    elif event == "pop":
-                        now = time.time()
-                        body = json.loads(line[5:])
-                        self.latencies[body["pop_id"]] = now - float(body["at"])
-        finally:
-            writer.close()
-
-
-async def mqtt_pops(prefix: str, out: dict[str, float], ready: asyncio.Event) -> None:
-    async with aiomqtt.Client(
-        MQTT_HOST, MQTT_PORT, identifier=unique("ssebench"), **MQTT_LOGIN
-    ) as m:
-        await m.subscribe(f"{prefix}/seats/+/pop", qos=1)
-        ready.set()
-        async for msg in m.messages:
-            now = time.time()
-            body = json.loads(msg.payload) if isinstance(msg.payload, bytes) else {}
-            out[str(body["pop_id"])] = now - float(body["at"])
-
-
 def row(name: str, values: list[float], got: int, expected: int) -> str:
     def ms(v: float | None) -> str:
         return "-" if v is None else f"{v * 1000:.1f}"
@@ -128,6 +93,63 @@ def row(name: str, values: list[float], got: int, expected: int) -> str:
         f"{name:<6} {ms(pct(values, 50)):>8} {ms(pct(values, 99)):>8} {ms(top):>8} "
         f"{got:>9}/{expected:<9}"
     )
+
+
+class Worker:
+    """One process of clients (benchmarks/sse_clients.py): ``ready`` when its streams are
+    open, its results when told to stop."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
+        self.proc: asyncio.subprocess.Process | None = None
+        self.result: dict[str, Any] = {}
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(Path(__file__).with_name("sse_clients.py")),
+            *self.argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=1 << 26,
+        )
+        assert self.proc.stdout is not None
+        async with asyncio.timeout(90):
+            line = await self.proc.stdout.readline()
+        if line.strip() != b"ready":
+            msg = f"client worker {self.argv[0]} did not start: {line!r}"
+            raise RuntimeError(msg)
+
+    async def stop(self) -> None:
+        assert self.proc is not None
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.write(b"stop\n")
+        await self.proc.stdin.drain()
+        self.result = json.loads(await self.proc.stdout.readline())
+        await self.proc.wait()
+
+
+def split(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+async def one_call(h: Harness, caller: str, talk: float) -> bool:
+    """A citizen calls 12345 and hangs up `talk` s after a seat answered (or after 30 s
+    unanswered): calls queue for the five seats instead of all waiting for the last."""
+    call = await h.call("12345", caller, taken=False)
+    answered = True
+    try:
+        await h.wait(lambda: h.answered_by(call), 30, f"{call} answered")
+        await asyncio.sleep(talk)
+    except AssertionError:
+        answered = False
+    await h.hang_up(call)
+    return answered
+
+
+def by_type(lat: dict[str, list[float]], kind: str | None) -> list[float]:
+    return [v for pid, vs in lat.items() if kind is None or pid.endswith(":" + kind) for v in vs]
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -142,54 +164,98 @@ async def main(args: argparse.Namespace) -> int:
             host, port = str(up["host"]), int(up["port"])
             base = f"http://{host}:{port}"
             cookies = [await session_cookie(base, f"bench{i}") for i in range(users)]
-            print(f"logged in {users} user(s); opening {args.clients} streams", file=sys.stderr)
-            clients = [Client(host, port, cookies[i // PER_USER]) for i in range(args.clients)]
-            tasks = [asyncio.create_task(c.run()) for c in clients]
-            async with asyncio.timeout(60):
-                await asyncio.gather(*(c.hello.wait() for c in clients))
+            print(
+                f"logged in {users} user(s); opening {args.clients} streams in "
+                f"{args.procs} client process(es)",
+                file=sys.stderr,
+            )
+            workers = [Worker(["mqtt", "--prefix", prefix])]
+            # stream i is user i // PER_USER's: no user has more than PER_USER streams
+            first = 0
+            for n in split(args.clients, args.procs):
+                per = ",".join(cookies[i // PER_USER] for i in range(first, first + n))
+                first += n
+                workers.append(
+                    Worker(["sse", "--host", host, "--port", str(port), "--clients", str(n),
+                            "--cookies", per])
+                )  # fmt: skip
+            await asyncio.gather(*(w.start() for w in workers))
             print("streams open; seats ready, then the calls", file=sys.stderr)
-            mqtt: dict[str, float] = {}
-            mqtt_ready = asyncio.Event()
-            tasks.append(asyncio.create_task(mqtt_pops(prefix, mqtt, mqtt_ready)))
-            await mqtt_ready.wait()
             seats = yaml.safe_load(config.read_text(encoding="utf-8"))["numberplan"]["seats"]
             for seat in seats:
                 await h.seat(str(seat["id"]), {"cmd": "login", "ready": True})
             assert h.proc is not None
-            sampler = ProcSampler({"daemon": h.proc.pid, "bench": os.getpid()})
+            pids = {"daemon": h.proc.pid, "bench": os.getpid()}
+            pids |= {f"w{i}": w.proc.pid for i, w in enumerate(workers) if w.proc is not None}
+            sampler = ProcSampler(pids)
             sampler.start()
-            calls: list[str] = []
-            for _ in range(args.calls):
-                calls.append(await h.call("12345", f"1380000{len(calls):04d}", taken=False))
+            spy = None
+            if args.profile:
+                spy = await asyncio.create_subprocess_exec(
+                    str(Path(sys.executable).with_name("py-spy")), "record", "--pid",
+                    str(h.proc.pid), "-r", "250", "-f", "raw", "-o", args.profile,
+                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+                )  # fmt: skip
+            calls: list[asyncio.Task[bool]] = []
+            for i in range(args.calls):
+                calls.append(asyncio.create_task(one_call(h, f"1380000{i:04d}", args.talk)))
                 await asyncio.sleep(1 / args.rate)
-            with contextlib.suppress(AssertionError):
-                await h.wait(lambda: all(h.answered_by(c) for c in calls), 30, "answered")
-            answered = sum(1 for c in calls if h.answered_by(c))
+            answered = sum(await asyncio.gather(*calls))
             print(f"{answered}/{len(calls)} calls answered", file=sys.stderr)
-            await asyncio.sleep(args.talk)
-            for call in calls:
-                await h.hang_up(call)
             await asyncio.sleep(3)  # the end and ticket pops
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                await spy.wait()
             sampler.stop()
-            pops = set(mqtt)
-            sse = [lat for c in clients for pid, lat in c.latencies.items() if pid in pops]
-            got = sum(len(pops & c.latencies.keys()) for c in clients)
-            for t in tasks:
-                t.cancel()
+            await asyncio.gather(*(w.stop() for w in workers))
+            overflows = len(h.logs_of("web_stream_overflow"))
+            incomplete = len(h.logs_of("pop_history_incomplete"))
+        mqtt: dict[str, list[float]] = workers[0].result["pops"]
+        sse: dict[str, list[float]] = {}
+        for w in workers[1:]:
+            for pid, vs in w.result["pops"].items():
+                if pid in mqtt:
+                    sse.setdefault(pid, []).extend(vs)
+        pops = len(mqtt)
+        got = sum(len(vs) for vs in sse.values())
         print(
-            f"{args.clients} SSE clients, {args.calls} calls at {args.rate}/s, "
-            f"{len(pops)} pops (machine shared: compare the rows, not other runs)"
+            f"{args.clients} SSE clients in {args.procs} process(es), {args.calls} calls at "
+            f"{args.rate}/s, {answered} answered, {pops} pops "
+            "(machine shared: compare the rows, not other runs)"
         )
-        print(f"{'path':<6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'received':>19}")
-        print(row("sse", sse, got, len(pops) * args.clients))
-        print(row("mqtt", list(mqtt.values()), len(pops), len(pops)))
+        print(f"{'path':<13} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'received':>19}")
+        for kind in (None, "offer", "answer", "update", "end"):
+            n = sum(1 for p in mqtt if kind is None or p.endswith(":" + kind))
+            name = kind or "all"
+            s_lat, m_lat = by_type(sse, kind), by_type(mqtt, kind)
+            print(row(f"sse {name}", s_lat, len(s_lat), n * args.clients))
+            print(row(f"mqtt {name}", m_lat, len(m_lat), n))
         cpu, rss = sampler.cpu_pct, sampler.rss_peak_kb
+        clients_cpu = sum(v for k, v in cpu.items() if k.startswith("w"))
+        lags = [x for w in workers for x in w.result["lag"]]
         print(
             f"daemon CPU {cpu.get('daemon', 0):.0f}%, peak RSS {rss['daemon'] / 1024:.0f} MB; "
-            f"bench (the clients) CPU {cpu.get('bench', 0):.0f}%"
+            f"client processes CPU {clients_cpu:.0f}% (their loops late p99 "
+            f"{1000 * (pct(lags, 99) or 0):.1f} ms, max {1000 * max(lags, default=0):.1f} ms); "
+            f"harness CPU {cpu.get('bench', 0):.0f}%"
         )
-        p99 = pct(sse, 99)
-        ok = p99 is not None and p99 < 0.1 and got == len(pops) * args.clients
+        events: dict[str, int] = {}
+        for w in workers[1:]:
+            for name, n in w.result["events"].items():
+                events[name] = events.get(name, 0) + n
+        chunks = sum(int(w.result["chunks"]) for w in workers[1:])
+        print(
+            f"per stream: {sum(events.values()) / args.clients:.0f} events "
+            f"({', '.join(f'{k} {v / args.clients:.0f}' for k, v in sorted(events.items()))}) "
+            f"in {chunks / args.clients:.0f} socket reads"
+        )
+        closed = sum(int(w.result["closed"]) for w in workers[1:])
+        print(
+            f"streams closed by the daemon: {closed} ({overflows} web_stream_overflow); "
+            f"pop_history_incomplete: {incomplete}; load {os.getloadavg()[0]:.2f}"
+        )
+        p99 = pct(by_type(sse, None), 99)
+        ok = p99 is not None and p99 < 0.1 and got == pops * args.clients
         print("target p99 < 100 ms, every pop to every client:", "met" if ok else "NOT met")
         return 0 if ok else 1
 
@@ -200,6 +266,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--calls", type=int, default=20)
     p.add_argument("--rate", type=float, default=2.0)
     p.add_argument("--talk", type=float, default=2.0)
+    p.add_argument("--procs", type=int, default=2, help="client processes (SSE)")
+    p.add_argument("--profile", default="", help="py-spy raw profile of the daemon to FILE")
     return p.parse_args(argv)
 
 

@@ -43,7 +43,11 @@ class WebPages:
         self._callbacks = callbacks
         self._log = log
         self.sessions = SessionTable(settings.web)
-        self.hub = LiveHub(queue_size=settings.web.stream_queue, log=log)
+        self.hub = LiveHub(
+            queue_size=settings.web.stream_queue,
+            batch_s=settings.web.stream_batch_ms / 1000,
+            log=log,
+        )
         for user in settings.web.users:
             if user.test_only:
                 log.warning(
@@ -67,6 +71,8 @@ class WebPages:
                 hub.delivered),
             one("cti_web_stream_overflows_total", "counter",
                 "Browser streams closed: web.stream_queue events behind.", hub.overflows),
+            one("cti_web_fanout_dropped_total", "counter",
+                "Publishes the browsers' fan-out lost (its inbox full: a bug).", hub.inbox_dropped),
         ]  # fmt: skip
 
     def install(self, app: FastAPI) -> None:

@@ -104,6 +104,13 @@ class WebSettings(BaseModel):
     max_streams_per_user: int = Field(
         default=4, ge=1, le=100, description="Open live streams of one user at most (tabs)."
     )
+    stream_batch_ms: float = Field(
+        default=10.0,
+        ge=0,
+        le=1000,
+        description="The browsers' fan-out gathers publishes this long before writing them "
+        "out, so a burst costs each stream one socket write (0: at the next loop turn).",
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> WebSettings:

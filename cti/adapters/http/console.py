@@ -21,12 +21,12 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from sse_starlette import EventSourceResponse
 from structlog.typing import FilteringBoundLogger
 
 from cti.adapters.http.errors import ApiError
-from cti.adapters.http.live import LiveHub
+from cti.adapters.http.live import LiveHub, LiveStream, sse_frame
 from cti.adapters.http.sessions import Session, SessionTable
+from cti.adapters.http.sse import SseResponse
 from cti.adapters.http.web_auth import (
     WebContext,
     install_login_redirect,
@@ -38,7 +38,6 @@ from cti.adapters.http.web_auth import (
 __all__ = ["WEB_DIR", "ConsoleBackend", "install_web"]
 
 WEB_DIR: Final = Path(__file__).parent / "web"
-_PING_S: Final = 15  # a comment line now and then: proxies and the browser see it alive
 _COMMAND_STATUS: Final = {"bad_json": 422, "invalid_command": 422, "too_large": 413,
                           "unknown_seat": 404, "rejected": 409, "no_call": 409,
                           "unknown_target": 422, "mode_not_allowed": 422}  # fmt: skip
@@ -140,7 +139,7 @@ def _console_router(  # noqa: C901 - one closure per route
         request: Request,
         sess: SessionDep,
         seat: Annotated[str | None, Query(max_length=32)] = None,
-    ) -> EventSourceResponse:
+    ) -> Response:
         user = sess.user
         if user.role == "agent" and seat not in (None, user.seat):
             log.warning("web_stream_refused", user=user.name, seat=seat)
@@ -149,22 +148,16 @@ def _console_router(  # noqa: C901 - one closure per route
         if sess.streams >= ctx.sessions.settings.max_streams_per_user:
             raise ApiError(429, "too_many_streams", "too many open streams for this user")
 
-        async def body() -> Any:
-            # opened in the generator, so the finally below always pairs with it (a client
-            # gone before the first event leaves neither a stream nor a count behind)
-            stream = hub.open(user)
+        def opened() -> LiveStream:
             sess.streams += 1
-            try:
-                yield {"event": "hello", "data": json.dumps({"user": user.name, "seat": user.seat})}
-                async for item in stream.events():
-                    yield item
-            finally:
-                hub.close_stream(stream)
-                sess.streams -= 1
+            return hub.open(user)
 
-        return EventSourceResponse(
-            body(), ping=_PING_S, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-        )
+        def closed(stream: LiveStream) -> None:
+            hub.close_stream(stream)
+            sess.streams -= 1
+
+        hello = sse_frame("hello", json.dumps({"user": user.name, "seat": user.seat}))
+        return SseResponse(opened, hello, closed)
 
     return router
 

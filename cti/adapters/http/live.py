@@ -6,10 +6,26 @@ events — so a browser sees exactly what an MQTT desktop sees, and never talks 
 Each stream carries only what its user may see (:func:`visible`): an agent its own seat's
 topics, a supervisor the seats, queue and calls (the wallboard), an admin everything.
 
-A slow browser costs only its own stream: every stream has a bounded queue
-(``web.stream_queue``); one that is full is closed (the browser's EventSource reconnects
-and the page refetches its state), and the daemon never waits on a browser. The payload is
-encoded to JSON once per publish, whatever the number of streams.
+The publish path does no per-browser work (issue 13): :meth:`LiveHub.publish` runs inside
+the MQTT adapter's ``publish`` (its tap), so a fan-out there to 500 browsers delayed the MQTT
+desktops' pops by as much (p99 0.6-1.5 s measured). It only remembers a seat's latest pop
+and appends the publish to the hub's inbox; the hub's own task (:meth:`LiveHub.run`) then
+encodes each publish once into a ready SSE frame (``event: …\ndata: …\n\n``, bytes),
+decides visibility once per user rather than per stream, and appends the frame to each
+stream's pending list. A stream's writer (:mod:`cti.adapters.http.sse`) sends everything
+pending in one write: a burst of publishes (a pop, the seat's state, the queue snapshot
+and the call event of one core step) costs each socket one write, not four; the hub
+gathers publishes for ``web.stream_batch_ms`` (10 ms) first, so an offer pop that follows
+its step's events by a history lookup still shares their write (benchmarks/sse.py: half
+the writes, p99 under 100 ms with 500 streams, docs/console.md). Payloads are
+the core's snapshots (never mutated after publish), so encoding them a moment later is safe.
+
+A slow browser costs only its own stream: what waits for one stream is bounded
+(``web.stream_queue`` frames); one that is full is closed (the browser's EventSource
+reconnects and the page refetches its state) and counted (``overflows``, /metrics
+``cti_web_stream_overflows_total``); its writer, if stuck on a full socket, is cancelled.
+Dropping the oldest instead would lose a pop silently; a reconnect shows the current state.
+The daemon never waits on a browser.
 """
 
 from __future__ import annotations
@@ -18,7 +34,8 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -27,7 +44,7 @@ from structlog.typing import FilteringBoundLogger
 
 from cti.settings import WebUser
 
-__all__ = ["LiveHub", "LiveStream", "event_name", "visible"]
+__all__ = ["PING_FRAME", "LiveHub", "LiveStream", "event_name", "sse_frame", "visible"]
 
 # topic kind (after seats/{seat}/) -> SSE event name
 _SEAT_EVENTS: Final = {"pop": "pop", "state": "state", "reply": "reply"}
@@ -37,7 +54,6 @@ _BOARD_EVENTS: Final = {
     "stats/live": "stats",
     "stats/alarms": "alarms",
 }
-_CLOSE: Final = object()
 
 
 def event_name(topic: str) -> str | None:
@@ -77,25 +93,68 @@ def _decoded(payload: bytes) -> Mapping[str, Any] | None:
     return value if isinstance(value, Mapping) else None
 
 
+def sse_frame(event: str, data: str) -> bytes:
+    """One SSE event, ready for the socket. *data* is one line (compact JSON never holds a
+    raw newline: json.dumps escapes them)."""
+    return f"event: {event}\ndata: {data}\n\n".encode()
+
+
+PING_FRAME: Final = b": ping\n\n"  # a comment line: proxies and the browser see it alive
+# publishes waiting for the hub's task at most: it drains them every loop iteration, so
+# this is a bound against a bug, not a policy
+_INBOX_MAX: Final = 100_000
+
+
 @dataclass(eq=False)
 class LiveStream:
-    """One browser's stream: a bounded queue of ``(event, data)``."""
+    """One browser's stream: the frames waiting for its writer (at most ``limit``)."""
 
     user: WebUser
-    queue: asyncio.Queue[Any]
+    limit: int
     opened: float
     overflowed: bool = False
-    sent: int = 0
+    closed: bool = False
+    sent: int = 0  # frames handed to the writer
+    _frames: list[bytes] = field(default_factory=list)
+    _ready: asyncio.Event = field(default_factory=asyncio.Event)
+    # the writer's task, cancelled when the stream overflows (it may be stuck on a full
+    # socket, where it would never see the close)
+    writer: asyncio.Task[Any] | None = None
 
-    async def events(self) -> AsyncIterator[dict[str, str]]:
-        """The SSE events of this stream until it is closed (hub closing, or overflowed)."""
-        while True:
-            item = await self.queue.get()
-            if item is _CLOSE:
-                return
-            event, data = item
-            self.sent += 1
-            yield {"event": event, "data": data}
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def push(self, frame: bytes) -> bool:
+        """Queue *frame*; ``False``: the stream is full (the hub closes it)."""
+        if len(self._frames) >= self.limit:
+            return False
+        self._frames.append(frame)
+        self._ready.set()
+        return True
+
+    def close(self, *, abort: bool = False) -> None:
+        self.closed = True
+        self._ready.set()
+        if abort and self.writer is not None:
+            self.writer.cancel()
+
+    async def next_chunk(self) -> bytes | None:
+        """Every frame pending, as one chunk, once there is one; ``None``: the stream is
+        closed (what had not been sent is dropped: the browser refetches)."""
+        while not self._frames and not self.closed:
+            self._ready.clear()
+            await self._ready.wait()
+        if self.closed:
+            return None
+        chunk = b"".join(self._frames)
+        self.sent += len(self._frames)
+        self._frames.clear()
+        return chunk
+
+    def take(self) -> list[bytes]:
+        """The pending frames, taken (tests; the writer uses :meth:`next_chunk`)."""
+        frames, self._frames = self._frames, []
+        return frames
 
 
 @dataclass
@@ -105,22 +164,26 @@ class LiveHub:
     queue_size: int = 256
     log: FilteringBoundLogger = field(default_factory=lambda: structlog.get_logger("cti.web"))
     clock: Callable[[], float] = time.monotonic
+    ping_s: float = 15.0
+    batch_s: float = 0.0  # web.stream_batch_ms (the daemon's default 10 ms)
     _streams: set[LiveStream] = field(default_factory=set)
-    delivered: int = 0
-    overflows: int = 0
+    delivered: int = 0  # frames queued to streams
+    overflows: int = 0  # streams closed for falling queue_size frames behind
+    inbox_dropped: int = 0  # publishes lost past _INBOX_MAX (a bug: never expected)
+    batches: int = 0  # fan-out passes (each one wakes every stream it gave a frame once)
     closed: bool = False
     # each seat's latest pop (until its `end`): a page that (re)loads shows the call
     _pops: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _inbox: deque[tuple[str, str, Mapping[str, Any] | bytes]] = field(default_factory=deque)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def last_pop(self, seat: str) -> dict[str, Any] | None:
         return self._pops.get(seat)
 
     def open(self, user: WebUser) -> LiveStream:
-        stream = LiveStream(
-            user=user, queue=asyncio.Queue(maxsize=self.queue_size), opened=self.clock()
-        )
+        stream = LiveStream(user=user, limit=self.queue_size, opened=self.clock())
         if self.closed:
-            stream.queue.put_nowait(_CLOSE)
+            stream.close()
         else:
             self._streams.add(stream)
         return stream
@@ -132,8 +195,9 @@ class LiveHub:
         return len(self._streams)
 
     def publish(self, topic: str, payload: Mapping[str, Any] | bytes) -> None:
-        """One daemon publish, to every stream allowed to see it. Never blocks, never
-        raises for a browser's sake."""
+        """One daemon publish (the MQTT adapter's tap): O(1) whatever the number of
+        streams — the fan-out is :meth:`run`'s. Never blocks, never raises for a browser's
+        sake."""
         event = event_name(topic)
         if event is None:
             return
@@ -141,21 +205,45 @@ class LiveHub:
             self._remember_pop(topic.split("/")[1], payload)
         if not self._streams:
             return
-        body = _decoded(payload) if isinstance(payload, bytes) else payload
-        if body is None:
-            return
-        data: str | None = None
-        for stream in list(self._streams):
-            if not visible(stream.user, topic, body):
+        if len(self._inbox) >= _INBOX_MAX:
+            self._inbox.popleft()
+            self.inbox_dropped += 1
+        self._inbox.append((topic, event, payload))
+        self._wake.set()
+
+    def flush(self) -> None:
+        """The fan-out of every publish waiting: each encoded once, visibility decided
+        once per user, the frame appended to each stream that may see it. Streams wake
+        after the whole pass, so a burst reaches each one as one chunk."""
+        self.batches += 1
+        while self._inbox:
+            topic, event, payload = self._inbox.popleft()
+            body = _decoded(payload) if isinstance(payload, bytes) else payload
+            if body is None:
                 continue
-            if data is None:  # once per publish, only if someone sees it
-                data = json.dumps(
-                    {"topic": topic, **body}, ensure_ascii=False, separators=(",", ":")
-                )
-            try:
-                stream.queue.put_nowait((event, data))
-                self.delivered += 1
-            except asyncio.QueueFull:
+            frame: bytes | None = None
+            seen: dict[str, bool] = {}  # user name -> may see this publish
+            for stream in list(self._streams):
+                user = stream.user
+                ok = seen.get(user.name)
+                if ok is None:
+                    ok = seen[user.name] = visible(user, topic, body)
+                if not ok:
+                    continue
+                if frame is None:  # once per publish, only if someone sees it
+                    data = json.dumps(
+                        {"topic": topic, **body}, ensure_ascii=False, separators=(",", ":")
+                    )
+                    frame = sse_frame(event, data)
+                if stream.push(frame):
+                    self.delivered += 1
+                else:
+                    self._overflow(stream)
+
+    def ping(self) -> None:
+        """A comment frame to every stream (one shared bytes object)."""
+        for stream in list(self._streams):
+            if not stream.push(PING_FRAME):
                 self._overflow(stream)
 
     def _remember_pop(self, seat: str, payload: Mapping[str, Any]) -> None:
@@ -164,15 +252,12 @@ class LiveHub:
         self._pops[seat] = {"topic": f"seats/{seat}/pop", **payload}
 
     def _overflow(self, stream: LiveStream) -> None:
-        """A browser that fell ``queue_size`` events behind: its stream ends (it reconnects
+        """A browser that fell ``queue_size`` frames behind: its stream ends (it reconnects
         and refetches), the rest go on."""
         self.overflows += 1
         stream.overflowed = True
         self._streams.discard(stream)
-        # make room for the close mark: what it had not read is lost anyway
-        with contextlib.suppress(asyncio.QueueEmpty):
-            stream.queue.get_nowait()
-        stream.queue.put_nowait(_CLOSE)
+        stream.close(abort=True)
         self.log.warning(
             "web_stream_overflow", user=stream.user.name, queued=self.queue_size, sent=stream.sent
         )
@@ -182,15 +267,30 @@ class LiveHub:
         them."""
         self.closed = True
         for stream in list(self._streams):
-            with contextlib.suppress(asyncio.QueueEmpty):
-                if stream.queue.full():
-                    stream.queue.get_nowait()
-            stream.queue.put_nowait(_CLOSE)
+            stream.close()
         self._streams.clear()
+        self._inbox.clear()
 
     async def run(self) -> None:
-        """A task of the daemon's TaskGroup that only closes the streams when cancelled."""
+        """The hub's task in the daemon's TaskGroup: the fan-out of what was published
+        since it last ran, and the pings; closes the streams when cancelled."""
+        loop = asyncio.get_running_loop()
+        next_ping = loop.time() + self.ping_s
         try:
-            await asyncio.Event().wait()
+            while True:
+                if not self._inbox:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout_at(next_ping):
+                            await self._wake.wait()
+                self._wake.clear()
+                if self._inbox and self.batch_s > 0:
+                    # the rest of a burst (an offer's pop a lookup after its state, queue
+                    # and call events) joins it: one write per stream instead of two
+                    await asyncio.sleep(self.batch_s)
+                if self._inbox:
+                    self.flush()
+                if loop.time() >= next_ping:
+                    self.ping()
+                    next_ping = loop.time() + self.ping_s
         finally:
             self.close()
