@@ -28,6 +28,7 @@ import yaml
 
 from tests.conftest import AMI_SECRET
 from tests.real.daemon_harness import Harness, poll_async, write_config
+from tests.real.logcapture import note_secrets
 from tests.real.web_helpers import HASH, base_url, login, web_config
 
 pytestmark = [pytest.mark.realserver, pytest.mark.usefixtures("testbed")]
@@ -57,6 +58,7 @@ def save(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     tmp.replace(path)
+    note_secrets(config=path)  # a reloaded token must not reach the log either
 
 
 async def cti(*args: str) -> tuple[int, str, str]:
@@ -257,6 +259,7 @@ async def test_reload_changes_web_users_live_and_ends_removed_users_sessions(
 
                 # a bad entry: the password pasted where its hash belongs
                 pasted = "Pasted-" + secrets.token_hex(8)
+                note_secrets(pasted)  # the log scan looks for it in the whole run's logs
                 new = {"name": "new", "role": "admin", "password_hash": pasted}
                 bad = {**data, "web": {**data["web"], "users": [*data["web"]["users"], new]}}
                 save(path, bad)
