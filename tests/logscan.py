@@ -10,7 +10,8 @@ and fails (exit 1, each finding on stderr) when a line holds
 * one of the phone numbers the tests use (the 11-digit mobile numbers written in tests/),
   verbatim, in any key, exempt ones included;
 * a secret the daemon was configured with (``<log>.secrets``: AMI secrets, MQTT
-  passwords, HTTP and work-order tokens; 8 characters or more), anywhere in the line.
+  passwords, HTTP and work-order tokens; 8 characters or more), or one a test noted later
+  (``noted-<n>.secrets``: a reloaded file's tokens), anywhere in the line.
 
 An empty DIR is a failure too: a scan of nothing would prove nothing. Asterisk's own logs
 are not scanned (they are Asterisk's, not ours).
@@ -84,10 +85,7 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
             yield number, line.rstrip("\n")
 
 
-def _secrets_of(log: Path) -> list[str]:
-    file = log.with_suffix(".secrets")
-    if not file.is_file():
-        return []
+def _secrets_in(file: Path) -> list[str]:
     got = json.loads(file.read_text(encoding="utf-8"))
     return [s for s in got if isinstance(s, str)]
 
@@ -96,8 +94,10 @@ def scan_dir(directory: Path, numbers: frozenset[str] | None = None) -> tuple[in
     """(lines scanned, findings) over every ``*.log`` in *directory*."""
     numbers = numbers_in_tests() if numbers is None else numbers
     logs = sorted(directory.glob("*.log"))
-    # a secret of any daemon of the run must not appear in any log of the run
-    secrets = {s for log in logs for s in _secrets_of(log)}
+    # a secret of any daemon of the run must not appear in any log of the run: each
+    # daemon's at its start (<log>.secrets) and those noted later (noted-<n>.secrets: a
+    # reloaded file's, tests.real.logcapture.note_secrets)
+    secrets = {s for file in sorted(directory.glob("*.secrets")) for s in _secrets_in(file)}
     scanned = 0
     findings: list[Finding] = []
     for log in logs:

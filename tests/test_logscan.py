@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests import logscan
-from tests.real.logcapture import configured_secrets
+from tests.real.logcapture import LOG_DIR_ENV, configured_secrets, note_secrets
 
 NUMBERS = frozenset({"13800000871"})
 SECRET = "p-0123456789abcdef0123456789abcdef"
@@ -81,3 +81,21 @@ def test_secrets_are_taken_from_the_config_and_the_environment(tmp_path: Path) -
     )
     got = configured_secrets(cfg, {"CTI_AMI_SECRET": "ami-sec-1", "PATH": "/bin"})
     assert got == {"mqtt-pass-1", "tok-123456789", "ami-sec-1"}
+
+
+def test_a_secret_noted_after_the_start_is_scanned_for_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A token a reload brought in is not in the daemon's start-time `.secrets`: the test
+    notes it (note_secrets), and the scan looks for it in every log of the run."""
+    monkeypatch.setenv(LOG_DIR_ENV, str(tmp_path))
+    log = tmp_path / "test_x-1.log"
+    log.with_suffix(".secrets").write_text("[]", encoding="utf-8")
+    cfg = tmp_path / "cti.yaml"
+    cfg.write_text("http:\n  tokens: [{name: a, token: reloaded-tok-1}]\n", encoding="utf-8")
+    note_secrets("pasted-password-1", config=cfg)
+    log.write_text(line(event="config_reloaded") + "\n", encoding="utf-8")
+    assert logscan.main([str(tmp_path)]) == 0
+    for leak in ("reloaded-tok-1", "pasted-password-1"):
+        log.write_text(line(event="config_reload_refused", error=leak) + "\n", encoding="utf-8")
+        assert logscan.main([str(tmp_path)]) == 1, leak

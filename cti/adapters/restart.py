@@ -18,13 +18,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import Text, and_, exists, func, select, type_coerce
 from sqlalchemy.exc import SQLAlchemyError
 from structlog.typing import FilteringBoundLogger
 
 from cti.adapters.db.dialect import insert
 from cti.adapters.db.store import Store
 from cti.adapters.db.tables import CALL_RECORDS, HEARTBEATS, OUTBOX, SEAT_EVENTS
+from cti.adapters.workorders.outbox import InvalidPayloadError, decode_payload
 from cti.core.messages import SeatMark, TakenCall
 from cti.seats.model import Pending, PendingKind, Reason
 from cti.workorders.model import TicketDraft
@@ -106,7 +107,9 @@ async def load_restart(store: Store, nodes: Iterable[str], now: float) -> Restar
     async with store.engine.connect() as conn:
         alive = {r.node: r.at for r in await conn.execute(select(HEARTBEATS))}
         updates = OUTBOX.alias("u")
-        q = select(OUTBOX.c.call_id, OUTBOX.c.payload).where(
+        # the payload as text, decoded per row: one row that is not JSON must not stop
+        # the daemon's start (issue 15, the outbox's poison row)
+        q = select(OUTBOX.c.call_id, type_coerce(OUTBOX.c.payload, Text).label("payload")).where(
             OUTBOX.c.kind == "create",
             OUTBOX.c.created_at >= now - LOOK_BACK_S,
             ~exists().where(
@@ -117,9 +120,11 @@ async def load_restart(store: Store, nodes: Iterable[str], now: float) -> Restar
         drafts: list[TicketDraft] = []
         for row in await conn.execute(q):
             try:
-                draft = TicketDraft.from_json(row.payload)
-            except (KeyError, TypeError, ValueError):
-                continue  # not a draft this version can read: left to the operator
+                draft = decode_payload("create", row.payload)
+            except InvalidPayloadError:
+                continue  # not a draft this version can read: parked by the deliverer
+            if not isinstance(draft, TicketDraft):  # what "create" decodes to; for mypy
+                continue
             # a taken call's draft: not a 110 data transfer, not an after-hours message
             # (those carry their recording or content and never get an update)
             if draft.node in nodes and draft.recording is None and not draft.content:

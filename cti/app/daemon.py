@@ -52,6 +52,7 @@ from cti.app.feed import Tally
 from cti.app.http_facade import HttpFacade
 from cti.app.jobs import Jobs
 from cti.app.live_stats import DAY_S, LiveStats, zone
+from cti.app.outbox_health import outbox_metrics, outbox_ready
 from cti.app.reload import Reloader, ReloadStats
 from cti.app.transfers110 import PUSH_TOPIC, Transfers110
 from cti.app.web import WebPages
@@ -230,6 +231,9 @@ class Daemon:
         )
         self.mqtt.taps.append(self.web.hub.publish)
         self.http.more_metrics.append(self.web.metrics)
+        # parked ticket operations (issue 15): /readyz degraded, /metrics counts
+        self.http.more_metrics.append(lambda: outbox_metrics(self.tickets))
+        self.http.more_ready.append(lambda: outbox_ready(self.tickets))
         self._effects = self._effect_table()
 
     def apply_reload(self, plan: ReloadPlan) -> None:

@@ -90,6 +90,8 @@ class HttpFacade:
         self._mqtt_push_limit = mqtt_push_limit
         # metrics of parts built after this facade (the browser pages, cti/app/web.py)
         self.more_metrics: list[Callable[[], Sequence[Metric]]] = []
+        # /readyz parts of parts built after it (the ticket outbox, cti/app/outbox_health.py)
+        self.more_ready: list[Callable[[], Sequence[ReadyPart]]] = []
 
     def serve(
         self,
@@ -215,6 +217,7 @@ class HttpFacade:
                 f"{mqtt.broker}; backlog {mqtt.backlog}",
             )
         )
+        parts.extend(p for more in self.more_ready for p in more())
         return parts
 
     async def watch_readiness(self) -> None:

@@ -86,9 +86,13 @@ class WebPages:
         )
 
     def use_settings(self, settings: Settings) -> None:
-        """A reloaded configuration: users removed or changed lose their sessions."""
+        """A reloaded configuration: users removed, disabled or changed lose their sessions
+        and their open live streams at once (a stream is not re-checked per event)."""
         self._settings = settings
-        self.sessions.use_settings(settings.web)
+        ended = self.sessions.use_settings(settings.web)
+        streams = self.hub.end_streams(self.sessions.current)
+        if ended or streams:
+            self._log.info("web_sessions_ended", users=ended, streams=streams, cause="reload")
 
     # ---- ConsoleBackend
 

@@ -159,7 +159,9 @@ def _is_http_token(loc: Loc) -> bool:
 
 
 def _is_secret(loc: Loc) -> bool:
-    return bool(loc) and loc[-1] in {"secret", "password", "token"}
+    # password_hash: a refused "hash" is most often the password itself, pasted in its
+    # place; echoing it would write it to the terminal and, on a reload, the daemon's log
+    return bool(loc) and loc[-1] in {"secret", "password", "token", "password_hash"}
 
 
 def _short(value: object) -> str | None:

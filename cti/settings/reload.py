@@ -7,7 +7,9 @@ here) and returns the configuration to run with from now on: the running one wit
 restart and left as it is — never half-applied.
 
 Live (:data:`LIVE`): the number plan (seats, skills, lines, hours, classes, overflow steps,
-ring and wrap-up times, blacklist, emergency services) and the HTTP API's bearer tokens.
+ring and wrap-up times, blacklist, emergency services), the HTTP API's bearer tokens and
+the browser pages' users (``web.users``: a removed, disabled or changed user's sessions
+and streams end; the rest of ``web`` — sessions, lockout, streams — needs a restart).
 Not live (:data:`RESTART_IN_PLAN` and everything outside :data:`LIVE`): what a socket, a
 pool, a task or a sort order was built from at start-up — AMI nodes, MQTT, the database,
 HTTP and FastAGI listeners and limits, logging, the IVR flows, work orders, 110 feedback,
@@ -26,7 +28,7 @@ from cti.settings.schema import Settings
 
 __all__ = ["LIVE", "RESTART_IN_PLAN", "ReloadPlan", "changed_paths", "plan_reload"]
 
-LIVE: Final = ("numberplan", "http.tokens")
+LIVE: Final = ("numberplan", "http.tokens", "web.users")
 """Settings (dotted prefixes) a reload applies to the running daemon."""
 
 RESTART_IN_PLAN: Final = (
@@ -64,6 +66,10 @@ class ReloadPlan:
     def tokens_changed(self) -> bool:
         return "http.tokens" in self.applied
 
+    @property
+    def web_users_changed(self) -> bool:
+        return "web.users" in self.applied
+
 
 def plan_reload(running: Settings, loaded: Settings) -> ReloadPlan:
     """The configuration to run with after reading *loaded* while *running* runs."""
@@ -78,7 +84,8 @@ def plan_reload(running: Settings, loaded: Settings) -> ReloadPlan:
     )
     plan = loaded.numberplan.model_copy(update={"queue": queue})
     http = running.http.model_copy(update={"tokens": loaded.http.tokens})
-    settings = running.model_copy(update={"numberplan": plan, "http": http})
+    web = running.web.model_copy(update={"users": loaded.web.users})
+    settings = running.model_copy(update={"numberplan": plan, "http": http, "web": web})
     return ReloadPlan(settings=settings, applied=applied, needs_restart=restart)
 
 

@@ -47,6 +47,11 @@ class WebUser(BaseModel):
         description="supervisor: the line numbers (and their seats) this supervisor oversees.",
     )
     display_name: str = Field(default="", max_length=64, description="Shown on the page.")
+    disabled: bool = Field(
+        default=False,
+        description="Refused at login, its sessions ended (at `cti reload` too), its entry "
+        "kept: an agent on leave, a supervisor moved, without losing the hash.",
+    )
     test_only: bool = Field(
         default=False,
         description="Marks a user of the testbed (scripts/dev run); the daemon warns at "

@@ -20,7 +20,12 @@ from cti import cli
 from cti.adapters.http import build_api, serve_http
 from cti.adapters.http.console import install_web
 from cti.adapters.http.live import LiveHub, visible
-from cti.adapters.http.sessions import SessionTable, hash_password, verify_password
+from cti.adapters.http.sessions import (
+    LoginRefused,
+    SessionTable,
+    hash_password,
+    verify_password,
+)
 from cti.seats.commands import CommandError, parse_seat_command
 from cti.settings import HttpSettings, WebSettings, WebUser
 from tests.adapters.test_http import FakeFacade
@@ -277,6 +282,53 @@ def test_reload_ends_sessions_of_removed_users() -> None:
     sid, _ = table.login("a1002", PASSWORD)
     table.use_settings(WebSettings(users=users()[:1]))
     assert table.get(sid) is None
+
+
+def test_reload_ends_sessions_of_disabled_or_changed_users_and_keeps_the_others() -> None:
+    a1, a2, boss = users()
+    table = SessionTable(WebSettings(users=users()))
+    kept, _ = table.login("a1001", PASSWORD)
+    disabled, _ = table.login("a1002", PASSWORD)
+    moved, _ = table.login("boss", PASSWORD)
+    ended = table.use_settings(
+        WebSettings(
+            users=(
+                a1,
+                a2.model_copy(update={"disabled": True}),
+                boss.model_copy(update={"lines": ("12345",)}),
+            )
+        )
+    )
+    assert ended == ["a1002", "boss"]
+    assert table.get(kept) is not None
+    assert table.get(disabled) is None
+    assert table.get(moved) is None
+    with pytest.raises(LoginRefused):  # disabled: refused like an unknown name
+        table.login("a1002", PASSWORD)
+    assert table.login("boss", PASSWORD)[1].user.lines == ("12345",)  # the new entry
+
+
+def test_a_disabled_user_cannot_log_in_from_the_start() -> None:
+    a1, *_ = users()
+    table = SessionTable(WebSettings(users=(a1.model_copy(update={"disabled": True}),)))
+    with pytest.raises(LoginRefused) as info:
+        table.login("a1001", PASSWORD)
+    assert not info.value.locked
+
+
+def test_reload_ends_the_live_streams_of_users_it_ended() -> None:
+    a1, a2, _ = users()
+    hub = LiveHub()
+    s1, s2 = hub.open(a1), hub.open(a2)
+    table = SessionTable(WebSettings(users=users()))
+    table.use_settings(WebSettings(users=(a1,)))
+    assert hub.end_streams(table.current) == 1
+    assert len(hub) == 1
+    assert s2.queue.qsize() == 1  # the close mark: its events() ends
+    hub.publish("seats/1001/state", {"status": "ready"})
+    hub.publish("seats/1002/state", {"status": "ready"})
+    assert s1.queue.qsize() == 1
+    assert s2.queue.qsize() == 1  # nothing more for the ended stream
 
 
 def test_visibility() -> None:

@@ -132,6 +132,54 @@ async def test_a_good_file_is_applied_and_a_changed_dialplan_said(tmp_path: Path
     assert r.stats.applied == 2
 
 
+# a syntactically valid argon2id hash (the settings check its form, not the password)
+HASH_A = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+HASH_B = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$b3RoZXJvdGhlcm90aGVyb3RoZXI"
+
+
+def web_users(*users: dict[str, Any]) -> dict[str, Any]:
+    return {"users": list(users), "lockout_after": 5}
+
+
+def test_web_users_reload_live_and_the_rest_of_web_waits(tmp_path: Path) -> None:
+    agent = {"name": "a1001", "role": "agent", "seat": "1001", "password_hash": HASH_A}
+    data = base()
+    data["web"] = web_users(agent)
+    old = load(tmp_path, data)
+    data["web"] = {
+        **web_users({**agent, "password_hash": HASH_B}, {"name": "root", "role": "admin",
+                    "password_hash": HASH_A}),
+        "lockout_after": 9,
+    }  # fmt: skip
+    plan = plan_reload(old, load(tmp_path, data))
+    assert plan.applied == ("web.users",)
+    assert plan.needs_restart == ("web.lockout_after",)
+    assert plan.web_users_changed
+    assert [u.name for u in plan.settings.web.users] == ["a1001", "root"]
+    assert plan.settings.web.users[0].password_hash == HASH_B
+    assert plan.settings.web.lockout_after == 5  # left as it was
+
+
+async def test_a_web_user_with_a_bad_entry_is_refused_and_the_old_users_stay(
+    tmp_path: Path,
+) -> None:
+    data = base()
+    data["web"] = web_users(
+        {"name": "a1001", "role": "agent", "seat": "1001", "password_hash": HASH_A}
+    )
+    r, applied = reloader(tmp_path, data)
+    data["web"] = web_users(
+        {"name": "a1001", "role": "agent", "password_hash": "plaintext-password"}
+    )
+    (tmp_path / "cti.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
+    outcome = await r.reload()
+    assert outcome["result"] == "refused"
+    assert applied == []
+    errors = " ".join(outcome["errors"])
+    assert "web.users.0.password_hash" in errors
+    assert "plaintext-password" not in errors  # a password pasted by mistake is not echoed
+
+
 def test_cti_reload_prints_the_daemons_outcome(tmp_path: Path) -> None:
     pidfile = tmp_path / "cti.pid"
     write_pidfile(pidfile)  # this test process: a `python -m pytest`, not a cti daemon

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-__all__ = ["LOG_DIR_ENV", "capture_daemon_logs", "configured_secrets"]
+__all__ = ["LOG_DIR_ENV", "capture_daemon_logs", "configured_secrets", "note_secrets"]
 
 LOG_DIR_ENV = "CTI_TEST_LOG_DIR"
 _SECRET_KEYS = re.compile(r"(secret|password|token)$", re.IGNORECASE)
@@ -54,6 +54,21 @@ def configured_secrets(config: Path | None, env: Mapping[str, str]) -> set[str]:
             pass  # a test's deliberately broken file: it never serves
     found.update(v for k, v in env.items() if _SECRET_ENV.search(k))
     return found
+
+
+def note_secrets(*values: str, config: Path | None = None) -> None:
+    """Secrets a running daemon learns after its start — a reloaded file's new tokens
+    (*config*: the file as it is now), a password a test pastes into it — for the scan:
+    the ``.secrets`` snapshot taken at the start does not hold them (issue 15's audit)."""
+    directory = os.environ.get(LOG_DIR_ENV)
+    if not directory:
+        return
+    found = set(values) | (configured_secrets(config, {}) if config is not None else set())
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"noted-{next(_counter)}.secrets").write_text(
+        json.dumps(sorted(found)), encoding="utf-8"
+    )
 
 
 def _is_daemon(args: tuple[Any, ...]) -> bool:

@@ -28,6 +28,8 @@ import yaml
 
 from tests.conftest import AMI_SECRET
 from tests.real.daemon_harness import Harness, poll_async, write_config
+from tests.real.logcapture import note_secrets
+from tests.real.web_helpers import HASH, base_url, login, web_config
 
 pytestmark = [pytest.mark.realserver, pytest.mark.usefixtures("testbed")]
 
@@ -56,6 +58,7 @@ def save(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     tmp.replace(path)
+    note_secrets(config=path)  # a reloaded token must not reach the log either
 
 
 async def cti(*args: str) -> tuple[int, str, str]:
@@ -197,3 +200,80 @@ def held(channels: dict[str, dict[str, str]], call_id: str) -> str | None:
 
 async def _gone(h: Harness, call_id: str) -> bool:
     return call_id not in await h.channels()
+
+
+async def test_reload_changes_web_users_live_and_ends_removed_users_sessions(
+    tmp_path: Path,
+) -> None:
+    """The browser pages' users (`web.users`) at `cti reload`: a disabled agent and a
+    removed supervisor are logged out at once (their pages, their open live stream), an
+    unchanged agent stays logged in, a new admin can log in. A user entry with a clear
+    password where the hash belongs is refused like any bad file — without writing that
+    password to the terminal or the daemon's log — and the users stay as they were."""
+    path, prefix = web_config(tmp_path)
+    pidfile = tmp_path / "cti.pid"
+    data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    async with Harness(path, prefix, args=["--pidfile", str(pidfile)]) as h:
+        url = await base_url(h)
+        async with (
+            httpx.AsyncClient(base_url=url, timeout=10) as kept,
+            httpx.AsyncClient(base_url=url, timeout=10) as disabled,
+            httpx.AsyncClient(base_url=url, timeout=10) as removed,
+        ):
+            for c, name in ((kept, "a1001"), (disabled, "a1002"), (removed, "boss")):
+                assert (await login(c, name)).status_code == 303, name
+            assert (await kept.get("/console")).status_code == 200
+            assert (await disabled.get("/console")).status_code == 200
+            async with disabled.stream("GET", "/events") as stream:
+                assert stream.status_code == 200
+                lines = stream.aiter_lines()
+                async with asyncio.timeout(10):
+                    async for line in lines:
+                        if line.startswith("event: hello"):
+                            break
+                # the file: a1002 disabled, boss gone, an admin added; a1001 as it was
+                users = data["web"]["users"]
+                data["web"]["users"] = [
+                    users[0],
+                    {**users[1], "disabled": True},
+                    {"name": "root", "role": "admin", "password_hash": HASH},
+                ]
+                save(path, data)
+                code, out, err = await cti("reload", "--pidfile", str(pidfile))
+                assert code == 0, err
+                assert out.splitlines()[0] == "reloaded: web.users", out
+                # the disabled agent's open stream ends (not only its next request)
+                async with asyncio.timeout(10):
+                    rest = [line async for line in lines]
+                assert not any(line.startswith("event: pop") for line in rest)
+            ended = await h.wait(lambda: h.log("web_sessions_ended"), 10, "sessions ended")
+            assert ended["users"] == ["a1002", "boss"]
+            assert ended["streams"] == 1
+            assert (await kept.get("/console")).status_code == 200  # unchanged: still in
+            for c in (disabled, removed):
+                assert (await c.get("/console")).status_code in (302, 303, 307)
+                assert (await c.get("/events")).status_code == 401
+            assert (await login(disabled, "a1002")).status_code != 303  # refused now
+            async with httpx.AsyncClient(base_url=url, timeout=10) as admin:
+                assert (await login(admin, "root")).status_code == 303  # the new user
+
+                # a bad entry: the password pasted where its hash belongs
+                pasted = "Pasted-" + secrets.token_hex(8)
+                note_secrets(pasted)  # the log scan looks for it in the whole run's logs
+                new = {"name": "new", "role": "admin", "password_hash": pasted}
+                bad = {**data, "web": {**data["web"], "users": [*data["web"]["users"], new]}}
+                save(path, bad)
+                code, _, err = await cti("reload", "--pidfile", str(pidfile))
+                assert code == 2
+                assert "web.users.3.password_hash" in err, err
+                assert pasted not in err
+                refused = await h.wait(
+                    lambda: h.log("config_reload_refused"), 10, "the refusal logged"
+                )
+                assert pasted not in str(refused)
+                # nothing changed: the sessions and users of the last good file hold
+                assert (await kept.get("/console")).status_code == 200
+                async with httpx.AsyncClient(base_url=url, timeout=10) as again:
+                    assert (await login(again, "new", pasted)).status_code != 303
+                    assert (await login(again, "root")).status_code == 303
+    assert not any(pasted in str(e) for e in h.logs_of("config_reload_refused"))

@@ -7,10 +7,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import yaml
 
 from tests.real.daemon_harness import Harness, write_config
 from tests.real.daemon_harness import poll as until
@@ -218,3 +221,79 @@ async def test_a_refused_ticket_is_parked_until_the_operator_requeues_it(tmp_pat
     assert sorted(by_call) == sorted([f"main:{refused}", f"main:{fine}"])
     [number] = by_call[f"main:{refused}"]
     assert srv.tickets[number].facts[f"main:{refused}"].outcome == "answered"
+
+
+async def test_a_poison_row_is_parked_and_the_tickets_behind_it_are_made(tmp_path: Path) -> None:
+    """A row whose payload is not a valid draft (here: text cut in the middle of the
+    caller's number, as a torn restore or a hand edit leaves it) sits at the head of the
+    outbox. Before issue 15's fix it was retried forever and no ticket behind it was made.
+    Now it is parked at its first attempt, never sent to the backend, logged without the
+    number, shown degraded in /readyz, counted in /metrics and listed by `cti outbox
+    list`; the calls after it get their tickets."""
+    srv = WorkOrderServer()
+    await srv.start()
+    db = tmp_path / "cti.db"
+    config, prefix = write_config(tmp_path, seats=SEATS, queue=QUEUE, workorders=http_backend(srv))
+    data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    data["http"] = {"enabled": True, "host": "127.0.0.1", "port": 0, "tokens": []}
+    config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    poison = "main:poison.1:create"
+    try:
+        async with Harness(config, prefix) as h:
+            up = await h.wait(lambda: h.log("http_listening"), 10, "the HTTP API listening")
+            with sqlite3.connect(db) as conn:  # beside the running daemon, like an operator
+                conn.execute(
+                    "insert into outbox (key, call_id, kind, payload, created_at, attempts, "
+                    "parked) values (?, ?, 'create', ?, ?, 0, 0)",
+                    (poison, "main:poison.1", '{"call_id": "main:poison.1", "caller": "1380000',
+                     time.time()),
+                )  # fmt: skip
+            await h.seat("1001", {"cmd": "login", "ready": True})
+            calls = []
+            for i in range(2):
+                call = await h.call("12345", f"1380000074{i}", f"市民{i}")
+                await h.wait(lambda c=call: h.answered_by(c), 10, "answered")  # type: ignore[misc]
+                await h.hang_up(call)
+                calls.append(call)
+            for call in calls:
+                await h.wait(
+                    lambda c=call: h.published(  # type: ignore[misc]
+                        "calls/events", call_id=c, type="ticket", op="update"
+                    ),
+                    15,
+                    "the ticket (create and update) of a call behind the poison row",
+                )
+            parked = h.log("ticket_op_parked", key=poison)
+            assert parked is not None
+            assert parked["error"].startswith("invalid payload: not JSON"), parked
+            assert "1380000" not in str(parked)
+            assert outbox(db, "select parked, attempts from outbox where key = ?", poison) == [
+                (1, 1)
+            ]
+            async with httpx.AsyncClient(
+                base_url=f"http://{up['host']}:{up['port']}", timeout=10
+            ) as c:
+                r = await c.get("/readyz")
+                assert r.status_code == 200, r.text  # degraded, not out of service
+                part = r.json()["parts"]["outbox"]
+                assert part["detail"].startswith("degraded: 1 ticket operation(s) parked"), part
+                metrics = (await c.get("/metrics")).text
+                assert "cti_outbox_parked 1" in metrics
+                assert 'cti_outbox_parked_total{reason="invalid_payload"} 1' in metrics
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "cti", "outbox", "-c", str(config), "list",
+                stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            listing, _ = await proc.communicate()
+            assert proc.returncode == 0
+            assert b"parked: 1" in listing
+            assert poison.encode() in listing
+            assert b"invalid payload: not JSON" in listing
+            assert h.proc is not None
+            assert h.proc.returncode is None  # the daemon kept serving
+    finally:
+        await srv.stop()
+    by_call = srv.numbers_by_call()
+    assert sorted(by_call) == sorted(f"main:{c}" for c in calls)
+    assert all(len(n) == 1 for n in by_call.values()), by_call
+    assert not [r for r in srv.requests if "poison" in str(r.body)]  # never sent

@@ -4,21 +4,29 @@ backend outages, rejections and restarts — exactly one ticket per call."""
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import random
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+import structlog
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from cti.adapters.db.records import summary_row
 from cti.adapters.db.rows import outbox_rows, write_ops
 from cti.adapters.db.store import Store
 from cti.adapters.db.tables import CALL_RECORDS, OUTBOX, TICKETS
+from cti.adapters.restart import load_restart
 from cti.adapters.workorders.embedded import EmbeddedWorkOrders
+from cti.adapters.workorders.operator import outbox_list
 from cti.adapters.workorders.outbox import (
+    InvalidPayloadError,
     OutboxDeliverer,
+    decode_payload,
+    parked_count,
     parked_rows,
     pending_count,
     requeue_parked,
@@ -475,3 +483,142 @@ async def test_a_rating_follows_its_create_and_reaches_the_ticket(store: Store) 
     task.cancel()
     assert backend.log == [f"{call_id(1)}:create", f"{call_id(1)}:update", f"{call_id(1)}:rate"]
     assert backend.tickets["T1"]["rating"] == rating
+
+
+# ---- poison rows: a payload that is not the operation it says it is (issue 15)
+
+
+async def insert_raw(store: Store, key: str, kind: str, payload_text: str) -> None:
+    """A row as a hand edit, a restored dump or another version's bug leaves it: the
+    payload's text exactly as given (SQLite stores any text; PostgreSQL's JSON column only
+    JSON)."""
+    cast = "CAST(:p AS JSON)" if store.engine.dialect.name == "postgresql" else ":p"
+    stmt = text(
+        "INSERT INTO outbox (key, call_id, kind, payload, created_at, attempts, parked) "
+        f"VALUES (:k, :c, :kind, {cast}, :t, 0, false)"  # two fixed forms
+    )
+    async with store.engine.begin() as conn:
+        await conn.execute(
+            stmt, {"k": key, "c": key.rpartition(":")[0], "kind": kind, "p": payload_text, "t": T0}
+        )
+
+
+def bad_draft_payloads(dialect: str) -> dict[str, str]:
+    good = draft(9).to_json()
+    wrong_type = {**good, "created_at": "13800138000x"}  # a caller's number in a float field
+    missing = {k: v for k, v in good.items() if k != "caller"}
+    out = {
+        "json_list": "[1, 2, 3]",
+        "json_string": '"garbage"',
+        "missing_field": json.dumps(missing),
+        "wrong_type": json.dumps(wrong_type),
+    }
+    if dialect == "sqlite":  # PostgreSQL refuses text that is not JSON at the INSERT
+        out["not_json"] = '{"call_id": "main:1.9", "caller": "13800138000'
+    return out
+
+
+async def test_a_poison_row_is_parked_and_every_ticket_behind_it_is_made(store: Store) -> None:
+    """Before: `TicketDraft.from_json` raised KeyError/TypeError, taken for a backend
+    error, and the row was retried forever at the head; text that was not JSON raised out
+    of the fetch. Now each is parked at once, named, masked, and the rest flows."""
+    await queue(store, 1)
+    bad = bad_draft_payloads(store.engine.dialect.name)
+    for i, (case, payload) in enumerate(sorted(bad.items())):
+        await insert_raw(store, f"main:{T0}.bad{i}:create", "create", payload)
+        assert case
+    await insert_raw(store, f"main:{T0}.badkind:create", "delete", "{}")
+    await queue(store, 2, 3)
+    backend = FakeBackend()
+    d = deliverer(store, backend)
+    with structlog.testing.capture_logs() as logs:
+        await drain(d)
+    # every good call got its ticket and its update, in order, once
+    assert backend.log == [op.key for op in ops(1, 2, 3)]
+    assert len(backend.tickets) == 3
+    parked = await parked_rows(store)
+    assert len(parked) == len(bad) + 1
+    assert all(r["last_error"].startswith("invalid payload: ") for r in parked)
+    assert all(r["attempts"] == 1 for r in parked)  # tried once, not retried
+    errors = " ".join(r["last_error"] for r in parked)
+    assert "field 'caller' missing" in errors
+    assert "unknown operation kind 'delete'" in errors
+    assert "a JSON list, not an object" in errors
+    assert "13800138000" not in errors  # the reason never quotes a value
+    assert d.parked == d.parked_invalid == len(bad) + 1
+    assert d.parked_now == len(bad) + 1
+    assert await parked_count(store.engine) == len(bad) + 1
+    assert await pending_count(store) == 0
+    logged = [e for e in logs if e["event"] == "ticket_op_parked"]
+    assert len(logged) == len(bad) + 1
+    assert "13800138000" not in repr(logged)
+    assert not [e for e in logs if e["event"] == "ticket_backend_error"]  # no retry loop
+
+
+async def test_a_poison_row_is_listed_for_the_operator_and_the_restart_reads_past_it(
+    store: Store,
+) -> None:
+    payload = '"garbage"' if store.engine.dialect.name == "postgresql" else "{not json"
+    await insert_raw(store, f"main:{T0}.bad:create", "create", payload)
+    await queue(store, 1)
+    # the restart reader (the daemon's start) reads the recent creates: it skips this one
+    state = await load_restart(store, ["main"], T0 + 10)
+    assert state is not None
+    await drain(deliverer(store, FakeBackend()))
+    out = io.StringIO()
+    await outbox_list(store, out)
+    listing = out.getvalue()
+    assert "parked: 1" in listing
+    assert f"main:{T0}.bad:create" in listing
+    assert "invalid payload" in listing
+
+
+async def test_a_poison_update_is_parked_and_its_call_keeps_its_ticket(store: Store) -> None:
+    await store.upsert_calls([], [], outbox_rows([OutboxOp.create(draft(1))], T0))
+    await insert_raw(store, f"{call_id(1)}:update", "update", json.dumps({"call_id": "x"}))
+    await queue(store, 2)
+    backend = FakeBackend()
+    await drain(deliverer(store, backend))
+    assert backend.log == [f"{call_id(1)}:create", *(op.key for op in ops(2))]
+    (row,) = await parked_rows(store)
+    assert row["key"] == f"{call_id(1)}:update"
+    assert "field 'outcome' missing for a update" in row["last_error"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload", "reason"),
+    [
+        ("create", "", "not JSON (at character 0)"),
+        ("create", b"\xff\xfe", "not JSON"),
+        ("create", None, "a JSON NoneType, not an object"),
+        ("create", "{}", "field 'call_id' missing for a create"),
+        ("update", '{"call_id": "a", "outcome": "answered", "ended_at": "x"}', "wrong type"),
+        (
+            "update",
+            '{"call_id": "a", "outcome": "answered", "ended_at": 1, "transfers": [1]}',
+            "wrong type",
+        ),
+        ("rate", '{"call_id": "a", "satisfaction_key": "1e999999"}', "wrong type"),
+        (
+            "rate",
+            (
+                '{"call_id": "a", "satisfaction_key": "nine", "satisfaction": "", '
+                '"flagged": false, "at": 1}'
+            ),
+            "wrong type",
+        ),
+        ("x" * 100, "{}", "unknown operation kind"),
+    ],
+)
+def test_decode_payload_names_what_is_wrong_never_a_value(
+    kind: str, payload: Any, reason: str
+) -> None:
+    with pytest.raises(InvalidPayloadError) as info:
+        decode_payload(kind, payload)
+    assert reason in str(info.value)
+    assert len(str(info.value)) < 120
+
+
+def test_decode_payload_reads_what_the_outbox_writes() -> None:
+    assert decode_payload("create", json.dumps(draft(1).to_json())) == draft(1)
+    assert decode_payload("update", facts(1).to_json()) == facts(1)

@@ -262,6 +262,19 @@ class LiveHub:
             "web_stream_overflow", user=stream.user.name, queued=self.queue_size, sent=stream.sent
         )
 
+    def end_streams(self, keep: Callable[[WebUser], bool]) -> int:
+        """End the streams of users `keep` refuses (a reload removed, disabled or changed
+        them): their browsers reconnect, find no session and go to the login page.
+        Returns how many ended."""
+        ended = [s for s in self._streams if not keep(s.user)]
+        for stream in ended:
+            self._streams.discard(stream)
+            with contextlib.suppress(asyncio.QueueEmpty):
+                if stream.queue.full():
+                    stream.queue.get_nowait()
+            stream.queue.put_nowait(_CLOSE)
+        return len(ended)
+
     def close(self) -> None:
         """End every stream (the daemon stops): the server's shutdown need not wait for
         them."""

@@ -90,13 +90,21 @@ class SessionTable:
     _sessions: dict[bytes, Session] = field(default_factory=dict)
     _failures: dict[str, _Failures] = field(default_factory=dict)
 
-    def use_settings(self, settings: WebSettings) -> None:
-        """A reloaded ``web`` section: sessions of removed users (or whose role or seat
-        changed) end now."""
+    def use_settings(self, settings: WebSettings) -> list[str]:
+        """A reloaded ``web`` section: sessions of users removed, disabled or changed in
+        any way (role, seat, lines, password hash: a changed password logs out every
+        browser of the old one) end now. Returns the names whose sessions ended."""
         self.settings = settings
+        ended: list[str] = []
         for key, sess in list(self._sessions.items()):
-            if settings.user(sess.user.name) != sess.user:
+            if not self.current(sess.user):
                 del self._sessions[key]
+                ended.append(sess.user.name)
+        return sorted(set(ended))
+
+    def current(self, user: WebUser) -> bool:
+        """Whether *user* (as a session holds it) is still configured, unchanged, enabled."""
+        return not user.disabled and self.settings.user(user.name) == user
 
     def login(self, name: str, password: str) -> tuple[str, Session]:
         """Check a login; the new session's id (for the cookie) and the session.
@@ -110,6 +118,8 @@ class SessionTable:
         if fails is not None and fails.locked_until > now:
             raise LoginRefused(locked=True, retry_after_s=fails.locked_until - now)
         user = self.settings.user(name) if len(name) <= 64 else None
+        if user is not None and user.disabled:
+            user = None  # like an unknown name: the same argon2 check, the same refusal
         ok = (
             verify_password(user.password_hash if user else _DUMMY_HASH, password)
             and user is not None

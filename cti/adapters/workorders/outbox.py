@@ -15,29 +15,41 @@ operation takes effect exactly once, across backend outages and daemon restarts
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import Callable
 from typing import Any, Final
 
 import structlog
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Text, bindparam, func, select, type_coerce
 from sqlalchemy.exc import SQLAlchemyError
 from structlog.typing import FilteringBoundLogger
 
 from cti.adapters.backoff import backoff_delay
 from cti.adapters.db.store import Store
 from cti.adapters.db.tables import OUTBOX
+from cti.logs import mask_text
 from cti.workorders.backend import WorkOrderBackend, WorkOrderRejected, WorkOrderUnavailable
 from cti.workorders.model import TicketCallFacts, TicketDraft, TicketRating, op_key
 
 __all__ = [
     "DeliveredCallback",
+    "InvalidPayloadError",
     "OutboxDeliverer",
+    "decode_payload",
+    "parked_count",
     "parked_rows",
     "pending_count",
     "requeue_parked",
 ]
+
+# The payload as the text the database holds, decoded by us (`decode_payload`), never by
+# SQLAlchemy's JSON type: a row whose text is not JSON (a hand edit, a restored dump, a
+# bug of another version) would raise out of the fetch itself, for the whole batch, and
+# every ticket behind it would wait forever (issue 15: the outbox's poison row).
+_PAYLOAD_TEXT: Final = type_coerce(OUTBOX.c.payload, Text).label("payload")
+_COLUMNS: Final = [c for c in OUTBOX.c if c.name != "payload"]
 
 # one statement for the marks of a pass, built once (executemany with a list of dicts)
 _MARK_DELIVERED: Final = (
@@ -70,6 +82,9 @@ class OutboxDeliverer:
       the order is kept.
     * `WorkOrderRejected`: the row is parked (`parked`, `last_error`), logged at error
       level, and the next rows flow.
+    * a payload that is not the operation it says it is (not JSON, not an object, a field
+      missing or of the wrong type): parked the same way before the backend is asked —
+      retrying cannot fix it, and as the head row it would hold every ticket back.
 
     It wakes on `notify()` (new rows) and every `poll_s` seconds (rows written by another
     process, a backend that came back).
@@ -106,7 +121,12 @@ class OutboxDeliverer:
         self._marks: list[tuple[Any, str]] = []  # delivered in this pass, not yet marked
         self._linger = linger_s
         self.delivered = 0
-        self.parked = 0
+        self.parked = 0  # rows this process parked since start
+        self.parked_invalid = 0  # ... of them for an invalid payload
+        # parked rows in the table (any process's), counted at the start, after each park
+        # and at each idle poll (`cti outbox requeue` runs in another process); None until
+        # the first count
+        self.parked_now: int | None = None
         self.failures = 0
 
     def notify(self) -> None:
@@ -135,13 +155,17 @@ class OutboxDeliverer:
                 continue
             if wait is None:
                 # nothing deliverable: sleep until new rows or the poll timer
+                if self.parked_now is None:
+                    await self._count_parked()
                 if not self._wake.is_set():
                     self._idle.set()
                 try:
                     async with asyncio.timeout(self._poll_s):
                         await self._wake.wait()
                 except TimeoutError:
-                    pass
+                    # a quiet moment: recount (an operator may have requeued rows); not
+                    # on every notify(), which comes once per tick under load
+                    await self._count_parked()
                 if self._linger > 0:
                     # let the rows of a tick gather: one head query and one transaction of
                     # marks for several calls instead of one each (issue 12)
@@ -172,9 +196,15 @@ class OutboxDeliverer:
                 # the table had no more: rows committed since then have called notify()
                 return None
 
+    async def _count_parked(self) -> None:
+        try:
+            self.parked_now = await parked_count(self._engine)
+        except (SQLAlchemyError, OSError) as exc:  # a health figure: the next poll retries
+            self._log.warning("outbox_parked_count_failed", error=str(exc)[:300])
+
     async def _head(self) -> list[Any]:
         q = (
-            select(OUTBOX)
+            select(*_COLUMNS, _PAYLOAD_TEXT)
             .where(OUTBOX.c.delivered_at.is_(None), OUTBOX.c.parked.is_(False))
             .order_by(OUTBOX.c.id)
             .limit(self._batch)
@@ -192,24 +222,25 @@ class OutboxDeliverer:
     async def _deliver(self, row: Any) -> bool:
         """One row. True: done with it (delivered or parked); False: retry it later."""
         try:
-            if row.kind == "create":
-                ref = await self._backend.create(TicketDraft.from_json(row.payload), key=row.key)
+            op = decode_payload(row.kind, row.payload)
+        except InvalidPayloadError as exc:
+            self.parked_invalid += 1
+            await self._park(row, f"invalid payload: {exc}")
+            return True
+        try:
+            if isinstance(op, TicketDraft):
+                ref = await self._backend.create(op, key=row.key)
                 number = ref.number
-            elif row.kind in ("update", "rate"):
+            else:
                 found = await self._create_number(row.call_id)
                 if isinstance(found, _Missing):
                     await self._park(row, found.reason)
                     return True
                 number = found
-                if row.kind == "update":
-                    facts = TicketCallFacts.from_json(row.payload)
-                    await self._backend.update(number, facts, key=row.key)
+                if isinstance(op, TicketCallFacts):
+                    await self._backend.update(number, op, key=row.key)
                 else:
-                    rating = TicketRating.from_json(row.payload)
-                    await self._backend.rate(number, rating, key=row.key)
-            else:
-                await self._park(row, f"unknown operation kind {row.kind!r}")
-                return True
+                    await self._backend.rate(number, op, key=row.key)
         except WorkOrderRejected as exc:
             await self._park(row, f"rejected: {exc.status} {exc.body[:500]}")
             return True
@@ -321,14 +352,67 @@ class OutboxDeliverer:
                 .values(parked=True, attempts=row.attempts + 1, last_error=error[:1000])
             )
         self.parked += 1
+        self.parked_now = (self.parked_now or 0) + 1
         self._log.error(
             "ticket_op_parked",
             key=row.key,
             call_id=row.call_id,
             kind=row.kind,
-            error=error[:300],
-            hint="not retried; fix the cause, then requeue it with `requeue_parked`",
+            # the reasons name fields and types, never a payload's values; masked anyway
+            # (a backend's refusal body may quote the caller's number)
+            error=mask_text(error[:300]),
+            hint="not retried, the rows behind it go on; `cti outbox list` shows it; fix "
+            "the cause, then `cti outbox requeue KEY`",
         )
+
+
+class InvalidPayloadError(ValueError):
+    """An outbox row's payload is not the operation its `kind` names. The message names
+    what is wrong (a field, a type, a JSON position), never a value from the payload: it
+    goes into logs and `last_error`, and payloads hold callers' numbers."""
+
+
+TicketOp = TicketDraft | TicketCallFacts | TicketRating
+
+_DECODERS: Final[dict[str, Callable[[dict[str, Any]], TicketOp]]] = {
+    "create": TicketDraft.from_json,
+    "update": TicketCallFacts.from_json,
+    "rate": TicketRating.from_json,
+}
+
+
+def decode_payload(kind: str, text: str | bytes | dict[str, Any] | None) -> TicketOp:
+    """The ticket operation of an outbox row (its `kind` and its payload as stored).
+
+    Raises:
+        InvalidPayloadError: unknown kind, not JSON, not an object, a field missing or of
+            a type the operation cannot take.
+    """
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        msg = f"unknown operation kind {kind[:16]!r}"
+        raise InvalidPayloadError(msg)
+    if isinstance(text, str | bytes):
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            pos = exc.pos if isinstance(exc, json.JSONDecodeError) else "?"
+            msg = f"not JSON (at character {pos})"
+            raise InvalidPayloadError(msg) from None
+    else:
+        data = text
+    if not isinstance(data, dict):
+        msg = f"a JSON {type(data).__name__}, not an object"
+        raise InvalidPayloadError(msg)
+    try:
+        return decoder(data)
+    except KeyError as exc:
+        msg = f"field {str(exc.args[0])[:40]!r} missing for a {kind}"
+        raise InvalidPayloadError(msg) from None
+    except (TypeError, ValueError, AttributeError, OverflowError) as exc:
+        # float("13800138000x") says the value: only the kind of error goes out
+        msg = f"a field of the wrong type for a {kind} ({type(exc).__name__})"
+        raise InvalidPayloadError(msg) from None
 
 
 class _Missing:
@@ -349,9 +433,21 @@ async def pending_count(store: Store) -> int:
     return n or 0
 
 
+async def parked_count(engine: Any) -> int:
+    """Parked rows in the table (a health metric; the pending index covers it)."""
+    async with engine.connect() as conn:
+        n: int | None = await conn.scalar(
+            select(func.count())
+            .select_from(OUTBOX)
+            .where(OUTBOX.c.delivered_at.is_(None), OUTBOX.c.parked.is_(True))
+        )
+    return n or 0
+
+
 async def parked_rows(store: Store) -> list[dict[str, Any]]:
-    """The parked rows, oldest first (for an operator)."""
-    q = select(OUTBOX).where(OUTBOX.c.parked.is_(True)).order_by(OUTBOX.c.id)
+    """The parked rows, oldest first (for an operator); `payload` as the stored text, so a
+    row that is not JSON is listed too."""
+    q = select(*_COLUMNS, _PAYLOAD_TEXT).where(OUTBOX.c.parked.is_(True)).order_by(OUTBOX.c.id)
     async with store.engine.connect() as conn:
         return [dict(r._mapping) for r in await conn.execute(q)]  # noqa: SLF001 - SQLAlchemy's public row API
 
