@@ -311,7 +311,7 @@ class Daemon:
             routers = [
                 transfers_router(self.transfers110),
                 callbacks_router(self.callbacks),
-                stats_router(self.store, kpis.thresholds(), kpis.timezone),
+                stats_router(self.store, kpis.thresholds(), kpis.timezone, rollup=kpis.rollup),
             ]
             yield self.http.serve(routers, self.web.install), "adapter.http"
             yield self.web.hub.run(), "adapter.http.live"

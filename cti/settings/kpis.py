@@ -48,6 +48,13 @@ class KpiSettings(BaseModel):
         description="IANA zone for --from/--to and hour/day groups (e.g. Asia/Shanghai); "
         "none = the machine's local time.",
     )
+    # the report over whole closed days from the per-day roll-up (docs/kpis.md, "The
+    # roll-up"): needs `timezone` (the roll-up's days are its local days)
+    rollup: bool = Field(
+        default=True,
+        description="cti report / the stats API read closed whole days from the per-day "
+        "roll-up (kpi_rollup; rolled on demand, equal to the raw report); needs timezone.",
+    )
 
     @field_validator("also_n_s")
     @classmethod
