@@ -415,18 +415,19 @@ class Piece:
     times: SeatTimes = field(default_factory=_seat_times)
 
     def merge(self, later: Piece) -> None:
-        """Add ``later`` (the window right after this one's)."""
+        """Add ``later`` (the window right after this one's); its parts become this one's
+        where this one has none (a piece is merged once, then dropped)."""
         for k, tally in later.tallies.items():
             have = self.tallies.get(k)
             if have is None:
-                have = self.tallies[k] = Tally(
-                    n_s=tally.n_s,
-                    short_abandon_s=tally.short_abandon_s,
-                    within=[0] * len(tally.n_s),
-                )
-            have.merge(tally)
+                self.tallies[k] = tally
+            else:
+                have.merge(tally)
         for k, st in later.seat_tallies.items():
-            mine = self.seat_tallies.setdefault(k, SeatTally())
+            mine = self.seat_tallies.get(k)
+            if mine is None:
+                self.seat_tallies[k] = st
+                continue
             for seat, (n, talk, wrap) in st.seats.items():
                 mine.add_sums(seat, n, talk, wrap)
         for seat, (n, talk, wrap) in later.all_seats.seats.items():
@@ -436,14 +437,18 @@ class Piece:
                 self.centre = later.centre
             else:
                 self.centre.merge(later.centre)
-        for seat, t in later.times.items():
-            mine_t = self.times[seat]
-            mine_t["logged_in"] += t["logged_in"]
-            mine_t["occupied"] += t["occupied"]
-            for r, d in t["not_ready"].items():
-                mine_t["not_ready"][r] += d
-            # the interval carried into `later` started in this window: counted here
-            mine_t["rona"] += t["rona"]
+        _merge_times(self.times, later.times)
+
+
+def _merge_times(mine: SeatTimes, later: SeatTimes) -> None:
+    for seat, t in later.items():
+        mine_t = mine[seat]
+        mine_t["logged_in"] += t["logged_in"]
+        mine_t["occupied"] += t["occupied"]
+        for r, d in t["not_ready"].items():
+            mine_t["not_ready"][r] += d
+        # the interval carried into `later` started in the window before: counted there
+        mine_t["rona"] += t["rona"]
 
 
 def key_columns(
