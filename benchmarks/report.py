@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import random
 import sqlite3
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -40,18 +41,26 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, func, select
 
 from benchmarks._kpi_sql_before import report_sql as report_sql_before
 from benchmarks._machine import machine_line, version_of
+from cti.adapters.db.kpi_rollup import days_in, report, roll_days
 from cti.adapters.db.kpi_sql import report_sql
 from cti.adapters.db.rows import queue_entry_row
 from cti.adapters.db.store import Store
-from cti.adapters.db.tables import CALL_RECORDS, METADATA, QUEUE_ENTRIES, SEAT_EVENTS
+from cti.adapters.db.tables import (
+    CALL_RECORDS,
+    KPI_ROLLUP,
+    METADATA,
+    QUEUE_ENTRIES,
+    SEAT_EVENTS,
+)
 from cti.kpis import GroupBy, Origin, Outcome, QueueEntry, Thresholds, compute
 from cti.kpis.running import RunningWindows
 
-TZ = ZoneInfo("Asia/Shanghai")
+TZ_NAME = "Asia/Shanghai"
+TZ = ZoneInfo(TZ_NAME)
 YEAR_START = datetime(2025, 1, 1, tzinfo=TZ).timestamp()
 YEAR_END = datetime(2026, 1, 1, tzinfo=TZ).timestamp()
 LINES = (("12345", 70), ("12315", 10), ("12369", 5), ("12333", 10), ("110", 5))
@@ -202,6 +211,20 @@ def _insert(con: sqlite3.Connection, table: Any, rows: list[dict[str, Any]]) -> 
     con.executemany(sql, [tuple(r.get(c) for c in cols) for r in rows])
 
 
+def existing(db: Path) -> dict[str, int]:
+    """The row counts of a database generated before (``--reuse``)."""
+    con = sqlite3.connect(db)
+    try:
+        n = {t: con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in _TABLES}
+        n["calls"] = n["call_records"]
+        return n
+    finally:
+        con.close()
+
+
+_TABLES = ("queue_entries", "call_records", "seat_events")
+
+
 def generate(db: Path, n: int, seed: int) -> tuple[dict[str, int], float]:
     """The database of ``n`` calls; returns the row counts and the seconds it took."""
     t0 = time.perf_counter()
@@ -236,41 +259,101 @@ def generate(db: Path, n: int, seed: int) -> tuple[dict[str, int], float]:
         if len(entries) >= 50_000:
             flush()
     flush()
+    # the daemon appends a seat's events in time order (the report reads a seat's
+    # intervals by id); the calls above are drawn in random order, so number them by time
+    cols = "seat, at, status, reason, previous, cause, call_id"
+    con.execute(f"CREATE TEMP TABLE se AS SELECT {cols} FROM seat_events ORDER BY at, id")
+    con.execute("DELETE FROM seat_events")
+    con.execute(f"INSERT INTO seat_events ({cols}) SELECT {cols} FROM se ORDER BY rowid")
+    con.execute("DROP TABLE se")
     con.commit()
     con.execute("ANALYZE")
     con.close()
     return counts, time.perf_counter() - t0
 
 
-async def time_reports(db: Path, old: Sequence[str]) -> list[tuple[str, float, float | None, int]]:
-    """(grouping, seconds, seconds before issue 17 or None, groups) of the year's report;
-    the two give the same groups (checked: same keys)."""
+@dataclass
+class Timed:
+    name: str
+    raw_s: float | None  # the raw one-pass report (kpi_sql.report_sql), None: not timed
+    before_s: float | None  # the report before issue 17's one pass, None: not timed
+    rollup_s: float  # the same report from the per-day roll-up (kpi_rollup.report)
+    groups: int
+    equal: bool | None  # the roll-up's figures equal the raw's (None: raw not timed)
+
+
+@dataclass
+class RollupBuild:
+    days: int
+    seconds: float
+    rows: int
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal figures, floats to 1e-9 relative (as tests/kpis/test_kpi_sql.py)."""
+    if is_dataclass(a) and not isinstance(a, type):
+        return type(a) is type(b) and all(
+            _same(getattr(a, f.name), getattr(b, f.name)) for f in fields(a)
+        )
+    if isinstance(a, tuple | list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+    return bool(a == b)
+
+
+async def time_reports(
+    db: Path, old: Sequence[str], raw: Sequence[str]
+) -> tuple[RollupBuild, list[Timed]]:
+    """The roll-up's build (every day of the year rolled, as the first `cti report` over
+    the year does), then per grouping the year's report from the roll-up and, for those
+    in ``raw``/``old``, by the raw path / the path before issue 17 (same groups checked)."""
     store = Store(f"sqlite+aiosqlite:///{db}")
     await store.open()  # as the daemon: creates the indexes an existing database lacks
+    t = Thresholds()
+    now = YEAR_END + 86_400
     out = []
     try:
+        t0 = time.perf_counter()
+        n_days = await roll_days(
+            store, days_in(YEAR_START, YEAR_END, TZ), thresholds=t, tz=TZ, tz_name=TZ_NAME
+        )
+        build_s = time.perf_counter() - t0
+        async with store.engine.connect() as conn:
+            n_rows = (await conn.execute(select(func.count()).select_from(KPI_ROLLUP))).scalar()
+        build = RollupBuild(n_days, build_s, int(n_rows or 0))
         for name, by in GROUPINGS:
             t0 = time.perf_counter()
-            _, groups = await report_sql(
-                store, YEAR_START, YEAR_END, thresholds=Thresholds(), by=by, tz=TZ
+            r_whole, r_groups = await report(
+                store, YEAR_START, YEAR_END, thresholds=t, by=by, tz=TZ, tz_name=TZ_NAME, now=now
             )
-            new_s = time.perf_counter() - t0
-            before_s = None
+            rollup_s = time.perf_counter() - t0
+            raw_s = before_s = None
+            equal = None
+            if name in raw:
+                t0 = time.perf_counter()
+                whole, groups = await report_sql(
+                    store, YEAR_START, YEAR_END, thresholds=t, by=by, tz=TZ
+                )
+                raw_s = time.perf_counter() - t0
+                equal = _same((r_whole, r_groups), (whole, groups))
+                if not equal:
+                    print(f"MISMATCH by {name}: the roll-up and the raw reports differ")
             if name in old:
                 t0 = time.perf_counter()
                 _, was = await report_sql_before(
-                    store, YEAR_START, YEAR_END, thresholds=Thresholds(), by=by, tz=TZ
+                    store, YEAR_START, YEAR_END, thresholds=t, by=by, tz=TZ
                 )
                 before_s = time.perf_counter() - t0
-                if [k for k, _ in was] != [k for k, _ in groups] or any(
+                if [k for k, _ in was] != [k for k, _ in r_groups] or any(
                     a.units != b.units or a.answered != b.answered
-                    for (_, a), (_, b) in zip(was, groups, strict=True)
+                    for (_, a), (_, b) in zip(was, r_groups, strict=True)
                 ):
                     print(f"MISMATCH by {name}: the old and new reports differ")
-            out.append((name, new_s, before_s, len(groups)))
+            out.append(Timed(name, raw_s, before_s, rollup_s, len(r_groups), equal))
     finally:
         await store.close()
-    return out
+    return build, out
 
 
 @dataclass
@@ -336,20 +419,35 @@ def render(
     counts: dict[str, int],
     size: int,
     gen_s: float,
-    reports: list[tuple[str, float, float | None, int]],
+    build: RollupBuild,
+    reports: list[Timed],
 ) -> list[str]:
+    def sec(x: float | None) -> str:
+        return "-" if x is None else f"{x:.2f}"
+
     lines = [
         (
             f"calls {counts['calls']:,}  queue_entries {counts['queue_entries']:,}  "
             f"call_records {counts['call_records']:,}  seat_events {counts['seat_events']:,}  "
             f"database {size / 1e6:.0f} MB  generated in {gen_s:.1f} s"
         ),
-        f"{'report by':<12} {'seconds':>8} {'before':>8} {'speed-up':>8} {'groups':>7}",
+        (
+            f"roll-up: {build.days} days rolled in {build.seconds:.1f} s "
+            f"({build.seconds / max(build.days, 1) * 1000:.0f} ms a day), "
+            f"{build.rows:,} kpi_rollup rows"
+        ),
+        (
+            f"{'report by':<12} {'raw s':>8} {'roll-up s':>9} {'speed-up':>8} {'before s':>8} "
+            f"{'groups':>7} {'equal':>5}"
+        ),
     ]
-    for name, s, before, g in reports:
-        was = "-" if before is None else f"{before:.2f}"
-        ratio = "-" if before is None else f"{before / max(s, 1e-9):.1f}x"
-        lines.append(f"{name:<12} {s:>8.2f} {was:>8} {ratio:>8} {g:>7}")
+    for r in reports:
+        ratio = "-" if r.raw_s is None else f"{r.raw_s / max(r.rollup_s, 1e-9):.0f}x"
+        eq = "-" if r.equal is None else "yes" if r.equal else "NO"
+        lines.append(
+            f"{r.name:<12} {sec(r.raw_s):>8} {r.rollup_s:>9.2f} {ratio:>8} "
+            f"{sec(r.before_s):>8} {r.groups:>7} {eq:>5}"
+        )
     return lines
 
 
@@ -364,8 +462,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument(
         "--old",
-        default="line x day",
+        default="",
         help="groupings also timed the old way, comma-separated ('all', '' for none)",
+    )
+    p.add_argument(
+        "--raw",
+        default="all",
+        help="groupings also timed by the raw path (and compared), comma-separated ('' none)",
+    )
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="time the reports over --db as it is (generated before: one --calls size; its "
+        "roll-up is dropped and built again)",
     )
     p.add_argument("--live", type=int, default=0, help="entries in the live window (0: skip)")
     args = p.parse_args(argv)
@@ -375,7 +484,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--live 0..5000000")
     names = [n for n, _ in GROUPINGS]
     args.old = names if args.old == "all" else [o.strip() for o in args.old.split(",") if o.strip()]
-    if unknown := set(args.old) - set(names):
+    args.raw = names if args.raw == "all" else [o.strip() for o in args.raw.split(",") if o.strip()]
+    if unknown := (set(args.old) | set(args.raw)) - set(names):
         p.error(f"--old: unknown grouping {sorted(unknown)}; one of {names}")
     return args
 
@@ -385,9 +495,16 @@ def main(argv: list[str] | None = None) -> int:
     print(machine_line())
     print(f"SQLite {sqlite3.sqlite_version}; SQLAlchemy {version_of('sqlalchemy')}")
     for n in args.calls:
-        counts, gen_s = generate(args.db, n, args.seed)
-        reports = asyncio.run(time_reports(args.db, args.old))
-        for line in render(counts, args.db.stat().st_size, gen_s, reports):
+        if args.reuse:
+            counts, gen_s = existing(args.db), 0.0
+            con = sqlite3.connect(args.db)
+            con.execute("DELETE FROM kpi_rollup")
+            con.commit()
+            con.close()
+        else:
+            counts, gen_s = generate(args.db, n, args.seed)
+        build, reports = asyncio.run(time_reports(args.db, args.old, args.raw))
+        for line in render(counts, args.db.stat().st_size, gen_s, build, reports):
             print(line, flush=True)
     if args.live:
         c = live_cost(args.live, args.seed)

@@ -194,19 +194,27 @@ def _report(args: argparse.Namespace) -> int:
         print(f"cti report: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     # lazy, like `run`: the database only for this command
-    from cti.adapters.db.kpi_sql import report_sql  # noqa: PLC0415
+    from cti.adapters.db.kpi_rollup import report  # noqa: PLC0415
     from cti.adapters.db.store import Store  # noqa: PLC0415
     from cti.kpis.report import report_csv, report_json, report_table  # noqa: PLC0415
 
     thresholds = settings.kpis.thresholds()
 
     async def figures() -> Any:
-        # aggregated in SQL (cti/adapters/db/kpi_sql.py): a year is ~1 M entries
+        # aggregated in SQL (cti/adapters/db/kpi_sql.py): a year is ~1 M entries; closed
+        # whole days from the per-day roll-up, rolled here if missing (kpi_rollup.py)
         store = Store(settings.database.url)
+        k = settings.kpis
         try:
             await store.open()
-            return await report_sql(
-                store, window.start, window.end, thresholds=thresholds, by=args.by, tz=window.tz
+            return await report(
+                store,
+                window.start,
+                window.end,
+                thresholds=thresholds,
+                by=args.by,
+                tz=window.tz,
+                tz_name=k.timezone if k.rollup else None,
             )
         finally:
             await store.close()

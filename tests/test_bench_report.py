@@ -20,17 +20,23 @@ def test_a_small_year_is_generated_and_reported(
     assert counts["call_records"] == 500
     assert 500 < counts["queue_entries"] < 600  # about 5 % transferred on: two entries
     assert counts["seat_events"] > 4 * 400  # four per answered call
-    reports = asyncio.run(time_reports(db, ["line x day", "seat"]))
-    assert [name for name, *_ in reports] == [name for name, _ in GROUPINGS]
+    build, reports = asyncio.run(
+        time_reports(db, ["line x day", "seat"], [name for name, _ in GROUPINGS])
+    )
+    assert build.days == 365
+    assert build.rows == 365 * 5  # five grains a day
+    assert [r.name for r in reports] == [name for name, _ in GROUPINGS]
     # the old report (before issue 17's rewrite) timed beside the new, same groups
-    assert {name for name, _, before, _ in reports if before is not None} == {"line x day", "seat"}
+    assert {r.name for r in reports if r.before_s is not None} == {"line x day", "seat"}
+    # the roll-up's report equals the raw one for every grouping
+    assert all(r.equal for r in reports)
     assert "MISMATCH" not in capsys.readouterr().out
-    by = {name: groups for name, _, _, groups in reports}
+    by = {r.name: r.groups for r in reports}
     assert by["line"] >= 5
     assert by["day"] > 200  # 500 calls over 365 days
-    lines = render(counts, db.stat().st_size, gen_s, reports)
+    lines = render(counts, db.stat().st_size, gen_s, build, reports)
     assert lines[0].startswith("calls 500")
-    assert len(lines) == 2 + len(GROUPINGS)
+    assert len(lines) == 3 + len(GROUPINGS)
 
 
 def test_live_cost_is_measured_both_ways() -> None:
@@ -41,9 +47,10 @@ def test_live_cost_is_measured_both_ways() -> None:
 
 
 def test_sizes_and_old_groupings_are_parsed() -> None:
-    args = parse_args(["--calls", "100,2000", "--old", "line, day"])
+    args = parse_args(["--calls", "100,2000", "--old", "line, day", "--raw", "seat"])
     assert args.calls == [100, 2000]
     assert args.old == ["line", "day"]
+    assert args.raw == ["seat"]
     assert parse_args(["--old", "all"]).old == [name for name, _ in GROUPINGS]
 
 

@@ -33,6 +33,7 @@ from structlog.typing import FilteringBoundLogger
 from cti.adapters.ami import AmiClient, EventQueue
 from cti.adapters.ami_executor import AmiExecutor
 from cti.adapters.chanvars import read_adopted_channel
+from cti.adapters.db.kpi_callbacks import load_callback_requests
 from cti.adapters.db.kpi_queries import load_facts
 from cti.adapters.db.records import RecordWriter
 from cti.adapters.db.rows import callback_row, outbox_rows
@@ -284,6 +285,22 @@ class Daemon:
         self.live.seed(facts.entries)
         self._log.info("live_stats_seeded", entries=len(facts.entries))
 
+    async def _load_live_callbacks(self) -> None:
+        now = time.time()
+        # the rolling window reaches 24 h 59 s back (whole minutes): a minute more
+        reqs = await load_callback_requests(self.store, now - DAY_S - 60.0, now + 60.0)
+        self.live.set_callbacks(reqs)
+
+    async def _live_callbacks(self) -> None:
+        """The callback list's last 24 h into the live figures, every
+        `kpis.live_callbacks_s` (a failed read is logged; the last figures stand)."""
+        while True:
+            try:
+                await self._load_live_callbacks()
+            except Exception:  # noqa: BLE001 - the figures must not stop the daemon
+                self._log.exception("live_callbacks_failed")
+            await asyncio.sleep(self.settings.kpis.live_callbacks_s)
+
     # ------------------------------------------------------------------ tasks
 
     def start(self, group: asyncio.TaskGroup) -> None:
@@ -309,13 +326,14 @@ class Daemon:
         yield self._pump(), "core.events"
         yield self._ticker(), "core.timers"
         yield self.live.run(), "kpis.live"
+        yield self._live_callbacks(), "kpis.live.callbacks"
         yield self.reloader.run(), "config.reload"
         if self.settings.http.enabled:
             kpis = self.settings.kpis
             routers = [
                 transfers_router(self.transfers110),
                 callbacks_router(self.callbacks),
-                stats_router(self.store, kpis.thresholds(), kpis.timezone),
+                stats_router(self.store, kpis.thresholds(), kpis.timezone, rollup=kpis.rollup),
             ]
             yield self.http.serve(routers, self.web.install), "adapter.http"
             yield self.web.hub.run(), "adapter.http.live"

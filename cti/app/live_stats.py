@@ -34,6 +34,7 @@ from cti.adapters.http.metrics import Histogram
 from cti.core.messages import Publish
 from cti.core.screen import SCHEMA_VERSION
 from cti.kpis import Alarm, Figures, LineFigures, QueueEntry, Thresholds, alarms, compute
+from cti.kpis.callbacks import CallbackRequest, callback_figures
 from cti.kpis.report import figures_json
 from cti.kpis.running import RunningWindows
 from cti.queue.model import WaitingCall
@@ -109,6 +110,9 @@ class LiveStats:
         self._last_body: dict[str, Any] | None = None
         self._last_sent = float("-inf")
         self._active: dict[str, tuple[Alarm, float]] = {}  # alarm id -> (alarm, since)
+        # the callback list's requests of the last 24 h (set_callbacks): their figures go
+        # with each line's and the centre's, by the report's definition
+        self._callbacks: tuple[CallbackRequest, ...] = ()
         # the first step publishes the list even if empty: a retained list left by the
         # last run must not stand
         self._alarms_sent = False
@@ -135,6 +139,15 @@ class LiveStats:
                 if e.offered:
                     self.waits.observe(e.wait_s)
         if any(e.left_at is not None for e in batch):
+            self._dirty = True
+
+    def set_callbacks(self, requests: Iterable[CallbackRequest]) -> None:
+        """The callback list's requests of (at least) the last 24 h, as stored now (the
+        daemon reloads them every few seconds: ``kpis.live_callbacks_s``): placed and
+        reached change after the request, so the figures are counted again from them."""
+        reqs = tuple(sorted(requests, key=lambda r: (r.requested_at, r.key)))
+        if reqs != self._callbacks:
+            self._callbacks = reqs
             self._dirty = True
 
     @property
@@ -184,16 +197,29 @@ class LiveStats:
 
     def _recompute(self) -> None:
         w = self._windows
-        lines = sorted(w.lines() | set(self._ready_seats()))
-        figs: dict[str, LineFigures] = {
-            line: LineFigures(
-                today=w.figures(w.today, line), rolling_24h=w.figures(w.rolling, line)
+        cb_lines = {r.line for r in self._callbacks}
+        lines = sorted(w.lines() | set(self._ready_seats()) | cb_lines)
+        today, rolling = w.today.start, w.rolling.start
+
+        def fig(line: str | None) -> LineFigures:
+            def with_cb(f: Figures, since: float) -> Figures:
+                # the report's callback figures of the requests of the same window (by
+                # abandoned_at, on the missed call's line; the centre: all)
+                mine = [
+                    r
+                    for r in self._callbacks
+                    if r.requested_at >= since and (line is None or r.line == line)
+                ]
+                within = self._t.callback_within_min
+                return dataclasses.replace(f, callbacks=callback_figures(mine, within_min=within))
+
+            return LineFigures(
+                today=with_cb(w.figures(w.today, line), today),
+                rolling_24h=with_cb(w.figures(w.rolling, line), rolling),
             )
-            for line in lines
-        }
-        figs[CENTRE] = LineFigures(
-            today=w.figures(w.today, None), rolling_24h=w.figures(w.rolling, None)
-        )
+
+        figs: dict[str, LineFigures] = {line: fig(line) for line in lines}
+        figs[CENTRE] = fig(None)
         self._figures = figs
 
     def _longest_waiting(self, now: float) -> dict[str, float]:

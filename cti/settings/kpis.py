@@ -48,6 +48,21 @@ class KpiSettings(BaseModel):
         description="IANA zone for --from/--to and hour/day groups (e.g. Asia/Shanghai); "
         "none = the machine's local time.",
     )
+    # the live figures' callback counts (cti/stats/live): the callback list's last 24 h read
+    # again this often (placed and reached change after the request; other nodes write too)
+    live_callbacks_s: float = Field(
+        default=5.0,
+        ge=1,
+        le=3600,
+        description="Seconds between two reads of the callback list for the live figures.",
+    )
+    # the report over whole closed days from the per-day roll-up (docs/kpis.md, "The
+    # roll-up"): needs `timezone` (the roll-up's days are its local days)
+    rollup: bool = Field(
+        default=True,
+        description="cti report / the stats API read closed whole days from the per-day "
+        "roll-up (kpi_rollup; rolled on demand, equal to the raw report); needs timezone.",
+    )
 
     @field_validator("also_n_s")
     @classmethod

@@ -10,6 +10,7 @@ import structlog
 from cti.app.live_stats import ALARMS_TOPIC, DAY_S, LIVE_TOPIC, LiveStats
 from cti.core.messages import Publish
 from cti.kpis import Outcome, Thresholds
+from cti.kpis.callbacks import CallbackRequest, callback_figures
 from cti.queue.model import WaitingCall
 from tests.kpis.facts import T0, entry
 
@@ -146,3 +147,49 @@ def test_the_wait_histogram_counts_new_entries_once_not_the_seeded_ones() -> Non
     assert (h.count, h.sum) == (1, 12.0)
     assert dict(h.cumulative())[10.0] == 0
     assert dict(h.cumulative())[15.0] == 1
+
+
+def _req(call_id: str, at: float, **kw: object) -> CallbackRequest:
+    return CallbackRequest(call_id=call_id, node="n1", line="12345", requested_at=at, **kw)  # type: ignore[arg-type]
+
+
+def test_the_live_figures_carry_the_callback_figures() -> None:
+    # today (UTC here) and the rolling 24 h count the callback list's requests by the
+    # report's definition: requests by abandoned_at, placed, reached, reached within N min
+    r = Rig()
+    midnight = T0 - (T0 % DAY_S)
+    r.live.set_callbacks(
+        [
+            _req("a", midnight - 3600),  # yesterday: rolling only
+            _req("b", midnight + 60, attempts=1),  # placed, not reached
+            _req("c", midnight + 120, attempts=2, reached_at=midnight + 120 + 1800),  # 30 min
+            _req("d", midnight + 180, attempts=1, reached_at=midnight + 180 + 1801),  # late
+            CallbackRequest(call_id="e", node="n1", line="12315", requested_at=midnight + 5),
+        ]
+    )
+    now = midnight + 7200
+    r.live.step(now)
+    body = r.topic(LIVE_TOPIC)[-1].payload
+    today = body["lines"]["12345"]["today"]["callbacks"]
+    assert (today["requests"], today["placed"], today["attempts"]) == (3, 3, 4)
+    assert (today["reached"], today["reached_within"]) == (2, 1)  # inclusive: 30 min counts
+    assert body["lines"]["12345"]["rolling_24h"]["callbacks"]["requests"] == 4
+    assert body["lines"]["12315"]["today"]["callbacks"]["requests"] == 1  # a line of its own
+    centre = body["centre"]
+    assert centre["today"]["callbacks"]["requests"] == 4
+    assert centre["rolling_24h"]["callbacks"]["requests"] == 5
+    # the same figures as the report's for the same requests and window
+    want = callback_figures(
+        [x for x in r.live._callbacks if x.requested_at >= midnight and x.line == "12345"],
+        within_min=Thresholds().callback_within_min,
+    )
+    assert today["reach_rate"] == want.reach_rate
+    # a request reached later: the figures change and are published again
+    n = len(r.topic(LIVE_TOPIC))
+    r.live.set_callbacks(
+        [*r.live._callbacks[:1], _req("b", midnight + 60, attempts=1, reached_at=now)]
+    )
+    r.live.step(now + 2)
+    assert len(r.topic(LIVE_TOPIC)) == n + 1
+    r.live.step(now + 4)  # the same list again: no message
+    assert len(r.topic(LIVE_TOPIC)) == n + 1

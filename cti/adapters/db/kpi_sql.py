@@ -35,7 +35,7 @@ import re
 import secrets
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Final
 
@@ -60,7 +60,7 @@ from cti.kpis.callback_report import attach_callbacks
 from cti.kpis.tally import SeatTally, Tally, exact
 from cti.seats.model import Reason, SeatStatus
 
-__all__ = ["report_sql"]
+__all__ = ["Piece", "piece_figures", "piece_sql", "report_sql", "with_callbacks_sql"]
 
 # the report's temporary tables and index, renamed per report on PostgreSQL (report_sql)
 _TEMP_NAMES: Final = re.compile(r"\b(?:kpi_ev|kpi_e|ix_kpi_ev)\b")
@@ -99,17 +99,41 @@ _VALID = " AND ".join(
     ]
 )
 
+
 # the seat events of the window (and each seat's last one before), each lasting until the
 # seat's next: the calculator's intervals, in SQL. `+at`: an expression, not the column, so
 # that SQLite walks ix_seat_events_report (seat, id, ...) in LEAD's own order instead of
 # the `at` index followed by a sort of every event (portable: unary plus is PostgreSQL's too)
-_EVENTS = """
+def _events(*, scan: bool) -> str:
+    """The seat events of the window (and each seat's last one before), each lasting until
+    the seat's next: the calculator's intervals, in SQL. ``scan`` (a long window): ``+at``,
+    an expression, not the column, so that SQLite walks ix_seat_events_report (seat, id, ...)
+    in LEAD's own order instead of the ``at`` index followed by a sort of every event
+    (portable: unary plus is PostgreSQL's too); a short window (a day of the roll-up) reads
+    its few events through the ``at`` index."""
+    at = "+at" if scan else "at"
+    # each seat's last event before the window: per seat (found by a skip-scan of the seat
+    # index, one seek per seat) its last id with `at` before the start, walked back from
+    # its newest: a few rows, where MAX(id) ... GROUP BY seat read every older event (for
+    # a day late in a year, ~3 M of them: ~1 s per report or rolled day)
+    return f"""
+seats (seat) AS (
+  SELECT MIN(seat) FROM seat_events
+  UNION ALL
+  SELECT (SELECT MIN(e.seat) FROM seat_events e WHERE e.seat > seats.seat)
+  FROM seats WHERE seats.seat IS NOT NULL
+),
+before AS (
+  SELECT (SELECT b.id FROM seat_events b WHERE b.seat = seats.seat AND b.at < :start
+          ORDER BY b.id DESC LIMIT 1) AS id
+  FROM seats WHERE seats.seat IS NOT NULL
+),
 ev AS MATERIALIZED (
   SELECT id, seat, at, status, reason, call_id,
          LEAD(at) OVER (PARTITION BY seat ORDER BY id) AS nxt
   FROM seat_events
-  WHERE (+at >= :start AND +at < :slack)
-     OR id IN (SELECT MAX(id) FROM seat_events WHERE at < :start GROUP BY seat)
+  WHERE ({at} >= :start AND {at} < :slack)
+     OR id IN (SELECT id FROM before WHERE id IS NOT NULL)
 ),
 wr AS (
   SELECT seat, call_id AS linkedid,
@@ -119,25 +143,30 @@ wr AS (
   GROUP BY seat, call_id
 ),
 iv AS (
-  SELECT seat, status, reason,
+  SELECT seat, status, reason, at,
          CASE WHEN at > :start THEN at ELSE :start END AS lo,
          CASE WHEN nxt IS NULL OR nxt > :end THEN :end ELSE nxt END AS hi
   FROM ev
-)"""
+)"""  # nosec B608
 
-# both results of the events' one LEAD pass, in one temporary table of the connection:
-# the wrap-ups (seat, linkedid, w) joined to the entries, and the seat time by (seat,
-# status, reason) cut to the window (status NULL on the wrap-up rows; the NULLs typed, as
-# PostgreSQL's UNION wants)
-_EVENT_SUMS = f"""
-CREATE TEMP TABLE kpi_ev AS WITH {_EVENTS}
+
+def _event_sums(*, scan: bool) -> str:
+    """Both results of the events' one LEAD pass, in one temporary table of the connection:
+    the wrap-ups (seat, linkedid, w) joined to the entries, and the seat time by (seat,
+    status, reason) cut to the window (status NULL on the wrap-up rows; the NULLs typed, as
+    PostgreSQL's UNION wants). The intervals are counted apart by where they start: ``n``
+    in the window, ``nc`` before it (the one each seat carries in), so that windows laid
+    end to end (the roll-up's days) count an interval across their cut once."""
+    return f"""
+CREATE TEMP TABLE kpi_ev AS WITH RECURSIVE {_events(scan=scan)}
 SELECT seat, linkedid, w, CAST(NULL AS VARCHAR(16)) AS status,
        CAST(NULL AS VARCHAR(32)) AS reason, CAST(NULL AS FLOAT) AS s,
-       CAST(NULL AS INTEGER) AS n
+       CAST(NULL AS INTEGER) AS n, CAST(NULL AS INTEGER) AS nc
 FROM wr
 UNION ALL
 SELECT seat, CAST(NULL AS VARCHAR(128)), CAST(NULL AS FLOAT), status, reason,
-       SUM(hi - lo), COUNT(*)
+       SUM(hi - lo), SUM(CASE WHEN at >= :start THEN 1 ELSE 0 END),
+       SUM(CASE WHEN at < :start THEN 1 ELSE 0 END)
 FROM iv
 WHERE lo < :end AND hi >= lo GROUP BY seat, status, reason
 """  # nosec B608
@@ -279,14 +308,29 @@ def _reason(text_: str | None) -> str:
         return str(Reason.OTHER)
 
 
-async def _seat_time(conn: Any, q: Callable[[str], TextClause]) -> dict[str, dict[str, Any]]:
+SeatTimes = dict[str, dict[str, Any]]
+"""Per seat: ``logged_in``/``occupied`` (lists of seconds), ``not_ready`` (reason -> list),
+``rona`` (RONA intervals starting in the window), ``rona_carry`` (the one carried in)."""
+
+
+def _seat_times() -> SeatTimes:
+    return defaultdict(
+        lambda: {
+            "logged_in": [],
+            "occupied": [],
+            "not_ready": defaultdict(list),
+            "rona": 0,
+            "rona_carry": 0,
+        }
+    )
+
+
+async def _seat_time(conn: Any, q: Callable[[str], TextClause]) -> SeatTimes:
     rows = await conn.execute(
-        q("SELECT seat, status, reason, s, n FROM kpi_ev WHERE status IS NOT NULL")
+        q("SELECT seat, status, reason, s, n, nc FROM kpi_ev WHERE status IS NOT NULL")
     )
-    out: dict[str, dict[str, Any]] = defaultdict(
-        lambda: {"logged_in": [], "occupied": [], "not_ready": defaultdict(list), "rona": 0}
-    )
-    for seat, status_text, reason, s, n in rows:
+    out = _seat_times()
+    for seat, status_text, reason, s, n, nc in rows:
         status = _status(status_text)
         if status is None:
             continue
@@ -300,10 +344,11 @@ async def _seat_time(conn: Any, q: Callable[[str], TextClause]) -> dict[str, dic
             t["not_ready"][r].append(s)
             if r == str(Reason.RONA):
                 t["rona"] += n
+                t["rona_carry"] += nc
     return out
 
 
-def _seat_figures(entries: SeatTally, times: dict[str, dict[str, Any]]) -> tuple[SeatFigures, ...]:
+def _seat_figures(entries: SeatTally, times: SeatTimes) -> tuple[SeatFigures, ...]:
     base = {s.seat: s for s in entries.figures()}
     out = []
     for seat in sorted(base.keys() | times.keys()):
@@ -324,7 +369,7 @@ def _seat_figures(entries: SeatTally, times: dict[str, dict[str, Any]]) -> tuple
                 not_ready_s=tuple(
                     (r, math.fsum(d)) for r, d in sorted((t["not_ready"] if t else {}).items())
                 ),
-                rona=t["rona"] if t else 0,
+                rona=t["rona"] + t["rona_carry"] if t else 0,
             )
         )
     return tuple(out)
@@ -370,97 +415,145 @@ def _rate(tally: Tally, label: str, n: int, thresholds: Thresholds) -> None:
         tally.ratings_invalid += n
 
 
-async def report_sql(  # noqa: C901, PLR0912, PLR0915 - one pass over the results
-    store: Store,
+@dataclass(slots=True)
+class Piece:
+    """A window's report before its figures: every part additive over windows laid end to
+    end whose cuts no call crosses (cti/adapters/db/kpi_rollup.py), merged by :meth:`merge`
+    in time order."""
+
+    tallies: dict[tuple[Any, ...], Tally] = field(default_factory=dict)
+    """Per group key (one value per grouping key), one unit per entry."""
+    seat_tallies: dict[tuple[Any, ...], SeatTally] = field(default_factory=dict)
+    all_seats: SeatTally = field(default_factory=SeatTally)
+    centre: Tally | None = None
+    """One unit per call."""
+    times: SeatTimes = field(default_factory=_seat_times)
+
+    def merge(self, later: Piece) -> None:
+        """Add ``later`` (the window right after this one's); its parts become this one's
+        where this one has none (a piece is merged once, then dropped)."""
+        for k, tally in later.tallies.items():
+            have = self.tallies.get(k)
+            if have is None:
+                self.tallies[k] = tally
+            else:
+                have.merge(tally)
+        for k, st in later.seat_tallies.items():
+            mine = self.seat_tallies.get(k)
+            if mine is None:
+                self.seat_tallies[k] = st
+                continue
+            for seat, (n, talk, wrap) in st.seats.items():
+                mine.add_sums(seat, n, talk, wrap)
+        for seat, (n, talk, wrap) in later.all_seats.seats.items():
+            self.all_seats.add_sums(seat, n, talk, wrap)
+        if later.centre is not None:
+            if self.centre is None:
+                self.centre = later.centre
+            else:
+                self.centre.merge(later.centre)
+        _merge_times(self.times, later.times)
+
+
+def _merge_times(mine: SeatTimes, later: SeatTimes) -> None:
+    for seat, t in later.items():
+        mine_t = mine[seat]
+        mine_t["logged_in"] += t["logged_in"]
+        mine_t["occupied"] += t["occupied"]
+        for r, d in t["not_ready"].items():
+            mine_t["not_ready"][r] += d
+        # the interval carried into `later` started in the window before: counted there
+        mine_t["rona"] += t["rona"]
+
+
+def key_columns(
+    keys: Sequence[GroupBy], pieces: list[tuple[float, float]], dialect: str
+) -> list[str]:
+    return [f"{_key_sql(k, pieces, dialect)} AS k{i}" for i, k in enumerate(keys)]
+
+
+async def piece_sql(  # noqa: C901, PLR0915 - one pass over the results
+    conn: Any,
     start: float,
     end: float,
     *,
     thresholds: Thresholds,
-    by: GroupBy | Sequence[GroupBy] | None,
+    keys: Sequence[GroupBy],
     tz: tzinfo,
-) -> tuple[Figures, list[tuple[str | None, Figures]]]:
-    """What ``report_figures(await load_facts(store, start, end), ...)`` gives, from SQL:
-    the centre (one unit per call) and, with ``by`` (one key or several, e.g. line and
-    day), the groups (one unit per entry) sorted by key.
-
-    The window's entries are read once (into the temporary ``kpi_e`` of this connection,
-    keys and wrap-ups computed), then every count and sum comes from one ``GROUP BY keys,
-    outcome, seat`` over it (:func:`_aggregates`); ratings and the multi-entry calls are
-    small queries on the same table."""
+) -> Piece:
+    """The window's :class:`Piece` from SQL, on ``conn`` (its temporary tables, see
+    :func:`report_sql`)."""
     t = thresholds
-    keys: list[GroupBy] = [] if by is None else [by] if isinstance(by, str) else list(by)
     pieces = _offsets(start, end, tz)
     kcols = [f"k{i}" for i in range(len(keys))]
     sel_keys = "".join(c + ", " for c in kcols)
     owner_keys = "".join(f"owner.{c}, " for c in kcols)
     aggs = _aggregates(t)
     params = {"start": start, "end": end, "slack": end + _WRAPUP_SLACK_S}
-    async with store.engine.connect() as conn:
-        dialect = conn.dialect.name
-        # PostgreSQL keeps a connection's temporary tables and, in asyncpg, its prepared
-        # statements for the pooled connection's life: a statement prepared on the last
-        # report's kpi_e is refused once kpi_e has other columns (another grouping:
-        # InvalidCachedStatementError). Each report names its tables anew there.
-        tag = f"_{secrets.token_hex(4)}" if dialect == "postgresql" else ""
+    dialect = conn.dialect.name
+    # PostgreSQL keeps a connection's temporary tables and, in asyncpg, its prepared
+    # statements for the pooled connection's life: a statement prepared on the last
+    # report's kpi_e is refused once kpi_e has other columns (another grouping:
+    # InvalidCachedStatementError). Each report names its tables anew there.
+    tag = f"_{secrets.token_hex(4)}" if dialect == "postgresql" else ""
 
-        def q(sql: str) -> TextClause:
-            return text(_TEMP_NAMES.sub(lambda m: m.group(0) + tag, sql))
+    def q(sql: str) -> TextClause:
+        return text(_TEMP_NAMES.sub(lambda m: m.group(0) + tag, sql))
 
-        cols = [f"{_key_sql(k, pieces, dialect)} AS k{i}" for i, k in enumerate(keys)]
-        scan = await _scan(conn, start, end)
-        # the events' sums (wrap-ups, seat time) once, in an indexed temporary table of
-        # this connection (a CTE joined to a million entries is scanned per row: no index
-        # on it in SQLite 3.40)
-        await conn.execute(q("DROP TABLE IF EXISTS kpi_ev"))
-        await conn.execute(q("DROP TABLE IF EXISTS kpi_e"))
-        await conn.execute(q(_EVENT_SUMS), params)
-        await conn.execute(q("CREATE INDEX ix_kpi_ev ON kpi_ev (seat, linkedid)"))
-        await conn.execute(q(_entries_sql(cols, scan=scan)), params)
-        groups_rows = (
-            await conn.execute(
-                q(
-                    f"SELECT {sel_keys}outcome, seat, "  # nosec B608
-                    + ", ".join(f"{sql} AS {name}" for name, sql in aggs)
-                    + f" FROM kpi_e GROUP BY {', '.join([*kcols, 'outcome', 'seat'])}"
-                )
+    cols = key_columns(keys, pieces, dialect)
+    scan = await _scan(conn, start, end)
+    # the events' sums (wrap-ups, seat time) once, in an indexed temporary table of
+    # this connection (a CTE joined to a million entries is scanned per row: no index
+    # on it in SQLite 3.40)
+    await conn.execute(q("DROP TABLE IF EXISTS kpi_ev"))
+    await conn.execute(q("DROP TABLE IF EXISTS kpi_e"))
+    await conn.execute(q(_event_sums(scan=scan)), params)
+    await conn.execute(q("CREATE INDEX ix_kpi_ev ON kpi_ev (seat, linkedid)"))
+    await conn.execute(q(_entries_sql(cols, scan=scan)), params)
+    groups_rows = (
+        await conn.execute(
+            q(
+                f"SELECT {sel_keys}outcome, seat, "  # nosec B608
+                + ", ".join(f"{sql} AS {name}" for name, sql in aggs)
+                + f" FROM kpi_e GROUP BY {', '.join([*kcols, 'outcome', 'seat'])}"
             )
-        ).all()
-        # ratings: one per call, counted for its last answered entry of the window (a call
-        # with one entry in the window: that entry; the few others ranked)
-        rating_rows = (
-            await conn.execute(
-                q(
-                    f"WITH owner AS (SELECT {sel_keys}call_id FROM kpi_e "  # nosec B608
-                    "WHERE outcome = 'answered' AND NOT multi "
-                    f"UNION ALL SELECT {sel_keys}call_id FROM (SELECT kpi_e.*, ROW_NUMBER() "
-                    "OVER (PARTITION BY call_id ORDER BY entry_seq DESC, entered_at DESC, "
-                    "wait_s DESC) AS rn FROM kpi_e WHERE outcome = 'answered' AND multi) x "
-                    f"WHERE rn = 1) SELECT {owner_keys}"
-                    "cr.satisfaction, COUNT(*) FROM owner JOIN call_records cr "
-                    "ON cr.call_id = owner.call_id WHERE cr.satisfaction IS NOT NULL AND "
-                    f"cr.ended_at >= 0 AND cr.ended_at <= {_MAX} "
-                    f"GROUP BY {owner_keys}cr.satisfaction"
-                )
+        )
+    ).all()
+    # ratings: one per call, counted for its last answered entry of the window (a call
+    # with one entry in the window: that entry; the few others ranked)
+    rating_rows = (
+        await conn.execute(
+            q(
+                f"WITH owner AS (SELECT {sel_keys}call_id FROM kpi_e "  # nosec B608
+                "WHERE outcome = 'answered' AND NOT multi "
+                f"UNION ALL SELECT {sel_keys}call_id FROM (SELECT kpi_e.*, ROW_NUMBER() "
+                "OVER (PARTITION BY call_id ORDER BY entry_seq DESC, entered_at DESC, "
+                "wait_s DESC) AS rn FROM kpi_e WHERE outcome = 'answered' AND multi) x "
+                f"WHERE rn = 1) SELECT {owner_keys}"
+                "cr.satisfaction, COUNT(*) FROM owner JOIN call_records cr "
+                "ON cr.call_id = owner.call_id WHERE cr.satisfaction IS NOT NULL AND "
+                f"cr.ended_at >= 0 AND cr.ended_at <= {_MAX} "
+                f"GROUP BY {owner_keys}cr.satisfaction"
             )
-        ).all()
-        # the calls with more than one entry in the window, read whole for the centre
-        multi = (
-            await conn.execute(
-                q(
-                    "SELECT q.*, e.wrap AS wrap_eff FROM kpi_e e JOIN queue_entries q "
-                    "ON q.call_id = e.call_id AND q.entry_seq = e.entry_seq WHERE e.multi"
-                )
+        )
+    ).all()
+    # the calls with more than one entry in the window, read whole for the centre
+    multi = (
+        await conn.execute(
+            q(
+                "SELECT q.*, e.wrap AS wrap_eff FROM kpi_e e JOIN queue_entries q "
+                "ON q.call_id = e.call_id AND q.entry_seq = e.entry_seq WHERE e.multi"
             )
-        ).all()
-        times = await _seat_time(conn, q)
-        await conn.execute(q("DROP TABLE kpi_e"))
-        await conn.execute(q("DROP TABLE kpi_ev"))
+        )
+    ).all()
+    times = await _seat_time(conn, q)
+    await conn.execute(q("DROP TABLE kpi_e"))
+    await conn.execute(q("DROP TABLE kpi_ev"))
 
     n_k = len(keys)
-    tallies: dict[tuple[Any, ...], Tally] = {}
+    out = Piece(times=times)
+    tallies = out.tallies
     single_longest: float | None = None  # of the calls with one entry in the window
-    seat_tallies: dict[tuple[Any, ...], SeatTally] = defaultdict(SeatTally)
-    all_seats = SeatTally()
     for row in groups_rows:
         m = row._mapping  # noqa: SLF001 - SQLAlchemy's public row API
         k = tuple(row[:n_k])
@@ -475,15 +568,12 @@ async def report_sql(  # noqa: C901, PLR0912, PLR0915 - one pass over the result
         if ls is not None and (single_longest is None or ls > single_longest):
             single_longest = ls
         if answered and m["seat"] is not None:
-            seat_tallies[k].add_sums(m["seat"], m["units"], x[1], x[2])
-            all_seats.add_sums(m["seat"], m["units"], x[1], x[2])
+            out.seat_tallies.setdefault(k, SeatTally()).add_sums(m["seat"], m["units"], x[1], x[2])
+            out.all_seats.add_sums(m["seat"], m["units"], x[1], x[2])
     for row in rating_rows:
         k = tuple(row[:n_k])
         label, n = row[n_k:]
         _rate(tallies.setdefault(k, Tally.of(t)), label, n, t)
-    total = Tally.of(t)  # every entry, one unit each: the groups' sum (exact)
-    for tally in tallies.values():
-        total.merge(tally)
 
     # the centre: every entry as its own unit, less the multi-entry calls' entries, plus
     # those calls collapsed. A rating stays: a call has an answered entry (its rating's
@@ -495,34 +585,88 @@ async def report_sql(  # noqa: C901, PLR0912, PLR0915 - one pass over the result
         if e is not None:
             entries[e.key].append(replace(e, wrapup_s=r.wrap_eff))
     centre = Tally.of(t)
-    centre.merge(total)
+    for tally in tallies.values():
+        centre.merge(tally)
     for es in entries.values():
         for e in es:
             centre.remove(e)
     centre.longest_wait_s = single_longest
     for es in entries.values():
         centre.add(collapse_call(es))
-    whole = centre.figures(t, seats=_seat_figures(all_seats, times))
+    out.centre = centre
+    return out
+
+
+def piece_figures(
+    p: Piece, *, thresholds: Thresholds, keys: Sequence[GroupBy]
+) -> tuple[Figures, list[tuple[str | None, Figures]]]:
+    """The centre and the groups (sorted by key) of a window's :class:`Piece`."""
+    t = thresholds
+    times = p.times
+    whole = (p.centre or Tally.of(t)).figures(t, seats=_seat_figures(p.all_seats, times))
     groups: list[tuple[str | None, Figures]] = []
-    for k, tally in tallies.items():
-        seats = seat_tallies.get(k, SeatTally())
-        if keys == ["seat"]:
+    for k, tally in p.tallies.items():
+        seats = p.seat_tallies.get(k, SeatTally())
+        if list(keys) == ["seat"]:
             fig = tally.figures(
                 t, seats=_seat_figures(seats, {k[0]: times[k[0]]} if k[0] in times else {})
             )
         else:
             fig = tally.figures(t, seats=seats.figures())
         groups.append((_key(keys, k), fig))
-    if keys == ["seat"]:  # seats with time but no entry are groups too
+    if list(keys) == ["seat"]:  # seats with time but no entry are groups too
         have = {k for k, _ in groups}
         for seat in sorted(times.keys() - have):
             empty = Tally.of(t).figures(t, seats=_seat_figures(SeatTally(), {seat: times[seat]}))
             groups.append((seat, empty))
     groups.sort(key=lambda kv: (kv[0] is not None, kv[0] or ""))
-    # the callback list's figures: a query of their own (cti/adapters/db/kpi_callbacks.py)
+    return whole, groups
+
+
+async def with_callbacks_sql(
+    store: Store,
+    start: float,
+    end: float,
+    whole: Figures,
+    groups: list[tuple[str | None, Figures]],
+    *,
+    thresholds: Thresholds,
+    keys: Sequence[GroupBy],
+    tz: tzinfo,
+) -> tuple[Figures, list[tuple[str | None, Figures]]]:
+    """The report with the callback list's figures: a query of their own
+    (cti/adapters/db/kpi_callbacks.py)."""
+    t = thresholds
     cb_total, cb_groups = await callback_figures_sql(
-        store, start, end, by=keys, within_min=t.callback_within_min, tz=tz
+        store, start, end, by=list(keys), within_min=t.callback_within_min, tz=tz
     )
     return attach_callbacks(
         whole, groups if keys else [], cb_total, cb_groups, grouped=bool(keys), thresholds=t
+    )
+
+
+async def report_sql(
+    store: Store,
+    start: float,
+    end: float,
+    *,
+    thresholds: Thresholds,
+    by: GroupBy | Sequence[GroupBy] | None,
+    tz: tzinfo,
+) -> tuple[Figures, list[tuple[str | None, Figures]]]:
+    """What ``report_figures(await load_facts(store, start, end), ...)`` gives, from SQL:
+    the centre (one unit per call) and, with ``by`` (one key or several, e.g. line and
+    day), the groups (one unit per entry) sorted by key. The raw path: the definition the
+    roll-up (cti/adapters/db/kpi_rollup.py) is checked against.
+
+    The window's entries are read once (into the temporary ``kpi_e`` of this connection,
+    keys and wrap-ups computed), then every count and sum comes from one ``GROUP BY keys,
+    outcome, seat`` over it (:func:`_aggregates`); ratings and the multi-entry calls are
+    small queries on the same table."""
+    keys: list[GroupBy] = [] if by is None else [by] if isinstance(by, str) else list(by)
+    async with store.engine.connect() as conn:
+        p = await piece_sql(conn, start, end, thresholds=thresholds, keys=keys, tz=tz)
+    whole, groups = piece_figures(p, thresholds=thresholds, keys=keys)
+    return await with_callbacks_sql(
+        store, start, end, whole, groups, thresholds=thresholds, keys=keys, tz=tz
     )

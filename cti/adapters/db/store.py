@@ -16,12 +16,12 @@ from typing import Any
 
 from sqlalchemy import event, func, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from cti.adapters.db import migrate as migrations
 from cti.adapters.db.dialect import insert
 from cti.adapters.db.rows import write_callback_rows, write_queue_entry_rows, write_rows
-from cti.adapters.db.tables import CALL_RECORDS, SEAT_EVENTS
+from cti.adapters.db.tables import CALL_RECORDS, KPI_ROLLUP, SEAT_EVENTS
 
 __all__ = ["Store"]
 
@@ -36,6 +36,36 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA busy_timeout=5000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+# a wrap-up belongs to its call's day for up to the report's slack after the day's end
+_ROLLUP_SLACK_S = 3600.0
+
+
+async def _mark_dirty(conn: AsyncConnection, since: float) -> None:
+    """Every rolled-up day a fact at or after ``since`` may change (docs/kpis.md, "The
+    roll-up"): rolled again by the next report. Facts of today touch no closed day, so
+    this matches no row in the usual case (one indexed UPDATE per transaction)."""
+    await conn.execute(
+        KPI_ROLLUP.update()
+        .where(KPI_ROLLUP.c.day_end + _ROLLUP_SLACK_S > since, KPI_ROLLUP.c.dirty.is_(False))
+        .values(dirty=True)
+    )
+
+
+async def _roll_up_dirty(
+    conn: AsyncConnection,
+    rows: Sequence[dict[str, Any]],
+    seat_rows: Sequence[dict[str, Any]],
+    entry_rows: Sequence[dict[str, Any]],
+) -> None:
+    times = [
+        *(r["started_at"] for r in rows if r.get("started_at") is not None),
+        *(r["at"] for r in seat_rows if r.get("at") is not None),
+        *(r["entered_at"] for r in entry_rows if r.get("entered_at") is not None),
+    ]
+    if times:
+        await _mark_dirty(conn, float(min(times)))
 
 
 class Store:
@@ -91,6 +121,7 @@ class Store:
                 await write_callback_rows(conn, list(callback_rows))
             if entry_rows:
                 await write_queue_entry_rows(conn, list(entry_rows))
+            await _roll_up_dirty(conn, rows, seat_rows, entry_rows)
 
     async def rate_call(
         self, call_id: str, satisfaction: str, outbox_rows: Sequence[dict[str, Any]]
@@ -104,6 +135,14 @@ class Store:
                 .where(CALL_RECORDS.c.call_id == call_id)
                 .values(satisfaction=satisfaction)
             )
+            # a rating arriving after its day was rolled up: that day again
+            started = (
+                await conn.execute(
+                    select(CALL_RECORDS.c.started_at).where(CALL_RECORDS.c.call_id == call_id)
+                )
+            ).scalar()
+            if started is not None:
+                await _mark_dirty(conn, float(started))
             await write_rows(conn, outbox_rows)
         return bool(res.rowcount)
 

@@ -29,6 +29,7 @@ __all__ = [
     "CALL_RECORDS",
     "FEEDBACK110",
     "HEARTBEATS",
+    "KPI_ROLLUP",
     "METADATA",
     "OUTBOX",
     "QUEUE_ENTRIES",
@@ -103,6 +104,8 @@ QUEUE_ENTRIES: Final = Table(
     Index("ix_queue_entries_line_entered", "line", "entered_at"),
     Index("ix_queue_entries_department_entered", "department", "entered_at"),
     Index("ix_queue_entries_seat_entered", "seat", "entered_at"),
+    # the roll-up's cut checks (kpi_rollup.py): a call's entries on both sides of midnight
+    Index("ix_queue_entries_linkedid", "linkedid"),
 )
 
 
@@ -122,6 +125,30 @@ SEAT_EVENTS: Final = Table(
     # seat then id): this covering index gives that order without a sort, and every column
     # the report reads without a table lookup (2.2 s -> 0.25 s per 344 k events, issue 17)
     Index("ix_seat_events_report", "seat", "id", "at", "status", "reason", "call_id"),
+    # the roll-up's cut checks (kpi_rollup.py): a call's wrap-up events far from its day
+    Index("ix_seat_events_call", "call_id", "seat"),
+)
+
+
+# the KPI report's per-day roll-up (docs/kpis.md, "The roll-up"): per local day of a zone
+# and grain (the report's keys but the day), the raw report of that day as additive
+# counters (JSON: cti/adapters/db/kpi_rollup.py), with the day's two cut checks; a fact
+# written late for a rolled day sets `dirty` (Store), and the day is rolled again
+KPI_ROLLUP: Final = Table(
+    "kpi_rollup",
+    METADATA,
+    Column("tz", Text, primary_key=True),
+    Column("day", Text, primary_key=True),  # YYYY-MM-DD, local in tz
+    Column("grain", Text, primary_key=True),  # "", "line", "department", "seat", "hour"
+    Column("thresholds", Text, nullable=False),  # what the counters were made with
+    Column("day_start", Float, nullable=False),
+    Column("day_end", Float, nullable=False),
+    Column("clean_start", Boolean, nullable=False),
+    Column("clean_end", Boolean, nullable=False),
+    Column("dirty", Boolean, nullable=False),
+    Column("rolled_at", Float, nullable=False),
+    Column("data", Text, nullable=False),
+    Index("ix_kpi_rollup_end", "day_end"),
 )
 
 

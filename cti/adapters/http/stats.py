@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 
-from cti.adapters.db.kpi_sql import report_sql
+from cti.adapters.db.kpi_rollup import report
 from cti.adapters.db.store import Store
 from cti.adapters.http.api import API_PREFIX
 from cti.adapters.http.auth import require_scope
@@ -29,7 +29,9 @@ _WHEN_HELP = (
 )
 
 
-def stats_router(store: Store, thresholds: Thresholds, timezone: str | None) -> APIRouter:
+def stats_router(
+    store: Store, thresholds: Thresholds, timezone: str | None, *, rollup: bool = True
+) -> APIRouter:
     """GET /api/v1/stats (scope stats)."""
     api = APIRouter(
         prefix=API_PREFIX,
@@ -57,9 +59,16 @@ def stats_router(store: Store, thresholds: Thresholds, timezone: str | None) -> 
             w = report_window(start, end, timezone, now=time.time())
         except ReportWindowError as exc:
             raise ApiError(422, "invalid_window", str(exc), fields=["from", "to"]) from exc
-        # aggregated in SQL, the calculator's figures (tests/kpis/test_kpi_sql.py)
-        whole, groups = await report_sql(
-            store, w.start, w.end, thresholds=thresholds, by=by, tz=w.tz
+        # aggregated in SQL, the calculator's figures (tests/kpis/test_kpi_sql.py); closed
+        # whole days from the roll-up (tests/kpis/test_kpi_rollup.py)
+        whole, groups = await report(
+            store,
+            w.start,
+            w.end,
+            thresholds=thresholds,
+            by=by,
+            tz=w.tz,
+            tz_name=timezone if rollup else None,
         )
         return report_json(
             start=w.start_label,
