@@ -324,11 +324,13 @@ def test_reload_ends_the_live_streams_of_users_it_ended() -> None:
     table.use_settings(WebSettings(users=(a1,)))
     assert hub.end_streams(table.current) == 1
     assert len(hub) == 1
-    assert s2.queue.qsize() == 1  # the close mark: its events() ends
+    assert s2.closed  # its next_chunk() ends the response
+    assert not s1.closed
     hub.publish("seats/1001/state", {"status": "ready"})
     hub.publish("seats/1002/state", {"status": "ready"})
-    assert s1.queue.qsize() == 1
-    assert s2.queue.qsize() == 1  # nothing more for the ended stream
+    hub.flush()  # what the hub's task does
+    assert len(s1.take()) == 1
+    assert s2.take() == []  # nothing more for the ended stream
 
 
 def test_visibility() -> None:

@@ -269,10 +269,7 @@ class LiveHub:
         ended = [s for s in self._streams if not keep(s.user)]
         for stream in ended:
             self._streams.discard(stream)
-            with contextlib.suppress(asyncio.QueueEmpty):
-                if stream.queue.full():
-                    stream.queue.get_nowait()
-            stream.queue.put_nowait(_CLOSE)
+            stream.close()
         return len(ended)
 
     def close(self) -> None:
