@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from cti.adapters.db import kpi_rollup
 from cti.adapters.db.kpi_rollup import days_in, report
 from cti.adapters.db.kpi_sql import report_sql
 from cti.adapters.db.rows import queue_entry_row
@@ -141,3 +142,8 @@ def test_whole_days_are_read_from_the_roll_up(db_url: str) -> None:
                 await store.close()
 
     asyncio.run(run())
+
+
+def test_the_open_interval_bound_in_sql_is_the_largest_double() -> None:
+    # _NEXT_AT spells the bound out (a constant string for the SQL audit): keep it _BIG.
+    assert repr(kpi_rollup._BIG) in kpi_rollup._NEXT_AT

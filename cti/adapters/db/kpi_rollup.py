@@ -37,8 +37,6 @@ Assumption, as the raw path's: a seat's events are stored in time order (``id`` 
 ``at`` increase together), which the record writer guarantees per node.
 """
 
-# ruff: noqa: S608 - the SQL text is built from this module's constants; outside values
-# are bound parameters
 from __future__ import annotations
 
 import json
@@ -119,9 +117,11 @@ _WRAPS = """SELECT 1 FROM queue_entries a JOIN seat_events w
   ON w.call_id = a.linkedid AND w.seat = a.seat AND w.status = 'wrap_up'
 WHERE a.entered_at >= :lo AND a.entered_at < :hi AND a.outcome = 'answered' AND ({cond})
 LIMIT 1"""
+# The largest double, spelt out rather than formatted in from _BIG: a constant
+# string is what the SQL-injection audit (bandit B608) can see is constant.
 _NEXT_AT = (
     "COALESCE((SELECT n.at FROM seat_events n WHERE n.seat = w.seat AND n.id > w.id "
-    f"ORDER BY n.id LIMIT 1), {_BIG!r})"
+    "ORDER BY n.id LIMIT 1), 1.7976931348623157e+308)"
 )
 
 
