@@ -82,6 +82,10 @@ _TRANSFER_VARIABLE: Final = TRANSFER_ID_VARIABLE
 # set by the after-hours flow (cti/ivr/flows.py) once the daemon found the line closed: an
 # unanswered call is then a message taken (voicemail), not an abandoned call
 _AFTER_HOURS_VARIABLE: Final = AFTER_HOURS_VARIABLE
+# The only variables the tracker reads from a VarSet (leading underscores stripped): the AMI
+# adapter drops every other VarSet unparsed (ami.drop_unread_events; a call through the
+# holding loop and a Local seat brings ~30 of them, DIALSTATUS, BRIDGEPEER, RINGTIME...).
+VARIABLES_READ: Final = frozenset({_LINE_VARIABLE, _TRANSFER_VARIABLE, _AFTER_HOURS_VARIABLE})
 _SOFTHANGUP_SHUTDOWN: Final = 4
 # The table is bounded (issue 16): 120,000 Newchannel events without a Hangup (a broken
 # or hostile AMI peer) grew the daemon by 200 MB and made a reconnect write 120,000 bogus
