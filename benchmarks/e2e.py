@@ -305,6 +305,7 @@ class Daemon:
             tmp, seats=seats, queue={"wrapup_s": 0, "sticky_window_s": 0}
         )
         self.bench = bench
+        self.source: Path | None = None  # another revision's tree to run (load.py --variants)
         self.proc: asyncio.subprocess.Process | None = None
         self.logs: list[dict[str, Any]] = []
         self.replies: dict[str, dict[str, Any]] = {}
@@ -318,7 +319,7 @@ class Daemon:
         await self.mqtt.__aenter__()
         await self.mqtt.subscribe(f"{self.prefix}/seats/+/#", qos=1)
         self._tasks.append(asyncio.create_task(self._read_mqtt(), name="bench.mqtt"))
-        self.proc = await spawn_daemon(self.config)
+        self.proc = await spawn_daemon(self.config, source=self.source)
         self._tasks.append(asyncio.create_task(self._read_logs(), name="bench.daemon_logs"))
         await self.wait(
             lambda: self.logged("ami_node_up") and self.logged("mqtt_connected"), 20, "daemon up"

@@ -1,7 +1,12 @@
 """Load on the real testbed: what one call costs the daemon, at fixed call rates.
 
 Usage: python benchmarks/load.py [--rates 5,10,20] [--seconds 20] [--talk 1] [--seats N]
-                                 [--lost-after 20] [--warmup 3]
+                                 [--lost-after 20] [--warmup 3] [--variants V1,V2,...]
+
+--variants runs each rate once per variant, alternating, so their ratio comes from one run:
+a configuration switch (VARIANTS below), or rev=REV (rev=main, rev=HEAD~1): the daemon of
+that git revision (its `git archive`, run as the source tree) with the shipped configuration,
+against `.` (this working tree). A/B of a code change: --variants rev=main,.,rev=main,.
 
 Needs the testbed (scripts/testbed up: Asterisk 22 + Mosquitto on loopback) and no other
 `cti run` on this host (it would take our held calls). Run it under the testbed's lock:
@@ -38,6 +43,7 @@ import contextlib
 import json
 import math
 import sqlite3
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -89,8 +95,11 @@ class LoadDaemon(Daemon):
     skills, team and languages of the plan's seat i mod 5, so the shipped number plan (whose
     lines and overflow steps name those skills and teams) stays valid and routes as shipped."""
 
-    def __init__(self, tmp: Path, bench: Bench, n: int, variant: str = "") -> None:
+    def __init__(
+        self, tmp: Path, bench: Bench, n: int, variant: str = "", source: Path | None = None
+    ) -> None:
         super().__init__(tmp, bench)
+        self.source = source
         plan = yaml.safe_load((PROJECT / "config" / "cti.yaml").read_text(encoding="utf-8"))
         models = plan["numberplan"]["seats"]
         seats = [
@@ -102,7 +111,7 @@ class LoadDaemon(Daemon):
         self.config, self.prefix = write_config(
             tmp, seats=seats, queue={"wrapup_s": 0, "sticky_window_s": 0}
         )
-        if variant:  # issue 12's switches, A/B within one run
+        if variant in VARIANTS:  # issue 12's switches, A/B within one run
             data = yaml.safe_load(self.config.read_text(encoding="utf-8"))
             loop, drop = VARIANTS[variant]
             data["event_loop"] = loop
@@ -169,13 +178,28 @@ async def steady_cpu(pids: dict[str, int], start: float, end: float) -> dict[str
     return out
 
 
+def git_tree(rev: str, into: Path) -> Path:
+    """The source tree of git revision `rev` (`git archive`, no worktree registered)."""
+    into.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(PROJECT), "archive", rev], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
 async def run_rate(
-    bench: Bench, rate: float, tmp: Path, args: argparse.Namespace, variant: str = ""
+    bench: Bench,
+    rate: float,
+    tmp: Path,
+    args: argparse.Namespace,
+    variant: str = "",
+    source: Path | None = None,
 ) -> Row:
     bench.calls = {}
     bench.hold_context = "cti-hold"
     n_seats = args.seats or seats_for(rate, args.talk)
-    daemon = LoadDaemon(tmp, bench, n_seats, variant)
+    daemon = LoadDaemon(tmp, bench, n_seats, variant, source)
     try:
         await daemon.start()
         assert daemon.proc is not None
@@ -266,17 +290,22 @@ async def main(args: argparse.Namespace) -> int:
             version = str(settings.response.get("AsteriskVersion", "?"))
             ast_pid = asterisk_pid()
             with tmpdir() as tmp:
+                sources = {
+                    v: git_tree(v.removeprefix("rev="), tmp / f"src{i}")
+                    for i, v in enumerate(dict.fromkeys(args.variants))
+                    if v.startswith("rev=")
+                }
                 runs = [(r, v) for r in args.rates for v in args.variants]
                 for i, (rate, variant) in enumerate(runs):
                     print(f"... rate {rate:g}/s {variant}", file=sys.stderr, flush=True)
                     sub = tmp / f"run{i}"
                     sub.mkdir()
-                    row = await run_rate(bench, rate, sub, args, variant)
+                    row = await run_rate(bench, rate, sub, args, variant, sources.get(variant))
                     if asterisk_pid() != ast_pid:
                         msg = "Asterisk was restarted during the run"
                         raise AmiError("bench", msg)  # noqa: TRY301 - one abort path
                     rows.append(row)
-    except (AmiError, TimeoutError, OSError) as exc:
+    except (AmiError, TimeoutError, OSError, subprocess.CalledProcessError) as exc:
         aborted = f"ABORTED: {exc!r}; rows measured before it are below, the rest discarded"
     finally:
         await clean_up(bench, runners)
@@ -303,12 +332,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="",
         help="each rate once per variant, comma-separated: "
         + ", ".join(VARIANTS)
+        + ", rev=REV (that git revision's daemon) or . (this tree as shipped)"
         + " (default: the shipped configuration)",
     )
     args = p.parse_args(argv)
     args.variants = [v for v in args.variants.split(",") if v] or [""]
-    if any(v and v not in VARIANTS for v in args.variants):
-        p.error(f"--variants: one of {', '.join(VARIANTS)}")
+    if any(
+        v not in {"", "."} and v not in VARIANTS and not v.startswith("rev=") for v in args.variants
+    ):
+        p.error(f"--variants: one of {', '.join(VARIANTS)}, rev=REV, .")
     args.rates = [float(r) for r in args.rates.split(",") if r]
     if not args.rates or any(r <= 0 or r > 60 for r in args.rates):
         p.error("--rates must be in (0, 60] calls/s")

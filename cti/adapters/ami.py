@@ -281,11 +281,13 @@ class AmiClient:
         resync_actions: Sequence[str] = _RESYNC_ACTIONS,
         rng: random.Random | None = None,
         keep_events: Collection[str] | None = None,
+        keep_variables: Collection[str] | None = None,
     ) -> None:
         self.node = node
         self.name = node.name
         # the events the consumer reads (None: all); see AmiWireDecoder
         self._keep_events = keep_events
+        self._keep_variables = keep_variables
         self._events = events
         self._log = (log or structlog.get_logger("cti.ami")).bind(node=node.name)
         self._clock = clock
@@ -298,7 +300,9 @@ class AmiClient:
         self._abandoned: deque[str] = deque(maxlen=64)
         self._transport: asyncio.Transport | None = None
         self._decoder = AmiWireDecoder(
-            fallback_encoding=node.encoding_fallback, keep_events=keep_events
+            fallback_encoding=node.encoding_fallback,
+            keep_events=keep_events,
+            keep_variables=keep_variables,
         )
         self._banner: asyncio.Future[str] | None = None
         self._lost: asyncio.Future[str] | None = None
@@ -399,7 +403,9 @@ class AmiClient:
         """One connection's life. Returns True if it got logged in before it ended."""
         loop = asyncio.get_running_loop()
         self._decoder = AmiWireDecoder(
-            fallback_encoding=self.node.encoding_fallback, keep_events=self._keep_events
+            fallback_encoding=self.node.encoding_fallback,
+            keep_events=self._keep_events,
+            keep_variables=self._keep_variables,
         )
         self._banner = loop.create_future()
         self._lost = loop.create_future()

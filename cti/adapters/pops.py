@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -50,6 +51,8 @@ class PopLatency(Histogram):
 
 POP_SCHEMA_VERSION: Final = 1
 HISTORY_DEADLINE_S: Final = 0.2
+# calls whose caller history is kept for their re-offers (a few minutes of a busy centre)
+HISTORY_MEMO_CALLS: Final = 4096
 
 
 # ------------------------------------------------------------------ the contract
@@ -217,6 +220,12 @@ class PopPublisher:
         self._clock = clock
         self._monotonic = monotonic
         self._queue: asyncio.Queue[tuple[Pop, float]] = asyncio.Queue()
+        # call id -> its caller's history, found for its first offer: a re-offer (ring no
+        # answer, overflow to the next seat) shows the same one without the two queries.
+        # Excluding the call itself, it changes only if the same number's other call ends
+        # meanwhile. Only complete lookups are kept, the last HISTORY_MEMO_CALLS calls'.
+        self._histories: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.history_lookups = 0
         self.published = 0
         self.latency = PopLatency()
 
@@ -286,6 +295,18 @@ class PopPublisher:
         """The caller's recent calls and tickets; `repeat_caller` is the hint for 并单."""
         if not caller:
             return {"calls": [], "tickets": [], "repeat_caller": False, "complete": True}
+        known = self._histories.get(call_id)
+        if known is not None:
+            return known
+        history = await self._lookup(caller, call_id)
+        if history["complete"]:
+            self._histories[call_id] = history
+            if len(self._histories) > HISTORY_MEMO_CALLS:
+                self._histories.popitem(last=False)
+        return history
+
+    async def _lookup(self, caller: str, call_id: str) -> dict[str, Any]:
+        self.history_lookups += 1
         now = self._clock()
         try:
             async with asyncio.timeout(HISTORY_DEADLINE_S):

@@ -57,6 +57,7 @@ from cti.app.outbox_health import outbox_metrics, outbox_ready
 from cti.app.reload import Reloader, ReloadStats
 from cti.app.transfers110 import PUSH_TOPIC, Transfers110
 from cti.app.web import WebPages
+from cti.calls import VARIABLES_READ
 from cti.calls.ids import CallRef
 from cti.core import (
     CallbackDone,
@@ -141,6 +142,7 @@ class Daemon:
                 # the daemon reads only the typed events (the tracker, the core and the
                 # prompt check dispatch on them); the others are dropped unparsed (issue 12)
                 keep_events=EVENT_TYPES if settings.ami.drop_unread_events else None,
+                keep_variables=VARIABLES_READ if settings.ami.drop_unread_events else None,
             )
             for node in settings.ami.nodes
         }

@@ -15,9 +15,10 @@ from cti.calls.model import (
     Via,
     next_state,
 )
-from cti.calls.tracker import CallTracker, party_name
+from cti.calls.tracker import VARIABLES_READ, CallTracker, party_name
 
 __all__ = [
+    "VARIABLES_READ",
     "ActiveCall",
     "CallAnswered",
     "CallConnected",

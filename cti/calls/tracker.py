@@ -99,6 +99,13 @@ _VIA_CHECKS: Final = {
     VIA_DIALED_VARIABLE: re.compile(r"\+?[0-9*#]{1,32}"),
     VIA_CALL_ID_VARIABLE: re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}"),
 }
+# The only variables the tracker reads from a VarSet (_on_var_set; the county's
+# via ones too) (leading underscores stripped): the AMI
+# adapter drops every other VarSet unparsed (ami.drop_unread_events; a call through the
+# holding loop and a Local seat brings ~30 of them, DIALSTATUS, BRIDGEPEER, RINGTIME...).
+VARIABLES_READ: Final = frozenset(
+    {_LINE_VARIABLE, _TRANSFER_VARIABLE, _AFTER_HOURS_VARIABLE, *_VIA_CHECKS}
+)
 _SOFTHANGUP_SHUTDOWN: Final = 4
 # The table is bounded (issue 16): 120,000 Newchannel events without a Hangup (a broken
 # or hostile AMI peer) grew the daemon by 200 MB and made a reconnect write 120,000 bogus

@@ -150,7 +150,8 @@ class AmiSettings(BaseModel):
         default=True,
         description=(
             "Drop, unparsed, the unsolicited events the daemon never reads (those without a "
-            "typed event in cti/events.py: AGIExec, Cdr, RTCP...); false parses them all "
+            "typed event in cti/events.py: AGIExec, Cdr, RTCP...) and the VarSets of the "
+            "variables it never reads (DIALSTATUS, BRIDGEPEER...); false parses them all "
             "(docs/performance.md)."
         ),
     )

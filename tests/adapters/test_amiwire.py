@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cti.adapters.amiwire import AmiWireDecoder, encode_action, parse_block
+from cti.adapters.amiwire import (
+    AmiWireDecoder,
+    WireStats,
+    _parse_lines,
+    encode_action,
+    parse_block,
+)
 
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
 
@@ -210,3 +216,54 @@ def test_without_keep_events_everything_is_parsed() -> None:
         "RTCPSent",
     ]
     assert dec.stats.filtered_events == 0
+
+
+def test_varsets_of_unread_variables_are_dropped_and_counted() -> None:
+    dec = AmiWireDecoder(
+        expect_banner=False, keep_events={"VarSet", "Hangup"}, keep_variables={"CTI_LINE"}
+    )
+    out = dec.feed(
+        b"Event: VarSet\r\nChannel: L/1\r\nVariable: DIALSTATUS\r\nValue: ANSWER\r\n\r\n"
+        # inherited (one or two underscores) is the same variable
+        b"Event: VarSet\r\nChannel: L/1\r\nVariable: __CTI_LINE\r\nValue: 12345\r\n\r\n"
+        b"Event: VarSet\r\nChannel: L/1\r\nVariable: CTI_LINE\r\nValue: 12315\r\n\r\n"
+        # a prefix of a kept name is another variable
+        b"Event: VarSet\r\nChannel: L/1\r\nVariable: CTI_LINE_X\r\nValue: 1\r\n\r\n"
+        # no Variable header: parsed as usual; an action's item is always kept
+        b"Event: VarSet\r\nChannel: L/1\r\n\r\n"
+        b"Event: VarSet\r\nActionID: a1\r\nVariable: BRIDGEPEER\r\n\r\n"
+        b"Event: Hangup\r\nUniqueid: 1.1\r\n\r\n"
+        b"Event: VarSet\r\nVariable: RINGTIME"  # the last header of a message, cut here
+        b"\r\n\r\n"
+    )
+    assert [(m["Event"], m.get("Variable"), m.get("Value")) for m in out] == [
+        ("VarSet", "__CTI_LINE", "12345"),
+        ("VarSet", "CTI_LINE", "12315"),
+        ("VarSet", None, None),
+        ("VarSet", "BRIDGEPEER", None),
+        ("Hangup", None, None),
+    ]
+    assert dec.stats.filtered_events == 3
+
+
+def test_keep_variables_alone_filters_nothing() -> None:
+    dec = AmiWireDecoder(expect_banner=False, keep_variables={"CTI_LINE"})
+    out = dec.feed(b"Event: VarSet\r\nVariable: DIALSTATUS\r\n\r\n")
+    assert [m["Variable"] for m in out] == ["DIALSTATUS"]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.lists(
+        st.text(alphabet=["a", "B", ":", " ", "\r", "\n", "é", "-"], max_size=12),
+        max_size=8,
+    )
+)
+def test_parse_block_fast_path_is_the_line_loop(lines: list[str]) -> None:
+    """The one-pass parse of the common message says what the line loop (the definition)
+    says, for any block: colons in values or keys, repeated keys, empty lines, lone CR/LF."""
+    text = "\r\n".join(lines)
+    want_stats, got_stats = WireStats(), WireStats()
+    want = _parse_lines(text.split("\r\n"), want_stats)
+    assert parse_block(text, got_stats) == want
+    assert got_stats == want_stats

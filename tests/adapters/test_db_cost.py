@@ -166,3 +166,13 @@ async def test_the_history_lookup_reads_a_callers_calls_by_index(store: Store) -
         text = " ".join(str(r) for r in plan)
     assert "ix_call_records_caller_started" in text
     assert "TEMP B-TREE" not in text  # no sort of all the caller's calls
+
+
+async def test_the_history_lookup_reads_a_callers_tickets_by_index(store: Store) -> None:
+    async with store.engine.connect() as conn:
+        plan = await conn.exec_driver_sql(
+            "EXPLAIN QUERY PLAN SELECT * FROM tickets WHERE caller = '1' AND created_at >= 0 "
+            "ORDER BY created_at DESC, id DESC LIMIT 5"
+        )
+        text = " ".join(str(r) for r in plan)
+    assert "ix_tickets_caller_created" in text

@@ -187,3 +187,37 @@ async def test_pop_latency_runs_from_the_pop_to_the_publish_acknowledged() -> No
     assert (lat.count, lat.sum) == (1, 0.5)
     assert dict(lat.cumulative())[0.25] == 0
     assert dict(lat.cumulative())[0.5] == 1  # inclusive upper bounds
+
+
+async def test_a_re_offer_reuses_the_calls_history_an_incomplete_one_is_retried() -> None:
+    earlier = [
+        {"linkedid": "c1", "caller": "13800138000", "started_at": NOW - 60, "line": "12345",
+         "outcome": "answered", "answered_by": "1002"},
+    ]  # fmt: skip
+    backend = FakeBackend([], delay_s=2.0)  # the first lookup misses its deadline
+    mqtt = FakeMqtt()
+    publisher = PopPublisher(
+        FakeStore(earlier),  # type: ignore[arg-type]
+        backend,  # type: ignore[arg-type]
+        mqtt,  # type: ignore[arg-type]
+        log=structlog.get_logger("test"),
+        clock=lambda: NOW,
+    )
+    task = asyncio.create_task(publisher.run())
+    try:
+        for attempt in (1, 2, 3):  # ring no answer twice: offered three times
+            if attempt == 2:  # the backend is quick again from here
+                backend.delay_s = 0.0
+            publisher.submit(
+                Pop(seat="1001", kind="offer", call_id="c9", attempt=attempt, call=CALL)
+            )
+            async with asyncio.timeout(5):
+                while len(mqtt.sent) < attempt:
+                    await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+    complete = [p["history"]["complete"] for _, p in mqtt.sent]
+    assert complete == [False, True, True]
+    assert publisher.history_lookups == 2  # the third offer took the second's history
+    assert mqtt.sent[1][1]["history"] == mqtt.sent[2][1]["history"]
+    assert [c["call_id"] for c in mqtt.sent[2][1]["history"]["calls"]] == ["c1"]

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+import structlog
 
+from cti.calls import VARIABLES_READ, CallTracker
+from cti.dialplan.contract import VIA_CALL_ID_VARIABLE, VIA_DIALED_VARIABLE, VIA_NODE_VARIABLE
+from cti.events import EVENT_TYPES, AmiEvent
 from cti.replay import iter_events, main_replay, replay_file
 from tests.calls.expected import EXPECTED
 
@@ -96,3 +101,33 @@ def test_wire_format_with_bare_newlines(tmp_path: Path) -> None:
     trace.write_text("Asterisk Call Manager/11.0.0\n" + "\n".join(blocks) + "\n", encoding="utf-8")
     # no connection markers in a capture, otherwise identical
     assert list(replay_file(trace)) == EXPECTED[name]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_unread_events_dropped_change_nothing(name: str) -> None:
+    """What `ami.drop_unread_events` drops (events with no typed event, VarSets of other
+    variables than VARIABLES_READ) never changes what the tracker says about a call."""
+
+    def read(ev: object) -> bool:
+        if not isinstance(ev, AmiEvent) or ev.name == "" or "Event" not in ev.headers:
+            return True  # connection events, responses
+        if ev.headers.get("ActionID") is not None:
+            return True
+        if ev.name not in EVENT_TYPES:
+            return False
+        return ev.name != "VarSet" or ev.headers.get("Variable", "").lstrip("_") in VARIABLES_READ
+
+    def notes(events: Sequence[object]) -> list[object]:
+        tracker = CallTracker(logger=structlog.get_logger("test"))
+        return [n for ev in events for n in tracker.handle(ev)]
+
+    events = list(iter_events(FIXTURES / name))
+    kept = [ev for ev in events if read(ev)]
+    assert len(kept) < len(events) or "legacy" in name  # the fixtures have some to drop
+    assert notes(kept) == notes(events)
+
+
+def test_the_county_via_variables_are_read() -> None:
+    """A county call's origin arrives as VarSets (cti-from-trunk sets them from the trunk's
+    X-CTI-* headers): dropping them as unread would lose `via` on every county pop."""
+    assert {VIA_NODE_VARIABLE, VIA_DIALED_VARIABLE, VIA_CALL_ID_VARIABLE} <= VARIABLES_READ

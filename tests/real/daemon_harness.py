@@ -47,8 +47,16 @@ def write_config(
     return path, prefix
 
 
-async def spawn_daemon(config: Path, args: Sequence[str] = ()) -> asyncio.subprocess.Process:
-    """`cti run -c config [args]` with the testbed's AMI secret; JSON logs on its stderr pipe."""
+async def spawn_daemon(
+    config: Path, args: Sequence[str] = (), *, source: Path | None = None
+) -> asyncio.subprocess.Process:
+    """`cti run -c config [args]` with the testbed's AMI secret; JSON logs on its stderr pipe.
+    With `source` (a source tree, e.g. an older revision's `git archive`) the daemon runs that
+    tree's `cti` package instead of the installed one: `python -m` puts its working directory
+    first on `sys.path`, so the tree is both the working directory and `PYTHONPATH`."""
+    env = {**os.environ, "CTI_AMI_SECRET": AMI_SECRET}
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -58,7 +66,8 @@ async def spawn_daemon(config: Path, args: Sequence[str] = ()) -> asyncio.subpro
         str(config),
         *args,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "CTI_AMI_SECRET": AMI_SECRET},
+        env=env,
+        cwd=source,
     )
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from cti.adapters.db import migrate as migrations
+from cti.adapters.db import sqlite_driver
 from cti.adapters.db.dialect import insert
 from cti.adapters.db.rows import write_callback_rows, write_queue_entry_rows, write_rows
 from cti.adapters.db.tables import CALL_RECORDS, KPI_ROLLUP, SEAT_EVENTS
@@ -76,9 +77,19 @@ class Store:
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         if self.is_sqlite and self.url.database not in {None, "", ":memory:"}:
             Path(self.url.database or "").parent.mkdir(parents=True, exist_ok=True)
-        self.engine: AsyncEngine = create_async_engine(self.url)
         if self.is_sqlite:
+            # one trip to aiosqlite's thread per statement, not three or four (issue 12)
+            self.engine: AsyncEngine = create_async_engine(
+                self.url, async_creator=self._connect_sqlite
+            )
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            self.engine = create_async_engine(self.url)
+
+    async def _connect_sqlite(self) -> sqlite_driver.OneTripConnection:
+        # the arguments SQLAlchemy's dialect would pass aiosqlite for this URL
+        args, kwargs = self.engine.sync_engine.dialect.create_connect_args(self.url)
+        return await sqlite_driver.connect(*args, **kwargs)
 
     async def open(self, *, migrate: bool = True) -> None:
         """Upgrade the schema to this version's (idempotent; a database of the version
