@@ -33,6 +33,7 @@ from cti.settings.base import FROZEN, Seconds
 from cti.settings.dialplan import DialplanSettings
 from cti.settings.http import HttpSettings, RateLimit
 from cti.settings.kpis import KpiSettings
+from cti.settings.supervision import SupervisionSettings
 from cti.settings.tls import TlsClientSettings
 from cti.settings.workorders import WorkOrdersSettings
 
@@ -398,6 +399,10 @@ class Settings(BaseModel):
     kpis: KpiSettings = Field(
         default_factory=KpiSettings,
         description="KPI thresholds and time zone of cti report / the stats API (docs/kpis.md).",
+    )
+    supervision: SupervisionSettings = Field(
+        default_factory=SupervisionSettings,
+        description="Supervisors: listen/whisper/barge, forced seat states (docs/supervision.md).",
     )
 
 
