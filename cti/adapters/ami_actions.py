@@ -36,6 +36,7 @@ from cti.dialplan.contract import (
     RING_TIMEOUT_VARIABLE,
     SEAT_ENDPOINT_VARIABLE,
     SEAT_VARIABLE,
+    SPY_MODE_DIGITS,
     SPY_TARGET_VARIABLE,
     TAKEN_VARIABLE,
 )
@@ -193,7 +194,7 @@ def escalation_actions(effect: EscalationEffect) -> list[dict[str, str]]:
 
 def spy_actions(effect: StartSpy | SwitchSpy | StopSpy) -> list[dict[str, str]]:
     """A supervisor's spy channel (cti/core/supervision.py): its Originate into cti-spy,
-    the Redirect that switches its mode, its Hangup."""
+    the DTMF digit that switches its mode, its Hangup."""
     if isinstance(effect, StartSpy):
         return [
             {
@@ -204,23 +205,26 @@ def spy_actions(effect: StartSpy | SwitchSpy | StopSpy) -> list[dict[str, str]]:
                 "Priority": "1",
                 "Timeout": str(round(effect.timeout_s * 1000)),
                 "CallerID": f'"CTI {effect.mode}" <{effect.mode}>',
-                # not inherited (no `_`): only the spy channel spies; kept across the
-                # Redirect of a mode switch
+                # not inherited (no `_`): only the spy channel spies
                 "Variable": f"{SPY_TARGET_VARIABLE}={effect.target}",
                 "ChannelId": effect.spy_id,
                 "Async": "true",
             }
         ]
     if isinstance(effect, SwitchSpy):
-        # ChanSpy ends at the Redirect (an async goto) and starts again with the other
-        # mode's options on the same channel: the supervisor's phone stays connected
+        # ChanSpy's `d` option: digits *from* the spy channel switch the mode (4 spy,
+        # 5 whisper, 6 barge). `Receive: true` queues the digit as if the supervisor's
+        # phone had sent it; without it PlayDTMF sends it out *to* the phone, where
+        # ChanSpy never sees it. The call and the channel stay as they are (a Redirect to
+        # another cti-spy extension restarted ChanSpy, and on the testbed the channel was
+        # sometimes hung up in the restart).
         return [
             {
-                "Action": "Redirect",
+                "Action": "PlayDTMF",
                 "Channel": effect.channel,
-                "Context": CONTEXT_SPY,
-                "Exten": effect.mode,
-                "Priority": "1",
+                "Digit": SPY_MODE_DIGITS[effect.mode],
+                "Duration": "120",
+                "Receive": "true",
             }
         ]
     return [{"Action": "Hangup", "Channel": effect.channel}]

@@ -8,10 +8,11 @@ at its ``min_level``), and listen in on a call only of one of their lines.
 
 The spy is the supervisor's own phone, originated into ``cti-spy,<mode>,1`` (the dialplan
 runs ``ChanSpy(<agent channel>,qSEd…)``: ``w`` whisper, ``B`` barge). Switching modes is
-a ``Redirect`` of that channel to the other mode's extension: ChanSpy ends and starts again
-with the new options on the same channel, so the supervisor's phone keeps its call. (AMI
-``PlayDTMF`` would not do it: it sends the digit *to* the phone, while ChanSpy's ``d``
-option listens for digits *from* it; the supervisor can still press 4/5/6 there.) Stop
+ChanSpy's ``d`` option: the digit 4 (listen), 5 (whisper) or 6 (barge) *from* the spy
+channel, which the daemon queues there with AMI ``PlayDTMF`` and ``Receive: true`` (plain
+PlayDTMF sends the digit out to the phone, where ChanSpy never sees it); the supervisor can
+press the same digits on the phone (then the daemon's idea of the mode is stale until the
+next switch). No new call rings the supervisor. Stop
 hangs the spy channel up. Forced seat states go through the agents' own command path
 (:class:`~cti.core.seat_commands.SeatCommands`), so a logout during a call is pending
 until the call ends, like the agent's own.
@@ -142,6 +143,8 @@ class Supervision:
             elif item.action == "stop":
                 call_id = self._stop(who, seat, out)
             else:
+                state = self._dispatcher.seats.get(seat)
+                call_id = state.call_id if state is not None else None
                 extra = self._force(item, out)
         except Refused as why:
             self._counts["supervision_refused"] += 1

@@ -73,8 +73,8 @@ class StartSpy:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SwitchSpy:
-    """Move the spy channel to ``cti-spy,<mode>,1``: ChanSpy restarts with the new mode's
-    options on the same channel (the supervisor's phone keeps its call)."""
+    """Switch the running ChanSpy to `mode`: its ``d`` option's digit (4/5/6) queued on
+    the spy channel as if the supervisor had pressed it (the phone keeps its call)."""
 
     node: str
     channel: str

@@ -633,7 +633,7 @@ def _spy(conf: _Conf) -> None:
         _RULE,
         "Supervisor controls (docs/supervision.md): the daemon Originates the supervisor's",
         "phone here (Exten=listen|whisper|barge), CTI_SPY_TARGET = the agent's channel; a",
-        "mode switch Redirects the same channel to the other extension (ChanSpy restarts).",
+        "mode switch is a DTMF digit 4/5/6 queued on the spy channel (AMI PlayDTMF Receive).",
     )
     for mode, options in _SPY_OPTIONS.items():
         conf.exten(
