@@ -93,7 +93,7 @@ def test_listen_originates_the_supervisors_phone_into_chanspy_on_the_agents_chan
 def test_a_supervisor_of_other_lines_is_refused_and_nothing_happens() -> None:
     c = talking_core()
     for action in ("listen", "not_ready", "logout"):
-        reply, out = act(c, action, 102.0, who=ELSEWHERE, reason="meal")  # type: ignore[arg-type]
+        reply, out = act(c, action, 102.0, who=ELSEWHERE, reason="meal")
         assert reply["error"]["code"] == "forbidden"
         assert [type(e) for e in out] == [StoreAudit, Publish, Publish]
 

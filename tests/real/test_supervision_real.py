@@ -121,16 +121,16 @@ async def test_listen_whisper_barge_stop_force_and_audit(tmp_path: Path) -> None
                     resp = await board.post(f"/seats/1001/{mode}")
                     assert resp.status_code == 200, resp.text
                     assert resp.json()["mode"] == mode
-                    await _ami_event(
-                        h,
-                        lambda e, d=digit: (
+
+                    def received(e: AmiEvent, d: str = digit) -> bool:
+                        return (
                             e.name == "DTMFEnd"
                             and e.headers.get("Channel") == spy_channel
                             and e.headers.get("Digit") == d
                             and e.headers.get("Direction") == "Received"
-                        ),
-                        10,
-                    )
+                        )
+
+                    await _ami_event(h, received, 10)
                     still = await spying("listen", "qSEd")
                     assert still is not None, seen  # the same channel, still in ChanSpy
                 spies = (await board.get("/spies")).json()["spies"]
