@@ -11,6 +11,7 @@ action must be in the log even if the daemon dies a second later) and a publish 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -56,6 +57,10 @@ class SupervisionDesk:
         self.spies = spies  # the core's answer: who listens to whom now
         self._store = store
         self._feed = feed
+        # one audit write at a time, in the order the core decided them: each is its own
+        # job, and two concurrent inserts got their ids (the log's order) the other way
+        # round on the testbed. asyncio.Lock wakes its waiters first come, first served.
+        self._audit_lock = asyncio.Lock()
         self._log = log
 
     def use_settings(self, settings: SupervisionSettings) -> None:
@@ -113,6 +118,7 @@ class SupervisionDesk:
 
     async def store(self, effect: StoreAudit) -> None:
         try:
-            await add_audit(self._store.engine, effect.entry.to_json())
+            async with self._audit_lock:
+                await add_audit(self._store.engine, effect.entry.to_json())
         except Exception:  # noqa: BLE001 - logged with every field: the log is the copy
             self._log.exception("supervision_audit_failed", **effect.entry.to_json())
