@@ -39,6 +39,7 @@ from cti.adapters.db.rows import callback_row, outbox_rows
 from cti.adapters.db.store import Store
 from cti.adapters.http.callbacks import callbacks_router
 from cti.adapters.http.stats import stats_router
+from cti.adapters.http.supervision import supervision_router
 from cti.adapters.http.transfers110 import transfers_router
 from cti.adapters.mqtt import Incoming, MqttAdapter
 from cti.adapters.pops import PopPublisher
@@ -53,6 +54,7 @@ from cti.app.http_facade import HttpFacade
 from cti.app.jobs import Jobs
 from cti.app.live_stats import DAY_S, LiveStats, zone
 from cti.app.reload import Reloader, ReloadStats
+from cti.app.supervision import SupervisionDesk
 from cti.app.transfers110 import PUSH_TOPIC, Transfers110
 from cti.app.web import WebPages
 from cti.calls.ids import CallRef
@@ -77,7 +79,7 @@ from cti.core import (
     TicketNumberKnown,
     call_event,
 )
-from cti.core.messages import AmiEffect, ReadAdoptedChannel
+from cti.core.messages import AmiEffect, ReadAdoptedChannel, StoreAudit
 from cti.events import EVENT_TYPES, AmiEvent
 from cti.seats.commands import parse_seat_command
 from cti.settings import Settings
@@ -177,6 +179,14 @@ class Daemon:
             log=log,
         )
         self.callbacks = Callbacks(store, feed=self.feed, log=log)
+        # supervisor controls and their audit log (cti/app/supervision.py)
+        self.supervision = SupervisionDesk(
+            settings.supervision,
+            store,
+            feed=self.feed,
+            spies=core.supervision.spies,
+            log=log,
+        )
         # the live KPI figures and alarms (cti/stats/live, cti/stats/alarms; docs/kpis.md)
         self.live = LiveStats(
             thresholds=settings.kpis.thresholds(),
@@ -242,6 +252,7 @@ class Daemon:
         self.http.use_settings(plan.settings, tokens=plan.tokens_changed)
         self.ivr.use_settings(plan.settings)
         self.web.use_settings(plan.settings)
+        self.supervision.use_settings(plan.settings.supervision)
 
     async def aclose(self) -> None:
         """Close the HTTP clients (work-order backend, 110 webhook)."""
@@ -311,6 +322,7 @@ class Daemon:
             routers = [
                 transfers_router(self.transfers110),
                 callbacks_router(self.callbacks),
+                supervision_router(self.supervision),
                 stats_router(self.store, kpis.thresholds(), kpis.timezone),
             ]
             yield self.http.serve(routers, self.web.install), "adapter.http"
@@ -398,6 +410,7 @@ class Daemon:
             Report110: self.transfers110.report,  # stored, then published
             NotifyEscalation: self._notify_escalation,
             CallbackDone: self._callback_done,
+            StoreAudit: self._store_audit,
             # only a push / a callback request makes these, and its caller keeps them
             Reply110: self._kept_by_caller,
             CallbackReply: self._kept_by_caller,
@@ -472,6 +485,9 @@ class Daemon:
 
     def _callback_done(self, effect: CallbackDone) -> None:
         self.jobs.start(self.callbacks.close(effect), "callbacks.close")
+
+    def _store_audit(self, effect: StoreAudit) -> None:
+        self.jobs.start(self.supervision.store(effect), "supervision.audit")
 
     def _kept_by_caller(self, effect: Reply110 | CallbackReply) -> None:
         pass

@@ -33,6 +33,7 @@ __all__ = [
     "OUTBOX",
     "QUEUE_ENTRIES",
     "SEAT_EVENTS",
+    "SUPERVISION_AUDIT",
     "TICKETS",
     "TICKET_DAYS",
     "TRANSFERS110",
@@ -122,6 +123,23 @@ SEAT_EVENTS: Final = Table(
     # seat then id): this covering index gives that order without a sort, and every column
     # the report reads without a table lookup (2.2 s -> 0.25 s per 344 k events, issue 17)
     Index("ix_seat_events_report", "seat", "id", "at", "status", "reason", "call_id"),
+)
+
+
+# every supervisor action and its result (docs/supervision.md): who, what, whom, when
+SUPERVISION_AUDIT: Final = Table(
+    "supervision_audit",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False, index=True),
+    Column("supervisor", String(64), nullable=False, index=True),
+    Column("action", String(16), nullable=False),
+    Column("seat", String(32), nullable=False, index=True),
+    Column("call_id", String(128)),
+    Column("result", String(16), nullable=False),  # ok | refused
+    Column("code", String(32)),  # why refused
+    Column("detail", Text, nullable=False),
+    Column("request_id", String(64)),
 )
 
 
