@@ -236,9 +236,16 @@ class Daemon:
         )
         # the browser pages (docs/console.md): every MQTT publish goes to their streams too
         self.web = WebPages(
-            settings, http=self.http, callbacks=self.callbacks, log=structlog.get_logger("cti.web")
+            settings,
+            http=self.http,
+            callbacks=self.callbacks,
+            supervision=self.supervision,
+            store=store,
+            waiting=lambda: core.waiting(10_000),
+            log=structlog.get_logger("cti.web"),
         )
         self.mqtt.taps.append(self.web.hub.publish)
+        self.mqtt.taps.append(self.web.board.tap)
         self.http.more_metrics.append(self.web.metrics)
         self._effects = self._effect_table()
 
@@ -327,6 +334,7 @@ class Daemon:
             ]
             yield self.http.serve(routers, self.web.install), "adapter.http"
             yield self.web.hub.run(), "adapter.http.live"
+            yield self.web.board.run(), "app.board"
         if self.settings.ivr.enabled:
             yield self.ivr.serve(), "adapter.ivr"
 

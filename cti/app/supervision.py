@@ -88,6 +88,19 @@ class SupervisionDesk:
             # no supervisor, no core decision: nothing is known of what they may supervise;
             # still in the log (who tried what on whom)
             who = Supervisor(name=principal, lines=frozenset())
+        return self.act_as(who, action, seat, reason=reason, request_id=request_id)
+
+    def act_as(
+        self,
+        who: Supervisor,
+        action: SupervisorAction,
+        seat: str,
+        *,
+        reason: str | None = None,
+        request_id: str | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        """One action of an already resolved supervisor (the board's session user,
+        cti/app/board.py) through the same core decision."""
         topic = f"supervisors/{who.name}/reply"
         kept = self._feed(
             SupervisorRequested(
@@ -110,10 +123,23 @@ class SupervisionDesk:
         return _STATUS.get(code, 409), reply
 
     async def audit(
-        self, *, seat: str | None, supervisor: str | None, limit: int, offset: int
+        self,
+        *,
+        seat: str | None,
+        supervisor: str | None,
+        limit: int,
+        offset: int,
+        visible_to: tuple[str, frozenset[str]] | None = None,
     ) -> list[dict[str, Any]]:
+        """Entries newest first; `visible_to` (a board user's name, the seats of their
+        lines): only the entries on those seats and the user's own."""
         return await audit_entries(
-            self._store.engine, seat=seat, supervisor=supervisor, limit=limit, offset=offset
+            self._store.engine,
+            seat=seat,
+            supervisor=supervisor,
+            limit=limit,
+            offset=offset,
+            visible_to=visible_to,
         )
 
     async def store(self, effect: StoreAudit) -> None:

@@ -10,9 +10,11 @@ docs/console.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated, Any, Final, Protocol
 
@@ -29,13 +31,21 @@ from cti.adapters.http.live import LiveHub
 from cti.adapters.http.sessions import Session, SessionTable
 from cti.adapters.http.web_auth import (
     WebContext,
+    home_of,
     install_login_redirect,
     require_page_session,
     require_session,
     web_auth_router,
 )
 
-__all__ = ["WEB_DIR", "ConsoleBackend", "install_web"]
+__all__ = [
+    "WEB_DIR",
+    "ConsoleBackend",
+    "PageSessionDep",
+    "SessionDep",
+    "install_web",
+    "live_response",
+]
 
 WEB_DIR: Final = Path(__file__).parent / "web"
 _PING_S: Final = 15  # a comment line now and then: proxies and the browser see it alive
@@ -74,14 +84,12 @@ def _seat_of(sess: Session) -> str:
     return sess.user.seat
 
 
-def _console_router(  # noqa: C901 - one closure per route
-    backend: ConsoleBackend, hub: LiveHub, log: FilteringBoundLogger
-) -> APIRouter:
+def _console_router(backend: ConsoleBackend, hub: LiveHub, log: FilteringBoundLogger) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     @router.get("/", response_model=None)
-    async def home(_sess: PageSessionDep) -> Response:
-        return Response(status_code=303, headers={"Location": "/console"})
+    async def home(sess: PageSessionDep) -> Response:
+        return Response(status_code=303, headers={"Location": home_of(sess.user.role)})
 
     @router.get("/console", response_model=None)
     async def console(request: Request, sess: PageSessionDep) -> Response:
@@ -145,28 +153,41 @@ def _console_router(  # noqa: C901 - one closure per route
         if user.role == "agent" and seat not in (None, user.seat):
             log.warning("web_stream_refused", user=user.name, seat=seat)
             raise ApiError(403, "forbidden", "an agent's stream is its own seat's")
-        ctx: WebContext = request.app.state.cti_web
-        if sess.streams >= ctx.sessions.settings.max_streams_per_user:
-            raise ApiError(429, "too_many_streams", "too many open streams for this user")
+        return live_response(request, sess, hub)
 
-        async def body() -> Any:
-            # opened in the generator, so the finally below always pairs with it (a client
-            # gone before the first event leaves neither a stream nor a count behind)
-            stream = hub.open(user)
-            sess.streams += 1
-            try:
+    return router
+
+
+def live_response(
+    request: Request,
+    sess: Session,
+    hub: LiveHub,
+    while_open: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
+) -> EventSourceResponse:
+    """The session user's live stream (``/events``, ``/board/events``): what the hub lets
+    that user see, a ``hello`` first; `while_open` is entered for the stream's life."""
+    user = sess.user
+    ctx: WebContext = request.app.state.cti_web
+    if sess.streams >= ctx.sessions.settings.max_streams_per_user:
+        raise ApiError(429, "too_many_streams", "too many open streams for this user")
+
+    async def body() -> Any:
+        # opened in the generator, so the finally below always pairs with it (a client
+        # gone before the first event leaves neither a stream nor a count behind)
+        stream = hub.open(user)
+        sess.streams += 1
+        try:
+            with while_open():
                 yield {"event": "hello", "data": json.dumps({"user": user.name, "seat": user.seat})}
                 async for item in stream.events():
                     yield item
-            finally:
-                hub.close_stream(stream)
-                sess.streams -= 1
+        finally:
+            hub.close_stream(stream)
+            sess.streams -= 1
 
-        return EventSourceResponse(
-            body(), ping=_PING_S, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-        )
-
-    return router
+    return EventSourceResponse(
+        body(), ping=_PING_S, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )
 
 
 def install_web(
@@ -177,13 +198,17 @@ def install_web(
     *,
     secure: bool,
     log: FilteringBoundLogger,
+    routers: tuple[APIRouter, ...] = (),
 ) -> WebContext:
-    """The login, the console, the stream and the static assets, on *app*."""
+    """The login, the console, the stream, more pages' *routers* (the board) and the static
+    assets, on *app*."""
     templates = Jinja2Templates(directory=str(WEB_DIR / "templates"))
     ctx = WebContext(sessions, templates, secure=secure, log=log)
     app.state.cti_web = ctx
     install_login_redirect(app)
     app.include_router(web_auth_router())
     app.include_router(_console_router(backend, hub, log))
+    for router in routers:
+        app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(WEB_DIR / "static")), name="static")
     return ctx
