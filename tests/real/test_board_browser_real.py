@@ -115,9 +115,7 @@ async def test_supervisor_board_in_the_browser(tmp_path: Path) -> None:
     ]
 
 
-async def board_story(
-    h: Harness, sip: SipBed, pw: Playwright, caller: str, missed: str
-) -> None:
+async def board_story(h: Harness, sip: SipBed, pw: Playwright, caller: str, missed: str) -> None:
     base = await base_url(h)
     browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     agent = httpx.AsyncClient(base_url=base, timeout=10)
