@@ -17,6 +17,9 @@ from cti.core.messages import (
     RejectCall,
     RenewLease,
     ReturnToHold,
+    StartSpy,
+    StopSpy,
+    SwitchSpy,
 )
 from cti.dialplan.contract import (
     CALL_ID_VARIABLE,
@@ -26,21 +29,26 @@ from cti.dialplan.contract import (
     CONTEXT_CONNECT,
     CONTEXT_ESCALATE,
     CONTEXT_HOLD,
+    CONTEXT_SPY,
     ESCALATED_TO_VARIABLE,
     LEASE_VARIABLE,
     NO_SURVEY_VARIABLE,
     RING_TIMEOUT_VARIABLE,
     SEAT_ENDPOINT_VARIABLE,
     SEAT_VARIABLE,
+    SPY_MODE_DIGITS,
+    SPY_TARGET_VARIABLE,
     TAKEN_VARIABLE,
 )
 
-__all__ = ["actions", "escalation_actions", "originate_timeout"]
+__all__ = ["actions", "escalation_actions", "originate_timeout", "spy_actions"]
 
 
-def originate_timeout(effect: AddEmergencyLeg | OriginateCallback) -> float:
+def originate_timeout(effect: AddEmergencyLeg | OriginateCallback | StartSpy) -> float:
     if isinstance(effect, AddEmergencyLeg):
         return effect.action_timeout_s
+    if isinstance(effect, StartSpy):
+        return effect.timeout_s + 10.0  # answered when the supervisor's phone is
     return effect.timeout_s + 10.0  # an async Originate answers when the seat does
 
 
@@ -84,7 +92,9 @@ def actions(effect: AmiEffect) -> list[dict[str, str]]:
     if isinstance(effect, OriginateCallback | RejectCall):
         return _call_actions(effect)
     if not isinstance(effect, MarkTaken | RedirectToSeat | ReturnToHold | RenewLease):
-        return escalation_actions(effect)  # 110/119/120/122: cti/core/escalation.py
+        # 110/119/120/122: cti/core/escalation.py; a supervisor's spy: cti/core/supervision.py
+        spy = isinstance(effect, StartSpy | SwitchSpy | StopSpy)
+        return spy_actions(effect) if spy else escalation_actions(effect)  # type: ignore[arg-type]
     if isinstance(effect, RenewLease):
         # no Channel: a global variable, read by every holding loop as GLOBAL(...)
         # whole seconds (the dialplan compares with EPOCH), rounded up: truncating would
@@ -179,4 +189,42 @@ def escalation_actions(effect: EscalationEffect) -> list[dict[str, str]]:
             "Value": "1",
         }
         return [no_survey, originate]
+    return [{"Action": "Hangup", "Channel": effect.channel}]
+
+
+def spy_actions(effect: StartSpy | SwitchSpy | StopSpy) -> list[dict[str, str]]:
+    """A supervisor's spy channel (cti/core/supervision.py): its Originate into cti-spy,
+    the DTMF digit that switches its mode, its Hangup."""
+    if isinstance(effect, StartSpy):
+        return [
+            {
+                "Action": "Originate",
+                "Channel": effect.endpoint,
+                "Context": CONTEXT_SPY,
+                "Exten": effect.mode,
+                "Priority": "1",
+                "Timeout": str(round(effect.timeout_s * 1000)),
+                "CallerID": f'"CTI {effect.mode}" <{effect.mode}>',
+                # not inherited (no `_`): only the spy channel spies
+                "Variable": f"{SPY_TARGET_VARIABLE}={effect.target}",
+                "ChannelId": effect.spy_id,
+                "Async": "true",
+            }
+        ]
+    if isinstance(effect, SwitchSpy):
+        # ChanSpy's `d` option: digits *from* the spy channel switch the mode (4 spy,
+        # 5 whisper, 6 barge). `Receive: true` queues the digit as if the supervisor's
+        # phone had sent it; without it PlayDTMF sends it out *to* the phone, where
+        # ChanSpy never sees it. The call and the channel stay as they are (a Redirect to
+        # another cti-spy extension restarted ChanSpy, and on the testbed the channel was
+        # sometimes hung up in the restart).
+        return [
+            {
+                "Action": "PlayDTMF",
+                "Channel": effect.channel,
+                "Digit": SPY_MODE_DIGITS[effect.mode],
+                "Duration": "120",
+                "Receive": "true",
+            }
+        ]
     return [{"Action": "Hangup", "Channel": effect.channel}]

@@ -15,6 +15,7 @@ from cti.core.messages import (
     OriginateCallback,
     RedirectToSeat,
     ReturnToHold,
+    StartSpy,
 )
 
 __all__ = ["AmiExecutor"]
@@ -51,7 +52,7 @@ class AmiExecutor:
         async with asyncio.TaskGroup() as tg:
             while True:
                 effect = await q.get()
-                if isinstance(effect, AddEmergencyLeg | OriginateCallback):
+                if isinstance(effect, AddEmergencyLeg | OriginateCallback | StartSpy):
                     # an async Originate is answered when the operator answers (or not):
                     # seconds later; the effects behind it must not wait for that
                     tg.create_task(

@@ -40,6 +40,7 @@ from cti.adapters.db.rows import callback_row, outbox_rows
 from cti.adapters.db.store import Store
 from cti.adapters.http.callbacks import callbacks_router
 from cti.adapters.http.stats import stats_router
+from cti.adapters.http.supervision import supervision_router
 from cti.adapters.http.transfers110 import transfers_router
 from cti.adapters.mqtt import Incoming, MqttAdapter
 from cti.adapters.pops import PopPublisher
@@ -55,6 +56,7 @@ from cti.app.jobs import Jobs
 from cti.app.live_stats import DAY_S, LiveStats, zone
 from cti.app.outbox_health import outbox_metrics, outbox_ready
 from cti.app.reload import Reloader, ReloadStats
+from cti.app.supervision import SupervisionDesk
 from cti.app.transfers110 import PUSH_TOPIC, Transfers110
 from cti.app.web import WebPages
 from cti.calls import VARIABLES_READ
@@ -80,7 +82,7 @@ from cti.core import (
     TicketNumberKnown,
     call_event,
 )
-from cti.core.messages import AmiEffect, ReadAdoptedChannel
+from cti.core.messages import AmiEffect, ReadAdoptedChannel, StoreAudit
 from cti.events import EVENT_TYPES, AmiEvent
 from cti.seats.commands import parse_seat_command
 from cti.settings import Settings
@@ -181,6 +183,14 @@ class Daemon:
             log=log,
         )
         self.callbacks = Callbacks(store, feed=self.feed, log=log)
+        # supervisor controls and their audit log (cti/app/supervision.py)
+        self.supervision = SupervisionDesk(
+            settings.supervision,
+            store,
+            feed=self.feed,
+            spies=core.supervision.spies,
+            log=log,
+        )
         # the live KPI figures and alarms (cti/stats/live, cti/stats/alarms; docs/kpis.md)
         self.live = LiveStats(
             thresholds=settings.kpis.thresholds(),
@@ -230,9 +240,16 @@ class Daemon:
         )
         # the browser pages (docs/console.md): every MQTT publish goes to their streams too
         self.web = WebPages(
-            settings, http=self.http, callbacks=self.callbacks, log=structlog.get_logger("cti.web")
+            settings,
+            http=self.http,
+            callbacks=self.callbacks,
+            supervision=self.supervision,
+            store=store,
+            waiting=lambda: core.waiting(10_000),
+            log=structlog.get_logger("cti.web"),
         )
         self.mqtt.taps.append(self.web.hub.publish)
+        self.mqtt.taps.append(self.web.board.tap)
         self.http.more_metrics.append(self.web.metrics)
         # parked ticket operations (issue 15): /readyz degraded, /metrics counts
         self.http.more_metrics.append(lambda: outbox_metrics(self.tickets))
@@ -249,6 +266,7 @@ class Daemon:
         self.http.use_settings(plan.settings, tokens=plan.tokens_changed)
         self.ivr.use_settings(plan.settings)
         self.web.use_settings(plan.settings)
+        self.supervision.use_settings(plan.settings.supervision)
 
     async def aclose(self) -> None:
         """Close the HTTP clients (work-order backend, 110 webhook)."""
@@ -335,10 +353,12 @@ class Daemon:
             routers = [
                 transfers_router(self.transfers110),
                 callbacks_router(self.callbacks),
+                supervision_router(self.supervision),
                 stats_router(self.store, kpis.thresholds(), kpis.timezone, rollup=kpis.rollup),
             ]
             yield self.http.serve(routers, self.web.install), "adapter.http"
             yield self.web.hub.run(), "adapter.http.live"
+            yield self.web.board.run(), "app.board"
         if self.settings.ivr.enabled:
             yield self.ivr.serve(), "adapter.ivr"
 
@@ -422,6 +442,7 @@ class Daemon:
             Report110: self.transfers110.report,  # stored, then published
             NotifyEscalation: self._notify_escalation,
             CallbackDone: self._callback_done,
+            StoreAudit: self._store_audit,
             # only a push / a callback request makes these, and its caller keeps them
             Reply110: self._kept_by_caller,
             CallbackReply: self._kept_by_caller,
@@ -496,6 +517,9 @@ class Daemon:
 
     def _callback_done(self, effect: CallbackDone) -> None:
         self.jobs.start(self.callbacks.close(effect), "callbacks.close")
+
+    def _store_audit(self, effect: StoreAudit) -> None:
+        self.jobs.start(self.supervision.store(effect), "supervision.audit")
 
     def _kept_by_caller(self, effect: Reply110 | CallbackReply) -> None:
         pass

@@ -10,18 +10,24 @@ buttons. The hub gets every MQTT publish through the adapter's tap (cti/app/daem
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 from fastapi import FastAPI
 from structlog.typing import FilteringBoundLogger
 
 from cti.adapters.db.callbacks import list_callbacks
+from cti.adapters.db.store import Store
 from cti.adapters.http import Metric
+from cti.adapters.http.board import board_router
 from cti.adapters.http.console import install_web
 from cti.adapters.http.live import LiveHub
 from cti.adapters.http.sessions import SessionTable
+from cti.app.board import Board
 from cti.app.callbacks import Callbacks
 from cti.app.http_facade import HttpFacade
+from cti.app.supervision import SupervisionDesk
+from cti.queue.model import WaitingCall
 from cti.settings import Settings
 
 __all__ = ["WebPages"]
@@ -36,6 +42,9 @@ class WebPages:
         *,
         http: HttpFacade,
         callbacks: Callbacks,
+        supervision: SupervisionDesk,
+        store: Store,
+        waiting: Callable[[], Iterable[WaitingCall]],
         log: FilteringBoundLogger,
     ) -> None:
         self._settings = settings
@@ -46,6 +55,16 @@ class WebPages:
         self.hub = LiveHub(
             queue_size=settings.web.stream_queue,
             batch_s=settings.web.stream_batch_ms / 1000,
+            log=log,
+        )
+        # the supervisors' wallboard (docs/board.md): its own snapshot per user, on the hub
+        self.board = Board(
+            settings,
+            hub=self.hub,
+            desk=supervision,
+            store=store,
+            seat_states=http.seat_states,
+            waiting=waiting,
             log=log,
         )
         for user in settings.web.users:
@@ -73,6 +92,8 @@ class WebPages:
                 "Browser streams closed: web.stream_queue events behind.", hub.overflows),
             one("cti_web_fanout_dropped_total", "counter",
                 "Publishes the browsers' fan-out lost (its inbox full: a bug).", hub.inbox_dropped),
+            one("cti_web_board_snapshots_total", "counter",
+                "Board snapshots pushed to supervisors' streams.", self.board.snapshots),
         ]  # fmt: skip
 
     def install(self, app: FastAPI) -> None:
@@ -83,6 +104,7 @@ class WebPages:
             self.hub,
             secure=self._settings.http.tls is not None,
             log=self._log,
+            routers=(board_router(self.board, self.hub, self._log),),
         )
 
     def use_settings(self, settings: Settings) -> None:
@@ -93,6 +115,7 @@ class WebPages:
         streams = self.hub.end_streams(self.sessions.current)
         if ended or streams:
             self._log.info("web_sessions_ended", users=ended, streams=streams, cause="reload")
+        self.board.use_settings(settings)
 
     # ---- ConsoleBackend
 

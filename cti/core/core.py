@@ -66,6 +66,8 @@ from cti.core.messages import (
 from cti.core.recovery import Recovery
 from cti.core.screen import SCHEMA_VERSION, Screen, call_event, seat_payload, snapshot_payload
 from cti.core.seat_commands import SeatCommands
+from cti.core.supervision import Supervision
+from cti.core.supervision_types import SPY_ID_PREFIX, SupervisorRequested
 from cti.core.tickets import TicketBook
 from cti.core.transfers110 import Transfers110
 from cti.dialplan.contract import (
@@ -183,6 +185,15 @@ class Core:
             counts=n,
             entries=self._entries,
         )
+        self.supervision = Supervision(
+            plan=plan,
+            dispatcher=d,
+            tracker=tr,
+            hold=hold,
+            seat_commands=self._seat_commands,
+            log=log,
+            counts=n,
+        )
         self._intake = Intake(
             plan=plan,
             dispatcher=d,
@@ -251,6 +262,7 @@ class Core:
             StateRestored: self._restored,
             Transfer110NotStored: lambda item, _out: self.transfers.forget(item.transfer_id),
             PlanReloaded: self._replanned,
+            SupervisorRequested: self.supervision.requested,
         }
 
     def _replanned(self, item: PlanReloaded, out: list[Effect]) -> None:
@@ -259,7 +271,13 @@ class Core:
         (:meth:`~cti.routing.dispatcher.Dispatcher.replan`)."""
         plan = item.plan
         self.plan = plan
-        for part in (self.transfers, self._escalations, self._callbacks, self._intake):
+        for part in (
+            self.transfers,
+            self._escalations,
+            self._callbacks,
+            self._intake,
+            self.supervision,
+        ):
             part.replan(plan)
         self._entries.replan(plan)
         # new seats' channels are named by the seat (answered_by, records, tickets)
@@ -313,6 +331,8 @@ class Core:
         elif isinstance(ev, AmiDisconnected):
             self._hold.node_down(ev.node)
         notes = self.tracker.handle(ev)
+        if isinstance(ev, Newchannel | Hangup) and ev.chan.uniqueid.startswith(SPY_ID_PREFIX):
+            self.supervision.event_in(ev, out)  # a supervisor's spy channel
         if isinstance(ev, Newexten):
             self._on_newexten(ev, out)
         elif isinstance(ev, CoreShowChannel):
@@ -387,8 +407,10 @@ class Core:
             )
 
     def _call_ended(self, s: CallSummary, out: list[Effect]) -> None:
-        if s.call_id.startswith(PROMPT_CHECK_ID_PREFIX):
-            return  # the daemon's prompt check (cti/adapters/prompt_check.py), not a call
+        if s.call_id.startswith((PROMPT_CHECK_ID_PREFIX, SPY_ID_PREFIX)):
+            # the daemon's prompt check (cti/adapters/prompt_check.py) or a supervisor's
+            # spy channel (cti/core/supervision.py): not a citizen's call
+            return
         if s.node in self._transit_nodes:
             self._transit_ended(s)
             return

@@ -14,6 +14,16 @@ from typing import Any, Final
 
 from cti.calls.ids import CallRef
 from cti.calls.model import CallSummary
+from cti.core.supervision_types import (
+    AuditEntry,
+    StartSpy,
+    StopSpy,
+    StoreAudit,
+    Supervisor,
+    SupervisorAction,
+    SupervisorRequested,
+    SwitchSpy,
+)
 from cti.dialplan.contract import ADOPTION_VARIABLES
 from cti.dispatch110 import Feedback110, Transfer110
 from cti.events import AmiEvent, ConnectionEvent
@@ -27,6 +37,7 @@ __all__ = [
     "AddEmergencyLeg",
     "AdoptedChannelRead",
     "AmiEffect",
+    "AuditEntry",
     "CallbackDone",
     "CallbackKeepPlace",
     "CallbackReply",
@@ -52,10 +63,17 @@ __all__ = [
     "ReturnToHold",
     "SeatCommandReceived",
     "SeatMark",
+    "StartSpy",
     "StateRestored",
+    "StopSpy",
+    "StoreAudit",
     "StoreCall",
     "StoreSeatState",
     "StoreTicketOp",
+    "Supervisor",
+    "SupervisorAction",
+    "SupervisorRequested",
+    "SwitchSpy",
     "TakenCall",
     "Tick",
     "TicketNumberKnown",
@@ -470,6 +488,7 @@ CoreInput = (
     | StateRestored
     | Transfer110NotStored
     | PlanReloaded
+    | SupervisorRequested
 )
 
 Effect = (
@@ -493,6 +512,10 @@ Effect = (
     | AddEmergencyLeg
     | HangupLeg
     | ReadAdoptedChannel
+    | StartSpy
+    | SwitchSpy
+    | StopSpy
+    | StoreAudit
 )
 
 AmiEffect = (
@@ -503,5 +526,8 @@ AmiEffect = (
     | OriginateCallback
     | RejectCall
     | EscalationEffect
+    | StartSpy
+    | SwitchSpy
+    | StopSpy
 )
 """The effects carried out as AMI actions (cti.adapters.ami_actions builds them)."""

@@ -25,6 +25,7 @@ __all__ = [
     "CONTEXT_NODE_HEADER",
     "CONTEXT_PROMPT_CHECK",
     "CONTEXT_RECORD",
+    "CONTEXT_SPY",
     "DNIS_VARIABLE",
     "ENTERED_VARIABLE",
     "ESCALATED_TO_VARIABLE",
@@ -36,6 +37,8 @@ __all__ = [
     "RING_TIMEOUT_VARIABLE",
     "SEAT_ENDPOINT_VARIABLE",
     "SEAT_VARIABLE",
+    "SPY_MODE_DIGITS",
+    "SPY_TARGET_VARIABLE",
     "TAKEN_VARIABLE",
     "TRANSFER_ID_VARIABLE",
     "VIA_CALL_ID_VARIABLE",
@@ -73,6 +76,13 @@ CONTEXT_RECORD: Final = "cti-record"
 """Gosub: start MixMonitor once per call."""
 CONTEXT_ESCALATE: Final = "cti-escalate"
 """Redirect target of a blind escalation: exten = the emergency number (110), priority 1."""
+CONTEXT_SPY: Final = "cti-spy"
+"""Originate target of a supervisor's phone: exten = listen, whisper or barge (the mode it
+starts in); runs ChanSpy on the channel in ``CTI_SPY_TARGET`` (docs/supervision.md)."""
+SPY_MODE_DIGITS: Final = {"listen": "4", "whisper": "5", "barge": "6"}
+"""ChanSpy's ``d`` option: the digit that switches a running spy to the mode."""
+SPY_TARGET_VARIABLE: Final = "CTI_SPY_TARGET"
+"""Channel variable of the spy channel: the agent's channel name ChanSpy spies on."""
 
 TAKEN_VARIABLE: Final = "CTI_TAKEN"
 """Channel variable: ``1`` once the daemon has taken the call (set by cti-connect, or by the

@@ -34,9 +34,11 @@ from cti.dialplan.contract import (
     CONTEXT_NODE_HEADER,
     CONTEXT_PROMPT_CHECK,
     CONTEXT_RECORD,
+    CONTEXT_SPY,
     ENTERED_VARIABLE,
     LEASE_VARIABLE,
     PROMPT_FORMATS,
+    SPY_TARGET_VARIABLE,
     TAKEN_VARIABLE,
     VIA_CALL_ID_VARIABLE,
     VIA_DIALED_VARIABLE,
@@ -180,6 +182,7 @@ def generate_dialplan(plan: NumberPlan, settings: DialplanSettings, *, source: s
     )
     if plan.emergency:
         _escalate(conf, plan)
+    _spy(conf)
     return conf.text()
 
 
@@ -677,6 +680,30 @@ def _escalate(conf: _Conf, plan: NumberPlan) -> None:
             "Set(CTI_ESCALATION_STATUS=${DIALSTATUS})",
             'GotoIf($["${DIALSTATUS}" = "ANSWER"]?done)',
             f"Goto({CONTEXT_HOLD},s,1)",
+            "(done)Hangup()",
+        )
+
+
+# ChanSpy's options (Asterisk 22 app_chanspy): q no beep nor name, S stop when the agent's
+# channel is gone, E exit when it hangs up, d DTMF 4/5/6 switch spy/whisper/barge from the
+# supervisor's keypad; w whisper (only the agent hears), B barge (both parties hear).
+_SPY_OPTIONS: Final = {"listen": "qSEd", "whisper": "qSEdw", "barge": "qSEdB"}
+
+
+def _spy(conf: _Conf) -> None:
+    conf.section(
+        CONTEXT_SPY,
+        _RULE,
+        "Supervisor controls (docs/supervision.md): the daemon Originates the supervisor's",
+        "phone here (Exten=listen|whisper|barge), CTI_SPY_TARGET = the agent's channel; a",
+        "mode switch is a DTMF digit 4/5/6 queued on the spy channel (AMI PlayDTMF Receive).",
+    )
+    for mode, options in _SPY_OPTIONS.items():
+        conf.exten(
+            mode,
+            f"NoOp(CTI supervisor {mode} on ${{{SPY_TARGET_VARIABLE}}})",
+            f'GotoIf($["${{{SPY_TARGET_VARIABLE}}}" = ""]?done)',
+            f"ChanSpy(${{{SPY_TARGET_VARIABLE}}},{options})",
             "(done)Hangup()",
         )
 

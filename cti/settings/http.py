@@ -21,7 +21,7 @@ def http_token_env_var(name: str) -> str:
     return "CTI_HTTP_TOKEN_" + name.upper().replace("-", "_")
 
 
-HttpScope = Literal["seats", "queue", "calls", "stats", "admin", "transfers110"]
+HttpScope = Literal["seats", "queue", "calls", "stats", "admin", "transfers110", "supervise"]
 """What a bearer token may do. Flat: no scope implies another (docs/http-api.md)."""
 
 

@@ -33,6 +33,7 @@ from cti.settings.base import FROZEN, Seconds
 from cti.settings.dialplan import DialplanSettings
 from cti.settings.http import HttpSettings, RateLimit
 from cti.settings.kpis import KpiSettings
+from cti.settings.supervision import SupervisionSettings
 from cti.settings.tls import TlsClientSettings
 from cti.settings.web import WebSettings
 from cti.settings.workorders import WorkOrdersSettings
@@ -476,6 +477,10 @@ class Settings(BaseModel):
             "uvloop (asyncio, with a log line, when not installed); asyncio = the standard loop "
             "(docs/performance.md)."
         ),
+    )
+    supervision: SupervisionSettings = Field(
+        default_factory=SupervisionSettings,
+        description="Supervisors: listen/whisper/barge, forced seat states (docs/supervision.md).",
     )
 
 

@@ -46,6 +46,12 @@ class WebUser(BaseModel):
         default=(),
         description="supervisor: the line numbers (and their seats) this supervisor oversees.",
     )
+    endpoint: str | None = Field(
+        default=None,
+        pattern=r"^(PJSIP|SIP|IAX2|Local)/[A-Za-z0-9@._+-]{1,80}$",
+        description="supervisor, admin: their own phone (dial string), rung into ChanSpy "
+        "for the board's 监听/耳语/强插 (docs/board.md). None: state controls only.",
+    )
     display_name: str = Field(default="", max_length=64, description="Shown on the page.")
     disabled: bool = Field(
         default=False,
@@ -65,6 +71,9 @@ class WebUser(BaseModel):
             raise ValueError(msg)
         if self.role != "agent" and self.seat is not None:
             msg = f"web user {self.name!r}: only an agent is bound to a seat"
+            raise ValueError(msg)
+        if self.role == "agent" and self.endpoint is not None:
+            msg = f"web user {self.name!r}: an agent's phone is its seat's, not `endpoint`"
             raise ValueError(msg)
         if self.role != "supervisor" and self.lines:
             msg = f"web user {self.name!r}: only a supervisor has `lines`"

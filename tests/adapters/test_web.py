@@ -342,8 +342,13 @@ def test_visibility() -> None:
     assert visible(a1, "seats/1001/state", {})
     assert visible(boss, "seats/1002/pop", pop)
     assert not visible(boss, "seats/1002/pop", {"call": {"line": "12345"}})
-    assert visible(boss, "queue/snapshot", {})
     assert not visible(boss, "seats/1002/reply", {})
+    # the centre-wide feeds carry other lines: a supervisor gets its own board snapshot
+    for topic in ("queue/snapshot", "seats/1002/state", "stats/live", "calls/events"):
+        assert not visible(boss, topic, {}), topic
+    assert visible(boss, "board/boss", {})
+    assert not visible(boss, "board/other", {})
+    assert not visible(a1, "board/a1001", {})
 
 
 def test_a_slow_stream_is_closed_alone() -> None:

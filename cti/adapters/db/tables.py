@@ -34,6 +34,7 @@ __all__ = [
     "OUTBOX",
     "QUEUE_ENTRIES",
     "SEAT_EVENTS",
+    "SUPERVISION_AUDIT",
     "TICKETS",
     "TICKET_DAYS",
     "TRANSFERS110",
@@ -149,6 +150,23 @@ KPI_ROLLUP: Final = Table(
     Column("rolled_at", Float, nullable=False),
     Column("data", Text, nullable=False),
     Index("ix_kpi_rollup_end", "day_end"),
+)
+
+
+# every supervisor action and its result (docs/supervision.md): who, what, whom, when
+SUPERVISION_AUDIT: Final = Table(
+    "supervision_audit",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False, index=True),
+    Column("supervisor", String(64), nullable=False, index=True),
+    Column("action", String(16), nullable=False),
+    Column("seat", String(32), nullable=False, index=True),
+    Column("call_id", String(128)),
+    Column("result", String(16), nullable=False),  # ok | refused
+    Column("code", String(32)),  # why refused
+    Column("detail", Text, nullable=False),
+    Column("request_id", String(64)),
 )
 
 

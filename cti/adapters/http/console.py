@@ -10,9 +10,11 @@ docs/console.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated, Any, Final, Protocol
 
@@ -29,13 +31,21 @@ from cti.adapters.http.sessions import Session, SessionTable
 from cti.adapters.http.sse import SseResponse
 from cti.adapters.http.web_auth import (
     WebContext,
+    home_of,
     install_login_redirect,
     require_page_session,
     require_session,
     web_auth_router,
 )
 
-__all__ = ["WEB_DIR", "ConsoleBackend", "install_web"]
+__all__ = [
+    "WEB_DIR",
+    "ConsoleBackend",
+    "PageSessionDep",
+    "SessionDep",
+    "install_web",
+    "live_response",
+]
 
 WEB_DIR: Final = Path(__file__).parent / "web"
 _COMMAND_STATUS: Final = {"bad_json": 422, "invalid_command": 422, "too_large": 413,
@@ -73,14 +83,12 @@ def _seat_of(sess: Session) -> str:
     return sess.user.seat
 
 
-def _console_router(  # noqa: C901 - one closure per route
-    backend: ConsoleBackend, hub: LiveHub, log: FilteringBoundLogger
-) -> APIRouter:
+def _console_router(backend: ConsoleBackend, hub: LiveHub, log: FilteringBoundLogger) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     @router.get("/", response_model=None)
-    async def home(_sess: PageSessionDep) -> Response:
-        return Response(status_code=303, headers={"Location": "/console"})
+    async def home(sess: PageSessionDep) -> Response:
+        return Response(status_code=303, headers={"Location": home_of(sess.user.role)})
 
     @router.get("/console", response_model=None)
     async def console(request: Request, sess: PageSessionDep) -> Response:
@@ -144,22 +152,46 @@ def _console_router(  # noqa: C901 - one closure per route
         if user.role == "agent" and seat not in (None, user.seat):
             log.warning("web_stream_refused", user=user.name, seat=seat)
             raise ApiError(403, "forbidden", "an agent's stream is its own seat's")
-        ctx: WebContext = request.app.state.cti_web
-        if sess.streams >= ctx.sessions.settings.max_streams_per_user:
-            raise ApiError(429, "too_many_streams", "too many open streams for this user")
-
-        def opened() -> LiveStream:
-            sess.streams += 1
-            return hub.open(user)
-
-        def closed(stream: LiveStream) -> None:
-            hub.close_stream(stream)
-            sess.streams -= 1
-
-        hello = sse_frame("hello", json.dumps({"user": user.name, "seat": user.seat}))
-        return SseResponse(opened, hello, closed)
+        return live_response(request, sess, hub)
 
     return router
+
+
+def live_response(
+    request: Request,
+    sess: Session,
+    hub: LiveHub,
+    while_open: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
+) -> Response:
+    """The session user's live stream (``/events``, ``/board/events``): what the hub lets
+    that user see, a ``hello`` first; `while_open` is entered for the stream's life."""
+    user = sess.user
+    ctx: WebContext = request.app.state.cti_web
+    if sess.streams >= ctx.sessions.settings.max_streams_per_user:
+        raise ApiError(429, "too_many_streams", "too many open streams for this user")
+    # entered when the response starts and left when it ends (SseResponse pairs opener and
+    # on_close), so a client gone before the first event leaves nothing entered behind
+    held = contextlib.ExitStack()
+
+    def opened() -> LiveStream:
+        held.enter_context(while_open())
+        try:
+            stream = hub.open(user)
+        except BaseException:
+            held.close()
+            raise
+        sess.streams += 1
+        return stream
+
+    def closed(stream: LiveStream) -> None:
+        try:
+            hub.close_stream(stream)
+            sess.streams -= 1
+        finally:
+            held.close()
+
+    hello = sse_frame("hello", json.dumps({"user": user.name, "seat": user.seat}))
+    return SseResponse(opened, hello, closed)
 
 
 def install_web(
@@ -170,13 +202,17 @@ def install_web(
     *,
     secure: bool,
     log: FilteringBoundLogger,
+    routers: tuple[APIRouter, ...] = (),
 ) -> WebContext:
-    """The login, the console, the stream and the static assets, on *app*."""
+    """The login, the console, the stream, more pages' *routers* (the board) and the static
+    assets, on *app*."""
     templates = Jinja2Templates(directory=str(WEB_DIR / "templates"))
     ctx = WebContext(sessions, templates, secure=secure, log=log)
     app.state.cti_web = ctx
     install_login_redirect(app)
     app.include_router(web_auth_router())
     app.include_router(_console_router(backend, hub, log))
+    for router in routers:
+        app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(WEB_DIR / "static")), name="static")
     return ctx

@@ -62,27 +62,29 @@ def event_name(topic: str) -> str | None:
     parts = topic.split("/")
     if len(parts) == 3 and parts[0] == "seats":
         return _SEAT_EVENTS.get(parts[2])
+    if len(parts) == 2 and parts[0] == "board":
+        return "board"  # one board user's own snapshot (cti/app/board.py), never on MQTT
     return _BOARD_EVENTS.get(topic)
 
 
 def visible(user: WebUser, topic: str, payload: Mapping[str, Any]) -> bool:
-    """May *user* see this publish? An agent: its own seat's topics only. A supervisor:
-    seat states, the queue, stats and call events (the wallboard), and pops of its lines.
-    An admin: everything streamed."""
+    """May *user* see this publish? An agent: its own seat's topics only. A supervisor: its
+    own board snapshot (``board/{name}``: the seats, queue, figures and audit of its lines
+    only, built per user by cti/app/board.py) and the pops of its lines; not the centre-wide
+    seat states, queue, stats and call events, which carry other lines. An admin:
+    everything streamed, and its own board snapshot."""
     parts = topic.split("/")
+    if parts[0] == "board":
+        return len(parts) == 2 and parts[1] == user.name and user.role != "agent"
     if user.role == "admin":
         return True
     if user.role == "agent":
         return len(parts) == 3 and parts[0] == "seats" and parts[1] == user.seat
     # supervisor
-    if len(parts) == 3 and parts[0] == "seats":
-        if parts[2] == "state":
-            return True
-        if parts[2] == "pop":
-            call = payload.get("call")
-            return isinstance(call, Mapping) and call.get("line") in user.lines
-        return False  # another seat's command replies are its own
-    return topic in _BOARD_EVENTS
+    if len(parts) == 3 and parts[0] == "seats" and parts[2] == "pop":
+        call = payload.get("call")
+        return isinstance(call, Mapping) and call.get("line") in user.lines
+    return False
 
 
 def _decoded(payload: bytes) -> Mapping[str, Any] | None:

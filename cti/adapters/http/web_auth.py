@@ -35,6 +35,7 @@ __all__ = [
     "CSRF_HEADER",
     "SESSION_COOKIE",
     "WebContext",
+    "home_of",
     "require_page_session",
     "require_session",
     "web_auth_router",
@@ -44,7 +45,7 @@ SESSION_COOKIE: Final = "cti_session"
 LOGIN_CSRF_COOKIE: Final = "cti_login_csrf"
 CSRF_HEADER: Final = "X-CSRF-Token"
 _SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
-_HOME: Final = {"agent": "/console", "supervisor": "/console", "admin": "/console"}
+_HOME: Final = {"agent": "/console", "supervisor": "/board", "admin": "/board"}
 _SECURITY_HEADERS: Final = {
     # every asset is the daemon's own (no CDN: the centre has no internet); no framing
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
@@ -55,6 +56,11 @@ _SECURITY_HEADERS: Final = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+
+
+def home_of(role: str) -> str:
+    """Where a role's login lands: an agent's console, the others' board."""
+    return _HOME.get(role, "/console")
 
 
 class WebContext:

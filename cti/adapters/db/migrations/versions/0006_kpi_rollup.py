@@ -2,10 +2,10 @@
 its cut checks read (a call's entries by linkedid, its seat events by call).
 
 Revision ID: 0006_kpi_rollup
-Revises: 0003_seat_events_report_index
+Revises: 0004_supervision_audit
 
-Numbered 0006 beside the colleagues' 0004/0005; its ``down_revision`` is 0003 for now and
-is re-chained when the branches are merged. Each object is created only when missing.
+Each object is created only when missing (a database that ran the roll-up branch's own
+chain already has them).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_kpi_rollup"
-down_revision = "0003_seat_events_report_index"
+down_revision = "0004_supervision_audit"
 branch_labels = None
 depends_on = None
 
