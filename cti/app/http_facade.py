@@ -90,6 +90,7 @@ class HttpFacade:
         self._mqtt_push_limit = mqtt_push_limit
         # metrics of parts built after this facade (the browser pages, cti/app/web.py)
         self.more_metrics: list[Callable[[], Sequence[Metric]]] = []
+        self.more_readiness: list[Callable[[], ReadyPart]] = []  # e.g. the ha role
 
     def serve(
         self,
@@ -215,6 +216,7 @@ class HttpFacade:
                 f"{mqtt.broker}; backlog {mqtt.backlog}",
             )
         )
+        parts.extend(more() for more in self.more_readiness)
         return parts
 
     async def watch_readiness(self) -> None:

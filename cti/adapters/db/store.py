@@ -41,12 +41,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 class Store:
     """The database: engine, schema, and the few queries the daemon needs."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, connect_args: dict[str, Any] | None = None) -> None:
+        """`connect_args`: the driver's (an active/standby daemon names its PostgreSQL
+        sessions and bounds an idle transaction, cti/adapters/db/leader.py)."""
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         if self.is_sqlite and self.url.database not in {None, "", ":memory:"}:
             Path(self.url.database or "").parent.mkdir(parents=True, exist_ok=True)
-        self.engine: AsyncEngine = create_async_engine(self.url)
+        self.engine: AsyncEngine = create_async_engine(self.url, connect_args=connect_args or {})
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
 
