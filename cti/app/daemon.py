@@ -477,7 +477,8 @@ class Daemon:
         Effects for which `keep` is true are returned instead of carried out (the HTTP API
         answers a command with the reply the MQTT path would publish).
         """
-        if not self._serving or not self.acting():
+        serving = self._serving or isinstance(item, StateRestored)  # take_over's first input
+        if not serving or not self.acting():
             # a standby (or a leader whose lease ran out): the leader handles this input
             self._not_leader["inputs"] += 1
             return []

@@ -47,8 +47,11 @@ def write_config(
     return path, prefix
 
 
-async def spawn_daemon(config: Path, args: Sequence[str] = ()) -> asyncio.subprocess.Process:
-    """`cti run -c config [args]` with the testbed's AMI secret; JSON logs on its stderr pipe."""
+async def spawn_daemon(
+    config: Path, args: Sequence[str] = (), env: dict[str, str] | None = None
+) -> asyncio.subprocess.Process:
+    """`cti run -c config [args]` with the testbed's AMI secret (and `env`, e.g. the
+    CTI_HA_NODE_ID of one daemon of a pair); JSON logs on its stderr pipe."""
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -58,7 +61,7 @@ async def spawn_daemon(config: Path, args: Sequence[str] = ()) -> asyncio.subpro
         str(config),
         *args,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "CTI_AMI_SECRET": AMI_SECRET},
+        env={**os.environ, "CTI_AMI_SECRET": AMI_SECRET, **(env or {})},
     )
 
 
@@ -79,8 +82,15 @@ async def stop_daemon_process(proc: asyncio.subprocess.Process) -> int:
 
 class Harness:
     def __init__(
-        self, config: Path, prefix: str, *, start: bool = True, args: Sequence[str] = ()
+        self,
+        config: Path,
+        prefix: str,
+        *,
+        start: bool = True,
+        args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
+        self._env = env  # more environment for the daemon (CTI_HA_NODE_ID)
         self._start = start
         self._args = tuple(args)  # more `cti run` arguments (--pidfile)
         self.config = config
@@ -120,7 +130,7 @@ class Harness:
         self.logs.clear()
 
     async def start_daemon(self) -> None:
-        self.proc = await spawn_daemon(self.config, self._args)
+        self.proc = await spawn_daemon(self.config, self._args, self._env)
         self._tasks.append(asyncio.create_task(self._read_logs()))
         await self.wait(lambda: self.log("ami_node_up"), 20, "daemon up")
         # agent commands published before the daemon subscribed would be lost
