@@ -4,6 +4,7 @@ the actions themselves come from :mod:`cti.adapters.ami_actions`."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from structlog.typing import FilteringBoundLogger
 
@@ -29,13 +30,25 @@ class AmiExecutor:
     action is never re-sent blindly. So is one that cannot be sent at all (a value with a
     line break: refused by the encoder as an AMI header injection) and one that fails for
     any other reason: one effect's failure never ends a node's queue (issue 16).
+
+    `acting` (active/standby, cti/core/leadership.py) is asked right before each action is
+    written: a leader whose lease ran out by its own clock (a freeze, a lost database) sends
+    nothing more, whatever is still queued; those actions are dropped and counted.
     """
 
-    def __init__(self, clients: dict[str, AmiClient], *, log: FilteringBoundLogger) -> None:
+    def __init__(
+        self,
+        clients: dict[str, AmiClient],
+        *,
+        log: FilteringBoundLogger,
+        acting: Callable[[], bool] = lambda: True,
+    ) -> None:
         self._clients = clients
         self._log = log
+        self._acting = acting
         self._queues: dict[str, asyncio.Queue[AmiEffect]] = {n: asyncio.Queue() for n in clients}
         self.failed = 0
+        self.not_leader = 0  # actions dropped: not (or no longer) the leader
 
     def submit(self, effect: AmiEffect) -> None:
         q = self._queues.get(effect.node)
@@ -67,6 +80,16 @@ class AmiExecutor:
     ) -> None:
         try:
             for action in actions(effect):
+                if not self._acting():
+                    self.not_leader += 1
+                    self._log.warning(
+                        "ami_effect_dropped",
+                        effect=type(effect).__name__,
+                        node=node,
+                        linkedid=getattr(effect, "call_id", None),
+                        reason="not_leader",
+                    )
+                    return
                 try:
                     await client.action(action, timeout=timeout)
                 except AmiActionError as exc:

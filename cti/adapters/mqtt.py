@@ -52,6 +52,8 @@ class Outgoing:
     retain: bool = False
     # called once the broker took it (QoS 1: its PUBACK): the pop-latency histogram
     on_sent: Callable[[], None] | None = None
+    # sent even when the gate is shut (a standby's own status, docs/high-availability.md)
+    always: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -139,7 +141,18 @@ class MqttAdapter:
         reconnect_min: float = 0.5,
         reconnect_max: float = 30.0,
         clock: Callable[[], float] = time.time,
+        gate: Callable[[], bool] = lambda: True,
+        status_topic: str = "status",
+        status: Callable[[], Mapping[str, Any]] = lambda: {"online": True},
     ) -> None:
+        # gate: asked for each message as it is sent; shut (a standby, a leader whose lease
+        # ran out), every message but `always` ones is dropped and counted
+        self._gate = gate
+        # status_topic: where this client says it is online (retained; its last will says
+        # offline); each daemon of a pair has its own (status/<node>)
+        self._status_topic = status_topic
+        self._status = status
+        self.not_leader = 0
         self._s = settings
         self._subs = tuple(subscriptions)
         self._on_message = on_message
@@ -190,9 +203,11 @@ class MqttAdapter:
         retain: bool = False,
         qos: int = 1,
         on_sent: Callable[[], None] | None = None,
+        always: bool = False,
     ) -> None:
         """Queue a message (never blocks). `payload` dicts are sent as UTF-8 JSON;
-        `on_sent` is called once the publish completed (never for a message dropped)."""
+        `on_sent` is called once the publish completed (never for a message dropped);
+        `always`: sent even while the gate is shut (a daemon's own status)."""
         for tap in self.taps:
             try:
                 tap(topic, payload)
@@ -204,7 +219,9 @@ class MqttAdapter:
             else json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
         )
         self._outbox.put(
-            Outgoing(topic=topic, payload=data, qos=qos, retain=retain, on_sent=on_sent)
+            Outgoing(
+                topic=topic, payload=data, qos=qos, retain=retain, on_sent=on_sent, always=always
+            )
         )
 
     async def run(self) -> None:
@@ -253,8 +270,9 @@ class MqttAdapter:
         """One connection's life; it only ever ends with an MqttError (or cancellation)."""
         s = self._s
         host, port = self._brokers[self._index]
-        status = self.topic("status")
-        will = aiomqtt.Will(status, b'{"online":false}', qos=1, retain=True)
+        status = self.topic(self._status_topic)
+        offline = json.dumps({**self._status(), "online": False}, separators=(",", ":"))
+        will = aiomqtt.Will(status, offline.encode(), qos=1, retain=True)
         async with aiomqtt.Client(
             host,
             port,
@@ -267,7 +285,8 @@ class MqttAdapter:
             # mqtt.tls: the context checked when the configuration was loaded
             tls_context=s.tls.client_context() if s.tls is not None else None,
         ) as client:
-            await client.publish(status, b'{"online":true}', qos=1, retain=True)
+            online = json.dumps({**self._status(), "online": True}, separators=(",", ":"))
+            await client.publish(status, online.encode(), qos=1, retain=True)
             for sub in self._subs:
                 await client.subscribe(self.topic(sub), qos=1)
             self._connected.set()
@@ -289,6 +308,12 @@ class MqttAdapter:
         written, and at 40-50 calls/s the pops queued behind that (issue 12)."""
         while True:
             window = [await self._outbox.get(), *self._outbox.take(SEND_WINDOW - 1)]
+            if not self._gate():
+                kept = [m for m in window if m.always]
+                self.not_leader += len(window) - len(kept)
+                window = kept
+                if not window:
+                    continue
             try:
                 results = await asyncio.gather(
                     *(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -58,7 +58,10 @@ class Heartbeat:
         interval_s: float,
         degraded_after: int,
         log: FilteringBoundLogger,
+        acting: Callable[[], bool] = lambda: True,
     ) -> None:
+        # active/standby: the liveness of the leader only (a standby's write is fenced)
+        self._acting = acting
         self._store = store
         self._nodes = list(nodes)
         self._interval = interval_s
@@ -84,6 +87,9 @@ class Heartbeat:
 
     async def run(self) -> None:
         while True:
+            if not self._acting():
+                await asyncio.sleep(self._interval)
+                continue
             try:
                 await self.beat()
             except (SQLAlchemyError, OSError) as exc:

@@ -106,8 +106,9 @@ class AgiRoutes:
         """The survey rating of a call that just ended, for its call record (once)."""
         return self._ratings.pop(call, None)
 
-    async def serve(self) -> None:
-        """Serve FastAGI on ivr.listen_host:listen_port (retried while the port is taken)."""
+    async def serve(self, *, retry_s: float = 10.0) -> None:
+        """Serve FastAGI on ivr.listen_host:listen_port (retried every `retry_s` while the
+        port is taken)."""
         ivr = self._settings.ivr
         server = FastAgiServer(
             {
@@ -129,7 +130,7 @@ class AgiRoutes:
                 # the port taken (another daemon?): calls still flow, only the survey and
                 # the progress query wait; Asterisk's AGI() fails over to Hangup meanwhile
                 self._log.error("agi_listen_failed", port=ivr.listen_port, error=str(exc))
-                await asyncio.sleep(10)
+                await asyncio.sleep(retry_s)
 
     def _node_of(self, peer: str) -> str:
         """The Asterisk node an AGI session came from (by address; the first node when

@@ -15,7 +15,15 @@ up the events.
 
 The glue of each capability is its own module: the IVR routes (agi_routes.py), 110
 (transfers110.py), the callback list (callbacks.py), what HTTP reads (http_facade.py), the
-AMI connections' events (ami_nodes.py).
+AMI connections' events (ami_nodes.py), the active/standby lease (ha.py).
+
+Active/standby (``ha.enabled``, docs/high-availability.md): a standby keeps its AMI, MQTT,
+HTTP and database connections but feeds its core nothing (its AMI events go to a call
+tracker of their own, for the standby's metrics); :meth:`Daemon.take_over` then does what a
+restart does. Outward effects are gated at their executors by
+:meth:`~cti.core.leadership.Leadership.acting` (AMI actions, MQTT publishes, ticket
+delivery, the heartbeat) and every database write carries the epoch, which the database
+checks.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from cti.adapters.ami_executor import AmiExecutor
 from cti.adapters.chanvars import read_adopted_channel
 from cti.adapters.db.kpi_callbacks import load_callback_requests
 from cti.adapters.db.kpi_queries import load_facts
+from cti.adapters.db.leader import LeaseConnection
 from cti.adapters.db.records import RecordWriter
 from cti.adapters.db.rows import callback_row, outbox_rows
 from cti.adapters.db.store import Store
@@ -51,6 +60,7 @@ from cti.app.agi_routes import AgiRoutes
 from cti.app.ami_nodes import AmiNodes
 from cti.app.callbacks import Callbacks
 from cti.app.feed import Tally
+from cti.app.ha import HaControl, ha_metrics, ha_ready_part
 from cti.app.http_facade import HttpFacade
 from cti.app.jobs import Jobs
 from cti.app.live_stats import DAY_S, LiveStats, zone
@@ -61,6 +71,8 @@ from cti.app.transfers110 import PUSH_TOPIC, Transfers110
 from cti.app.web import WebPages
 from cti.calls import VARIABLES_READ
 from cti.calls.ids import CallRef
+from cti.calls.seatnames import seat_namer
+from cti.calls.tracker import CallTracker
 from cti.core import (
     CallbackDone,
     CallbackReply,
@@ -82,8 +94,9 @@ from cti.core import (
     TicketNumberKnown,
     call_event,
 )
+from cti.core.leadership import Leadership, LeaseTerms
 from cti.core.messages import AmiEffect, ReadAdoptedChannel, StoreAudit
-from cti.events import EVENT_TYPES, AmiEvent
+from cti.events import EVENT_TYPES, AmiConnected, AmiEvent, ConnectionEvent
 from cti.seats.commands import parse_seat_command
 from cti.settings import Settings
 from cti.settings.reload import ReloadPlan
@@ -108,6 +121,17 @@ class Daemon:
         self._log = log
         self.settings = settings
         self.store = store
+        # active/standby (cti/core/leadership.py): SOLO (always acting) when ha is off
+        ha = settings.ha
+        terms = (
+            LeaseTerms(lease_s=ha.lease_s, renew_s=ha.renew_s, margin_s=ha.margin_s)
+            if ha.enabled
+            else None
+        )
+        self.leadership = Leadership(ha.node(), terms)
+        # a standby feeds its core nothing until it takes over (the restart path then)
+        self._serving = not ha.enabled
+        self._not_leader: dict[str, int] = {"inputs": 0}
         # tickets (工单): the configured backend (embedded on the same database, or the
         # city's system over HTTP), fed by the durable outbox that the record writer fills
         # in the call records' transactions
@@ -121,18 +145,40 @@ class Daemon:
             log=structlog.get_logger("cti.workorders"),
             backoff_low=settings.workorders.retry_min_s,
             backoff_high=settings.workorders.retry_max_s,
+            acting=self.acting,
         )
+        self.ha: HaControl | None = None
+        if ha.enabled:
+            self.ha = HaControl(
+                ha,
+                # its own session; a statement that hangs longer than a third of the lease
+                # is given up (the clock decides what that means for the leader)
+                LeaseConnection(store.url, ha.node(), timeout_s=min(1.0, ha.lease_s / 3)),
+                self.leadership,
+                take_over=self.take_over,
+                changed=self._publish_status,
+                log=structlog.get_logger("cti.ha"),
+            )
         self.records = RecordWriter(
             store,
             log=structlog.get_logger("cti.store"),
             on_commit=self.tickets.notify,
             max_pending=settings.database.max_pending_rows,
+            on_fenced=self.ha.fenced if self.ha is not None else None,
         )
+        mqtt_settings = settings.mqtt
+        if ha.enabled:  # one configuration, two clients: the broker would drop one of them
+            mqtt_settings = mqtt_settings.model_copy(
+                update={"client_id": f"{mqtt_settings.client_id}-{ha.node()}"}
+            )
         self.mqtt = MqttAdapter(
-            settings.mqtt,
+            mqtt_settings,
             subscriptions=["seats/+/cmd", PUSH_TOPIC],
             on_message=self._on_mqtt,
             log=structlog.get_logger("cti.mqtt"),
+            gate=self.acting,
+            status_topic=f"status/{ha.node()}" if ha.enabled else "status",
+            status=self.leadership.status if ha.enabled else dict,
         )
         self.pops = PopPublisher(store, workorders, self.mqtt, log=structlog.get_logger("cti.pops"))
         self.events = EventQueue(settings.ami.event_queue_size, log=structlog.get_logger("cti.ami"))
@@ -148,7 +194,9 @@ class Daemon:
             )
             for node in settings.ami.nodes
         }
-        self.ami = AmiExecutor(self.clients, log=structlog.get_logger("cti.ami"))
+        self.ami = AmiExecutor(
+            self.clients, log=structlog.get_logger("cti.ami"), acting=self.acting
+        )
         dp = settings.dialplan
         self.core = core = Core(
             settings.numberplan,
@@ -167,6 +215,17 @@ class Daemon:
             interval_s=settings.database.heartbeat_s,
             degraded_after=settings.database.degraded_after_failures,
             log=structlog.get_logger("cti.store"),
+            acting=self.acting,
+        )
+        # a standby's view of the calls (its metrics); the core takes over at takeover
+        self.standby_calls: CallTracker | None = (
+            CallTracker(
+                logger=structlog.get_logger("cti.ha"),
+                name_of=seat_namer({s.endpoint: s.id for s in settings.numberplan.seats}),
+                max_channels=settings.ami.max_channels,
+            )
+            if ha.enabled
+            else None
         )
         self.tally = Tally()
         self.jobs = Jobs(log=log)  # short background work, in the one TaskGroup
@@ -254,7 +313,58 @@ class Daemon:
         # parked ticket operations (issue 15): /readyz degraded, /metrics counts
         self.http.more_metrics.append(lambda: outbox_metrics(self.tickets))
         self.http.more_ready.append(lambda: outbox_ready(self.tickets))
+        if self.ha is not None:
+            control = self.ha
+            self.http.more_ready.append(lambda: [ha_ready_part(self.leadership, time.monotonic())])
+            self.http.more_metrics.append(
+                lambda: ha_metrics(control, time.monotonic(), dropped=self._dropped())
+            )
+        self._group: asyncio.TaskGroup | None = None
         self._effects = self._effect_table()
+
+    # ------------------------------------------------------------------ active/standby
+
+    def acting(self) -> bool:
+        """May this daemon act now (always, without ha)? Asked by every outward executor."""
+        return self.leadership.acting(time.monotonic())
+
+    async def take_over(self) -> None:
+        """The lease is ours: do what a restart does (docs/high-availability.md). The state
+        the old leader stored is loaded into the core, then each connected node is treated
+        as freshly logged in (the core's node_up, a CoreShowChannels list): the calls in
+        progress are adopted (cti/core/adoption.py, cti/core/recovery.py) as after a
+        restart. Events that came while loading are not lost: the list has their calls."""
+        self.standby_calls = None
+        await self.load_state()
+        self._serving = True
+        now = time.time()
+        for name, client in self.clients.items():
+            if client.connected:  # one not connected yet resyncs itself at its login
+                self.feed(
+                    AmiConnected(node=name, time=now, version=client.version, reconnect=False)
+                )
+                client.request_resync()
+        if self.settings.ivr.enabled and self._group is not None:
+            # FastAGI only on the leader: one port, one daemon (a frozen old leader keeps it
+            # until it exits: the bind is retried, docs/high-availability.md)
+            self._group.create_task(self.ivr.serve(retry_s=1.0), name="adapter.ivr")
+        self.tickets.notify()
+
+    def _publish_status(self) -> None:
+        """Role, epoch and leader on cti/status/<node> (each daemon) and, from the leader,
+        on cti/status (who leads now), retained; sent even while not acting."""
+        st = {**self.leadership.status(), "online": True}
+        self.mqtt.publish(f"status/{self.leadership.node_id}", st, retain=True, always=True)
+        if self.acting():
+            self.mqtt.publish("status", st, retain=True, always=True)
+
+    def _dropped(self) -> dict[str, int]:
+        return {
+            **self._not_leader,
+            "ami": self.ami.not_leader,
+            "mqtt": self.mqtt.not_leader,
+            "fenced_rows": self.records.fenced,
+        }
 
     def apply_reload(self, plan: ReloadPlan) -> None:
         """A reloaded configuration's live part, into the parts that use it: the number
@@ -325,6 +435,7 @@ class Daemon:
 
     def start(self, group: asyncio.TaskGroup) -> None:
         """Every task of :meth:`tasks` in `group`, named; background jobs go there too."""
+        self._group = group
         for coro, name in self.tasks():
             group.create_task(coro, name=name)
         self.jobs.attach(group)
@@ -359,7 +470,9 @@ class Daemon:
             yield self.http.serve(routers, self.web.install), "adapter.http"
             yield self.web.hub.run(), "adapter.http.live"
             yield self.web.board.run(), "app.board"
-        if self.settings.ivr.enabled:
+        if self.ha is not None:
+            yield self.ha.run(), "ha.lease"
+        elif self.settings.ivr.enabled:  # with ha: at takeover (take_over)
             yield self.ivr.serve(), "adapter.ivr"
 
     # ------------------------------------------------------------------ inputs
@@ -369,6 +482,8 @@ class Daemon:
             item = await self.events.get()
             try:
                 self.nodes.observe(item)
+                if self.standby_calls is not None and isinstance(item, AmiEvent | ConnectionEvent):
+                    self.standby_calls.handle(item)
             except Exception:  # noqa: BLE001 - one odd event costs itself, not the pump
                 self._log.exception("ami_input_failed", item=type(item).__name__)
             self.feed(item)
@@ -404,6 +519,11 @@ class Daemon:
         Effects for which `keep` is true are returned instead of carried out (the HTTP API
         answers a command with the reply the MQTT path would publish).
         """
+        serving = self._serving or isinstance(item, StateRestored)  # take_over's first input
+        if not serving or not self.acting():
+            # a standby (or a leader whose lease ran out): the leader handles this input
+            self._not_leader["inputs"] += 1
+            return []
         self.tally.inputs += 1
         if isinstance(item, AmiEvent):
             self._log.debug("ami_event", ami_event=item.name, node=item.node)

@@ -90,7 +90,8 @@ class HttpFacade:
         self._mqtt_push_limit = mqtt_push_limit
         # metrics of parts built after this facade (the browser pages, cti/app/web.py)
         self.more_metrics: list[Callable[[], Sequence[Metric]]] = []
-        # /readyz parts of parts built after it (the ticket outbox, cti/app/outbox_health.py)
+        # /readyz parts of parts built after it (the ticket outbox, cti/app/outbox_health.py;
+        # the ha role)
         self.more_ready: list[Callable[[], Sequence[ReadyPart]]] = []
 
     def serve(

@@ -5,6 +5,11 @@ for `cti reload`. Shutdown is an exception: SIGTERM/SIGINT set an event, the `sh
 task raises :class:`ShutdownError`, the group cancels everything else, and each adapter
 closes its connection on the way out. Then the call records still in memory are stored (a bounded
 wait) and the clients closed. The exit code says why the daemon stopped.
+
+With ``ha.enabled`` (docs/high-availability.md) the daemon starts as the standby: its
+state is loaded when it takes the lease (cti/app/ha.py), every transaction carries its epoch
+(:func:`~cti.adapters.db.leader.install_fence`), and a leader that loses the lease exits
+with :data:`EXIT_STEPPED_DOWN` for its supervisor to start it again as the standby.
 """
 
 from __future__ import annotations
@@ -21,18 +26,28 @@ from structlog.typing import FilteringBoundLogger
 
 from cti import __version__
 from cti.adapters.ami import AmiLoginError
+from cti.adapters.db.leader import install_fence, pg_connect_args
 from cti.adapters.db.records import RecordWriter
 from cti.adapters.db.store import Store
 from cti.adapters.fdlimit import fd_budget, raise_nofile_limit
 from cti.app.daemon import Daemon
+from cti.app.ha import LeadershipLost
 from cti.app.pidfile import remove_pidfile, status_path, write_pidfile
 from cti.settings import Settings
 
-__all__ = ["EXIT_AMI_LOGIN", "EXIT_CONFIG", "EXIT_DATABASE", "ShutdownError", "run"]
+__all__ = [
+    "EXIT_AMI_LOGIN",
+    "EXIT_CONFIG",
+    "EXIT_DATABASE",
+    "EXIT_STEPPED_DOWN",
+    "ShutdownError",
+    "run",
+]
 
 EXIT_CONFIG = 2
 EXIT_AMI_LOGIN = 3
 EXIT_DATABASE = 4
+EXIT_STEPPED_DOWN = 5  # ha: this leader lost the lease; start it again (as the standby)
 
 
 class ShutdownError(Exception):
@@ -80,7 +95,11 @@ async def _open(
     """The database and the daemon built on it, or the exit code of why not."""
     if not _fds_fit(settings, log):
         return EXIT_CONFIG
-    store = Store(settings.database.url)
+    ha = settings.ha
+    store = Store(
+        settings.database.url,
+        connect_args=pg_connect_args(ha.node(), ha.idle_in_transaction_s) if ha.enabled else None,
+    )
     try:
         await store.open(migrate=settings.database.migrate)
     except Exception as exc:  # noqa: BLE001 - any driver error: report it, exit clearly
@@ -103,7 +122,17 @@ async def _open(
         log.error("cti_fatal", error=f"configuration: {exc}", hint="fix it; cti check-config")
         await store.close()
         return EXIT_CONFIG
+    if ha.enabled:  # after the migrations, which no epoch fences
+        leadership = daemon.leadership
+        install_fence(store.engine, lambda: leadership.write_epoch(time.monotonic()))
     return store, daemon
+
+
+async def _load_state(daemon: Daemon) -> None:
+    """What the database remembers, into the core; with ha, at the takeover instead (the
+    leader's rows change until then)."""
+    if not daemon.settings.ha.enabled:
+        await daemon.load_state()
 
 
 def _reloads_on(
@@ -163,7 +192,7 @@ async def run(
         return opened
     store, daemon = opened
     _reloads_on(loop, daemon, pidfile, log)
-    await daemon.load_state()
+    await _load_state(daemon)
     log.info(
         "cti_starting",
         version=__version__,
@@ -188,6 +217,15 @@ async def run(
                 "secret (CTI_AMI_SECRET / CTI_AMI_SECRET_<NODE>) against manager.conf",
             )
         code = EXIT_AMI_LOGIN
+    except* LeadershipLost as group:
+        step = group.exceptions[0]
+        log.warning(
+            "cti_stopping",
+            reason="leadership_lost",
+            detail=str(step),
+            hint="exits for its supervisor to start it again as the standby",
+        )
+        code = EXIT_STEPPED_DOWN
     finally:
         _reloads_off(loop, pidfile)
         if shutdown_trigger is stop.wait:

@@ -27,6 +27,7 @@ from cti.ivr.config import (
 )
 from cti.settings.dialplan import DialplanSettings
 from cti.settings.errors import ConfigError, ConfigProblem
+from cti.settings.ha import HaSettings
 from cti.settings.http import (
     HttpScope,
     HttpSettings,
@@ -80,6 +81,7 @@ __all__ = [
     "DialplanSettings",
     "Dispatch110FeedbackSettings",
     "Dispatch110Settings",
+    "HaSettings",
     "HttpScope",
     "HttpSettings",
     "HttpToken",

@@ -42,6 +42,8 @@ def apply_env(
     put(("database", "url"), "CTI_DATABASE_URL")
     put(("dispatch110", "feedback", "token"), "CTI_DISPATCH110_FEEDBACK_TOKEN")
     put(("logging", "level"), "CTI_LOG_LEVEL")
+    # the one setting that differs between the two daemons of an active/standby pair
+    put(("ha", "node_id"), "CTI_HA_NODE_ID")
     _apply_http_token_env(data, env, sources, problems)
     _apply_workorders_token_env(data, env, sources, problems)
 

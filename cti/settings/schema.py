@@ -31,6 +31,7 @@ from cti.ivr.config import (
 from cti.numberplan import NumberPlan
 from cti.settings.base import FROZEN, Seconds
 from cti.settings.dialplan import DialplanSettings
+from cti.settings.ha import HaSettings
 from cti.settings.http import HttpSettings, RateLimit
 from cti.settings.kpis import KpiSettings
 from cti.settings.supervision import SupervisionSettings
@@ -470,6 +471,10 @@ class Settings(BaseModel):
         default_factory=KpiSettings,
         description="KPI thresholds and time zone of cti report / the stats API (docs/kpis.md).",
     )
+    ha: HaSettings = Field(
+        default_factory=HaSettings,
+        description="Active/standby pair on one PostgreSQL (docs/high-availability.md).",
+    )
     event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
         default="asyncio",
         description=(
@@ -482,6 +487,16 @@ class Settings(BaseModel):
         default_factory=SupervisionSettings,
         description="Supervisors: listen/whisper/barge, forced seat states (docs/supervision.md).",
     )
+
+    @model_validator(mode="after")
+    def _ha_needs_postgresql(self) -> Settings:
+        if self.ha.enabled and not self.database.url.startswith("postgresql"):
+            msg = (
+                "ha.enabled needs database.url on PostgreSQL (postgresql+asyncpg://...): "
+                "the lease and its fencing live in the shared database; SQLite is one daemon"
+            )
+            raise ValueError(msg)
+        return self
 
 
 def settings_json_schema() -> dict[str, Any]:

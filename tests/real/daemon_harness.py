@@ -48,13 +48,18 @@ def write_config(
 
 
 async def spawn_daemon(
-    config: Path, args: Sequence[str] = (), *, source: Path | None = None
+    config: Path,
+    args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    *,
+    source: Path | None = None,
 ) -> asyncio.subprocess.Process:
-    """`cti run -c config [args]` with the testbed's AMI secret; JSON logs on its stderr pipe.
+    """`cti run -c config [args]` with the testbed's AMI secret (and `env`, e.g. the
+    CTI_HA_NODE_ID of one daemon of a pair); JSON logs on its stderr pipe.
     With `source` (a source tree, e.g. an older revision's `git archive`) the daemon runs that
     tree's `cti` package instead of the installed one: `python -m` puts its working directory
     first on `sys.path`, so the tree is both the working directory and `PYTHONPATH`."""
-    env = {**os.environ, "CTI_AMI_SECRET": AMI_SECRET}
+    env = {**os.environ, "CTI_AMI_SECRET": AMI_SECRET, **(env or {})}
     if source is not None:
         env["PYTHONPATH"] = str(source)
     return await asyncio.create_subprocess_exec(
@@ -88,8 +93,15 @@ async def stop_daemon_process(proc: asyncio.subprocess.Process) -> int:
 
 class Harness:
     def __init__(
-        self, config: Path, prefix: str, *, start: bool = True, args: Sequence[str] = ()
+        self,
+        config: Path,
+        prefix: str,
+        *,
+        start: bool = True,
+        args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
+        self._env = env  # more environment for the daemon (CTI_HA_NODE_ID)
         self._start = start
         self._args = tuple(args)  # more `cti run` arguments (--pidfile)
         self.config = config
@@ -129,7 +141,7 @@ class Harness:
         self.logs.clear()
 
     async def start_daemon(self) -> None:
-        self.proc = await spawn_daemon(self.config, self._args)
+        self.proc = await spawn_daemon(self.config, self._args, self._env)
         self._tasks.append(asyncio.create_task(self._read_logs()))
         await self.wait(lambda: self.log("ami_node_up"), 20, "daemon up")
         # agent commands published before the daemon subscribed would be lost

@@ -45,6 +45,7 @@ from sqlalchemy.exc import (
 from structlog.typing import FilteringBoundLogger
 
 from cti.adapters.backoff import backoff_delay
+from cti.adapters.db.leader import is_fenced
 from cti.adapters.db.rows import queue_entry_row
 from cti.adapters.db.store import Store
 from cti.calls.model import CallSummary
@@ -134,7 +135,13 @@ class RecordWriter:
         clock: Any = time.time,
         on_commit: Callable[[], None] | None = None,
         linger_s: float = 0.05,
+        on_fenced: Callable[[], None] | None = None,
     ) -> None:
+        # active/standby: the database refused a batch of a stale epoch (another daemon
+        # leads now and owns these facts; it adopts the calls): the batch is dropped, never
+        # retried, and `on_fenced` tells the daemon to step down
+        self._on_fenced = on_fenced
+        self.fenced = 0
         self._store = store
         # after the first row of an idle spell, wait this long before writing, so the rows of
         # one tick (a call's record, its seat changes, the next call's draft ticket) share a
@@ -274,6 +281,9 @@ class RecordWriter:
                 raise
             except (SQLAlchemyError, OSError) as exc:
                 self.failures += 1
+                if is_fenced(exc):
+                    self._refused(rows)
+                    continue
                 if write_unavailable(exc):
                     self._give_back(source, rows)
                 else:
@@ -297,6 +307,19 @@ class RecordWriter:
                 continue
             attempt = 0
             self._stored(len(rows))
+
+    def _refused(self, rows: list[_Row]) -> None:
+        self.fenced += len(rows)
+        self._log.error(
+            "ha_write_refused",
+            rows=len(rows),
+            kinds=dict(Counter(kind for kind, _ in rows)),
+            fenced=self.fenced,
+            hint="the database refused this daemon's epoch: another daemon leads and "
+            "adopts the calls; this one steps down",
+        )
+        if self._on_fenced is not None:
+            self._on_fenced()
 
     def _take(self) -> tuple[deque[_Row], list[_Row]]:
         """The next batch, and the deque it came from (to give it back there)."""

@@ -72,7 +72,10 @@ async def _roll_up_dirty(
 class Store:
     """The database: engine, schema, and the few queries the daemon needs."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, connect_args: dict[str, Any] | None = None) -> None:
+        """`connect_args`: PostgreSQL's driver's (an active/standby daemon names its
+        sessions and bounds an idle transaction, cti/adapters/db/leader.py); SQLite (never
+        active/standby) takes none."""
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         if self.is_sqlite and self.url.database not in {None, "", ":memory:"}:
@@ -84,7 +87,7 @@ class Store:
             )
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         else:
-            self.engine = create_async_engine(self.url)
+            self.engine = create_async_engine(self.url, connect_args=connect_args or {})
 
     async def _connect_sqlite(self) -> sqlite_driver.OneTripConnection:
         # the arguments SQLAlchemy's dialect would pass aiosqlite for this URL

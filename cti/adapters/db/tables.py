@@ -13,6 +13,7 @@ from typing import Final
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -27,6 +28,7 @@ from sqlalchemy import (
 __all__ = [
     "CALLBACKS",
     "CALL_RECORDS",
+    "CTI_LEADER",
     "FEEDBACK110",
     "HEARTBEATS",
     "KPI_ROLLUP",
@@ -292,6 +294,21 @@ HEARTBEATS: Final = Table(
     METADATA,
     Column("node", String(32), primary_key=True),  # the Asterisk node served
     Column("at", Float, nullable=False),  # epoch s of the last write
+)
+
+
+# the active/standby lease (cti/adapters/db/leader.py, docs/high-availability.md): one row;
+# `epoch` is the fencing token, unique so that changing it (a takeover) conflicts with the
+# FOR KEY SHARE lock every fenced write takes on the row, while a renewal (expires_at only)
+# does not. Times are the database's clock, epoch seconds.
+CTI_LEADER: Final = Table(
+    "cti_leader",
+    METADATA,
+    Column("name", String(32), primary_key=True),
+    Column("epoch", BigInteger, nullable=False, unique=True),
+    Column("holder", String(64), nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("acquired_at", Float, nullable=False),
 )
 
 

@@ -104,7 +104,11 @@ class OutboxDeliverer:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         linger_s: float = 0.05,
+        acting: Callable[[], bool] = lambda: True,
     ) -> None:
+        # active/standby: only the leader delivers; asked before each row (a leader whose
+        # lease ran out stops at once; its marks are refused by the database's fence too)
+        self._acting = acting
         self._engine = store.engine
         self._backend = backend
         self._on_delivered = on_delivered
@@ -179,11 +183,15 @@ class OutboxDeliverer:
         """Deliver rows until the table has none left (None) or the head row must wait
         (the seconds to wait)."""
         while True:
+            if not self._acting():
+                return None  # the standby looks again at the next poll / notify
             rows = await self._head()
             if not rows:
                 return None
             try:
                 for row in rows:
+                    if not self._acting():
+                        return None
                     now = self._clock()
                     if row.next_attempt_at is not None and row.next_attempt_at > now:
                         return float(row.next_attempt_at) - now

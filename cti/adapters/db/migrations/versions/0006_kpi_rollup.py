@@ -2,10 +2,10 @@
 its cut checks read (a call's entries by linkedid, its seat events by call).
 
 Revision ID: 0006_kpi_rollup
-Revises: 0004_supervision_audit
+Revises: 0005_ha_leader_lease
 
-Each object is created only when missing (a database that ran the roll-up branch's own
-chain already has them).
+Not fenced (0005's NOT_FENCED says why). Each object is created only when missing (a
+database that ran the roll-up branch's own chain already has them).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_kpi_rollup"
-down_revision = "0004_supervision_audit"
+down_revision = "0005_ha_leader_lease"
 branch_labels = None
 depends_on = None
 
