@@ -46,16 +46,25 @@ COUNTY_AMI_PORT = 5039  # asterisk-sample/county1/manager.conf
 CALLER = "13900139000"
 
 
-@pytest.fixture
-def config(tmp_path: Path) -> tuple[Path, str]:
-    path, prefix = write_config(tmp_path, seats=SEATS, queue=QUEUE)
+def county_config(
+    tmp_path: Path, seats: list[dict[str, Any]], ami: dict[str, Any] | None = None
+) -> tuple[Path, str]:
+    """The testbed's configuration with the county node added as a transit node; `ami`
+    overrides keys of the ami: section."""
+    path, prefix = write_config(tmp_path, seats=seats, queue=QUEUE)
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     main = data["ami"]["nodes"][0]
     data["ami"]["nodes"].append(
         {**main, "name": "county1", "port": COUNTY_AMI_PORT, "transit": True}
     )
+    data["ami"].update(ami or {})
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return path, prefix
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> tuple[Path, str]:
+    return county_config(tmp_path, SEATS)
 
 
 async def county_channels() -> list[dict[str, Any]]:
@@ -166,17 +175,9 @@ LOCAL_SEATS = [
 
 @pytest.fixture
 def local_config(tmp_path: Path) -> tuple[Path, str]:
-    path, prefix = write_config(tmp_path, seats=LOCAL_SEATS, queue=QUEUE)
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    main = data["ami"]["nodes"][0]
-    data["ami"]["nodes"].append(
-        {**main, "name": "county1", "port": COUNTY_AMI_PORT, "transit": True}
-    )
     # the held call must still be held when the killed daemon is back (not in the fallback
     # Queue(), whose members are the sample's seats): a lease longer than the restart
-    data["ami"].update(lease_s=30.0, lease_renew_s=1.0)
-    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    return path, prefix
+    return county_config(tmp_path, LOCAL_SEATS, ami={"lease_s": 30.0, "lease_renew_s": 1.0})
 
 
 class County:

@@ -46,6 +46,17 @@ def http_backend(srv: WorkOrderServer) -> dict[str, Any]:
     }
 
 
+async def cti_outbox(config: Path, *args: str) -> bytes:
+    """``cti outbox -c CONFIG ARGS...`` as the operator runs it: its output; it must succeed."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cti", "outbox", "-c", str(config), *args,
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0
+    return out
+
+
 def outbox(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
     with sqlite3.connect(db) as conn:
         return conn.execute(sql, args).fetchall()
@@ -196,20 +207,10 @@ async def test_a_refused_ticket_is_parked_until_the_operator_requeues_it(tmp_pat
             )
             parked = outbox(db, "select key from outbox where parked order by id")
             assert parked == [(f"main:{refused}:create",), (f"main:{refused}:update",)]
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "cti", "outbox", "-c", str(config), "list",
-                stdout=asyncio.subprocess.PIPE,
-            )  # fmt: skip
-            listing, _ = await proc.communicate()
-            assert proc.returncode == 0
+            listing = await cti_outbox(config, "list")
             assert b"parked: 2" in listing
             assert b"unknown field line_name" in listing
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "cti", "outbox", "-c", str(config), "requeue", "--all",
-                stdout=asyncio.subprocess.PIPE,
-            )  # fmt: skip
-            await proc.communicate()
-            assert proc.returncode == 0
+            await cti_outbox(config, "requeue", "--all")
             await h.wait(
                 lambda: h.published("calls/events", call_id=refused, type="ticket", op="update"),
                 15,
@@ -280,12 +281,7 @@ async def test_a_poison_row_is_parked_and_the_tickets_behind_it_are_made(tmp_pat
                 metrics = (await c.get("/metrics")).text
                 assert "cti_outbox_parked 1" in metrics
                 assert 'cti_outbox_parked_total{reason="invalid_payload"} 1' in metrics
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "cti", "outbox", "-c", str(config), "list",
-                stdout=asyncio.subprocess.PIPE,
-            )  # fmt: skip
-            listing, _ = await proc.communicate()
-            assert proc.returncode == 0
+            listing = await cti_outbox(config, "list")
             assert b"parked: 1" in listing
             assert poison.encode() in listing
             assert b"invalid payload: not JSON" in listing
