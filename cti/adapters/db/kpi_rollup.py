@@ -266,8 +266,9 @@ def _seats_json(s: SeatTally) -> dict[str, list[float]]:
     return {k: [n, inexact(ta), inexact(wr)] for k, (n, ta, wr) in s.seats.items()}
 
 
-def _seats(d: dict[str, list[Any]]) -> SeatTally:
-    return SeatTally(seats={k: [int(n), exact(ta), exact(wr)] for k, (n, ta, wr) in d.items()})
+def _seats(d: dict[str, list[float]]) -> SeatTally:
+    # made exact only if another day's are added to it (a report keyed by day never does)
+    return SeatTally.of_floats(d)
 
 
 def _project(p: Piece, idx: Sequence[int], t: Thresholds) -> Piece:
