@@ -2,6 +2,8 @@
 
 Usage: python benchmarks/load.py [--rates 5,10,20] [--seconds 20] [--talk 1] [--seats N]
                                  [--lost-after 20] [--warmup 3] [--variants V1,V2,...]
+       python benchmarks/load.py --rates 20 --duration 1800 --rss-every 60
+                                 [--profile-at 900 --profile-out daemon.txt]
 
 --variants runs each rate once per variant, alternating, so their ratio comes from one run:
 a configuration switch (VARIANTS below), or rev=REV (rev=main, rev=HEAD~1): the daemon of
@@ -20,6 +22,14 @@ default ceil(rate * (talk + 1.5)) + 5 of them), all logged in ready over MQTT. C
 originated as Local/12345@cti-inbound at the rate for --seconds; each answered call is hung
 up --talk s after its answer, one not answered within --lost-after s is hung up and lost.
 The machinery (the AMI driver, the MQTT pop watcher, /proc sampling) is benchmarks/e2e.py's.
+
+The long run (issue 12's "a 30-minute run at 20 calls/s shows flat RSS"): --duration S is
+--seconds without its 60 s cap (one rate, up to an hour); --rss-every N samples the daemon's
+VmRSS and CPU every N s and prints a second table (one row a sample: RSS, the CPU ms per call
+offered in that interval, calls offered so far) and the RSS slope of the first five minutes
+against the last five (least squares, MB/min). --profile-at S runs `py-spy record --gil
+--rate 100 --duration 60 --format raw` on the daemon S s into the run, into --profile-out
+(py-spy from this interpreter's bin/ or PATH: `pip install py-spy`).
 
 Columns (docs/performance.md says more):
   offer/answ/lost  calls originated / answered by a seat / not answered in --lost-after
@@ -42,11 +52,12 @@ import asyncio
 import contextlib
 import json
 import math
+import shutil
 import sqlite3
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -131,6 +142,9 @@ class Row:
     ast_pct: float | None
     rss_mb: float
     note: str = ""
+    variant: str = ""
+    # --rss-every: (s since the first originate, VmRSS kB, CPU s in the interval, offered)
+    series: list[tuple[float, int, float, int]] = field(default_factory=list)
 
 
 def count_tickets(db: Path, call_ids: set[str]) -> tuple[int, int]:
@@ -178,6 +192,45 @@ async def steady_cpu(pids: dict[str, int], start: float, end: float) -> dict[str
     return out
 
 
+async def rss_series(
+    pid: int, bench: Bench, t0: float, every: float, out: list[tuple[float, int, float, int]]
+) -> None:
+    """Every `every` s until cancelled: the daemon's VmRSS and its CPU since the last sample."""
+    cpu = ProcSampler.cpu_seconds(pid)
+    out.append((0.0, ProcSampler.rss_kb(pid), 0.0, len(bench.calls)))
+    n = 1
+    while True:
+        await asyncio.sleep(max(0.0, t0 + n * every - time.monotonic()))
+        n += 1
+        with contextlib.suppress(OSError):
+            now = ProcSampler.cpu_seconds(pid)
+            out.append(
+                (time.monotonic() - t0, ProcSampler.rss_kb(pid), now - cpu, len(bench.calls))
+            )
+            cpu = now
+
+
+def py_spy() -> str | None:
+    here = Path(sys.executable).parent / "py-spy"
+    return str(here) if here.exists() else shutil.which("py-spy")
+
+
+async def profile(pid: int, at: float, out: Path) -> str:
+    """py-spy's 60 s raw (collapsed-stack) profile of `pid`, `at` s from now; its last line."""
+    exe = py_spy()
+    if exe is None:
+        return "py-spy not found (pip install py-spy)"
+    await asyncio.sleep(at)
+    proc = await asyncio.create_subprocess_exec(
+        exe, "record", "--gil", "--rate", "100", "--duration", "60", "--format", "raw",
+        "--nonblocking", "--pid", str(pid), "-o", str(out),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    text, _ = await proc.communicate()
+    tail = text.decode(errors="replace").strip().splitlines()
+    return f"py-spy exit {proc.returncode}: {tail[-1] if tail else ''}"
+
+
 def git_tree(rev: str, into: Path) -> Path:
     """The source tree of git revision `rev` (`git archive`, no worktree registered)."""
     into.mkdir()
@@ -208,9 +261,21 @@ async def run_rate(
         sampler.start()
         t0 = time.monotonic()
         window = asyncio.create_task(steady_cpu(pids, t0 + args.warmup, t0 + args.seconds))
+        series: list[tuple[float, int, float, int]] = []
+        side = []
+        if args.rss_every:
+            side.append(
+                asyncio.create_task(rss_series(pids["cti"], bench, t0, args.rss_every, series))
+            )
+        spy = None
+        if args.profile_out:
+            spy = asyncio.create_task(profile(pids["cti"], args.profile_at, args.profile_out))
         await bench.drive("cti-inbound", rate)
         cpu = await window
         sampler.stop()
+        for t in side:
+            t.cancel()
+        spied = await spy if spy is not None else ""
         ours = set(bench.calls)
         tickets, dup = await settled_tickets(tmp / "cti.db", ours)
         errors = daemon.count(lambda r: r.get("level") in {"error", "critical"})
@@ -228,7 +293,10 @@ async def run_rate(
             ast_pct=100 * cpu["asterisk_s"] / cpu["wall"],
             rss_mb=sampler.rss_peak_kb.get("cti", 0) / 1024,
             note=(variant + ": " if variant else "")
-            + f"{errors} error logs, {sum(c.fallback for c in calls)} fallback",
+            + f"{errors} error logs, {sum(c.fallback for c in calls)} fallback"
+            + (f"; {spied}" if spied else ""),
+            series=series,
+            variant=variant,
         )
     finally:
         await bench.hang_up_mine()
@@ -265,6 +333,40 @@ def render(rows: list[Row]) -> list[str]:
             f"{r.rss_mb:>6.0f} {_ms(pct(pop, 50)):>5} {_ms(pct(pop, 99)):>5} "
             f"{_ms(pct(ring, 50)):>6} {_ms(pct(ring, 99)):>6}  ({note})"
         )
+    return out
+
+
+def slope_mb_per_min(points: list[tuple[float, int, float, int]]) -> float | None:
+    """Least-squares slope of VmRSS over time, MB per minute (None under two points)."""
+    if len(points) < 2:
+        return None
+    xs = [p[0] / 60 for p in points]
+    ys = [p[1] / 1024 for p in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx if sxx else None
+
+
+def render_series(row: Row, every: float) -> list[str]:
+    """--rss-every's table: one line a sample, then the first and last five minutes' slope."""
+    out = [
+        f"RSS over the run ({row.rate:g} calls/s{', ' + row.variant if row.variant else ''})",
+        f"{'min':>6} {'RSS MB':>7} {'CPU ms/call':>11} {'offered':>7}",
+    ]
+    prev = 0
+    for t, rss, cpu, offered in row.series:
+        calls = offered - prev
+        per = f"{1000 * cpu / calls:.1f}" if calls and t else "-"
+        out.append(f"{t / 60:>6.1f} {rss / 1024:>7.1f} {per:>11} {offered:>7}")
+        prev = offered
+    if row.series:
+        end = row.series[-1][0]
+        first = [p for p in row.series if p[0] <= 300 + every / 2]
+        last = [p for p in row.series if p[0] >= end - 300 - every / 2]
+        for name, ps in (("first 5 min", first), ("last 5 min", last)):
+            mean = sum(p[1] for p in ps) / len(ps) / 1024
+            out.append(f"{name}: mean {mean:.1f} MB, slope {_f(slope_mb_per_min(ps), 2)} MB/min")
+        out.append(f"whole run: slope {_f(slope_mb_per_min(row.series), 3)} MB/min")
     return out
 
 
@@ -316,7 +418,11 @@ async def main(args: argparse.Namespace) -> int:
         f"{args.seconds:g} s per rate, talk {args.talk:g} s, steady window from "
         f"{args.warmup:g} s, lost after {args.lost_after:g} s; embedded tickets"
     )
-    return print_table(render(rows), aborted)
+    lines = render(rows)
+    for row in rows:
+        if row.series:
+            lines += ["", *render_series(row, args.rss_every)]
+    return print_table(lines, aborted)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -335,6 +441,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         + ", rev=REV (that git revision's daemon) or . (this tree as shipped)"
         + " (default: the shipped configuration)",
     )
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=0.0,
+        help="the long run: --seconds without its 60 s cap (one rate, up to 3600 s)",
+    )
+    p.add_argument("--rss-every", type=float, default=0.0, help="sample RSS and CPU every N s")
+    p.add_argument("--profile-at", type=float, default=0.0, help="py-spy the daemon at S s")
+    p.add_argument("--profile-out", type=Path, default=None, help="py-spy's raw output file")
     args = p.parse_args(argv)
     args.variants = [v for v in args.variants.split(",") if v] or [""]
     if any(
@@ -344,8 +459,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.rates = [float(r) for r in args.rates.split(",") if r]
     if not args.rates or any(r <= 0 or r > 60 for r in args.rates):
         p.error("--rates must be in (0, 60] calls/s")
-    if not 0 < args.seconds <= 60:
+    if args.duration:
+        if not 0 < args.duration <= 3600 or len(args.rates) != 1:
+            p.error("--duration must be in (0, 3600] s, with one rate")
+        args.seconds = args.duration
+    elif not 0 < args.seconds <= 60:
         p.error("--seconds must be in (0, 60]")
+    if args.rss_every < 0 or (args.rss_every and args.rss_every < 1):
+        p.error("--rss-every must be 0 (off) or >= 1 s")
+    if args.profile_out is not None and not 0 <= args.profile_at <= args.seconds - 60:
+        p.error("--profile-at must leave py-spy's 60 s inside the run")
     if not 0 <= args.warmup < args.seconds - 1:
         p.error("--warmup must leave at least 1 s of steady window in --seconds")
     if not 0 <= args.seats <= 200 or not 0 < args.talk <= 30 or not 0 < args.lost_after <= 60:
