@@ -59,6 +59,7 @@ from cti.adapters.workorders.outbox import OutboxDeliverer
 from cti.app.agi_routes import AgiRoutes
 from cti.app.ami_nodes import AmiNodes
 from cti.app.callbacks import Callbacks
+from cti.app.fallback_facts import FallbackFacts
 from cti.app.feed import Tally
 from cti.app.ha import HaControl, ha_metrics, ha_ready_part
 from cti.app.http_facade import HttpFacade
@@ -309,9 +310,13 @@ class Daemon:
         )
         self.mqtt.taps.append(self.web.hub.publish)
         self.mqtt.taps.append(self.web.board.tap)
-        self.http.more_metrics.append(self.web.metrics)
+        self.fallback_facts = self._fallback_facts(store)
         # parked ticket operations (issue 15): /readyz degraded, /metrics counts
-        self.http.more_metrics.append(lambda: outbox_metrics(self.tickets))
+        self.http.more_metrics += (
+            self.web.metrics,
+            lambda: outbox_metrics(self.tickets),
+            self.fallback_facts.metrics,
+        )
         self.http.more_ready.append(lambda: outbox_ready(self.tickets))
         if self.ha is not None:
             control = self.ha
@@ -321,6 +326,27 @@ class Daemon:
             )
         self._group: asyncio.TaskGroup | None = None
         self._effects = self._effect_table()
+
+    def _fallback_facts(self, store: Store) -> FallbackFacts:
+        """The calls Asterisk's fallback took while this daemon was down, from each node's
+        queue_log (``ami.nodes[].queue_log``) into the KPI facts and the live figures."""
+        settings, tracker = self.settings, self.core.tracker
+        return FallbackFacts(
+            files={
+                n.name: n.queue_log
+                for n in settings.ami.nodes
+                if n.queue_log is not None and not n.transit
+            },
+            plan=settings.numberplan,
+            store=store,
+            is_live=lambda node, call_id: tracker.call(node, call_id) is not None,
+            acting=self.acting,
+            scan_s=settings.kpis.fallback_scan_s,
+            settle_s=settings.kpis.fallback_settle_s,
+            lookback_s=settings.kpis.fallback_lookback_s,
+            log=structlog.get_logger("cti.fallback"),
+            on_stored=self.live.add,
+        )
 
     # ------------------------------------------------------------------ active/standby
 
@@ -373,6 +399,7 @@ class Daemon:
         self.settings = plan.settings
         if plan.plan_changed:
             self.feed(PlanReloaded(plan=plan.settings.numberplan, at=time.time()))
+            self.fallback_facts.replan(plan.settings.numberplan)
         self.http.use_settings(plan.settings, tokens=plan.tokens_changed)
         self.ivr.use_settings(plan.settings)
         self.web.use_settings(plan.settings)
@@ -458,6 +485,8 @@ class Daemon:
         yield self._ticker(), "core.timers"
         yield self.live.run(), "kpis.live"
         yield self._live_callbacks(), "kpis.live.callbacks"
+        if self.fallback_facts.enabled:
+            yield self.fallback_facts.run(), "kpis.fallback"
         yield self.reloader.run(), "config.reload"
         if self.settings.http.enabled:
             kpis = self.settings.kpis

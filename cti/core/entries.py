@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cti.calls.model import CallSummary
-from cti.kpis.facts import Origin, Outcome, QueueEntry
+from cti.kpis.facts import Origin, Outcome, QueueEntry, line_facts
 from cti.numberplan import NumberPlan
 from cti.routing import commands as rc
 
@@ -92,17 +92,7 @@ class EntryBook:
         for a call already known is ignored (a resync adopting it again)."""
         if call_id in self._calls:
             return
-        plan_line = self._plan.line(line)
-        origin = Origin.DIRECT
-        department: str | None = None
-        priority = "normal"
-        if plan_line is not None:
-            department = plan_line.department or None
-            priority = plan_line.priority_class
-            if plan_line.dispatch110:
-                origin = Origin.POLICE_110
-            elif department is not None:
-                origin = Origin.SPECIAL_NUMBER  # a ministry/department number folded in
+        department, origin, priority = line_facts(self._plan.line(line))
         start = entered_at if entered_at is not None and entered_at <= at else at
         entry = _Entry(
             seq=1,

@@ -29,6 +29,7 @@ __all__ = [
     "DNIS_VARIABLE",
     "ENTERED_VARIABLE",
     "ESCALATED_TO_VARIABLE",
+    "FALLBACK_MARKER",
     "LEASE_VARIABLE",
     "LINE_VARIABLE",
     "NO_SURVEY_VARIABLE",
@@ -95,6 +96,11 @@ ENTERED_VARIABLE: Final = "CTI_ENTERED"
 """Channel variable: when ``cti-line`` put the call in the line (epoch seconds, ms). A daemon
 that adopts a waiting call it did not see arrive reads it back, so the call keeps the place
 its wait gives it in the one line (cti/core/adoption.py)."""
+
+FALLBACK_MARKER: Final = "CTIFALLBACK"
+"""queue_log event the fallback context writes (``QueueLog()``) as a call enters it, its data
+``<CTI_CALL_ID>|<CTI_LINE>|<CTI_ENTERED>``: app_queue's own lines know only the channel's
+uniqueid, this line ties them to the call (cti/kpis/fallback_log.py)."""
 
 # ---- set by the inbound dialplan, read by the daemon (the call tracker, adoption)
 LINE_VARIABLE: Final = "CTI_LINE"

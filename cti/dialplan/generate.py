@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from cti.dialplan.contract import (
+    CALL_ID_VARIABLE,
     CONTEXT_BLOCKED,
     CONTEXT_CALLBACK,
     CONTEXT_CONNECT,
@@ -36,7 +37,9 @@ from cti.dialplan.contract import (
     CONTEXT_RECORD,
     CONTEXT_SPY,
     ENTERED_VARIABLE,
+    FALLBACK_MARKER,
     LEASE_VARIABLE,
+    LINE_VARIABLE,
     PROMPT_FORMATS,
     SPY_TARGET_VARIABLE,
     TAKEN_VARIABLE,
@@ -546,6 +549,12 @@ def _fallback(conf: _Conf, plan: NumberPlan, settings: DialplanSettings) -> None
         "NoOp(CTI call ${CTI_CALL_ID} was not taken by the daemon: fallback queue)",
         "StopMusicOnHold()",
         "Set(CTI_FALLBACK=1)",
+        # app_queue's queue_log knows only this channel's uniqueid: one line of our own
+        # with the call's facts lets the daemon count the call later (cti/kpis/fallback_log.py)
+        (
+            f"QueueLog({CONTEXT_FALLBACK},${{UNIQUEID}},NONE,{FALLBACK_MARKER},"
+            f"${{{CALL_ID_VARIABLE}}}|${{{LINE_VARIABLE}}}|${{{ENTERED_VARIABLE}}})"
+        ),
         f"Gosub({CONTEXT_RECORD},s,1)",
         f'GotoIf($["${{CTI_SKILL}}" = "" | "${{CTI_SKILL}}" = "{plan.general_skill}"]?general)',
     ]

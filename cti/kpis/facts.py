@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Final
 
+from cti.numberplan import Line
 from cti.seats.model import Reason, SeatStatus
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "QueueEntry",
     "Rating",
     "SeatInterval",
+    "line_facts",
 ]
 
 
@@ -83,6 +85,21 @@ class Origin(enum.StrEnum):
     CALLBACK = "callback"  # a citizen calling back after a missed-call callback
     TRANSFER = "transfer"  # a seat transferred it here (a department line)
     OVERFLOW = "overflow"  # another line overflowed into this one
+
+
+def line_facts(line: Line | None) -> tuple[str | None, Origin, str]:
+    """A line's department, the origin of a call entering it and its priority class,
+    from the number plan (a number not in the plan: none, direct, normal)."""
+    if line is None:
+        return None, Origin.DIRECT, "normal"
+    department = line.department or None
+    if line.dispatch110:
+        origin = Origin.POLICE_110
+    elif department is not None:
+        origin = Origin.SPECIAL_NUMBER  # a ministry/department number folded in
+    else:
+        origin = Origin.DIRECT
+    return department, origin, line.priority_class
 
 
 def _check_time(name: str, value: float | None) -> None:

@@ -19,6 +19,7 @@ Pure: no clock, no I/O. The calculator stays the reference; tests compare the tw
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from cti.kpis.definitions import Figures, SeatFigures, Thresholds, WithinN
@@ -186,12 +187,50 @@ class Tally:
         )
 
 
-@dataclass(slots=True)
 class SeatTally:
     """Per seat, its answered units' count, talk and wrap-up (exact): the entry side of
-    :class:`~cti.kpis.SeatFigures`; seat time (intervals) is added by the caller."""
+    :class:`~cti.kpis.SeatFigures`; seat time (intervals) is added by the caller.
 
-    seats: dict[str, list[int]] = field(default_factory=dict)  # seat -> [n, talk, wrapup]
+    A tally read back from stored floats (:meth:`of_floats`: a rolled day's) keeps them as
+    they are until something is added to it or its exact sums are asked for: a report
+    keyed by day or hour reads each such tally once and turns it into figures, and the
+    floats are those figures (``inexact(exact(x)) == x``), so a year's ≈1 M stored sums are
+    not made exact for nothing.
+    """
+
+    __slots__ = ("_exact", "_floats")
+
+    def __init__(self, seats: dict[str, list[int]] | None = None) -> None:
+        self._exact: dict[str, list[int]] = {} if seats is None else seats
+        self._floats: dict[str, list[float]] | None = None
+
+    @classmethod
+    def of_floats(cls, sums: dict[str, list[float]]) -> SeatTally:
+        """A tally of per-seat [answered, talk, wrap-up] sums stored as floats (``answered``
+        a whole number)."""
+        out = cls()
+        out._floats = sums
+        return out
+
+    @property
+    def seats(self) -> dict[str, list[int]]:
+        """seat -> [answered, talk, wrap-up], the sums exact (see the module doc)."""
+        if self._floats is not None:
+            self._exact = {
+                k: [int(n), exact(ta), exact(wr)] for k, (n, ta, wr) in self._floats.items()
+            }
+            self._floats = None
+        return self._exact
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SeatTally):
+            return NotImplemented
+        return self.seats == other.seats
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as a dataclass's
+
+    def __repr__(self) -> str:
+        return f"SeatTally(seats={self.seats!r})"
 
     def add(self, u: QueueEntry, sign: int = 1) -> None:
         if u.outcome is not Outcome.ANSWERED or u.seat is None:
@@ -211,22 +250,22 @@ class SeatTally:
 
     def figures(self) -> tuple[SeatFigures, ...]:
         """compute()'s seat figures when no seat interval is given."""
-        out = []
-        for seat in sorted(self.seats):
-            n, talk_x, wrapup_x = self.seats[seat]
-            talk, wrapup = inexact(talk_x), inexact(wrapup_x)
-            out.append(
-                SeatFigures(
-                    seat=seat,
-                    answered=n,
-                    talk_s=talk,
-                    wrapup_s=wrapup,
-                    aht_s=_ratio(math.fsum((talk, wrapup)), n),
-                    logged_in_s=0.0,
-                    occupied_s=0.0,
-                    occupancy=None,
-                    not_ready_s=(),
-                    rona=0,
-                )
+        if self._floats is not None:
+            sums: Iterable[tuple[str, int, float, float]] = (
+                (seat, int(n), ta, wr) for seat, (n, ta, wr) in sorted(self._floats.items())
             )
-        return tuple(out)
+        else:
+            sums = (
+                (seat, n, inexact(ta), inexact(wr))
+                for seat, (n, ta, wr) in sorted(self._exact.items())
+            )
+        # positional, in the field order (SeatFigures' own, checked against compute()'s
+        # keyword-built figures by tests/kpis): a year's report by hour builds ≈0.5 M of
+        # these, and _make costs 0.2 µs against 1.4 µs with keywords
+        make = SeatFigures._make
+        return tuple(
+            make(
+                (seat, n, talk, wrapup, _ratio(math.fsum((talk, wrapup)), n), 0.0, 0.0, None, (), 0)
+            )
+            for seat, n, talk, wrapup in sums
+        )

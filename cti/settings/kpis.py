@@ -64,6 +64,26 @@ class KpiSettings(BaseModel):
         "roll-up (kpi_rollup; rolled on demand, equal to the raw report); needs timezone.",
     )
 
+    # the fallback's calls (ami.nodes[].queue_log, cti/app/fallback_facts.py): the file is
+    # read this often; a call is stored once its queue part ended this long ago and the
+    # daemon does not track it (a call it took back, or adopted, has its own entry)
+    fallback_scan_s: float = Field(
+        default=15.0, ge=1, le=3600, description="Seconds between two reads of queue_log."
+    )
+    fallback_settle_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=86_400,
+        description="A fallback call is stored this long after its queue part ended.",
+    )
+    fallback_lookback_s: float = Field(
+        default=7 * 86_400.0,
+        ge=600,
+        le=366 * 86_400,
+        description="At start, queue_log is read from this far back: the longest the "
+        "daemon may have been down and still have its fallback's calls counted.",
+    )
+
     @field_validator("also_n_s")
     @classmethod
     def _positive(cls, values: tuple[float, ...]) -> tuple[float, ...]:

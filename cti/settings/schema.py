@@ -10,6 +10,7 @@ is no global configuration object.
 from __future__ import annotations
 
 import codecs
+from pathlib import Path
 from typing import Any, Final, Literal
 
 from pydantic import (
@@ -109,6 +110,16 @@ class AmiNode(BaseModel):
         description="A node that only carries calls to another node over a trunk (a county "
         "platform): its calls are tracked but never stored as call records, tickets or KPIs "
         "(the receiving node's leg is the call).",
+    )
+
+    # The calls Asterisk's fallback Queue() took while the daemon was down leave no trace
+    # but app_queue's queue_log (cti/kpis/fallback_log.py): this node's file, as the
+    # daemon's host sees it, read for their KPI entries (outcome fallback).
+    queue_log: Path | None = Field(
+        default=None,
+        description="This node's Asterisk queue_log file (e.g. /var/log/asterisk/queue_log), "
+        "read for the calls its fallback queue took while the daemon was down (KPI outcome "
+        "'fallback'); unset = those calls are not counted.",
     )
 
     @field_validator("reconnect_max")

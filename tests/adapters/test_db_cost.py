@@ -150,9 +150,12 @@ async def test_a_call_costs_the_database_a_few_statements_in_shared_transactions
         f"per call: statements {per_call[0]:.1f}, commits {per_call[1]:.1f}, "
         f"checkouts {per_call[2]:.1f}"
     )
-    # before issue 12: 17 statements, 6 commits, 12 connection checkouts per call
+    # before issue 12: 17 statements, 6 commits, 12 connection checkouts per call. The
+    # count moves with scheduling (how many rows a linger or an outbox pass catches):
+    # 9.3-10.5 statements in repeated runs on one quiet machine, since the KPI roll-up's
+    # dirty mark (one UPDATE per record batch) and the HA fence joined the batch.
     statements, commits, checkouts = per_call
-    assert statements <= 10
+    assert statements <= 11
     assert commits <= 3.5
     assert checkouts <= 6
 

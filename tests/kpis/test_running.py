@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from cti.kpis import Outcome, QueueEntry, Thresholds, compute
 from cti.kpis.running import DAY_S, RunningWindows, rolling_start
-from cti.kpis.tally import exact, inexact
+from cti.kpis.tally import SeatTally, exact, inexact
 from tests.kpis.facts import T0, entry
 from tests.kpis.test_properties import WAITS
 
@@ -97,3 +97,36 @@ def test_exact_sums_round_like_fsum() -> None:
     total = sum(exact(v) for v in values)
     assert inexact(total) == math.fsum(values)
     assert inexact(total - exact(3.3)) == math.fsum([0.1, 1e16, 0.2, -1e16, 1e-300])
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["s1", "s2", "s3"]),
+        st.tuples(st.integers(1, 50), WAITS, WAITS),
+        max_size=3,
+    ),
+    st.dictionaries(
+        st.sampled_from(["s2", "s3", "s4"]),
+        st.tuples(st.integers(1, 50), WAITS, WAITS),
+        max_size=3,
+    ),
+)
+def test_a_tally_read_as_floats_is_the_exact_one(
+    first: dict[str, tuple[int, float, float]], later: dict[str, tuple[int, float, float]]
+) -> None:
+    """A rolled day's seat sums, kept as floats (SeatTally.of_floats), give the figures of
+    the same sums made exact, and merge with another day's exactly."""
+
+    def exact_of(d: dict[str, tuple[int, float, float]]) -> SeatTally:
+        return SeatTally({k: [n, exact(a), exact(b)] for k, (n, a, b) in d.items()})
+
+    def floats_of(d: dict[str, tuple[int, float, float]]) -> SeatTally:
+        return SeatTally.of_floats({k: [n, a, b] for k, (n, a, b) in d.items()})
+
+    assert floats_of(first).figures() == exact_of(first).figures()
+    merged, want = floats_of(first), exact_of(first)
+    for seat, (n, a, b) in later.items():
+        merged.add_sums(seat, n, exact(a), exact(b))
+        want.add_sums(seat, n, exact(a), exact(b))
+    assert merged.figures() == want.figures()
+    assert merged == want

@@ -2,8 +2,9 @@
 Playwright) against the real daemon, Asterisk (sipp phones), Mosquitto: a supervisor logs in,
 sees only its lines and their seats, a missed call on its list, the agent's call live; it
 listens (a real ChanSpy channel on the agent's channel, seen with CoreShowChannels), switches
-to whisper (ChanSpy's DTMF 5 received on the spy channel), stops, forces not-ready after the
-call; every action is in the audit log on the page and in the table. Security: an agent gets
+to whisper (ChanSpy's DTMF 5 received on the spy channel) and barge (DTMF 6), forces a logout
+during the call (pending on the row; the seat logs out when the call ends, not before), stops,
+forces not-ready after the call; every action is in the audit log on the page and in the table. Security: an agent gets
 neither the page nor its stream nor its actions, a seat outside the supervisor's lines is
 refused (and audited), a cross-site POST is refused. docs/board.png is taken here."""
 
@@ -109,6 +110,8 @@ async def test_supervisor_board_in_the_browser(tmp_path: Path) -> None:
     assert rows == [
         ("boss", "listen", "1001", "ok", None),
         ("boss", "whisper", "1001", "ok", None),
+        ("boss", "barge", "1001", "ok", None),
+        ("boss", "logout", "1001", "ok", None),
         ("boss", "ready", "1003", "refused", "forbidden"),
         ("boss", "stop", "1001", "ok", None),
         ("boss", "not_ready", "1001", "ok", None),
@@ -197,6 +200,20 @@ async def board_story(h: Harness, sip: SipBed, pw: Playwright, caller: str, miss
         SCREENSHOT.parent.mkdir(exist_ok=True)
         await page.screenshot(path=str(SCREENSHOT), full_page=True)
 
+        # ---- 强插: ChanSpy's DTMF 6 on the same spy channel, three parties
+        waiter = asyncio.create_task(ami_event(h, spying["Channel"], "6", 10))
+        await row.locator('button[data-action="barge"]').click()
+        await waiter
+        await expect(page.locator("#my-spy")).to_have_text("正在强插坐席 1001", timeout=3_000)
+        await expect(row.locator(".spy")).to_contain_text("boss 强插")
+        assert (await spy()) is not None
+
+        # ---- 强制签出 during the call: pending, shown on the row, the call goes on
+        await row.locator('button[data-action="logout"]').click()
+        await expect(row).to_contain_text("（通话后强制签出）", timeout=3_000)
+        await expect(row.locator(".state")).to_have_text("通话中")
+        assert h.seat_states("1001")[-1][0] == "talking"
+
         # ---- a seat outside the supervisor's lines; a forged cross-site POST
         assert (await login(boss, "boss")).status_code == 303
         token = await board_csrf(boss)
@@ -226,8 +243,13 @@ async def board_story(h: Harness, sip: SipBed, pw: Playwright, caller: str, miss
             return await spy() is None
 
         await until(spy_gone, 15, "the spy channel gone with the call")
-        await expect(row.locator(".state")).to_have_text("示闲", timeout=5_000)
+        # the pending logout took effect when the call ended (after its wrap-up), not 示闲
+        await expect(row.locator(".state")).to_have_text("未签入", timeout=10_000)
+        await expect(row).not_to_contain_text("通话后")
+        assert h.seat_states("1001")[-1][0] == "logged_out"
         await expect(page.locator("#my-spy")).to_have_text("", timeout=3_000)
+        assert (await h.seat("1001", {"cmd": "login", "ready": True}))["ok"] is True
+        await expect(row.locator(".state")).to_have_text("示闲", timeout=2_000)
 
         # ---- 示忙 with a reason: the seat changes, the board shows it
         await page.select_option("#force-reason", "meeting")
@@ -238,9 +260,9 @@ async def board_story(h: Harness, sip: SipBed, pw: Playwright, caller: str, miss
 
         # ---- the audit log on the page: every action, the refusal too
         audit = page.locator("#audit tr")
-        await expect(audit).to_have_count(5, timeout=3_000)
+        await expect(audit).to_have_count(7, timeout=3_000)
         actions = await page.locator("#audit tr td:nth-child(3)").all_inner_texts()
-        assert actions == ["强制示忙", "停止监听", "强制示闲", "耳语", "监听"]
+        assert actions == ["强制示忙", "停止监听", "强制示闲", "强制签出", "强插", "耳语", "监听"]
         await expect(audit.nth(2)).to_contain_text("forbidden")
         await expect(audit.nth(2)).to_have_class("refused")
     finally:

@@ -34,7 +34,7 @@ import math
 import re
 import secrets
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Final
@@ -63,7 +63,7 @@ from cti.seats.model import Reason, SeatStatus
 __all__ = ["Piece", "piece_figures", "piece_sql", "report_sql", "with_callbacks_sql"]
 
 # the report's temporary tables and index, renamed per report on PostgreSQL (report_sql)
-_TEMP_NAMES: Final = re.compile(r"\b(?:kpi_ev|kpi_e|ix_kpi_ev)\b")
+_TEMP_NAMES: Final = re.compile(r"\b(?:kpi_ev|kpi_e|kpi_x|ix_kpi_ev)\b")
 
 _WRAPUP_SLACK_S = 3600.0  # as kpi_queries: a wrap-up follows its call
 # The SQL below is built with f-strings (bandit B608, marked `nosec` line by line): what is
@@ -172,6 +172,38 @@ WHERE lo < :end AND hi >= lo GROUP BY seat, status, reason
 """  # nosec B608
 
 
+# The wrap-ups of the calls of kpi_x only (no seat time: that is the other pieces'), as
+# _event_sums computes them: per (seat, linkedid) of an answered entry of those calls, its
+# wrap_up events inside the window's events (at in [start, end + slack), or the seat's last
+# event before the start) lasting until the seat's next event (by id) when that one is
+# inside them too. A few index lookups per call where _event_sums reads every event.
+_WRAPUPS_ONLY: Final = """
+CREATE TEMP TABLE kpi_ev AS
+WITH a AS (
+  SELECT DISTINCT q.seat, q.linkedid FROM queue_entries q
+  WHERE q.call_id IN (SELECT call_id FROM kpi_x) AND q.outcome = 'answered'
+    AND q.seat IS NOT NULL AND +q.entered_at >= :start AND +q.entered_at < :end
+),
+w AS (
+  SELECT w.id, w.seat, w.at, w.call_id FROM a JOIN seat_events w
+    ON w.call_id = a.linkedid AND w.seat = a.seat AND w.status = 'wrap_up'
+  WHERE (w.at >= :start AND w.at < :slack)
+     OR w.id = (SELECT b.id FROM seat_events b WHERE b.seat = w.seat AND b.at < :start
+                ORDER BY b.id DESC LIMIT 1)
+),
+x AS (
+  SELECT w.seat, w.call_id, w.at,
+         (SELECT n.at FROM seat_events n WHERE n.seat = w.seat AND n.id > w.id
+          ORDER BY n.id LIMIT 1) AS nxt
+  FROM w
+)
+SELECT seat, call_id AS linkedid, SUM(CASE WHEN nxt > at THEN nxt - at ELSE 0 END) AS w,
+       CAST(NULL AS VARCHAR(16)) AS status, CAST(NULL AS VARCHAR(32)) AS reason,
+       CAST(NULL AS FLOAT) AS s, CAST(NULL AS INTEGER) AS n, CAST(NULL AS INTEGER) AS nc
+FROM x WHERE nxt IS NOT NULL AND nxt < :slack AND call_id <> '' GROUP BY seat, call_id
+"""
+
+
 def _window(alias: str, *, scan: bool) -> str:
     """The window's bounds on ``alias.entered_at``; ``scan``: as an expression, so that the
     planner reads the table in order rather than through the ``entered_at`` index (for a
@@ -180,12 +212,22 @@ def _window(alias: str, *, scan: bool) -> str:
     return f"{col} >= :start AND {col} < :end"
 
 
-def _entries_sql(key_cols: Sequence[str], *, scan: bool) -> str:
+# which of the window's calls a piece reads (kpi_rollup.py keeps the calls that cross a
+# midnight apart): all, all but those of ``kpi_x``, or only those
+_CALLS: Final = {
+    "all": "",
+    "without": " AND q.call_id NOT IN (SELECT call_id FROM kpi_x)",
+    "only": " AND q.call_id IN (SELECT call_id FROM kpi_x)",
+}
+
+
+def _entries_sql(key_cols: Sequence[str], *, scan: bool, calls: str = "all") -> str:
     """The window's valid entries, read once into ``kpi_e``: the group keys (``k0``..),
     the columns the aggregates read, the wrap-up as the calculator sees it (the chosen
     entry, last answered of its seat and call, gets the seat's wrap-up, or 0) and
-    ``multi`` (its call has several entries in the window)."""
+    ``multi`` (its call has several entries in the window). ``calls``: a key of _CALLS."""
     keys = "".join(f", {c}" for c in key_cols)
+    which = _CALLS[calls]
     return f"""
 CREATE TEMP TABLE kpi_e AS
 WITH base AS (
@@ -195,13 +237,13 @@ WITH base AS (
            PARTITION BY q.seat, q.linkedid, q.outcome = 'answered'
            ORDER BY q.entry_seq DESC, q.entered_at, q.call_id) END AS wrn
   FROM queue_entries q
-  WHERE {_window("q", scan=scan)} AND {_VALID}
+  WHERE {_window("q", scan=scan)} AND {_VALID}{which}
 )
 SELECT base.*,
        CASE WHEN wrn = 1 THEN COALESCE(wr.w, 0.0) ELSE base.wrapup_s END AS wrap,
        base.call_id IN (
          SELECT q.call_id FROM queue_entries q
-         WHERE {_window("q", scan=scan)} AND q.entry_seq > 1 AND {_VALID}) AS multi
+         WHERE {_window("q", scan=scan)} AND q.entry_seq > 1 AND {_VALID}{which}) AS multi
 FROM base LEFT JOIN kpi_ev wr ON wr.seat = base.seat AND wr.linkedid = base.linkedid
 """  # nosec B608
 
@@ -472,7 +514,7 @@ def key_columns(
     return [f"{_key_sql(k, pieces, dialect)} AS k{i}" for i, k in enumerate(keys)]
 
 
-async def piece_sql(  # noqa: C901, PLR0915 - one pass over the results
+async def piece_sql(  # noqa: C901, PLR0912, PLR0915 - one pass over the results
     conn: Any,
     start: float,
     end: float,
@@ -480,9 +522,13 @@ async def piece_sql(  # noqa: C901, PLR0915 - one pass over the results
     thresholds: Thresholds,
     keys: Sequence[GroupBy],
     tz: tzinfo,
+    apart: Collection[str] = (),
+    only: bool = False,
 ) -> Piece:
     """The window's :class:`Piece` from SQL, on ``conn`` (its temporary tables, see
-    :func:`report_sql`)."""
+    :func:`report_sql`). ``apart`` (call ids): the piece leaves these calls out; with
+    ``only``, it is the piece of these calls alone, without seat time (which is the
+    other pieces', cut by time; cti/adapters/db/kpi_rollup.py)."""
     t = thresholds
     pieces = _offsets(start, end, tz)
     kcols = [f"k{i}" for i in range(len(keys))]
@@ -501,15 +547,25 @@ async def piece_sql(  # noqa: C901, PLR0915 - one pass over the results
         return text(_TEMP_NAMES.sub(lambda m: m.group(0) + tag, sql))
 
     cols = key_columns(keys, pieces, dialect)
-    scan = await _scan(conn, start, end)
+    calls = "only" if only else "without" if apart else "all"
+    # the calls of kpi_x are found by their key (the primary key's prefix), not by the
+    # window's index: `scan` spells the window as an expression
+    scan = True if only else await _scan(conn, start, end)
+    await conn.execute(q("DROP TABLE IF EXISTS kpi_ev"))
+    await conn.execute(q("DROP TABLE IF EXISTS kpi_e"))
+    await conn.execute(q("DROP TABLE IF EXISTS kpi_x"))
+    if calls != "all":
+        await conn.execute(q("CREATE TEMP TABLE kpi_x (call_id VARCHAR(128) PRIMARY KEY)"))
+        if apart:
+            await conn.execute(
+                q("INSERT INTO kpi_x (call_id) VALUES (:c)"), [{"c": c} for c in sorted(apart)]
+            )
     # the events' sums (wrap-ups, seat time) once, in an indexed temporary table of
     # this connection (a CTE joined to a million entries is scanned per row: no index
     # on it in SQLite 3.40)
-    await conn.execute(q("DROP TABLE IF EXISTS kpi_ev"))
-    await conn.execute(q("DROP TABLE IF EXISTS kpi_e"))
-    await conn.execute(q(_event_sums(scan=scan)), params)
+    await conn.execute(q(_WRAPUPS_ONLY if only else _event_sums(scan=scan)), params)
     await conn.execute(q("CREATE INDEX ix_kpi_ev ON kpi_ev (seat, linkedid)"))
-    await conn.execute(q(_entries_sql(cols, scan=scan)), params)
+    await conn.execute(q(_entries_sql(cols, scan=scan, calls=calls)), params)
     groups_rows = (
         await conn.execute(
             q(
@@ -549,6 +605,8 @@ async def piece_sql(  # noqa: C901, PLR0915 - one pass over the results
     times = await _seat_time(conn, q)
     await conn.execute(q("DROP TABLE kpi_e"))
     await conn.execute(q("DROP TABLE kpi_ev"))
+    if calls != "all":
+        await conn.execute(q("DROP TABLE kpi_x"))
 
     n_k = len(keys)
     out = Piece(times=times)

@@ -22,7 +22,7 @@ from cti.adapters.db import migrate as migrations
 from cti.adapters.db import sqlite_driver
 from cti.adapters.db.dialect import insert
 from cti.adapters.db.rows import write_callback_rows, write_queue_entry_rows, write_rows
-from cti.adapters.db.tables import CALL_RECORDS, KPI_ROLLUP, SEAT_EVENTS
+from cti.adapters.db.tables import CALL_RECORDS, KPI_ROLLUP, QUEUE_ENTRIES, SEAT_EVENTS
 
 __all__ = ["Store"]
 
@@ -136,6 +136,25 @@ class Store:
             if entry_rows:
                 await write_queue_entry_rows(conn, list(entry_rows))
             await _roll_up_dirty(conn, rows, seat_rows, entry_rows)
+
+    async def add_fallback_entries(self, entry_rows: Sequence[dict[str, Any]]) -> list[str]:
+        """Queue entries of calls Asterisk's fallback took (cti/kpis/fallback_log.py), each
+        only if the call has no call record and no queue entry yet: a call the daemon saw
+        keeps its own facts, and a file read again (a restart) adds nothing twice. One
+        transaction; returns the call ids written."""
+        ids = sorted({r["call_id"] for r in entry_rows})
+        if not ids:
+            return []
+        async with self.engine.begin() as conn:
+            known: set[str] = set()
+            for table in (CALL_RECORDS, QUEUE_ENTRIES):
+                res = await conn.execute(select(table.c.call_id).where(table.c.call_id.in_(ids)))
+                known.update(res.scalars())
+            new = [r for r in entry_rows if r["call_id"] not in known]
+            if new:
+                await write_queue_entry_rows(conn, new)
+                await _roll_up_dirty(conn, (), (), new)
+        return [r["call_id"] for r in new]
 
     async def rate_call(
         self, call_id: str, satisfaction: str, outbox_rows: Sequence[dict[str, Any]]
