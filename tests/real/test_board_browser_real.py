@@ -4,9 +4,10 @@ sees only its lines and their seats, a missed call on its list, the agent's call
 listens (a real ChanSpy channel on the agent's channel, seen with CoreShowChannels), switches
 to whisper (ChanSpy's DTMF 5 received on the spy channel) and barge (DTMF 6), forces a logout
 during the call (pending on the row; the seat logs out when the call ends, not before), stops,
-forces not-ready after the call; every action is in the audit log on the page and in the table. Security: an agent gets
-neither the page nor its stream nor its actions, a seat outside the supervisor's lines is
-refused (and audited), a cross-site POST is refused. docs/board.png is taken here."""
+forces not-ready after the call; every action is in the audit log on the page and in the
+table. Security: an agent gets neither the page nor its stream nor its actions, a seat outside
+the supervisor's lines is refused (and audited), a cross-site POST is refused. docs/board.png
+is taken here."""
 
 from __future__ import annotations
 
@@ -210,7 +211,7 @@ async def board_story(h: Harness, sip: SipBed, pw: Playwright, caller: str, miss
 
         # ---- 强制签出 during the call: pending, shown on the row, the call goes on
         await row.locator('button[data-action="logout"]').click()
-        await expect(row).to_contain_text("（通话后强制签出）", timeout=3_000)
+        await expect(row).to_contain_text("通话后强制签出", timeout=3_000)
         await expect(row.locator(".state")).to_have_text("通话中")
         assert h.seat_states("1001")[-1][0] == "talking"
 
