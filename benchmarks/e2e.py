@@ -179,7 +179,11 @@ class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.events = EventQueue(200_000)
-        self.ami = AmiClient(bed_node(name="bench"), self.events)
+        # the tests' 1 s Pong timeout made this client drop and resync over and over on a
+        # loaded host (load 600), and a resync's CoreShowChannels then aborted the 30-minute
+        # run (/tmp/perf3/long.out): the bench waits as long as a patient client would
+        node = bed_node(name="bench", ping_timeout=5.0, action_timeout=10.0)
+        self.ami = AmiClient(node, self.events)
         self.calls: dict[str, Call] = {}
         self.hold_context = "cti-hold"
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -538,12 +542,15 @@ async def run_queue(bench: Bench, rate: float, seat_ids: list[str]) -> Row:
 
 def remove_recordings(call_ids: set[str]) -> int:
     """The daemon path records every call (cti-record): delete this run's files only."""
+    # the directory listed once: a glob per call lists it once per call, O(calls x files),
+    # which took hours after load.py's 30-minute run (36,000 calls, as many files)
     n = 0
-    for cid in call_ids:
-        for f in RECORDINGS.glob(f"{cid}.*"):
-            with contextlib.suppress(OSError):
-                f.unlink()
-                n += 1
+    with contextlib.suppress(OSError):
+        for f in RECORDINGS.iterdir():
+            if f.name.split(".", 1)[0] in call_ids:
+                with contextlib.suppress(OSError):
+                    f.unlink()
+                    n += 1
     return n
 
 
