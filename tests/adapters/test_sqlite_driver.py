@@ -95,8 +95,34 @@ async def test_one_trip_per_statement(
         await conn.execute(insert(T), [{"name": "b", "n": 2}, {"name": "c", "n": 3}])
         rows = (await conn.execute(select(T.c.name).order_by(T.c.id))).scalars().all()
     assert rows == ["a", "b", "c"]
-    # three statements, the commit, the pool's rollback on return (stock: 3 + 3 + 4 + 1 + 1)
-    assert trips == ["_run", "_run", "_run", "commit", "rollback"]
+    # three statements and the commit; the pool's rollback on return finds no transaction
+    # open and makes no trip (stock: 3 + 3 + 4 + 1 + 1)
+    assert trips == ["_run", "_run", "_run", "commit"]
+    trips.clear()
+    async with fast.connect() as conn:  # a read: sqlite3 opens no transaction for a SELECT
+        assert (await conn.execute(select(T.c.name).where(T.c.n == 1))).scalar() == "a"
+    assert trips == ["_run"]
+
+
+async def _insert_then_fail(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(insert(T).values(name="gone", n=9))
+        raise RuntimeError
+
+
+async def test_rollback_of_an_open_transaction_still_rolls_back(
+    engines: tuple[AsyncEngine, AsyncEngine],
+) -> None:
+    _, fast = engines
+    async with fast.begin() as conn:
+        await conn.run_sync(META.create_all)
+    with pytest.raises(RuntimeError):
+        await _insert_then_fail(fast)
+    async with fast.connect() as conn:
+        await conn.execute(insert(T).values(name="gone too", n=8))
+        await conn.rollback()
+    async with fast.connect() as conn:
+        assert (await conn.execute(select(T.c.name))).scalars().all() == []
 
 
 async def test_memory_database_keeps_its_one_connection() -> None:

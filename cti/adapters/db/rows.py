@@ -11,6 +11,7 @@ queues a row once.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -35,6 +36,19 @@ __all__ = [
 ]
 
 # ------------------------------------------------------------------ ticket operations
+
+
+@functools.cache
+def _insert_once(dialect: str, table: str) -> Any:
+    """``INSERT .. ON CONFLICT(key) DO NOTHING`` into `table`, built once per dialect: a
+    statement reused keeps its memoized cache key, so SQLAlchemy does not build it and
+    generate its key again for every batch (issue 12)."""
+    target, key = {
+        "outbox": (OUTBOX, ["key"]),
+        "callbacks": (CALLBACKS, ["call_id"]),
+        "queue_entries": (QUEUE_ENTRIES, ["call_id", "entry_seq"]),
+    }[table]
+    return insert(dialect, target).on_conflict_do_nothing(index_elements=key)
 
 
 def outbox_row(op: OutboxOp, now: float) -> dict[str, Any]:
@@ -64,8 +78,7 @@ async def write_rows(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> N
     when a batch is retried, queues them once."""
     if not rows:
         return
-    stmt = insert(conn, OUTBOX).on_conflict_do_nothing(index_elements=["key"])
-    await conn.execute(stmt, list(rows))
+    await conn.execute(_insert_once(conn.dialect.name, "outbox"), list(rows))
 
 
 async def write_ops(
@@ -102,8 +115,7 @@ async def write_callback_rows(conn: AsyncConnection, rows: list[dict[str, Any]])
     restart) is kept once."""
     if not rows:
         return
-    stmt = insert(conn, CALLBACKS).on_conflict_do_nothing(index_elements=["call_id"])
-    await conn.execute(stmt, rows)
+    await conn.execute(_insert_once(conn.dialect.name, "callbacks"), rows)
 
 
 # ------------------------------------------------------------------ queue entries (KPIs)
@@ -140,7 +152,4 @@ async def write_queue_entry_rows(conn: AsyncConnection, rows: list[dict[str, Any
     restart) is kept once (key: call_id + entry_seq)."""
     if not rows:
         return
-    stmt = insert(conn, QUEUE_ENTRIES).on_conflict_do_nothing(
-        index_elements=["call_id", "entry_seq"]
-    )
-    await conn.execute(stmt, rows)
+    await conn.execute(_insert_once(conn.dialect.name, "queue_entries"), rows)

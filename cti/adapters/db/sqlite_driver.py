@@ -11,7 +11,10 @@ keeps ``description``, ``rowcount``, ``lastrowid`` and the rows. That is what SQ
 adapter reads anyway (it fetches all rows right after ``execute`` for every non-streaming
 cursor), in the same order, so results and errors are the same; only the number of trips
 changes. Statements still run one at a time, in order, on aiosqlite's one thread, and
-``commit``/``rollback`` are aiosqlite's own.
+``commit``/``rollback`` are aiosqlite's own, except that they make no trip when sqlite3 has no
+transaction open: sqlite3's own ``commit``/``rollback`` do nothing then either (they test
+``sqlite3_get_autocommit`` first), and SQLAlchemy ends every read-only ``engine.connect()``
+with a rollback (the outbox's head query, the history lookups: one trip each, for nothing).
 
 A server-side (streaming) cursor is fetched whole as well: the daemon never streams, and a
 report that did would only use more memory, not get other rows.
@@ -103,6 +106,16 @@ class OneTripConnection(aiosqlite.Connection):
 
     def cursor(self) -> OneTripCursor:  # type: ignore[override]  # no trip to make one
         return OneTripCursor(self)
+
+    async def commit(self) -> None:
+        # `in_transaction` only reads sqlite3_get_autocommit (no thread check); no statement
+        # runs meanwhile: SQLAlchemy awaits each call on a connection before the next
+        if self._conn.in_transaction:
+            await super().commit()
+
+    async def rollback(self) -> None:
+        if self._conn.in_transaction:
+            await super().rollback()
 
     async def run_on_thread(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """``fn(sqlite3_connection, *args, **kwargs)`` on the connection's thread."""

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any, Final
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from cti.adapters.db.dialect import insert
@@ -44,6 +44,28 @@ _AMENDABLE: Final = frozenset(
 )
 
 
+# the statements of every call's create and update, built once and executed with their
+# values (see cti/adapters/db/store.py: no statement building per ticket, issue 12)
+_NUMBER_OF_KEY: Final = select(TICKETS.c.number).where(TICKETS.c.create_key == bindparam("key"))
+_INSERT_TICKET: Final = TICKETS.insert()
+_FACTS_FOR_UPDATE: Final = (
+    select(TICKETS.c.call_ids, TICKETS.c.call_facts)
+    .where(TICKETS.c.number == bindparam("number"))
+    .with_for_update()
+)
+# the SET clause is the execute's keys; the ticket's number is bound under another name
+_UPDATE_TICKET: Final = TICKETS.update().where(TICKETS.c.number == bindparam("b_number"))
+
+
+def _day_counter(dialect: str) -> Any:
+    """The day's counter, incremented: INSERT (day, 1) .. ON CONFLICT(day) DO UPDATE SET
+    last = last + 1 RETURNING last."""
+    upsert = insert(dialect, TICKET_DAYS).values(day=bindparam("day"), last=1)
+    return upsert.on_conflict_do_update(
+        index_elements=["day"], set_={"last": TICKET_DAYS.c.last + 1}
+    ).returning(TICKET_DAYS.c.last)
+
+
 class EmbeddedWorkOrders:
     """`WorkOrderBackend` on the Store's database.
 
@@ -63,6 +85,7 @@ class EmbeddedWorkOrders:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._engine = store.engine
+        self._counter = _day_counter(store.engine.dialect.name)
         self._prefix = prefix
         self._tz = tz
         self._clock = clock
@@ -89,13 +112,7 @@ class EmbeddedWorkOrders:
     async def update(self, number: str, facts: TicketCallFacts, *, key: str) -> None:  # noqa: ARG002 - an update is an overwrite, idempotent without its key
         try:
             async with self._engine.begin() as conn:
-                row = (
-                    await conn.execute(
-                        select(TICKETS.c.call_ids, TICKETS.c.call_facts)
-                        .where(TICKETS.c.number == number)
-                        .with_for_update()
-                    )
-                ).first()
+                row = (await conn.execute(_FACTS_FOR_UPDATE, {"number": number})).first()
                 if row is None:
                     raise WorkOrderRejected(404, f"no ticket {number}")
                 call_ids = list(row.call_ids)
@@ -114,9 +131,7 @@ class EmbeddedWorkOrders:
                     values["recording"] = facts.recording
                 if facts.external_ref is not None:
                     values["external_ref"] = facts.external_ref
-                await conn.execute(
-                    TICKETS.update().where(TICKETS.c.number == number).values(**values)
-                )
+                await conn.execute(_UPDATE_TICKET, {"b_number": number, **values})
         except (SQLAlchemyError, OSError) as exc:
             raise WorkOrderUnavailable(f"tickets database: {exc}"[:500]) from exc
 
@@ -186,9 +201,7 @@ class EmbeddedWorkOrders:
 
     async def _number_of(self, key: str) -> str | None:
         async with self._engine.connect() as conn:
-            number: str | None = await conn.scalar(
-                select(TICKETS.c.number).where(TICKETS.c.create_key == key)
-            )
+            number: str | None = await conn.scalar(_NUMBER_OF_KEY, {"key": key})
             return number
 
     async def _insert_ticket(self, draft: TicketDraft, key: str) -> TicketRef:
@@ -197,45 +210,40 @@ class EmbeddedWorkOrders:
             # the day's counter: an upsert holds the row (or SQLite's write lock) until
             # commit, so two creates never get the same number; a failed create rolls it
             # back, so numbers have no gaps
-            upsert = insert(conn, TICKET_DAYS).values(day=day, last=1)
-            counter = upsert.on_conflict_do_update(
-                index_elements=["day"], set_={"last": TICKET_DAYS.c.last + 1}
-            ).returning(TICKET_DAYS.c.last)
-            seq = await conn.scalar(counter)
+            seq = await conn.scalar(self._counter, {"day": day})
             # the key checked after the counter's write, not before it: this transaction
             # holds the write lock now, so the answer cannot change under it (a SELECT first
             # would make SQLite upgrade a read transaction, which fails at once instead of
             # waiting); a create already done rolls the counter back: no gap
-            existing: str | None = await conn.scalar(
-                select(TICKETS.c.number).where(TICKETS.c.create_key == key)
-            )
+            existing: str | None = await conn.scalar(_NUMBER_OF_KEY, {"key": key})
             if existing is not None:
                 await conn.rollback()
                 return TicketRef(number=existing)
             number = f"{self._prefix}-{day}-{seq:06d}"
             await conn.execute(
-                TICKETS.insert().values(
-                    number=number,
-                    create_key=key,
-                    created_at=draft.created_at,
-                    updated_at=self._clock(),
-                    status=TicketStatus.INTAKE.value,
-                    caller=draft.caller,
-                    caller_name=draft.caller_name,
-                    line=draft.line,
-                    line_name=draft.line_name,
-                    department=draft.department,
-                    origin=draft.origin,
-                    skill=draft.skill,
-                    call_ids=[draft.call_id],
-                    call_facts={},
-                    seat=draft.seat,
-                    recording=draft.recording,
-                    content=draft.content,
-                    address=draft.address,
-                    external_ref=draft.external_ref,
-                    flagged=False,
-                )
+                _INSERT_TICKET,
+                {
+                    "number": number,
+                    "create_key": key,
+                    "created_at": draft.created_at,
+                    "updated_at": self._clock(),
+                    "status": TicketStatus.INTAKE.value,
+                    "caller": draft.caller,
+                    "caller_name": draft.caller_name,
+                    "line": draft.line,
+                    "line_name": draft.line_name,
+                    "department": draft.department,
+                    "origin": draft.origin,
+                    "skill": draft.skill,
+                    "call_ids": [draft.call_id],
+                    "call_facts": {},
+                    "seat": draft.seat,
+                    "recording": draft.recording,
+                    "content": draft.content,
+                    "address": draft.address,
+                    "external_ref": draft.external_ref,
+                    "flagged": False,
+                },
             )
         return TicketRef(number=number)
 

@@ -64,6 +64,22 @@ _MARK_DELIVERED: Final = (
     )
 )
 
+# a pass's head query and an update's lookup of its create, built once (issue 12)
+_CREATE_OF: Final = select(OUTBOX.c.ticket_number, OUTBOX.c.parked, OUTBOX.c.delivered_at).where(
+    OUTBOX.c.key == bindparam("key")
+)
+
+
+def _head_query(batch: int) -> Any:
+    """The next `batch` rows to deliver, oldest first."""
+    return (
+        select(*_COLUMNS, _PAYLOAD_TEXT)
+        .where(OUTBOX.c.delivered_at.is_(None), OUTBOX.c.parked.is_(False))
+        .order_by(OUTBOX.c.id)
+        .limit(batch)
+    )
+
+
 DeliveredCallback = Callable[[str, str, str], None]
 """`on_delivered(call_id, kind, ticket_number)`, called after the row is marked."""
 
@@ -115,6 +131,7 @@ class OutboxDeliverer:
         self._log: FilteringBoundLogger = log or structlog.get_logger("cti.outbox")
         self._poll_s = poll_s
         self._batch = batch
+        self._head_q = _head_query(batch)
         self._low = backoff_low
         self._high = backoff_high
         self._clock = clock
@@ -211,14 +228,8 @@ class OutboxDeliverer:
             self._log.warning("outbox_parked_count_failed", error=str(exc)[:300])
 
     async def _head(self) -> list[Any]:
-        q = (
-            select(*_COLUMNS, _PAYLOAD_TEXT)
-            .where(OUTBOX.c.delivered_at.is_(None), OUTBOX.c.parked.is_(False))
-            .order_by(OUTBOX.c.id)
-            .limit(self._batch)
-        )
         async with self._engine.connect() as conn:
-            return list(await conn.execute(q))
+            return list(await conn.execute(self._head_q))
 
     async def _due(self, row_id: int) -> float:
         async with self._engine.connect() as conn:
@@ -268,13 +279,7 @@ class OutboxDeliverer:
         if call_id in self._numbers:
             return self._numbers[call_id]
         async with self._engine.connect() as conn:
-            create = (
-                await conn.execute(
-                    select(OUTBOX.c.ticket_number, OUTBOX.c.parked, OUTBOX.c.delivered_at).where(
-                        OUTBOX.c.key == op_key(call_id, "create")
-                    )
-                )
-            ).first()
+            create = (await conn.execute(_CREATE_OF, {"key": op_key(call_id, "create")})).first()
         if create is None:
             return _Missing("no create operation for this call")
         if create.delivered_at is not None and create.ticket_number:
