@@ -27,7 +27,6 @@ import heapq
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from itertools import count
 
 from cti.kpis.definitions import Figures, Thresholds, collapse_call
 from cti.kpis.facts import OFFERED, QueueEntry
@@ -52,37 +51,60 @@ def _minute(at: float) -> int:
 
 
 class _Running:
-    """A tally whose units come and go; the longest offered wait from a lazy-deletion heap."""
+    """A tally whose units come and go; the longest offered wait from a lazy-deletion heap.
 
-    __slots__ = ("_heap", "_live", "seats", "tally")
+    The heap holds the offered units' waits (negated) as bare floats, and a removed wait is
+    counted in ``_gone`` until it reaches the top: a unit costs one float in the heap (24 B)
+    instead of a (wait, token) tuple and a token in a live set (≈110 B), and the window holds
+    a day of units (docs/performance.md, the 30-minute run)."""
+
+    __slots__ = ("_dead", "_gone", "_heap", "seats", "tally")
 
     def __init__(self, thresholds: Thresholds) -> None:
         self.tally = Tally.of(thresholds)
         self.seats = SeatTally()
-        self._heap: list[tuple[float, int]] = []  # (-wait, token) of offered units
-        self._live: set[int] = set()
+        self._heap: list[float] = []  # -wait of the offered units, and of removed ones
+        self._gone: dict[float, int] = {}  # -wait -> removed units still in the heap
+        self._dead = 0  # sum of _gone
 
-    def add(self, u: QueueEntry, token: int, *, seats: bool) -> None:
+    def add(self, u: QueueEntry, *, seats: bool) -> None:
         self.tally.add(u)
         if seats:
             self.seats.add(u)
         if u.outcome in OFFERED:
-            heapq.heappush(self._heap, (-u.wait_s, token))
-            self._live.add(token)
+            heapq.heappush(self._heap, -u.wait_s)
 
-    def remove(self, u: QueueEntry, token: int, *, seats: bool) -> None:
+    def remove(self, u: QueueEntry, *, seats: bool) -> None:
+        """Take out a unit added before (the same object: its wait is the same float)."""
         self.tally.remove(u)
         if seats:
             self.seats.add(u, -1)
-        self._live.discard(token)
-        if len(self._heap) > 2 * len(self._live) + 64:  # keep the heap's garbage bounded
-            self._heap = [h for h in self._heap if h[1] in self._live]
-            heapq.heapify(self._heap)
+        if u.outcome not in OFFERED:
+            return
+        w = -u.wait_s
+        self._gone[w] = self._gone.get(w, 0) + 1
+        self._dead += 1
+        if self._dead > len(self._heap) - self._dead + 64:  # keep the heap's garbage bounded
+            live: list[float] = []
+            for h in self._heap:
+                n = self._gone.get(h, 0)
+                if n:
+                    self._gone[h] = n - 1
+                else:
+                    live.append(h)
+            heapq.heapify(live)
+            self._heap, self._gone, self._dead = live, {}, 0
 
     def figures(self, thresholds: Thresholds, seats: SeatTally) -> Figures:
-        while self._heap and self._heap[0][1] not in self._live:
-            heapq.heappop(self._heap)
-        self.tally.longest_wait_s = -self._heap[0][0] if self._heap else None
+        heap, gone = self._heap, self._gone
+        while heap and (n := gone.get(heap[0], 0)):
+            top = heapq.heappop(heap)
+            self._dead -= 1
+            if n == 1:
+                del gone[top]
+            else:
+                gone[top] = n - 1
+        self.tally.longest_wait_s = -heap[0] if heap else None
         return self.tally.figures(thresholds, seats=seats.figures())
 
 
@@ -95,8 +117,8 @@ class _Window:
     lines: dict[str, _Running] = field(default_factory=dict)
     centre: _Running | None = None
     centre_seats: SeatTally = field(default_factory=SeatTally)  # raw entries, as compute()
-    entry_tokens: dict[EntryKey, int] = field(default_factory=dict)
-    units: dict[CallKey, tuple[QueueEntry, int]] = field(default_factory=dict)
+    counted: set[EntryKey] = field(default_factory=set)  # the entries counted in ``lines``
+    units: dict[CallKey, QueueEntry] = field(default_factory=dict)  # each call's centre unit
 
     def running_centre(self) -> _Running:
         if self.centre is None:
@@ -109,11 +131,12 @@ class RunningWindows:
 
     def __init__(self, thresholds: Thresholds) -> None:
         self._t = thresholds
-        self._tokens = count()
         self._entries: dict[EntryKey, QueueEntry] = {}
         self._buckets: dict[int, set[EntryKey]] = {}  # minute -> entries that entered in it
         self._minutes: list[int] = []  # heap of the buckets' minutes, oldest first
-        self._calls: dict[CallKey, set[EntryKey]] = defaultdict(set)
+        # call -> its entries' keys: a list, not a set (most calls have one entry; a set
+        # costs 216 B, a day of calls is held)
+        self._calls: dict[CallKey, list[EntryKey]] = defaultdict(list)
         self.rolling = _Window(thresholds, -math.inf)
         self.today = _Window(thresholds, -math.inf)
 
@@ -127,20 +150,19 @@ class RunningWindows:
         return e.entered_at >= w.start and e.entered_at >= self.rolling.start
 
     def _count(self, w: _Window, key: EntryKey, e: QueueEntry) -> None:
-        token = next(self._tokens)
         running = w.lines.get(e.line)
         if running is None:
             running = w.lines[e.line] = _Running(self._t)
-        running.add(e, token, seats=True)
+        running.add(e, seats=True)
         w.centre_seats.add(e)
-        w.entry_tokens[key] = token
+        w.counted.add(key)
 
     def _uncount(self, w: _Window, key: EntryKey, e: QueueEntry) -> None:
-        token = w.entry_tokens.pop(key, None)
-        if token is None:
+        if key not in w.counted:
             return
+        w.counted.discard(key)
         running = w.lines[e.line]
-        running.remove(e, token, seats=True)
+        running.remove(e, seats=True)
         w.centre_seats.add(e, -1)
         if running.tally.units == 0:
             del w.lines[e.line]
@@ -149,13 +171,12 @@ class RunningWindows:
         old = w.units.pop(call, None)
         centre = w.running_centre()
         if old is not None:
-            centre.remove(old[0], old[1], seats=False)
+            centre.remove(old, seats=False)
         mine = [e for k in self._calls.get(call, ()) if self._in(w, e := self._entries[k])]
         if mine:
             unit = collapse_call(mine)
-            token = next(self._tokens)
-            centre.add(unit, token, seats=False)
-            w.units[call] = (unit, token)
+            centre.add(unit, seats=False)
+            w.units[call] = unit
 
     # ------------------------------------------------------------------ inputs
 
@@ -168,22 +189,23 @@ class RunningWindows:
             if e.outcome is None or e.left_at is None:
                 continue  # an entry in progress is not a fact yet
             key = (e.node, e.call_id, e.entry_seq)
+            call = e.key  # one tuple for the call's keys here and in _calls / units
             old = self._entries.get(key)
             if old is not None:
                 self._forget(key, old)
-                calls.add(e.key)
+                calls.add(call)
             if e.entered_at < self.rolling.start:
                 continue  # already out of the window
             if old is None:
                 new.append(e)
-            self._keep(key, e)
-            calls.add(e.key)
+            self._keep(key, e, call)
+            calls.add(call)
         for call in calls:
             for w in (self.rolling, self.today):
                 self._collapse(w, call)
         return new
 
-    def _keep(self, key: EntryKey, e: QueueEntry) -> None:
+    def _keep(self, key: EntryKey, e: QueueEntry, call: CallKey) -> None:
         self._entries[key] = e
         minute = _minute(e.entered_at)
         bucket = self._buckets.get(minute)
@@ -191,7 +213,7 @@ class RunningWindows:
             bucket = self._buckets[minute] = set()
             heapq.heappush(self._minutes, minute)
         bucket.add(key)
-        self._calls[e.key].add(key)
+        self._calls[call].append(key)
         for w in (self.rolling, self.today):
             if self._in(w, e):
                 self._count(w, key, e)
@@ -203,7 +225,8 @@ class RunningWindows:
             bucket.discard(key)
         mine = self._calls.get(e.key)
         if mine is not None:
-            mine.discard(key)
+            if key in mine:
+                mine.remove(key)
             if not mine:
                 del self._calls[e.key]
         for w in (self.rolling, self.today):

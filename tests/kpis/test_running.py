@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cti.kpis import Outcome, QueueEntry, Thresholds, compute
-from cti.kpis.running import DAY_S, RunningWindows, rolling_start
+from cti.kpis.running import DAY_S, RunningWindows, _Running, rolling_start
 from cti.kpis.tally import SeatTally, exact, inexact
 from tests.kpis.facts import T0, entry
 from tests.kpis.test_properties import WAITS
@@ -130,3 +130,47 @@ def test_a_tally_read_as_floats_is_the_exact_one(
         want.add_sums(seat, n, exact(a), exact(b))
     assert merged.figures() == want.figures()
     assert merged == want
+
+
+@given(
+    st.lists(
+        st.tuples(st.booleans(), st.sampled_from([0.0, 1.0, 2.5, 15.0, 15.0, 40.0])),
+        max_size=400,
+    )
+)
+@settings(max_examples=60)
+def test_longest_wait_with_duplicate_waits_across_compactions(
+    ops: list[tuple[bool, float]],
+) -> None:
+    """The lazy-deletion heap of bare waits (removed waits counted until they reach the
+    top, the heap rebuilt once the garbage outgrows the live units) gives the maximum of
+    the units still in, whatever the order, with equal waits of different units."""
+
+    r = _Running(Thresholds())
+    live: list[QueueEntry] = []
+    for i, (add, wait) in enumerate(ops):
+        if add or not live:
+            e = entry(f"c{i}", Outcome.ABANDONED, wait)
+            r.add(e, seats=False)
+            live.append(e)
+        else:
+            r.remove(live.pop(i % len(live)), seats=False)
+        if i % 7 == 0:
+            got = r.figures(Thresholds(), SeatTally()).longest_wait_s
+            assert got == (max(x.wait_s for x in live) if live else None)
+    got = r.figures(Thresholds(), SeatTally()).longest_wait_s
+    assert got == (max(x.wait_s for x in live) if live else None)
+
+
+def test_the_heap_is_rebuilt_when_its_garbage_outgrows_the_live_units() -> None:
+    r = _Running(Thresholds())
+    units = [entry(f"c{i}", Outcome.ABANDONED, float(i % 5)) for i in range(300)]
+    for u in units:
+        r.add(u, seats=False)
+    for u in units[:250]:
+        r.remove(u, seats=False)
+    assert len(r._heap) < 300  # rebuilt: 50 live units and less than 64 + 50 removed ones
+    assert r.figures(Thresholds(), SeatTally()).longest_wait_s == 4.0
+    for u in units[250:]:
+        r.remove(u, seats=False)
+    assert r.figures(Thresholds(), SeatTally()).longest_wait_s is None
