@@ -10,12 +10,13 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TypedDict
 
 import pytest
 
+from cti.adapters.db.store import Store
 from cti.settings import AmiNode
 from tests.dbs import DATABASES, create_pg_database, drop_pg_database
 from tests.real.logcapture import capture_daemon_logs  # noqa: F401  # autouse: the log scan
@@ -74,6 +75,16 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield url
     finally:
         drop_pg_database(url)
+
+
+@pytest.fixture
+async def store(db_url: str) -> AsyncIterator[Store]:
+    """A Store opened on `db_url` (its schema created), closed after the test. A module
+    that wants its store elsewhere defines its own `store` (tests/adapters/test_store.py)."""
+    s = Store(db_url)
+    await s.open()
+    yield s
+    await s.close()
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import time
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -22,14 +21,6 @@ from cti.adapters.db.tables import HEARTBEATS, METADATA, SEAT_EVENTS
 
 LEASE_S = 1.0
 m0005 = importlib.import_module("cti.adapters.db.migrations.versions.0005_ha_leader_lease")
-
-
-@pytest.fixture
-async def store(db_url: str) -> AsyncIterator[Store]:
-    s = Store(db_url)
-    await s.open()
-    yield s
-    await s.close()
 
 
 def seat_row(seat: str) -> dict[str, object]:

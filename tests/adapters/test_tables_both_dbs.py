@@ -5,10 +5,8 @@ insert-once and conditional update, and values longer than a column's declared l
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 import structlog
 from sqlalchemy import func, inspect, select
 
@@ -19,14 +17,6 @@ from cti.adapters.db.tables import FEEDBACK110, HEARTBEATS
 from cti.adapters.dispatch110 import Dispatch110Store
 from cti.adapters.restart import Heartbeat
 from tests.adapters.test_migrations import call_row
-
-
-@pytest.fixture
-async def store(db_url: str) -> AsyncIterator[Store]:
-    s = Store(db_url)
-    await s.open()
-    yield s
-    await s.close()
 
 
 async def test_heartbeats_are_one_row_per_node(store: Store) -> None:

@@ -3,7 +3,6 @@ real database (SQLite; PostgreSQL too with CTI_TEST_DB)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +18,6 @@ from cti.app.fallback_facts import FallbackFacts
 from cti.kpis import QueueEntry
 from tests.adapters.test_store import summary
 from tests.kpis.test_fallback_log import T, marker, q, sample_plan
-
-
-@pytest.fixture
-async def store(db_url: str) -> AsyncIterator[Store]:
-    s = Store(db_url)
-    await s.open()
-    yield s
-    await s.close()
 
 
 class Clock:

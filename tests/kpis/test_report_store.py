@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import textwrap
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -53,14 +52,6 @@ FATES = [
     entry(4, Outcome.ABANDONED, 20.0),
     entry(5, Outcome.IVR_ONLY, 0.0),
 ]
-
-
-@pytest.fixture
-async def store(db_url: str) -> AsyncIterator[Store]:
-    s = Store(db_url)
-    await s.open()
-    yield s
-    await s.close()
 
 
 async def write(store: Store, entries: list[QueueEntry], *, twice: bool = False) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -41,14 +40,6 @@ def draft(n: int, **kw: Any) -> TicketDraft:
     }
     base.update(kw)
     return TicketDraft(**base)
-
-
-@pytest.fixture
-async def store(db_url: str) -> AsyncIterator[Store]:
-    s = Store(db_url)
-    await s.open()
-    yield s
-    await s.close()
 
 
 @pytest.fixture
