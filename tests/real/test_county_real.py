@@ -85,8 +85,7 @@ async def test_a_county_call_crosses_the_trunk_and_a_city_seat_answers_it_as_the
     async with SipBed(tmp_path) as sip:
         await sip.phone("6001")
         async with Harness(*config) as h:
-            await h.wait(lambda: h.log("ami_node_up", node="county1"), 20, "county1 node up")
-            assert (await h.seat("1001", {"cmd": "login", "ready": True}))["ok"] is True
+            await county_up(h, ready="1001")
             caller = await sip.call("12345", CALLER, talk_s=6, county=True)
             offers = await h.wait(
                 lambda: h.published("seats/1001/pop", type="offer"), 20, "offer pop"
@@ -252,6 +251,13 @@ def city_call_of(h: Harness, county_id: str) -> str | None:
     return None
 
 
+async def county_up(h: Harness, *, ready: str | None = None) -> None:
+    """The daemon connected to the county node; `ready`: that seat logged in, ready."""
+    await h.wait(lambda: h.log("ami_node_up", node="county1"), 20, "county1 node up")
+    if ready is not None:
+        assert (await h.seat(ready, {"cmd": "login", "ready": True}))["ok"] is True
+
+
 def no_errors(h: Harness) -> None:
     bad = [r for r in h.logs if r.get("level") in {"error", "critical"}]
     assert not bad, bad
@@ -265,8 +271,7 @@ async def test_a_daemon_restart_mid_call_adopts_county_calls_talking_and_waiting
     takes the second from the holding loop with its county line and via read back from
     its channel (CTI_VIA_* in the Status it asks for), to the seat that frees up."""
     async with County() as county, Harness(*local_config) as h:
-        await h.wait(lambda: h.log("ami_node_up", node="county1"), 20, "county1 node up")
-        assert (await h.seat("1001", {"cmd": "login", "ready": True}))["ok"] is True
+        await county_up(h, ready="1001")
         a_county = await county.call("12345", "13900139001", "王五")
         a = await h.wait(lambda: city_call_of(h, a_county), 20, "the first county call popped")
         await h.wait(lambda: h.answered_by(a), 15, "1001 answered the first call")
@@ -345,8 +350,7 @@ async def test_a_city_seat_transfers_a_county_call_to_a_department(
     trunk leg from county1) back to the line with the department's skill, to the seat that
     has it; the county's legs carry on untouched; one transfer in the record and ticket."""
     async with County() as county, Harness(*local_config) as h:
-        await h.wait(lambda: h.log("ami_node_up", node="county1"), 20, "county1 node up")
-        assert (await h.seat("1001", {"cmd": "login", "ready": True}))["ok"] is True
+        await county_up(h, ready="1001")
         county_id = await county.call("12345", "13900139003", "孙七")
         call_id = await h.wait(lambda: city_call_of(h, county_id), 20, "the county call popped")
         await h.wait(lambda: h.answered_by(call_id), 15, "1001 answered")
@@ -403,8 +407,7 @@ async def test_hostile_x_cti_headers_are_refused_whole_and_the_call_goes_on(
     into a value the node never sent), names it in CTI_NODE_HEADER_REFUSED, and the call
     is the county line's call all the same, its `dialed` the plan number."""
     async with County() as county, Harness(*local_config) as h:
-        await h.wait(lambda: h.log("ami_node_up", node="county1"), 20, "county1 node up")
-        assert (await h.seat("1001", {"cmd": "login", "ready": True}))["ok"] is True
+        await county_up(h, ready="1001")
         await county.call("12345", "13900139004", "周八", context="county-test-hostile")
         offers = await h.wait(
             lambda: h.published("seats/1001/pop", type="offer"), 20, "the county call popped"

@@ -35,6 +35,7 @@ from tests.real.test_county_real import (
     city_call_of,
     county_channels,
     county_config,
+    county_up,
     no_errors,
 )
 
@@ -79,8 +80,7 @@ async def test_a_county_call_during_a_cut_is_held_at_the_county_and_carried_when
     config: tuple[Path, str], tmp_path: Path
 ) -> None:
     async with County() as county, Harness(*config) as h:
-        await h.wait(lambda: h.log("ami_node_up", node="county1"), 20, "county1 node up")
-        assert (await h.seat("1001", {"cmd": "login", "ready": True}))["ok"] is True
+        await county_up(h, ready="1001")
         async with trunk_cut():
             county_id = await county.call("12345", "13900139011", "钱八")
 
@@ -131,8 +131,7 @@ async def test_a_talking_county_call_ends_on_both_nodes_when_the_trunk_is_cut(
     config: tuple[Path, str], tmp_path: Path
 ) -> None:
     async with County() as county, Harness(*config) as h:
-        await h.wait(lambda: h.log("ami_node_up", node="county1"), 20, "county1 node up")
-        assert (await h.seat("1001", {"cmd": "login", "ready": True}))["ok"] is True
+        await county_up(h, ready="1001")
         county_id = await county.call("12345", "13900139012", "孙九")
         call_id = await h.wait(lambda: city_call_of(h, county_id), 20, "the county call popped")
         await h.wait(lambda: h.answered_by(call_id), 15, "1001 answered")
@@ -171,7 +170,7 @@ async def test_a_county_call_the_trunk_never_carries_is_told_to_call_later(
     config: tuple[Path, str], tmp_path: Path
 ) -> None:
     async with County() as county, Harness(*config) as h:
-        await h.wait(lambda: h.log("ami_node_up", node="county1"), 20, "county1 node up")
+        await county_up(h)
         # two tries instead of the sample's 12 (a minute): the test's own setting
         await county.client.action(
             {"Action": "Setvar", "Variable": "COUNTY_TRUNK_TRIES", "Value": "2"}
