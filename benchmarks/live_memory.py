@@ -1,14 +1,15 @@
-"""Memory of the live KPI windows per queue entry, this tree against a git revision's.
+"""Memory held by the live KPI windows as a day goes on, this tree against a git revision's.
 
-Usage: python benchmarks/live_memory.py [--entries 50000] [--rev HEAD]
+Usage: python benchmarks/live_memory.py [--rate 20] [--minutes 10,30,120] [--rev HEAD]
 
-The live figures (cti/kpis/running.py) keep every entry of the rolling 24 h, so their
-memory per entry times a day's calls is what a node needs for them (docs/performance.md,
-the 30-minute run). Feeds --entries finished entries (90 % answered, three lines, 50
-seats, 20 a second) in batches of 10 to a fresh RunningWindows, and prints the Python memory
-it holds per entry (tracemalloc; the entries themselves are allocated before and not
-counted), for this tree's module and for ``git show REV:cti/kpis/running.py`` loaded
-beside it, in the same run, with the machine.
+The live figures (cti/kpis/running.py) are fed the way the daemon feeds them: one call's
+entries at its end (``--rate`` calls a second, 90 % answered, 5 % transferred on to a
+department line, three lines, 120 seats, ended 90 s after they entered) and one clock step
+a second. At each checkpoint (simulated minutes) the table shows the Python memory the
+windows hold (tracemalloc, the entries they keep included: they are made inside the traced
+run), for this tree's module and for ``git show REV:cti/kpis/running.py`` loaded beside
+it, in the same run, with the machine. An O(calls of a day) window grows with the minutes;
+a bounded one stops growing once its kept calls are sealed.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import subprocess
 import sys
 import tempfile
 import tracemalloc
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -34,28 +37,49 @@ ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_767_225_600.0  # 2026-01-01T00:00Z
 
 
-def entries(n: int) -> list[QueueEntry]:
+def calls(rate: int, seconds: int, start: float) -> Iterator[tuple[float, list[list[QueueEntry]]]]:
+    """(second, the entries of each call ending in it), one second at a time."""
     rng = random.Random(1)
-    out = []
-    for i in range(n):
-        at = T0 + i * 0.05
-        answered = rng.random() < 0.9
-        wait = rng.random() * 30
-        out.append(
-            QueueEntry(
-                call_id=f"c{i}",
+    n = 0
+    for s in range(seconds):
+        now = start + s
+        ended: list[list[QueueEntry]] = []
+        for _ in range(rate):
+            n += 1
+            at = now - 90.0 + rng.random()
+            answered = rng.random() < 0.9
+            wait = rng.random() * 30
+            first = QueueEntry(
+                call_id=f"c{n}",
                 node="main",
                 line=rng.choice(["12345", "12315", "110"]),
                 entered_at=at,
                 connected_at=at + wait if answered else None,
-                left_at=at + wait + 60,
+                left_at=at + wait + 40,
                 outcome=Outcome.ANSWERED if answered else Outcome.ABANDONED,
-                seat=f"s{rng.randrange(50)}" if answered else None,
+                seat=f"s{rng.randrange(120)}" if answered else None,
                 wait_s=wait,
-                talk_s=60.0 if answered else 0.0,
+                talk_s=40.0 if answered else 0.0,
             )
-        )
-    return out
+            call = [first]
+            if answered and rng.random() < 0.05:
+                call[0] = replace(first, transferred_to="dept")
+                at2 = at + wait + 40
+                call.append(
+                    replace(
+                        first,
+                        entry_seq=2,
+                        line="dept",
+                        entered_at=at2,
+                        connected_at=at2 + 5,
+                        left_at=at2 + 20,
+                        seat=f"s{rng.randrange(120)}",
+                        wait_s=5.0,
+                        talk_s=15.0,
+                    )
+                )
+            ended.append(call)
+        yield now, ended
 
 
 def revision(rev: str, tmp: Path) -> ModuleType:
@@ -77,33 +101,41 @@ def revision(rev: str, tmp: Path) -> ModuleType:
     return module
 
 
-def per_entry(module: Any, es: list[QueueEntry]) -> float:
+def held(module: Any, rate: int, checkpoints: list[int]) -> list[tuple[int, float]]:
+    """(calls given, MiB held) at each checkpoint (minutes)."""
+    start = T0 + 8 * 3600.0
+    out: list[tuple[int, float]] = []
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
     windows = module.RunningWindows(Thresholds())
-    windows.advance(es[-1].entered_at, T0 - 3600)
-    for i in range(0, len(es), 10):
-        windows.add(es[i : i + 10])
-    used = tracemalloc.get_traced_memory()[0] - base
+    given = 0
+    marks = {m * 60 - 1 for m in checkpoints}
+    for s, (now, ended) in enumerate(calls(rate, max(checkpoints) * 60, start)):
+        windows.advance(now, T0)
+        for call in ended:
+            windows.add(call)
+            given += 1
+        if s in marks:
+            out.append((given, (tracemalloc.get_traced_memory()[0] - base) / 2**20))
     tracemalloc.stop()
-    assert len(windows) == len(es)
-    return used / len(es)
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--entries", type=int, default=50_000)
+    p.add_argument("--rate", type=int, default=20)
+    p.add_argument("--minutes", default="10,30,120")
     p.add_argument("--rev", default="HEAD")
     args = p.parse_args(argv)
-    es = entries(args.entries)
+    checkpoints = sorted(int(m) for m in args.minutes.split(","))
     with tempfile.TemporaryDirectory() as tmp:
-        old = revision(args.rev, Path(tmp))
-        rows = [(f"rev={args.rev}", per_entry(old, es)), ("this tree", per_entry(current, es))]
+        old = held(revision(args.rev, Path(tmp)), args.rate, checkpoints)
+    new = held(current, args.rate, checkpoints)
     print(machine_line())
-    print(f"{args.entries:,} finished entries held by RunningWindows (both windows)")
-    print(f"{'code':<14}{'B/entry':>9}{'a day at 20/s':>15}{'ratio':>7}")
-    for name, b in rows:
-        print(f"{name:<14}{b:>9.0f}{b * 20 * 86_400 / 2**30:>12.2f} GiB{b / rows[0][1]:>7.2f}")
+    print(f"RunningWindows fed {args.rate} calls/s, one step a second; MiB held (tracemalloc)")
+    print(f"{'minutes':>8}{'calls':>10}{'rev=' + args.rev:>14}{'this tree':>12}{'ratio':>7}")
+    for m, (calls_, a), (_, b) in zip(checkpoints, old, new, strict=True):
+        print(f"{m:>8}{calls_:>10,}{a:>14.1f}{b:>12.1f}{b / a:>7.2f}")
 
 
 if __name__ == "__main__":

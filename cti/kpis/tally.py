@@ -103,25 +103,28 @@ class Tally:
         """Take out a unit added before (the longest wait is then the caller's to set)."""
         self._count(u, -1)
 
-    def merge(self, other: Tally) -> None:
-        """Add every unit of ``other`` (same thresholds)."""
+    def merge(self, other: Tally, sign: int = 1) -> None:
+        """Add every unit of ``other`` (same thresholds); ``sign=-1`` takes them out again
+        (the longest wait is then the caller's to set, as with :meth:`remove`)."""
         if other.n_s != self.n_s or other.short_abandon_s != self.short_abandon_s:
             raise ValueError("tallies of different thresholds")
-        self.units += other.units
+        self.units += sign * other.units
         for o, k in other.outcomes.items():
-            self.outcomes[o] = self.outcomes.get(o, 0) + k
-        self.short_abandoned += other.short_abandoned
-        self.within = [a + b for a, b in zip(self.within, other.within, strict=True)]
-        self.answered_wait += other.answered_wait
-        self.talk += other.talk
-        self.wrapup += other.wrapup
-        self.transfers_out += other.transfers_out
-        self.rona += other.rona
-        self.ratings += other.ratings
-        self.ratings_satisfied += other.ratings_satisfied
-        self.ratings_invalid += other.ratings_invalid
-        if other.longest_wait_s is not None and (
-            self.longest_wait_s is None or other.longest_wait_s > self.longest_wait_s
+            self.outcomes[o] = self.outcomes.get(o, 0) + sign * k
+        self.short_abandoned += sign * other.short_abandoned
+        self.within = [a + sign * b for a, b in zip(self.within, other.within, strict=True)]
+        self.answered_wait += sign * other.answered_wait
+        self.talk += sign * other.talk
+        self.wrapup += sign * other.wrapup
+        self.transfers_out += sign * other.transfers_out
+        self.rona += sign * other.rona
+        self.ratings += sign * other.ratings
+        self.ratings_satisfied += sign * other.ratings_satisfied
+        self.ratings_invalid += sign * other.ratings_invalid
+        if (
+            sign > 0
+            and other.longest_wait_s is not None
+            and (self.longest_wait_s is None or other.longest_wait_s > self.longest_wait_s)
         ):
             self.longest_wait_s = other.longest_wait_s
 
@@ -241,6 +244,17 @@ class SeatTally:
         have[2] += sign * exact(u.wrapup_s)
         if have[0] == 0:
             del self.seats[u.seat]  # compute() lists only seats that answered
+
+    def merge(self, other: SeatTally, sign: int = 1) -> None:
+        """Add (or, ``sign=-1``, take out again) every seat's sums of ``other``."""
+        seats = self.seats
+        for seat, (n, talk, wrapup) in other.seats.items():
+            have = seats.setdefault(seat, [0, 0, 0])
+            have[0] += sign * n
+            have[1] += sign * talk
+            have[2] += sign * wrapup
+            if have[0] == 0:
+                del seats[seat]  # compute() lists only seats that answered
 
     def add_sums(self, seat: str, answered: int, talk: int, wrapup: int) -> None:
         have = self.seats.setdefault(seat, [0, 0, 0])
