@@ -93,11 +93,12 @@ def seats_for(rate: float, talk: float) -> int:
     return math.ceil(rate * (talk + ANSWER_DELAY_S + 1.0)) + 5
 
 
-# --variants: name -> (event_loop, ami.drop_unread_events)
-VARIANTS: dict[str, tuple[str, bool]] = {
-    "asyncio+parse-all": ("asyncio", False),
-    "asyncio": ("asyncio", True),
-    "uvloop": ("uvloop", True),
+# --variants: name -> (event_loop, ami.drop_unread_events, ami.filter_on_server)
+VARIANTS: dict[str, tuple[str, bool, bool]] = {
+    "asyncio+parse-all": ("asyncio", False, False),
+    "asyncio": ("asyncio", True, False),
+    "uvloop": ("uvloop", True, False),
+    "asyncio+server-filter": ("asyncio", True, True),  # the shipped configuration
 }
 
 
@@ -124,9 +125,10 @@ class LoadDaemon(Daemon):
         )
         if variant in VARIANTS:  # issue 12's switches, A/B within one run
             data = yaml.safe_load(self.config.read_text(encoding="utf-8"))
-            loop, drop = VARIANTS[variant]
+            loop, drop, on_server = VARIANTS[variant]
             data["event_loop"] = loop
             data["ami"]["drop_unread_events"] = drop
+            data["ami"]["filter_on_server"] = on_server
             self.config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
 
 

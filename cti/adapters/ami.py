@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import itertools
 import random
+import re
 import socket
 import time
 from collections import deque
@@ -263,6 +264,53 @@ class _AmiProtocol(AMIProtocol):  # type: ignore[misc]  # panoramisk is untyped
 # --------------------------------------------------------------------------- client
 
 
+# Asterisk 22's manager (AMI 11) has the advanced event filters (MatchCriteria); before
+# them, a Filter's value is a regex over the whole event, and ours would let nothing through.
+_SERVER_FILTER_MIN_AMI: Final = 11
+_VARIABLE_NAME = re.compile(r"[A-Za-z0-9_]+")
+
+
+def server_filters(
+    keep_events: Collection[str], keep_variables: Collection[str] | None
+) -> list[dict[str, str]]:
+    """The ``Filter`` actions that make Asterisk send this session only the events in
+    ``keep_events`` (and of the VarSets, only those of ``keep_variables``, inheritance
+    underscores allowed): include filters, so everything else is excluded on the server —
+    no bytes on the socket, no frame to split. Events that answer an action (a list's items,
+    written to the session directly) are not filtered by Asterisk; OriginateResponse is an
+    ordinary event with an ActionID, so it is named (the executor waits for it)."""
+    names = sorted({*keep_events, "OriginateResponse"})
+    out: list[dict[str, str]] = []
+    for name in names:
+        if name == "VarSet" and keep_variables is not None:
+            variables = sorted(keep_variables)
+            if all(_VARIABLE_NAME.fullmatch(v) for v in variables):
+                out.append(
+                    {
+                        "Action": "Filter",
+                        "Operation": "Add",
+                        "MatchCriteria": (
+                            "action(include),name(VarSet),header(Variable),method(regex)"
+                        ),
+                        "Filter": "^_*(" + "|".join(variables) + ")$",
+                    }
+                )
+                continue
+        out.append(
+            {
+                "Action": "Filter",
+                "Operation": "Add",
+                "MatchCriteria": f"action(include),name({name})",
+            }
+        )
+    return out
+
+
+def _ami_major(version: str) -> int:
+    head = version.partition(".")[0]
+    return int(head) if head.isdigit() and len(head) < 4 else 0
+
+
 class AmiClient:
     """A supervised AMI connection to one Asterisk node.
 
@@ -282,8 +330,13 @@ class AmiClient:
         rng: random.Random | None = None,
         keep_events: Collection[str] | None = None,
         keep_variables: Collection[str] | None = None,
+        filter_on_server: bool = False,
     ) -> None:
         self.node = node
+        # with keep_events: ask Asterisk to send only those (server_filters), where it can
+        self._filter_on_server = filter_on_server and keep_events is not None
+        self.server_filtered = False
+        """True while this session's events are filtered by Asterisk (server_filters)."""
         self.name = node.name
         # the events the consumer reads (None: all); see AmiWireDecoder
         self._keep_events = keep_events
@@ -433,6 +486,9 @@ class AmiClient:
                 await self._login()
             logged_in = True
             self._log.info("ami_connected", version=self.version, reconnect=self.reconnects > 0)
+            self.server_filtered = False
+            if self._filter_on_server:
+                await self._add_server_filters()
             async with asyncio.TaskGroup() as tg:
                 self._resync_wanted.clear()  # the login's own resync serves earlier requests
                 helpers = [
@@ -471,6 +527,33 @@ class AmiClient:
             ) from exc
         if not reply.ok:
             raise AmiLoginError(self.name, self.node.username, reply.message or "refused")
+
+    async def _add_server_filters(self) -> None:
+        """The session's event filters (filters die with the session: every login adds
+        them). Refused (the user lacks the `system` write permission) or an older Asterisk:
+        logged, and the decoder's own dropping goes on doing the same, in Python."""
+        if _ami_major(self.version) < _SERVER_FILTER_MIN_AMI:
+            self._log.info("ami_server_filter_skipped", reason="needs Asterisk 22 (AMI 11)")
+            return
+        if self._keep_events is None:
+            return
+        actions = server_filters(self._keep_events, self._keep_variables)
+        replies = await asyncio.gather(
+            *(self._send(a, timeout=self.node.action_timeout, check=False) for a in actions),
+            return_exceptions=True,
+        )
+        refused = [r for r in replies if isinstance(r, BaseException) or not r.ok]
+        if refused:
+            first = refused[0]
+            self._log.warning(
+                "ami_server_filter_refused",
+                refused=len(refused),
+                filters=len(actions),
+                reason=str(first) if isinstance(first, BaseException) else first.message,
+            )
+        else:
+            self.server_filtered = True
+            self._log.info("ami_server_filter_added", filters=len(actions))
 
     async def _resync(self, action: str) -> None:
         try:

@@ -192,6 +192,7 @@ class Daemon:
                 # prompt check dispatch on them); the others are dropped unparsed (issue 12)
                 keep_events=EVENT_TYPES if settings.ami.drop_unread_events else None,
                 keep_variables=VARIABLES_READ if settings.ami.drop_unread_events else None,
+                filter_on_server=settings.ami.filter_on_server,
             )
             for node in settings.ami.nodes
         }

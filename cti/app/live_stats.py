@@ -1,8 +1,9 @@
 """The live KPI figures and alarms (docs/kpis.md): `cti/stats/live` and `cti/stats/alarms`.
 
-The daemon keeps the queue entries of the last 24 h in memory: seeded at start from the
-stored ones (`queue_entries`), then fed by the entries each call's :class:`StoreCall`
-carries. Per line and for the centre (one unit per call) it publishes today-so-far and
+The daemon keeps the last 24 h of queue entries as running figures: seeded at start from
+the stored ones (`queue_entries`), then fed by the entries each call's :class:`StoreCall`
+carries; a call's entries are held for two minutes, then folded into per-minute sums
+(bounded memory, :mod:`cti.kpis.running`). Per line and for the centre (one unit per call) it publishes today-so-far and
 rolling-24 h figures, retained, **at most once a second** and only when the payload changed
 (a caller still waiting makes `longest_waiting_s` grow, so that changes each second).
 The figures are running totals (:class:`cti.kpis.running.RunningWindows`: an entry is
@@ -83,7 +84,7 @@ class WaitHistogram(Histogram):
 
 
 class LiveStats:
-    """Owns the last 24 h of entries, the live figures and the active alarms."""
+    """Owns the running figures of the last 24 h, the live figures and the active alarms."""
 
     def __init__(
         self,

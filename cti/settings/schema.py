@@ -168,6 +168,15 @@ class AmiSettings(BaseModel):
             "(docs/performance.md)."
         ),
     )
+    filter_on_server: bool = Field(
+        default=True,
+        description=(
+            "With drop_unread_events: also ask Asterisk (the AMI Filter action, advanced "
+            "match criteria, Asterisk 22) to send only those events, so they cost no bytes "
+            "or framing here. Needs the AMI user's `system` write permission; refused or an "
+            "older Asterisk, it is logged and the daemon drops them itself as before."
+        ),
+    )
     max_channels: int = Field(
         default=20000,
         ge=100,

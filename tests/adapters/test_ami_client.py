@@ -20,6 +20,8 @@ from cti.adapters.ami import (
     AmiNotConnectedError,
     EventQueue,
     QueueItem,
+    _ami_major,
+    server_filters,
 )
 from cti.adapters.backoff import backoff_delay
 from cti.events import (
@@ -426,3 +428,64 @@ def test_receive_path_survives_any_chunking_and_garbage(cuts: list[int], junk: l
         return out
 
     assert asyncio.run(go()) == list(range(20))
+
+
+def test_server_filters_include_what_is_read_and_the_variables_by_regex() -> None:
+    got = server_filters({"Newchannel", "VarSet", "Hangup"}, {"CTI_LINE", "X1"})
+    assert [a["MatchCriteria"] for a in got] == [
+        "action(include),name(Hangup)",
+        "action(include),name(Newchannel)",
+        "action(include),name(OriginateResponse)",  # the executor waits for it
+        "action(include),name(VarSet),header(Variable),method(regex)",
+    ]
+    assert {a["Action"] for a in got} == {"Filter"}
+    assert {a["Operation"] for a in got} == {"Add"}
+    assert got[-1]["Filter"] == "^_*(CTI_LINE|X1)$"  # __CTI_LINE (inherited) too
+    # a variable name that is not a plain name is not put in a regex: every VarSet comes
+    odd = server_filters({"VarSet"}, {"A|B"})
+    assert {
+        "Action": "Filter",
+        "Operation": "Add",
+        "MatchCriteria": "action(include),name(VarSet)",
+    } in odd
+    assert all("Filter" not in a for a in odd)
+
+
+def test_ami_major_of_odd_versions() -> None:
+    assert _ami_major("11.0.0") == 11
+    assert _ami_major("9.0.0") == 9
+    assert _ami_major("") == 0
+    assert _ami_major("x.1") == 0
+    assert _ami_major("9" * 5000) == 0  # a hostile banner costs nothing
+
+
+async def test_server_filter_refused_is_logged_and_events_still_flow(fake: FakeAmi) -> None:
+    """The fake refuses Filter (unknown command), as an Asterisk would a user without the
+    `system` permission: the session goes on, the decoder drops what it does not read."""
+    q = EventQueue(1000)
+    client = AmiClient(
+        node(fake.port), q, keep_events={"Newchannel", "FullyBooted"}, filter_on_server=True
+    )
+    task = asyncio.create_task(client.run())
+    await client.wait_connected(3)
+    async with asyncio.timeout(3):
+        while len(fake.actions("Filter")) < 3:
+            await asyncio.sleep(0.01)
+    assert {a["MatchCriteria"] for a in fake.actions("Filter")} == {
+        "action(include),name(FullyBooted)",
+        "action(include),name(Newchannel)",
+        "action(include),name(OriginateResponse)",
+    }
+    assert client.server_filtered is False
+    fake.push({"Event": "Newchannel", "Channel": "PJSIP/a-1", "Uniqueid": "u1"})
+    assert (await next_of(q, Newchannel)).chan.uniqueid == "u1"
+    await stopped(task)
+
+
+async def test_no_server_filter_without_keep_events(fake: FakeAmi) -> None:
+    client = AmiClient(node(fake.port), EventQueue(100), filter_on_server=True)
+    task = asyncio.create_task(client.run())
+    await client.wait_connected(3)
+    await client.action({"Action": "Ping"}, check=False)
+    assert fake.actions("Filter") == []
+    await stopped(task)

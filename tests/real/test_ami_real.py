@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from cti.adapters.ami import AmiClient, AmiLoginError, EventQueue
+from cti.calls import VARIABLES_READ
 from cti.events import (
+    EVENT_TYPES,
     AmiConnected,
     AmiDisconnected,
     AmiEvent,
@@ -46,19 +48,9 @@ async def collect_until(q: EventQueue, pred: Any, timeout: float = 15.0) -> list
                 return got
 
 
-async def test_login_and_action_with_reply(ami: tuple[AmiClient, EventQueue]) -> None:
-    client, q = ami
-    reply = await client.action({"Action": "CoreSettings"})
-    assert reply.ok
-    assert str(reply.response["AsteriskVersion"]).startswith("22.")
-    first = await q.get()
-    assert isinstance(first, AmiConnected)
-    assert first.reconnect is False
-    assert isinstance(await q.get(), FullyBooted)
-
-
-async def test_call_events_in_order_with_chinese_name(ami: tuple[AmiClient, EventQueue]) -> None:
-    client, q = ami
+async def call_to_hold(client: AmiClient, q: EventQueue) -> tuple[str, str, list[Any]]:
+    """A call from 张三 into 12345, until its ;2 half waits in the holding loop: its two
+    Local ids and the items read from ``q`` until then (the last: that Newexten)."""
     a, b = unique("a"), unique("b")
     await client.action(
         {
@@ -74,7 +66,6 @@ async def test_call_events_in_order_with_chinese_name(ami: tuple[AmiClient, Even
             "Variable": "HOLDMODE=wait",
         }
     )
-    # the ;2 half reaches the holding loop; then hang the call up
     seen = await collect_until(
         q,
         lambda e: (
@@ -84,6 +75,23 @@ async def test_call_events_in_order_with_chinese_name(ami: tuple[AmiClient, Even
             and e.headers.get("Context") == "hold-wait"
         ),
     )
+    return a, b, seen
+
+
+async def test_login_and_action_with_reply(ami: tuple[AmiClient, EventQueue]) -> None:
+    client, q = ami
+    reply = await client.action({"Action": "CoreSettings"})
+    assert reply.ok
+    assert str(reply.response["AsteriskVersion"]).startswith("22.")
+    first = await q.get()
+    assert isinstance(first, AmiConnected)
+    assert first.reconnect is False
+    assert isinstance(await q.get(), FullyBooted)
+
+
+async def test_call_events_in_order_with_chinese_name(ami: tuple[AmiClient, EventQueue]) -> None:
+    client, q = ami
+    a, b, seen = await call_to_hold(client, q)
     await client.action({"Action": "Hangup", "Channel": seen[-1].headers["Channel"]})
     hung: set[str] = set()
 
@@ -148,3 +156,63 @@ async def test_reconnect_and_resync_after_asterisk_restart(
     assert proc.returncode == 0, err.decode()
     assert client.connected
     assert (await client.action({"Action": "Ping"})).ok
+
+
+async def test_server_filter_sends_only_what_the_daemon_reads() -> None:
+    """Two sessions reading the same typed events, one asking Asterisk to filter (the AMI
+    Filter action, advanced criteria): one call later, the filtered session saw the same
+    typed events of the call, received nothing it had to drop itself, and fewer bytes."""
+    clients: list[tuple[AmiClient, EventQueue]] = []
+    tasks = []
+    for on in (True, False):
+        q = EventQueue(100_000)
+        c = AmiClient(
+            bed_node(),
+            q,
+            keep_events=EVENT_TYPES,
+            keep_variables=VARIABLES_READ,
+            filter_on_server=on,
+        )
+        tasks.append(asyncio.create_task(c.run()))
+        await c.wait_connected(10)
+        clients.append((c, q))
+    (filtered, _), (plain, pq) = clients
+    try:
+        async with asyncio.timeout(10):
+            while not filtered.server_filtered:
+                await asyncio.sleep(0.05)
+        assert plain.server_filtered is False
+        before = {c: (c.wire_stats.filtered_events, c.wire_stats.bytes_in) for c, _ in clients}
+        a, b, held = await call_to_hold(plain, pq)
+        await plain.action({"Action": "Hangup", "Channel": held[-1].headers["Channel"]})
+
+        def done(uids: set[str]) -> Any:
+            def pred(e: Any) -> bool:
+                if isinstance(e, Hangup) and e.chan.uniqueid in {a, b}:
+                    uids.add(e.chan.uniqueid)
+                return uids == {a, b}
+
+            return pred
+
+        seen: dict[AmiClient, list[tuple[str, str | None, str | None]]] = {}
+        for c, q in clients:
+            # the plain session's items up to the hold were read by call_to_hold
+            got = [*(held if c is plain else ()), *await collect_until(q, done(set()), 15)]
+            seen[c] = [
+                (e.name, e.headers.get("Uniqueid"), e.headers.get("Variable"))
+                for e in got
+                if isinstance(e, AmiEvent) and e.headers.get("Linkedid") == a
+            ]
+        assert seen[filtered] == seen[plain]
+        assert len(seen[filtered]) > 10
+        dropped = {c: c.wire_stats.filtered_events - before[c][0] for c, _ in clients}
+        read = {c: c.wire_stats.bytes_in - before[c][1] for c, _ in clients}
+        assert dropped[plain] > 0  # the call did bring events nobody reads ...
+        assert dropped[filtered] == 0  # ... and Asterisk kept them from the filtered session
+        assert read[filtered] < read[plain]
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with pytest.raises(asyncio.CancelledError):
+                await t
