@@ -3,9 +3,10 @@
 The daemon keeps the last 24 h of queue entries as running figures: seeded at start from
 the stored ones (`queue_entries`), then fed by the entries each call's :class:`StoreCall`
 carries; a call's entries are held for two minutes, then folded into per-minute sums
-(bounded memory, :mod:`cti.kpis.running`). Per line and for the centre (one unit per call) it publishes today-so-far and
-rolling-24 h figures, retained, **at most once a second** and only when the payload changed
-(a caller still waiting makes `longest_waiting_s` grow, so that changes each second).
+(bounded memory, :mod:`cti.kpis.running`). Per line and for the centre (one unit per
+call begun in the window) it publishes today-so-far and rolling-24 h figures, retained,
+**at most once a second** and only when the payload changed (a caller still waiting makes
+`longest_waiting_s` grow, so that changes each second).
 The figures are running totals (:class:`cti.kpis.running.RunningWindows`: an entry is
 counted when it arrives and when its minute leaves the window), so a step costs O(lines),
 not O(entries of the day); the rolling window drops whole minutes (24 h to 24 h 59 s).
