@@ -334,7 +334,7 @@ class AmiClient:
     ) -> None:
         self.node = node
         # with keep_events: ask Asterisk to send only those (server_filters), where it can
-        self._filter_on_server = filter_on_server and keep_events is not None
+        self._filter_on_server = filter_on_server
         self.server_filtered = False
         """True while this session's events are filtered by Asterisk (server_filters)."""
         self.name = node.name
@@ -532,10 +532,10 @@ class AmiClient:
         """The session's event filters (filters die with the session: every login adds
         them). Refused (the user lacks the `system` write permission) or an older Asterisk:
         logged, and the decoder's own dropping goes on doing the same, in Python."""
+        if self._keep_events is None:
+            return  # the session reads every event: nothing to filter
         if _ami_major(self.version) < _SERVER_FILTER_MIN_AMI:
             self._log.info("ami_server_filter_skipped", reason="needs Asterisk 22 (AMI 11)")
-            return
-        if self._keep_events is None:
             return
         actions = server_filters(self._keep_events, self._keep_variables)
         replies = await asyncio.gather(

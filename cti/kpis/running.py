@@ -135,8 +135,7 @@ class _Running:
         """A kept unit moved into a sealed minute: same sums, its wait leaves the heap."""
         if u.outcome in OFFERED:
             self._drop_wait(u.wait_s)
-            if self.sealed_longest is None or u.wait_s > self.sealed_longest:
-                self.sealed_longest = u.wait_s
+            self._see(u.wait_s)
 
     def merge(self, agg: _Agg, sign: int) -> None:
         """A sealed minute in (1) or out (-1); out leaves ``sealed_longest`` stale."""
@@ -153,9 +152,12 @@ class _Running:
             self.see_longest(agg)
 
     def see_longest(self, agg: _Agg) -> None:
-        longest = agg.tally.longest_wait_s
-        if longest is not None and (self.sealed_longest is None or longest > self.sealed_longest):
-            self.sealed_longest = longest
+        if agg.tally.longest_wait_s is not None:
+            self._see(agg.tally.longest_wait_s)
+
+    def _see(self, wait: float) -> None:
+        if self.sealed_longest is None or wait > self.sealed_longest:
+            self.sealed_longest = wait
 
     def _drop_wait(self, wait: float) -> None:
         w = -wait
@@ -230,14 +232,14 @@ class RunningWindows:
         self._due: list[tuple[float, int, CallKey]] = []  # heap: (seal at, arrival, call)
         self._arrivals = itertools.count()
         self._minutes: dict[int, _Minute] = {}  # sealed minutes inside the rolling window
-        self._sealed = 0  # entries folded into the sealed minutes
         self._now = -math.inf
         self.rolling = _Window(thresholds, -math.inf)
         self.today = _Window(thresholds, -math.inf)
 
     def __len__(self) -> int:
         """The entries in the rolling window (kept and sealed)."""
-        return self._sealed + sum(len(c.entries) for c in self._calls.values())
+        sealed = sum(a.tally.units for m in self._minutes.values() for a in m.lines.values())
+        return sealed + sum(len(c.entries) for c in self._calls.values())
 
     @property
     def kept_calls(self) -> int:
@@ -320,7 +322,7 @@ class RunningWindows:
         changed = False
         start = rolling_start(now)
         if start > self.rolling.start:
-            changed = self._move_start(start) or changed
+            changed = self._move_start(start)
         if midnight != self.today.start:
             self._new_day(midnight)
             changed = True
@@ -365,10 +367,8 @@ class RunningWindows:
         for line, agg in minute.lines.items():
             running = w.line(line)
             running.merge(agg, sign)
-            if sign < 0:
-                if running.tally.units == 0:
-                    del w.lines[line]
-                self._sealed -= agg.tally.units if w is self.rolling else 0
+            if sign < 0 and running.tally.units == 0:
+                del w.lines[line]
         if minute.centre is not None:
             w.running_centre().merge(minute.centre, sign)
         if sign < 0:
@@ -392,7 +392,6 @@ class RunningWindows:
                 agg = minute.lines[e.line] = _Agg(Tally.of(self._t))
             agg.tally.add(e)
             agg.add_seat(e)
-            self._sealed += 1
             for w in both:
                 if self._in(w, e.entered_at):
                     w.lines[e.line].seal(e)

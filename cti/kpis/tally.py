@@ -245,17 +245,6 @@ class SeatTally:
         if have[0] == 0:
             del self.seats[u.seat]  # compute() lists only seats that answered
 
-    def merge(self, other: SeatTally, sign: int = 1) -> None:
-        """Add (or, ``sign=-1``, take out again) every seat's sums of ``other``."""
-        seats = self.seats
-        for seat, (n, talk, wrapup) in other.seats.items():
-            have = seats.setdefault(seat, [0, 0, 0])
-            have[0] += sign * n
-            have[1] += sign * talk
-            have[2] += sign * wrapup
-            if have[0] == 0:
-                del seats[seat]  # compute() lists only seats that answered
-
     def add_sums(self, seat: str, answered: int, talk: int, wrapup: int) -> None:
         have = self.seats.setdefault(seat, [0, 0, 0])
         have[0] += answered
